@@ -1,0 +1,63 @@
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "engine/ops/norm/rms_norm_cuda.h"
+
+namespace moeserve::engine {
+namespace {
+
+// One block per row; 256 threads stride over the row. Sum of squares in fp32, reduced
+// first within each warp by shuffles, then across the 8 warps through shared memory.
+constexpr int kThreadsPerBlock = 256;
+constexpr int kWarpSize = 32;
+
+__device__ float BlockReduceSum(float value) {
+  __shared__ float warp_sums[kThreadsPerBlock / kWarpSize];
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  }
+  const int warp = threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (lane == 0) warp_sums[warp] = value;
+  __syncthreads();
+  value = lane < kThreadsPerBlock / kWarpSize ? warp_sums[lane] : 0.0f;
+  if (warp == 0) {
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+      value += __shfl_xor_sync(0xffffffffu, value, offset);
+    }
+    if (lane == 0) warp_sums[0] = value;
+  }
+  __syncthreads();
+  return warp_sums[0];
+}
+
+__global__ void RmsNormBf16Kernel(const __nv_bfloat16* __restrict__ x,
+                                  const __nv_bfloat16* __restrict__ weight, float eps, int64_t dim,
+                                  __nv_bfloat16* __restrict__ y) {
+  const int64_t row = blockIdx.x;
+  const __nv_bfloat16* in = x + row * dim;
+  float sum_squares = 0.0f;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = __bfloat162float(in[i]);
+    sum_squares += v * v;
+  }
+  const float inv_rms = rsqrtf(BlockReduceSum(sum_squares) / static_cast<float>(dim) + eps);
+  __nv_bfloat16* out = y + row * dim;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    out[i] = __float2bfloat16(__bfloat162float(weight[i]) * (__bfloat162float(in[i]) * inv_rms));
+  }
+}
+
+}  // namespace
+
+int LaunchRmsNormBf16(const uint16_t* x, const uint16_t* weight, float eps, int64_t num_rows,
+                      int64_t dim, uint16_t* y, void* stream) {
+  if (num_rows == 0) return cudaSuccess;
+  RmsNormBf16Kernel<<<static_cast<unsigned>(num_rows), kThreadsPerBlock, 0,
+                      static_cast<cudaStream_t>(stream)>>>(
+      reinterpret_cast<const __nv_bfloat16*>(x), reinterpret_cast<const __nv_bfloat16*>(weight),
+      eps, dim, reinterpret_cast<__nv_bfloat16*>(y));
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace moeserve::engine
