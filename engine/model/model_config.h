@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -24,6 +26,11 @@ enum class TopkMethod {
 };
 enum class ScoringFunc { kSoftmax, kSigmoid };
 
+// The config.json spellings ("DeepseekV3ForCausalLM", "noaux_tc", "sigmoid").
+std::string_view ArchitectureName(Architecture architecture);
+std::string_view TopkMethodName(TopkMethod method);
+std::string_view ScoringFuncName(ScoringFunc func);
+
 struct RopeScaling {
   // Only YaRN is used by DeepSeek checkpoints; an absent rope_scaling means plain RoPE.
   double factor = 1.0;
@@ -32,12 +39,16 @@ struct RopeScaling {
   double beta_slow = 1.0;
   double mscale = 1.0;
   double mscale_all_dim = 0.0;
+
+  bool operator==(const RopeScaling&) const = default;
 };
 
 struct Fp8Quantization {
   int64_t weight_block_rows = 128;  // weight_block_size[0]
   int64_t weight_block_cols = 128;  // weight_block_size[1]
   bool dynamic_activation = true;   // activation_scheme "dynamic"
+
+  bool operator==(const Fp8Quantization&) const = default;
 };
 
 struct ModelConfig {
@@ -80,7 +91,12 @@ struct ModelConfig {
   std::optional<Fp8Quantization> fp8;  // quantization_config with quant_method "fp8"
 
   std::optional<int64_t> bos_token_id;
-  std::optional<int64_t> eos_token_id;
+  std::optional<int64_t> eos_token_id;  // the first of eos_token_ids
+  // Every id of an `eos_token_id` list (HF allows int or list). Parsing fills both fields;
+  // ModelConfigToJson writes a list only when this holds more than one id.
+  std::vector<int64_t> eos_token_ids;
+
+  bool operator==(const ModelConfig&) const = default;
 
   // --- Derived values.
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }

@@ -38,7 +38,7 @@ float Fp8E5M2ToFloat(uint8_t v) { return F16ToFloat(static_cast<uint16_t>(v) << 
 }  // namespace
 
 int DTypeSize(DType dtype) { return Info(dtype).size; }
-std::string_view DTypeName(DType dtype) { return Info(dtype).name; }
+const char* DTypeName(DType dtype) { return Info(dtype).name.data(); }
 
 std::optional<DType> ParseDTypeName(std::string_view name) {
   for (const DTypeInfo& info : kDTypes) {

@@ -35,7 +35,7 @@ enum class DType : uint8_t {
 // Bytes per element.
 int DTypeSize(DType dtype);
 // The safetensors spelling ("BF16", "F8_E4M3", ...).
-std::string_view DTypeName(DType dtype);
+const char* DTypeName(DType dtype);
 // Parses a safetensors dtype string; nullopt for names we do not know.
 std::optional<DType> ParseDTypeName(std::string_view name);
 

@@ -1,0 +1,151 @@
+#include "engine/model/deepseek_model.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "engine/io/checkpoint.h"
+#include "engine/model/dense_mlp.h"
+#include "engine/model/linear.h"
+#include "engine/model/mla_layer.h"
+#include "engine/model/moe_layer.h"
+#include "engine/model/weight_loader.h"
+#include "engine/ops/norm/rms_norm.h"
+#include "engine/status_macros.h"
+
+namespace moeserve::engine {
+namespace {
+
+std::optional<YarnParams> YarnOf(const ModelConfig& c) {
+  if (!c.rope_scaling.has_value()) return std::nullopt;
+  const RopeScaling& r = *c.rope_scaling;
+  return YarnParams{.factor = r.factor,
+                    .original_max_position_embeddings = r.original_max_position_embeddings,
+                    .beta_fast = r.beta_fast,
+                    .beta_slow = r.beta_slow,
+                    .mscale = r.mscale,
+                    .mscale_all_dim = r.mscale_all_dim};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::string& model_dir) {
+  MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir + "/config.json"));
+  MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
+  MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(checkpoint, config));
+  return std::make_unique<DeepseekModel>(std::move(config), std::move(weights));
+}
+
+DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      rope_(MakeRopeTable(config_.qk_rope_head_dim, config_.rope_theta, YarnOf(config_))),
+      expert_token_counts_(
+          static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {}
+
+KvPages DeepseekModel::MakeKvPages(int64_t num_blocks) const {
+  return KvPages(config_.num_hidden_layers, num_blocks, config_.kv_cache_dim());
+}
+
+absl::Status DeepseekModel::ValidateBatch(const ForwardBatch& b, const KvPages& pages) const {
+  const int64_t num_tokens = b.num_tokens();
+  if (static_cast<int64_t>(b.positions.size()) != num_tokens ||
+      static_cast<int64_t>(b.slot_mapping.size()) != num_tokens) {
+    return absl::InvalidArgumentError("ForwardBatch: positions/slot_mapping size != num_tokens");
+  }
+  if (static_cast<int64_t>(b.query_start_loc.size()) != b.num_seqs() + 1 ||
+      b.query_start_loc.front() != 0 || b.query_start_loc.back() != num_tokens) {
+    return absl::InvalidArgumentError("ForwardBatch: query_start_loc does not cover the tokens");
+  }
+  if (static_cast<int64_t>(b.block_tables.size()) != b.num_seqs() * b.max_blocks_per_seq) {
+    return absl::InvalidArgumentError("ForwardBatch: block_tables size != num_seqs * width");
+  }
+  if (pages.num_layers() != config_.num_hidden_layers || pages.kv_dim() != config_.kv_cache_dim()) {
+    return absl::InvalidArgumentError("KvPages do not match the model's layers or kv_dim");
+  }
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    if (b.token_ids[t] < 0 || b.token_ids[t] >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", b.token_ids[t], " at index ", t,
+                                                     " is outside the vocabulary [0, ",
+                                                     config_.vocab_size, ")"));
+    }
+    if (b.slot_mapping[t] >= pages.num_blocks() * kKvBlockSize) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot ", b.slot_mapping[t], " at index ", t, " is beyond the KV pages"));
+    }
+  }
+  for (int64_t s = 0; s < b.num_seqs(); ++s) {
+    const int64_t n = b.num_new_tokens(s);
+    if (n < 0 || b.seq_lens[s] < n || b.seq_lens[s] > b.max_blocks_per_seq * kKvBlockSize) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": seq_len ", b.seq_lens[s],
+                                                     " with ", n,
+                                                     " new tokens does not fit its block table"));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (b.positions[b.query_start_loc[s] + i] != b.seq_lens[s] - n + i) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s, ": positions are not the last ", n, " of its context"));
+      }
+    }
+    for (int64_t j = 0; j < (b.seq_lens[s] + kKvBlockSize - 1) / kKvBlockSize; ++j) {
+      const int32_t block = b.block_table(s)[j];
+      if (block < 0 || block >= pages.num_blocks()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s, ": block id ", block, " is outside the KV pages"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& batch, KvPages& pages,
+                                                          const ForwardOptions& options) const {
+  MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
+  const int64_t num_tokens = batch.num_tokens();
+  const int64_t hidden = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const bool quantize = options.quantize_activations;
+
+  // Residual stream h: [num_tokens, hidden] fp32.
+  std::vector<float> h(static_cast<size_t>(num_tokens * hidden));
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const float* row = weights_.embed_tokens.data() + batch.token_ids[t] * hidden;
+    std::copy(row, row + hidden, h.begin() + t * hidden);
+  }
+  std::vector<float> normed(h.size()), branch(h.size());
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    const DecoderLayerWeights& layer = weights_.layers[l];
+    RmsNormCpu(h, layer.input_norm, eps, num_tokens, absl::MakeSpan(normed));
+    MlaForward(config_, layer.attention, rope_, batch, options, normed.data(), pages.layer(l),
+               branch.data());
+    for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
+
+    RmsNormCpu(h, layer.post_attention_norm, eps, num_tokens, absl::MakeSpan(normed));
+    if (layer.moe.has_value()) {
+      MoeForward(config_, *layer.moe, normed.data(), num_tokens, quantize, branch.data(),
+                 expert_token_counts_.data() + l * config_.n_routed_experts);
+    } else {
+      MlpForward(*layer.dense_mlp, normed.data(), num_tokens, quantize, branch.data());
+    }
+    for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
+  }
+
+  // Final norm and lm_head on the rows whose logits are wanted.
+  std::vector<int64_t> rows;
+  if (options.logits_for == LogitsFor::kAllTokens) {
+    for (int64_t t = 0; t < num_tokens; ++t) rows.push_back(t);
+  } else {
+    for (int64_t s = 0; s < batch.num_seqs(); ++s) rows.push_back(batch.query_start_loc[s + 1] - 1);
+  }
+  const int64_t num_rows = static_cast<int64_t>(rows.size());
+  std::vector<float> final_hidden(static_cast<size_t>(num_rows * hidden));
+  for (int64_t r = 0; r < num_rows; ++r) {
+    std::copy(h.begin() + rows[r] * hidden, h.begin() + (rows[r] + 1) * hidden,
+              final_hidden.begin() + r * hidden);
+  }
+  RmsNormCpu(final_hidden, weights_.final_norm, eps, num_rows, absl::MakeSpan(final_hidden));
+  std::vector<float> logits(static_cast<size_t>(num_rows * config_.vocab_size));
+  ApplyLinear(weights_.lm_head, final_hidden.data(), num_rows, hidden, quantize, logits.data());
+  return logits;
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,54 @@
+// A DeepSeek-V2/V3 causal LM on the CPU backend:
+// embed → N × (RMSNorm → MLA → RMSNorm → dense MLP | MoE) → RMSNorm → lm_head.
+//
+// The model owns its weights (immutable after Load) and nothing else: the latent KV pages
+// belong to the caller (the model runner), and each step's inputs come in a ForwardBatch.
+// Forward is const and safe to call from one thread at a time per KvPages.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/forward_options.h"
+#include "engine/model/model_config.h"
+#include "engine/model/weights.h"
+#include "engine/ops/rope/rope.h"
+#include "engine/runner/forward_batch.h"
+#include "engine/runner/kv_pages.h"
+
+namespace moeserve::engine {
+
+class DeepseekModel {
+ public:
+  // Reads config.json and the safetensors of an HF checkpoint directory.
+  static absl::StatusOr<std::unique_ptr<DeepseekModel>> Load(const std::string& model_dir);
+  DeepseekModel(ModelConfig config, ModelWeights weights);
+
+  const ModelConfig& config() const { return config_; }
+
+  // KV pages sized for this model: num_blocks blocks of kKvBlockSize tokens per layer.
+  KvPages MakeKvPages(int64_t num_blocks) const;
+
+  // Runs one step: writes the new tokens' latents into `pages` and returns fp32 logits,
+  // [num_seqs, vocab] or [num_tokens, vocab] per options.logits_for. Token ids outside the
+  // vocabulary and inconsistent batches are InvalidArgument, checked before any work.
+  absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch, KvPages& pages,
+                                             const ForwardOptions& options = {}) const;
+
+  // Tokens routed to each (MoE layer, expert) by the calls so far: [num_layers, n_experts]
+  // (zero rows for dense layers). Not synchronised: read it from the forward thread.
+  const std::vector<int64_t>& expert_token_counts() const { return expert_token_counts_; }
+
+ private:
+  absl::Status ValidateBatch(const ForwardBatch& batch, const KvPages& pages) const;
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  RopeTable rope_;
+  mutable std::vector<int64_t> expert_token_counts_;
+};
+
+}  // namespace moeserve::engine

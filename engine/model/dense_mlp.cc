@@ -1,0 +1,20 @@
+#include "engine/model/dense_mlp.h"
+
+#include <vector>
+
+#include "engine/model/linear.h"
+#include "engine/ops/activation/silu_mul.h"
+
+namespace moeserve::engine {
+
+void MlpForward(const MlpWeights& mlp, const float* x, int64_t rows, bool quantize_activations,
+                float* out, bool accumulate) {
+  const int64_t width = mlp.width();
+  std::vector<float> gate_up(static_cast<size_t>(rows * 2 * width));
+  ApplyLinear(mlp.gate_up, x, rows, mlp.gate_up.in_features, quantize_activations, gate_up.data());
+  std::vector<float> activated(static_cast<size_t>(rows * width));
+  SiluMulCpu(gate_up.data(), rows, width, activated.data());
+  ApplyLinear(mlp.down, activated.data(), rows, width, quantize_activations, out, -1, accumulate);
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,16 @@
+// One nn.Linear on the CPU backend: y = x · Wᵀ, with the input rounded through FP8 first when
+// the weight was FP8 and activation quantization is on (reference §4).
+#pragma once
+
+#include <cstdint>
+
+#include "engine/model/weights.h"
+
+namespace moeserve::engine {
+
+// x: [rows, in_features] with row stride ldx; y: [rows, out_features] (row stride ldy, default
+// out_features). accumulate: y += x · Wᵀ.
+void ApplyLinear(const LinearWeight& linear, const float* x, int64_t rows, int64_t ldx,
+                 bool quantize_activations, float* y, int64_t ldy = -1, bool accumulate = false);
+
+}  // namespace moeserve::engine

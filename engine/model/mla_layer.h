@@ -1,0 +1,25 @@
+// Multi-head latent attention for one layer and one step (reference §3.1).
+//
+// Projects q and the latent [c_kv | k_pe], applies RoPE, writes the new latents into the
+// paged cache, then attends for each sequence in the naive form (expand the cached latents
+// through kv_b_proj; prefill) or the absorbed form (attend in the 576-dim latent space;
+// decode). Both read the context from the same cache, so they agree on any batch.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/model/forward_options.h"
+#include "engine/model/model_config.h"
+#include "engine/model/weights.h"
+#include "engine/ops/rope/rope.h"
+#include "engine/runner/forward_batch.h"
+
+namespace moeserve::engine {
+
+// x: [num_tokens, hidden] (after input_layernorm); pages: this layer's [num_blocks, 64, 576];
+// out: [num_tokens, hidden] (overwritten).
+void MlaForward(const ModelConfig& config, const MlaWeights& weights, const RopeTable& rope,
+                const ForwardBatch& batch, const ForwardOptions& options, const float* x,
+                float* pages, float* out);
+
+}  // namespace moeserve::engine

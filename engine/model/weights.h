@@ -1,0 +1,64 @@
+// The weights of a DeepSeek model as the CPU backend holds them: fp32, dequantized once at load.
+//
+// FP8 linears remember that they were FP8 so the forward pass can quantize their input
+// activations (reference §4), making CPU numerics mirror the GPU's FP8 GEMMs. gate_proj and
+// up_proj are fused into one [2I, D] matrix per MLP (one GEMM, then SiLU·mul).
+// Filled by LoadModelWeights (weight_loader.h); immutable afterwards.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace moeserve::engine {
+
+struct LinearWeight {
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  std::vector<float> weight;  // [out_features, in_features], y = x · weightᵀ
+  bool fp8 = false;           // stored as F8_E4M3 + weight_scale_inv in the checkpoint
+};
+
+struct MlpWeights {
+  LinearWeight gate_up;  // [2 * width, hidden]: rows [0, width) gate_proj, then up_proj
+  LinearWeight down;     // [hidden, width]
+  int64_t width() const { return down.in_features; }
+};
+
+struct MoeWeights {
+  std::vector<float> router;           // [n_routed_experts, hidden] (mlp.gate.weight)
+  std::vector<float> correction_bias;  // [n_routed_experts] noaux_tc only, else empty
+  std::vector<MlpWeights> experts;     // [n_routed_experts]
+  std::optional<MlpWeights> shared;    // n_shared_experts fused into one MLP
+};
+
+struct MlaWeights {
+  std::optional<LinearWeight> q_proj;    // [H * 192, hidden] when q_lora_rank is null
+  std::optional<LinearWeight> q_a_proj;  // [q_lora_rank, hidden]
+  std::vector<float> q_a_norm;           // [q_lora_rank]
+  std::optional<LinearWeight> q_b_proj;  // [H * 192, q_lora_rank]
+  LinearWeight kv_a_proj;                // [kv_lora_rank + rope_dim, hidden]
+  std::vector<float> kv_a_norm;          // [kv_lora_rank]
+  LinearWeight kv_b_proj;                // [H * (nope_dim + v_dim), kv_lora_rank]
+  LinearWeight o_proj;                   // [hidden, H * v_dim]
+  // kv_b_proj split per head for the absorbed form (reference §3.1):
+  std::vector<float> w_uk_t;  // [H, kv_lora_rank, nope_dim]: W_UK[h]ᵀ, so q_abs = q_nope · W_UK[h]
+  std::vector<float> w_uv;    // [H, v_dim, kv_lora_rank]:   W_UV[h],  so o_h = o_lat · W_UV[h]ᵀ
+};
+
+struct DecoderLayerWeights {
+  std::vector<float> input_norm;           // [hidden]
+  std::vector<float> post_attention_norm;  // [hidden]
+  MlaWeights attention;
+  std::optional<MlpWeights> dense_mlp;  // layers before first_k_dense_replace
+  std::optional<MoeWeights> moe;        // the others
+};
+
+struct ModelWeights {
+  std::vector<float> embed_tokens;  // [vocab, hidden]
+  std::vector<float> final_norm;    // [hidden]
+  LinearWeight lm_head;             // [vocab, hidden]
+  std::vector<DecoderLayerWeights> layers;
+};
+
+}  // namespace moeserve::engine

@@ -1,0 +1,53 @@
+// The explicit inputs of one forward step over the paged latent cache.
+//
+// Built by the model runner from the scheduler's batch (and by tools/tests through
+// ForwardBatchBuilder) and passed down the call chain as an argument, never through global
+// state (ARCHITECTURE.md §5 rule 2). Sequences are laid out back to back: sequence s owns
+// tokens [query_start_loc[s], query_start_loc[s+1]), which are the last tokens of its context
+// of seq_lens[s] tokens.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace moeserve::engine {
+
+// Tokens per KV block (DESIGN.md §3; FlashMLA's page size).
+inline constexpr int64_t kKvBlockSize = 64;
+
+struct ForwardBatch {
+  std::vector<int32_t> token_ids;        // [num_tokens]
+  std::vector<int32_t> positions;        // [num_tokens] absolute, 0-based
+  std::vector<int64_t> slot_mapping;     // [num_tokens] block_id * kKvBlockSize + offset
+  std::vector<int32_t> query_start_loc;  // [num_seqs + 1]
+  std::vector<int32_t> seq_lens;         // [num_seqs] context length including this step
+  std::vector<int32_t> block_tables;     // [num_seqs, max_blocks_per_seq], padded with 0
+  int64_t max_blocks_per_seq = 0;
+
+  int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
+  int64_t num_seqs() const { return static_cast<int64_t>(seq_lens.size()); }
+  int64_t num_new_tokens(int64_t seq) const {
+    return query_start_loc[seq + 1] - query_start_loc[seq];
+  }
+  const int32_t* block_table(int64_t seq) const {
+    return block_tables.data() + seq * max_blocks_per_seq;
+  }
+};
+
+// Assembles a ForwardBatch sequence by sequence.
+class ForwardBatchBuilder {
+ public:
+  // block_table must cover num_computed + new_token_ids.size() tokens; the new tokens take
+  // positions num_computed, num_computed + 1, ...
+  void AddSequence(absl::Span<const int32_t> block_table, int64_t num_computed,
+                   absl::Span<const int32_t> new_token_ids);
+  ForwardBatch Build() &&;
+
+ private:
+  ForwardBatch batch_;
+  std::vector<std::vector<int32_t>> block_tables_;
+};
+
+}  // namespace moeserve::engine
