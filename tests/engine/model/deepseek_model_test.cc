@@ -1,0 +1,187 @@
+// Properties of the CPU forward pass that hold for any weights: the two MLA forms agree,
+// chunking and batching do not change results, and the paged cache is read through the
+// block table. Golden comparisons against transformers are in golden_test.cc.
+#include "engine/model/deepseek_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "engine/runner/offline_runner.h"
+#include "tests/testing/test_checkpoints.h"
+
+namespace moeserve::engine {
+namespace {
+
+struct Preset {
+  const char* name;
+  bool fp8;
+};
+
+void PrintTo(const Preset& preset, std::ostream* os) {
+  *os << preset.name << (preset.fp8 ? " fp8" : "");
+}
+
+std::string PresetName(const ::testing::TestParamInfo<Preset>& info) {
+  std::string name = info.param.name;
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  return name + (info.param.fp8 ? "_fp8" : "");
+}
+
+std::vector<int32_t> RandomTokens(std::mt19937& rng, int64_t n, int64_t vocab) {
+  std::uniform_int_distribution<int32_t> dist(0, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = dist(rng);
+  return ids;
+}
+
+// max |a - b| / max |b|.
+double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b) {
+  double max_diff = 0.0, max_ref = 0.0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
+  }
+  return max_diff / max_ref;
+}
+
+class DeepseekModelTest : public ::testing::TestWithParam<Preset> {
+ protected:
+  void SetUp() override {
+    auto model = DeepseekModel::Load(testing::TestCheckpointDir(GetParam().name, GetParam().fp8));
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = *std::move(model);
+    vocab_ = model_->config().vocab_size;
+  }
+
+  // Logits of every position of `prompt` from one prefill step.
+  std::vector<float> PrefillAll(const std::vector<int32_t>& prompt, MlaForm form,
+                                bool quantize = false) {
+    OfflineRunner runner(*model_, 1, static_cast<int64_t>(prompt.size()));
+    ForwardOptions options{
+        .mla_form = form, .logits_for = LogitsFor::kAllTokens, .quantize_activations = quantize};
+    auto logits = runner.Step({prompt}, options);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    return logits.ok() ? *logits : std::vector<float>();
+  }
+
+  std::unique_ptr<DeepseekModel> model_;
+  int64_t vocab_ = 0;
+  std::mt19937 rng_{20261123};
+};
+
+TEST_P(DeepseekModelTest, AbsorbedFormEqualsNaiveForm) {
+  // Both forms over the same 70 tokens (crossing a 64-token block) in one step.
+  const std::vector<int32_t> prompt = RandomTokens(rng_, 70, vocab_);
+  const std::vector<float> naive = PrefillAll(prompt, MlaForm::kNaive);
+  const std::vector<float> absorbed = PrefillAll(prompt, MlaForm::kAbsorbed);
+  ASSERT_EQ(naive.size(), absorbed.size());
+  EXPECT_LE(MaxRelativeError(absorbed, naive), 1e-5);
+}
+
+TEST_P(DeepseekModelTest, AbsorbedDecodeStepsEqualNaivePrefill) {
+  // Prefill 20 tokens, then decode 50 one at a time (absorbed form, reading the cache the
+  // earlier steps wrote); each step's logits must match the one-shot naive prefill.
+  const std::vector<int32_t> tokens = RandomTokens(rng_, 70, vocab_);
+  const std::vector<float> reference = PrefillAll(tokens, MlaForm::kNaive);
+
+  OfflineRunner runner(*model_, 1, 70, /*block_shuffle_seed=*/7);
+  ForwardOptions options{.logits_for = LogitsFor::kLastTokenOfEachSequence,
+                         .quantize_activations = false};
+  auto first = runner.Step({{tokens.begin(), tokens.begin() + 20}}, options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  for (int64_t p = 20; p < 70; ++p) {
+    auto step = runner.Step({{tokens[p]}}, options);
+    ASSERT_TRUE(step.ok()) << step.status();
+    const std::vector<float> expected(reference.begin() + p * vocab_,
+                                      reference.begin() + (p + 1) * vocab_);
+    ASSERT_LE(MaxRelativeError(*step, expected), 1e-5) << "position " << p;
+  }
+}
+
+TEST_P(DeepseekModelTest, ChunkedPrefillEqualsOneShotPrefill) {
+  const std::vector<int32_t> tokens = RandomTokens(rng_, 90, vocab_);
+  const std::vector<float> reference = PrefillAll(tokens, MlaForm::kNaive);
+  OfflineRunner runner(*model_, 1, 90);
+  ForwardOptions options{.mla_form = MlaForm::kNaive,
+                         .logits_for = LogitsFor::kAllTokens,
+                         .quantize_activations = false};
+  int64_t begin = 0;
+  for (int64_t chunk : {5, 60, 1, 24}) {
+    auto logits = runner.Step({{tokens.begin() + begin, tokens.begin() + begin + chunk}}, options);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    const std::vector<float> expected(reference.begin() + begin * vocab_,
+                                      reference.begin() + (begin + chunk) * vocab_);
+    EXPECT_LE(MaxRelativeError(*logits, expected), 1e-5) << "chunk at " << begin;
+    begin += chunk;
+  }
+}
+
+TEST_P(DeepseekModelTest, BatchInvariance_GreedyLogitsBitIdenticalAloneAndBatched) {
+  const std::vector<int32_t> target = RandomTokens(rng_, 13, vocab_);
+  std::vector<std::vector<int32_t>> batch = {RandomTokens(rng_, 40, vocab_), target,
+                                             RandomTokens(rng_, 3, vocab_)};
+  ForwardOptions options;  // defaults: auto form, activation quantization on
+  auto alone = GenerateGreedy(*model_, {target}, 6, options);
+  auto together = GenerateGreedy(*model_, batch, 6, options);
+  ASSERT_TRUE(alone.ok() && together.ok());
+  EXPECT_EQ((*alone)[0], (*together)[1]);
+
+  // Logits of the prefill step, bit for bit.
+  OfflineRunner alone_runner(*model_, 1, 64), batch_runner(*model_, 3, 64, 99);
+  auto a = alone_runner.Step({target}, options);
+  auto b = batch_runner.Step(batch, options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(std::memcmp(a->data(), b->data() + vocab_, vocab_ * sizeof(float)), 0);
+}
+
+TEST_P(DeepseekModelTest, RejectsTokenOutsideVocabulary) {
+  OfflineRunner runner(*model_, 1, 8);
+  auto logits = runner.Step({{1, static_cast<int32_t>(vocab_)}}, ForwardOptions{});
+  ASSERT_FALSE(logits.ok());
+  EXPECT_EQ(logits.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(logits.status().message()).find("outside the vocabulary"),
+            std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, DeepseekModelTest,
+                         ::testing::Values(Preset{"tiny-v2-lite", false}, Preset{"tiny-v2", false},
+                                           Preset{"tiny-v3", false}, Preset{"tiny-v3", true}),
+                         PresetName);
+
+TEST(DeepseekModelFp8Test, ActivationQuantizationPerturbsButKeepsLogits) {
+  // With FP8 weights, rounding activations through e4m3 (about 3.6% RMS error per value,
+  // compounded over ~6 quantized linears per layer and occasional routing flips) must move the
+  // logits, so the switch works, while every position keeps the same logit direction.
+  auto model = DeepseekModel::Load(testing::TestCheckpointDir("tiny-v3", true));
+  ASSERT_TRUE(model.ok()) << model.status();
+  const int64_t vocab = (*model)->config().vocab_size;
+  std::mt19937 rng(5);
+  const std::vector<int32_t> prompt = RandomTokens(rng, 17, vocab);
+  ForwardOptions on{.logits_for = LogitsFor::kAllTokens, .quantize_activations = true};
+  ForwardOptions off{.logits_for = LogitsFor::kAllTokens, .quantize_activations = false};
+  OfflineRunner r1(**model, 1, 17), r2(**model, 1, 17);
+  auto quantized = r1.Step({prompt}, on);
+  auto exact = r2.Step({prompt}, off);
+  ASSERT_TRUE(quantized.ok() && exact.ok());
+  EXPECT_GT(MaxRelativeError(*quantized, *exact), 1e-4);
+  double cosine_sum = 0.0;
+  for (size_t p = 0; p < prompt.size(); ++p) {
+    double dot = 0.0, norm_q = 0.0, norm_e = 0.0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      const double q = (*quantized)[p * vocab + v], e = (*exact)[p * vocab + v];
+      dot += q * e;
+      norm_q += q * q;
+      norm_e += e * e;
+    }
+    cosine_sum += dot / std::sqrt(norm_q * norm_e);
+  }
+  EXPECT_GT(cosine_sum / prompt.size(), 0.9);
+}
+
+}  // namespace
+}  // namespace moeserve::engine

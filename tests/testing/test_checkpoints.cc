@@ -1,0 +1,38 @@
+#include "tests/testing/test_checkpoints.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "tools/make_model/checkpoint_maker.h"
+#include "tools/make_model/model_presets.h"
+
+namespace moeserve::testing {
+
+std::string TestCheckpointDir(const std::string& preset, bool fp8, uint64_t seed) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(MOESERVE_BINARY_DIR) / "test_checkpoints";
+  const fs::path final_dir = root / absl::StrCat(preset, fp8 ? "-fp8" : "", "-s", seed);
+  if (fs::exists(final_dir / "config.json")) return final_dir.string();
+
+  auto config = tools::PresetConfig(preset);
+  const fs::path temp_dir = root / absl::StrCat(".tmp-", preset, "-", getpid());
+  tools::MakeCheckpointOptions options{
+      .out_dir = temp_dir.string(), .fp8 = fp8, .shards = 2, .seed = seed};
+  absl::Status status =
+      config.ok() ? tools::MakeRandomCheckpoint(*config, options) : config.status();
+  if (!status.ok()) {
+    std::fprintf(stderr, "cannot write test checkpoint %s: %s\n", preset.c_str(),
+                 status.ToString().c_str());
+    std::abort();
+  }
+  std::error_code ec;
+  fs::rename(temp_dir, final_dir, ec);
+  if (ec) fs::remove_all(temp_dir);  // another process got there first
+  return final_dir.string();
+}
+
+}  // namespace moeserve::testing

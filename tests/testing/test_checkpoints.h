@@ -1,0 +1,16 @@
+// Random-weight checkpoints for tests, generated once per build tree and shared.
+//
+// CTest runs each test case as its own process (possibly in parallel), so a checkpoint is
+// written into a private temporary directory and renamed into place atomically; whoever
+// loses the race discards its copy.
+#pragma once
+
+#include <string>
+
+namespace moeserve::testing {
+
+// Directory of the `preset` checkpoint (moeserve-make-model presets) with the given seed.
+// Aborts the test binary with a message if it cannot be written.
+std::string TestCheckpointDir(const std::string& preset, bool fp8, uint64_t seed = 1234);
+
+}  // namespace moeserve::testing
