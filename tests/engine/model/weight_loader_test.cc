@@ -1,0 +1,188 @@
+// Loading a checkpoint whose tensors disagree with config.json, or are damaged, fails with a
+// message naming the tensor and the file; the MTP layer is recognised and kept out.
+#include "engine/model/weight_loader.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+
+#include "engine/io/safetensors_writer.h"
+#include "engine/model/deepseek_model.h"
+#include "tests/testing/test_checkpoints.h"
+
+namespace moeserve::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct OwnedTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+// Copies a test checkpoint into a fresh single-file checkpoint after `mutate` edits its
+// tensor list (and optionally its config.json text).
+std::string MutatedCheckpoint(const std::string& preset, bool fp8, const std::string& tag,
+                              const std::function<void(std::vector<OwnedTensor>&)>& mutate,
+                              const std::function<void(std::string&)>& mutate_config = {}) {
+  const std::string source = testing::TestCheckpointDir(preset, fp8);
+  auto checkpoint = Checkpoint::Open(source);
+  EXPECT_TRUE(checkpoint.ok()) << checkpoint.status();
+  std::vector<OwnedTensor> tensors;
+  for (const std::string& name : checkpoint->TensorNames()) {
+    TensorView view = *checkpoint->Get(name);
+    tensors.push_back({name, view.info->dtype, view.info->shape,
+                       std::vector<uint8_t>(view.bytes.begin(), view.bytes.end())});
+  }
+  mutate(tensors);
+  const fs::path dir = fs::path(::testing::TempDir()) / ("moeserve_loader_" + tag);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ifstream config_in(source + "/config.json");
+  std::string config((std::istreambuf_iterator<char>(config_in)), std::istreambuf_iterator<char>());
+  if (mutate_config) mutate_config(config);
+  std::ofstream(dir / "config.json") << config;
+  std::vector<TensorToWrite> to_write;
+  for (const OwnedTensor& t : tensors) to_write.push_back({t.name, t.dtype, t.shape, t.bytes});
+  EXPECT_TRUE(WriteSafetensors((dir / "model.safetensors").string(), to_write).ok());
+  return dir.string();
+}
+
+OwnedTensor* FindTensor(std::vector<OwnedTensor>& tensors, const std::string& name) {
+  for (OwnedTensor& t : tensors) {
+    if (t.name == name) return &t;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  return nullptr;
+}
+
+void ExpectLoadError(const std::string& dir, absl::StatusCode code,
+                     const std::vector<std::string>& fragments) {
+  auto model = DeepseekModel::Load(dir);
+  ASSERT_FALSE(model.ok()) << "loading " << dir << " should have failed";
+  EXPECT_EQ(model.status().code(), code) << model.status();
+  const std::string message(model.status().message());
+  for (const std::string& fragment : fragments) {
+    EXPECT_NE(message.find(fragment), std::string::npos)
+        << "message \"" << message << "\" should mention \"" << fragment << "\"";
+  }
+}
+
+TEST(WeightLoaderTest, LoadsMainStackAndLeavesMtpLayerOut) {
+  const std::string dir = testing::TestCheckpointDir("tiny-v3", false);
+  auto checkpoint = Checkpoint::Open(dir);
+  ASSERT_TRUE(checkpoint.ok());
+  // tiny-v3 has 3 layers and one MTP layer stored as layer 3.
+  EXPECT_TRUE(checkpoint->Contains("model.layers.3.eh_proj.weight"));
+  EXPECT_TRUE(checkpoint->Contains("model.layers.3.self_attn.kv_b_proj.weight"));
+  auto config = LoadModelConfig(dir + "/config.json");
+  ASSERT_TRUE(config.ok());
+  auto weights = LoadModelWeights(*checkpoint, *config);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  EXPECT_EQ(weights->layers.size(), 3u);
+  EXPECT_TRUE(weights->layers[0].dense_mlp.has_value());
+  EXPECT_TRUE(weights->layers[1].moe.has_value());
+  EXPECT_EQ(weights->layers[1].moe->experts.size(), 16u);
+  EXPECT_EQ(weights->layers[1].moe->correction_bias.size(), 16u);
+}
+
+TEST(WeightLoaderTest, Fp8WeightsDequantizeWithTheirBlockScales) {
+  const std::string dir = testing::TestCheckpointDir("tiny-v3", true);
+  auto checkpoint = Checkpoint::Open(dir);
+  auto config = LoadModelConfig(dir + "/config.json");
+  ASSERT_TRUE(checkpoint.ok() && config.ok());
+  auto weights = LoadModelWeights(*checkpoint, *config);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  // kv_a_proj_with_mqa is [576, 256]: rows 512..575 form a partial block using scale row 4.
+  const std::string name = "model.layers.0.self_attn.kv_a_proj_with_mqa";
+  TensorView w = *checkpoint->Get(name + ".weight");
+  TensorView s = *checkpoint->Get(name + ".weight_scale_inv");
+  ASSERT_EQ(s.info->shape, (std::vector<int64_t>{5, 2}));
+  const LinearWeight& linear = weights->layers[0].attention.kv_a_proj;
+  EXPECT_TRUE(linear.fp8);
+  for (int64_t row : {0, 127, 128, 511, 512, 575}) {
+    for (int64_t col : {0, 127, 128, 255}) {
+      const float scale = LoadAsFloat(s.bytes.data(), DType::kF32, (row / 128) * 2 + col / 128);
+      const float expected = Fp8E4M3ToFloat(w.bytes[row * 256 + col]) * scale;
+      EXPECT_EQ(linear.weight[row * 256 + col], expected) << row << "," << col;
+    }
+  }
+}
+
+TEST(WeightLoaderTest, MissingTensorIsNamed) {
+  const std::string dir = MutatedCheckpoint("tiny-v3", false, "missing", [](auto& tensors) {
+    std::erase_if(tensors, [](const OwnedTensor& t) {
+      return t.name == "model.layers.1.self_attn.kv_a_layernorm.weight";
+    });
+  });
+  ExpectLoadError(dir, absl::StatusCode::kNotFound,
+                  {"model.layers.1.self_attn.kv_a_layernorm.weight"});
+}
+
+TEST(WeightLoaderTest, ShapeNotMatchingConfigIsNamedWithBothShapes) {
+  const std::string dir = MutatedCheckpoint("tiny-v2-lite", false, "shape", [](auto& tensors) {
+    OwnedTensor* t = FindTensor(tensors, "model.layers.2.self_attn.o_proj.weight");
+    t->shape = {t->shape[1], t->shape[0]};  // same bytes, transposed shape
+  });
+  ExpectLoadError(
+      dir, absl::StatusCode::kInvalidArgument,
+      {"model.layers.2.self_attn.o_proj.weight", "model.safetensors", "[512, 256]", "[256, 512]"});
+}
+
+TEST(WeightLoaderTest, ConfigDisagreeingWithTensorsIsAnError) {
+  const std::string dir = MutatedCheckpoint(
+      "tiny-v2", false, "config", [](auto&) {},
+      [](std::string& config) {
+        const size_t at = config.find("\"moe_intermediate_size\": 128");
+        ASSERT_NE(at, std::string::npos);
+        config.replace(at, 28, "\"moe_intermediate_size\": 256");
+      });
+  ExpectLoadError(dir, absl::StatusCode::kInvalidArgument, {"experts.0.gate_proj.weight"});
+}
+
+TEST(WeightLoaderTest, NanInFp8ScalesIsAnError) {
+  const std::string dir = MutatedCheckpoint("tiny-v3", true, "nan_scale", [](auto& tensors) {
+    OwnedTensor* t = FindTensor(tensors, "model.layers.1.mlp.experts.3.down_proj.weight_scale_inv");
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(t->bytes.data() + 4, &nan, 4);
+  });
+  ExpectLoadError(dir, absl::StatusCode::kInvalidArgument,
+                  {"model.layers.1.mlp.experts.3.down_proj.weight_scale_inv", "non-finite"});
+}
+
+TEST(WeightLoaderTest, Fp8WeightWithoutScaleIsAnError) {
+  const std::string dir = MutatedCheckpoint("tiny-v3", true, "no_scale", [](auto& tensors) {
+    std::erase_if(tensors, [](const OwnedTensor& t) {
+      return t.name == "model.layers.0.self_attn.o_proj.weight_scale_inv";
+    });
+  });
+  ExpectLoadError(dir, absl::StatusCode::kNotFound,
+                  {"model.layers.0.self_attn.o_proj.weight_scale_inv"});
+}
+
+TEST(WeightLoaderTest, IntegerWeightIsAnError) {
+  const std::string dir = MutatedCheckpoint("tiny-v3", false, "int_weight", [](auto& tensors) {
+    OwnedTensor* t = FindTensor(tensors, "model.norm.weight");
+    t->dtype = DType::kI16;  // same byte size as BF16
+  });
+  ExpectLoadError(dir, absl::StatusCode::kInvalidArgument, {"model.norm.weight", "I16"});
+}
+
+TEST(WeightLoaderTest, TruncatedShardNamesTheFile) {
+  const std::string source = testing::TestCheckpointDir("tiny-v3", false);
+  const fs::path dir = fs::path(::testing::TempDir()) / "moeserve_loader_truncated";
+  fs::remove_all(dir);
+  fs::copy(source, dir);
+  const fs::path shard = dir / "model-00002-of-00002.safetensors";
+  fs::resize_file(shard, fs::file_size(shard) - 1000);
+  ExpectLoadError(dir.string(), absl::StatusCode::kDataLoss, {"model-00002-of-00002.safetensors"});
+}
+
+}  // namespace
+}  // namespace moeserve::engine
