@@ -12,6 +12,7 @@
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/status_macros.h"
+#include "tools/make_model/tokenizer_writer.h"
 
 namespace moeserve::tools {
 namespace {
@@ -220,6 +221,7 @@ absl::Status MakeRandomCheckpoint(const ModelConfig& input_config,
     return absl::InternalError(absl::StrCat("cannot create ", options.out_dir, ": ", ec.message()));
   MOESERVE_RETURN_IF_ERROR(
       WriteTextFile(options.out_dir + "/config.json", engine::ModelConfigToJson(config)));
+  MOESERVE_RETURN_IF_ERROR(WriteTokenizerFiles(config.vocab_size, options.out_dir));
 
   // Partition the specs, in order, into shards of about equal size.
   const std::vector<TensorSpec> specs = CheckpointTensorSpecs(config);

@@ -119,8 +119,9 @@ ModelConfig V2Lite() {
   c.routed_scaling_factor = 1.0;
   c.first_k_dense_replace = 1;
   c.rope_scaling = Yarn(0.707);
-  c.bos_token_id = 100000;
-  c.eos_token_id = 100001;
+  // bos/eos of the tokenizer make-model writes (tokenizer_writer.h), not V2-Lite's own.
+  c.bos_token_id = 0;
+  c.eos_token_id = 1;
   return c;
 }
 

@@ -31,9 +31,9 @@ __device__ float BlockReduceSum(float value) {
   return warp_sums[0];
 }
 
-__global__ void RmsNormBf16Kernel(const __nv_bfloat16* __restrict__ x,
+__global__ void RmsNormBf16Kernel(const __nv_bfloat16* x,  // may alias y (in place)
                                   const __nv_bfloat16* __restrict__ weight, float eps, int64_t dim,
-                                  __nv_bfloat16* __restrict__ y) {
+                                  __nv_bfloat16* y) {
   const int64_t row = blockIdx.x;
   const __nv_bfloat16* in = x + row * dim;
   float sum_squares = 0.0f;

@@ -111,8 +111,8 @@ TEST(Fp8E4M3Test, RandomValuesMatchBruteForceNearest) {
   TestRng rng;
   for (int i = 0; i < 20000; ++i) {
     // Log-uniform magnitudes from far below the subnormals to far above saturation.
-    const float x = static_cast<float>((rng.Bits() & 1 ? -1.0 : 1.0) *
-                                       std::exp2(rng.Uniform(-14.0, 11.0)));
+    const float x =
+        static_cast<float>((rng.Bits() & 1 ? -1.0 : 1.0) * std::exp2(rng.Uniform(-14.0, 11.0)));
     ASSERT_EQ(int{FloatToFp8E4M3(x)}, RefFp8Encode(x)) << "x = " << x;
   }
 }
@@ -133,7 +133,7 @@ TEST(Fp8E4M3Test, SubnormalsAreMultiplesOfTwoToTheMinus9) {
   for (int k = 0; k <= 8; ++k) {
     EXPECT_EQ(int{FloatToFp8E4M3(k * step)}, k) << k;  // k = 8 is the min normal, code 0x08
     EXPECT_EQ(Fp8E4M3ToFloat(static_cast<uint8_t>(k)), k * step);
-    EXPECT_EQ(int{FloatToFp8E4M3(-k * step)}, 0x80 | k) << -k;
+    EXPECT_EQ(int{FloatToFp8E4M3(-(k * step))}, 0x80 | k) << -k;  // -0 for k = 0
   }
   // Halfway cases round to the even multiple: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, 7.5 -> 8.
   EXPECT_EQ(FloatToFp8E4M3(0.5f * step), 0x00);
@@ -219,8 +219,8 @@ TEST(F16Test, MidpointsRoundToEven) {
 TEST(F16Test, RandomValuesMatchReference) {
   TestRng rng;
   for (int i = 0; i < 100000; ++i) {
-    const float x = static_cast<float>((rng.Bits() & 1 ? -1.0 : 1.0) *
-                                       std::exp2(rng.Uniform(-27.0, 17.0)));
+    const float x =
+        static_cast<float>((rng.Bits() & 1 ? -1.0 : 1.0) * std::exp2(rng.Uniform(-27.0, 17.0)));
     ASSERT_EQ(int{FloatToF16(x)}, RefF16Encode(x)) << "x = " << x;
   }
 }
@@ -291,11 +291,11 @@ struct NameCase {
 };
 
 constexpr NameCase kNames[] = {
-    {"BOOL", DType::kBool, 1}, {"U8", DType::kU8, 1},     {"I8", DType::kI8, 1},
+    {"BOOL", DType::kBool, 1},      {"U8", DType::kU8, 1},          {"I8", DType::kI8, 1},
     {"F8_E4M3", DType::kF8E4M3, 1}, {"F8_E5M2", DType::kF8E5M2, 1}, {"I16", DType::kI16, 2},
-    {"U16", DType::kU16, 2},   {"F16", DType::kF16, 2},   {"BF16", DType::kBF16, 2},
-    {"I32", DType::kI32, 4},   {"U32", DType::kU32, 4},   {"F32", DType::kF32, 4},
-    {"F64", DType::kF64, 8},   {"I64", DType::kI64, 8},   {"U64", DType::kU64, 8},
+    {"U16", DType::kU16, 2},        {"F16", DType::kF16, 2},        {"BF16", DType::kBF16, 2},
+    {"I32", DType::kI32, 4},        {"U32", DType::kU32, 4},        {"F32", DType::kF32, 4},
+    {"F64", DType::kF64, 8},        {"I64", DType::kI64, 8},        {"U64", DType::kU64, 8},
 };
 
 TEST(DTypeNameTest, ParsesEverySafetensorsName) {

@@ -34,12 +34,8 @@ std::vector<double> ReferenceSiluMul(const std::vector<float>& gate_up, int64_t 
 TEST(SiluMulCpuTest, MatchesDoubleReference) {
   TestRng rng;
   // 18432 / 2048 / 1408 / 10944: V3 dense and expert, V2-Lite expert and dense widths.
-  for (const auto& [tokens, width] : {std::pair<int64_t, int64_t>{3, 18432},
-                                      {7, 2048},
-                                      {5, 1408},
-                                      {2, 10944},
-                                      {1, 1},
-                                      {33, 3}}) {
+  for (const auto& [tokens, width] :
+       {std::pair<int64_t, int64_t>{3, 18432}, {7, 2048}, {5, 1408}, {2, 10944}, {1, 1}, {33, 3}}) {
     SCOPED_TRACE("tokens=" + std::to_string(tokens) + " width=" + std::to_string(width));
     const std::vector<float> gate_up =
         rng.NormalFloats(static_cast<size_t>(tokens * 2 * width), 3.0);
@@ -56,7 +52,7 @@ TEST(SiluMulCpuTest, MatchesDoubleReference) {
 
 TEST(SiluMulCpuTest, ExtremeGatesStayFinite) {
   // silu(z) → z for large z and → 0 (from below) for very negative z; no inf/NaN on the way.
-  const std::vector<float> gate_up = {100.0f, -100.0f, -1000.0f, 1e4f, 0.5f,  // gates
+  const std::vector<float> gate_up = {100.0f, -100.0f, -1000.0f, 1e4f,  0.5f,   // gates
                                       2.0f,   3.0f,    4.0f,     -1.0f, 1.0f};  // ups
   std::vector<float> out(5);
   SiluMulCpu(gate_up.data(), 1, 5, out.data());

@@ -58,9 +58,9 @@ TEST(DequantizeFp8BlockWeightTest, MatchesNaiveFormulaIncludingPartialEdgeBlocks
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t j = 0; j < cols; ++j) {
         // A product of two floats is exact in double, so one rounding to float matches fp32.
-        const float expected = static_cast<float>(
-            static_cast<double>(Fp8E4M3ToFloat(fp8[i * cols + j])) *
-            scale_inv[(i / 128) * scale_cols + j / 128]);
+        const float expected =
+            static_cast<float>(static_cast<double>(Fp8E4M3ToFloat(fp8[i * cols + j])) *
+                               scale_inv[(i / 128) * scale_cols + j / 128]);
         ASSERT_EQ(w[i * cols + j], expected) << "at (" << i << ", " << j << ")";
       }
     }

@@ -72,9 +72,10 @@ void CheckAgainstReference(TestRng& rng, const Shape& s, bool accumulate) {
 TEST(GemmCpuTest, MatchesDoubleReferenceOnOddShapes) {
   TestRng rng;
   const Shape shapes[] = {
-      {1, 1, 1, 1, 1},        {1, 7, 5, 5, 7},        {3, 5, 7, 7, 5},       {4, 4, 8, 8, 4},
-      {5, 9, 13, 13, 9},      {6, 3, 64, 64, 3},      {7, 130, 129, 129, 130},
-      {13, 37, 200, 200, 37}, {33, 66, 576, 576, 66}, {2, 515, 1031, 1031, 515},
+      {1, 1, 1, 1, 1},           {1, 7, 5, 5, 7},        {3, 5, 7, 7, 5},
+      {4, 4, 8, 8, 4},           {5, 9, 13, 13, 9},      {6, 3, 64, 64, 3},
+      {7, 130, 129, 129, 130},   {13, 37, 200, 200, 37}, {33, 66, 576, 576, 66},
+      {2, 515, 1031, 1031, 515},
   };
   for (const Shape& s : shapes) CheckAgainstReference(rng, s, /*accumulate=*/false);
 }

@@ -1,6 +1,8 @@
 // Tests of the CUDA RMSNorm (bf16 in/out, fp32 statistics) against RmsNormCpu on the same
 // bf16-rounded inputs. Skips, saying why, when no CUDA device is present (ARCHITECTURE.md §5
 // rule 8).
+#include "engine/ops/norm/rms_norm_cuda.h"
+
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -10,7 +12,6 @@
 
 #include "engine/ops/dtype.h"
 #include "engine/ops/norm/rms_norm.h"
-#include "engine/ops/norm/rms_norm_cuda.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
 

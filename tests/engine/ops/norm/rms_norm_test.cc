@@ -25,7 +25,8 @@ std::vector<double> ReferenceRmsNorm(const std::vector<float>& x, const std::vec
   std::vector<double> y(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     double mean_sq = 0.0;
-    for (int64_t i = 0; i < dim; ++i) mean_sq += static_cast<double>(x[r * dim + i]) * x[r * dim + i];
+    for (int64_t i = 0; i < dim; ++i)
+      mean_sq += static_cast<double>(x[r * dim + i]) * x[r * dim + i];
     mean_sq /= static_cast<double>(dim);
     const double inv_rms = 1.0 / std::sqrt(mean_sq + eps);
     for (int64_t i = 0; i < dim; ++i) y[r * dim + i] = w[i] * (x[r * dim + i] * inv_rms);
