@@ -1,0 +1,102 @@
+#include "engine/engine_loop.h"
+
+#include "engine/output_processor.h"
+
+namespace moeserve::engine {
+
+EngineLoop::EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer,
+                       const EngineOptions& options)
+    : tokenizer_(tokenizer), scheduler_(options), runner_(model, options) {}
+
+void EngineLoop::AddRequest(GenerateRequest request, TokenSink* sink) {
+  // Without a per-request seed each request still gets its own stream, fixed at arrival.
+  const uint64_t seed = request.sampling.seed.value_or(seed_source_());
+  scheduler_.Add(std::make_unique<Sequence>(std::move(request), sink, next_arrival_number_++, seed,
+                                            tokenizer_));
+}
+
+void EngineLoop::EndSequence(Sequence* sequence, TokenEvent final_event,
+                             std::vector<std::string>& ended) {
+  std::unique_ptr<Sequence> owned = scheduler_.Finish(sequence);
+  ended.push_back(owned->request.request_id);
+  owned->sink->OnEvent(std::move(final_event));
+}
+
+bool EngineLoop::AbortRequest(const std::string& request_id) {
+  Sequence* s = scheduler_.Find(request_id);
+  if (s == nullptr) return false;
+  std::vector<std::string> ended;
+  EndSequence(s, MakeFinalEvent(*s, FinishReason::kAbort), ended);
+  return true;
+}
+
+void EngineLoop::AbortAll() {
+  std::vector<std::string> ended;
+  while (Sequence* s = scheduler_.AnyLiveSequence()) {
+    EndSequence(s, MakeFinalEvent(*s, FinishReason::kAbort), ended);
+  }
+}
+
+std::vector<std::string> EngineLoop::RunOnce() {
+  std::vector<std::string> ended;
+  if (!scheduler_.HasWork()) return ended;
+  const Clock::time_point begin = Clock::now();
+
+  ScheduledBatch batch = scheduler_.Schedule();
+  last_step_ = StepStats{.batch_size = static_cast<int64_t>(batch.sequences.size()),
+                         .num_prefill_tokens = batch.num_prefill_tokens,
+                         .num_decode_tokens = batch.num_decode_tokens,
+                         .num_preempted = batch.num_preempted};
+  if (batch.empty()) return ended;
+  for (const ScheduledSequence& entry : batch.sequences) {
+    if (!entry.sequence->timestamps.scheduled) entry.sequence->timestamps.scheduled = begin;
+  }
+
+  absl::StatusOr<StepOutput> output = runner_.Execute(batch);
+  if (!output.ok()) {
+    // A failed step fails the requests in it, not the engine.
+    for (const ScheduledSequence& entry : batch.sequences) {
+      EndSequence(entry.sequence,
+                  MakeFinalEvent(*entry.sequence, FinishReason::kError,
+                                 std::string(output.status().message())),
+                  ended);
+    }
+    return ended;
+  }
+  scheduler_.CommitComputed(batch);
+
+  for (size_t i = 0; i < output->sequences.size(); ++i) {
+    Sequence* s = output->sequences[i];
+    scheduler_.AppendToken(*s, output->tokens[i].token_id);
+    ++total_generated_tokens_;
+    TokenEvent event = ProcessSampledToken(*s, output->tokens[i]);
+    if (event.finish) {
+      EndSequence(s, std::move(event), ended);
+    } else {
+      s->sink->OnEvent(std::move(event));
+    }
+  }
+  ++total_steps_;
+  last_step_.step_ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
+  return ended;
+}
+
+void EngineLoop::FillStats(EngineStats& stats) const {
+  const KvCacheStats kv = scheduler_.kv_cache().Stats();
+  stats.num_running = scheduler_.num_running();
+  stats.num_waiting = scheduler_.num_waiting();
+  stats.num_kv_blocks = kv.num_blocks;
+  stats.num_kv_blocks_used = kv.num_blocks_used;
+  stats.num_kv_blocks_cached_unused = kv.num_blocks_cached_unused;
+  stats.kv_usage = kv.usage();
+  stats.kv_bytes_per_token = runner_.kv_bytes_per_token();
+  stats.total_steps = total_steps_;
+  stats.total_preemptions = scheduler_.total_preemptions();
+  stats.prefix_query_tokens = kv.prefix_query_tokens;
+  stats.prefix_hit_tokens = kv.prefix_hit_tokens;
+  stats.total_generated_tokens = total_generated_tokens_;
+  stats.last_step = last_step_;
+  stats.expert_token_counts = runner_.model().expert_token_counts();
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,51 @@
+// One engine step as named stages: schedule → execute → commit → emit (ARCHITECTURE.md §4.4).
+//
+// Owns the Scheduler (sequences, KV blocks) and the ModelRunner (weights' user, KV pages).
+// Engine thread only; Engine feeds it new sequences and cancellations between steps.
+#pragma once
+
+#include <memory>
+#include <random>
+#include <string>
+
+#include "engine/engine_options.h"
+#include "engine/engine_stats.h"
+#include "engine/runner/model_runner.h"
+#include "engine/scheduler/scheduler.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace moeserve::engine {
+
+class EngineLoop {
+ public:
+  EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options);
+
+  // Starts a request (already validated by Engine::Submit).
+  void AddRequest(GenerateRequest request, TokenSink* sink);
+  // Ends a live request with finish reason `abort`; unknown ids are ignored (already done).
+  // Returns whether it was live.
+  bool AbortRequest(const std::string& request_id);
+  void AbortAll();
+
+  // Runs one step if there is work. Returns the ids of requests that ended in it.
+  std::vector<std::string> RunOnce();
+
+  bool HasWork() const { return scheduler_.HasWork(); }
+  std::vector<std::string> LiveRequestIds() const { return scheduler_.LiveRequestIds(); }
+  void FillStats(EngineStats& stats) const;
+  const Scheduler& scheduler() const { return scheduler_; }
+
+ private:
+  void EndSequence(Sequence* sequence, TokenEvent final_event, std::vector<std::string>& ended);
+
+  const Tokenizer* tokenizer_;
+  Scheduler scheduler_;
+  ModelRunner runner_;
+  int64_t next_arrival_number_ = 0;
+  std::mt19937_64 seed_source_{std::random_device{}()};
+  int64_t total_steps_ = 0;
+  int64_t total_generated_tokens_ = 0;
+  StepStats last_step_;
+};
+
+}  // namespace moeserve::engine

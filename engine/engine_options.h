@@ -1,0 +1,26 @@
+// Limits and switches of the engine, fixed at creation.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/model/forward_options.h"
+
+namespace moeserve::engine {
+
+struct EngineOptions {
+  int64_t num_kv_blocks = 256;           // of 64 tokens each (from the memory planner or a flag)
+  int64_t max_num_seqs = 64;             // running sequences per step
+  int64_t max_num_batched_tokens = 512;  // token budget of one step (chunked prefill)
+  int64_t max_model_len = 4096;          // prompt + generated tokens of one sequence
+  int64_t max_waiting_requests = 1024;   // beyond this Submit answers ResourceExhausted
+  // Blocks kept free when admitting new prompts, so running decodes rarely preempt (vLLM's
+  // watermark, 1% by default).
+  double admission_watermark = 0.01;
+  bool enable_prefix_caching = true;
+  // The CPU backend attends in the absorbed form for every token, prefill included: then a
+  // token's computation never depends on whether it was prefilled, decoded or recomputed
+  // after preemption, and greedy output is identical in every batch (DESIGN.md §4).
+  MlaForm mla_form = MlaForm::kAbsorbed;
+};
+
+}  // namespace moeserve::engine

@@ -1,0 +1,58 @@
+#include "engine/runner/model_runner.h"
+
+#include "engine/runner/forward_batch.h"
+#include "engine/status_macros.h"
+
+namespace moeserve::engine {
+
+ModelRunner::ModelRunner(const DeepseekModel& model, const EngineOptions& options)
+    : model_(model), options_(options), pages_(model.MakeKvPages(options.num_kv_blocks)) {}
+
+int64_t ModelRunner::kv_bytes_per_token() const {
+  return pages_.num_layers() * pages_.kv_dim() * static_cast<int64_t>(sizeof(float));
+}
+
+absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
+  ForwardBatchBuilder builder;
+  for (const ScheduledSequence& entry : batch.sequences) {
+    const Sequence& s = *entry.sequence;
+    const auto begin = s.tokens.begin() + s.num_computed_tokens;
+    builder.AddSequence(s.block_table.ids(), s.num_computed_tokens,
+                        std::vector<int32_t>(begin, begin + entry.num_new_tokens));
+  }
+  ForwardOptions forward_options;
+  forward_options.mla_form = options_.mla_form;
+  forward_options.logits_for = LogitsFor::kLastTokenOfEachSequence;
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<float> logits,
+                            model_.Forward(std::move(builder).Build(), pages_, forward_options));
+
+  // Sample the rows whose chunk reached the end of their sequence.
+  const int64_t vocab = model_.config().vocab_size;
+  StepOutput output;
+  std::vector<float> rows;
+  std::vector<SamplingRow> sampling_rows;
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const ScheduledSequence& entry = batch.sequences[i];
+    if (!entry.samples) continue;
+    Sequence& s = *entry.sequence;
+    rows.insert(rows.end(), logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+    // Before min_new_tokens, EOS and stop ids may not be chosen (vLLM MinTokensLogitsProcessor).
+    if (s.num_generated() < s.request.stop.min_new_tokens) {
+      float* row = rows.data() + rows.size() - vocab;
+      if (!s.request.stop.ignore_eos) {
+        for (int32_t id : s.request.stop.eos_token_ids) row[id] = -INFINITY;
+      }
+      for (int32_t id : s.request.stop.stop_token_ids) row[id] = -INFINITY;
+    }
+    const absl::Span<const int32_t> all(s.tokens);
+    sampling_rows.push_back(
+        {&s.request.sampling,
+         PenaltyContext{all.subspan(0, s.num_prompt_tokens), all.subspan(s.num_prompt_tokens)},
+         &s.rng});
+    output.sequences.push_back(&s);
+  }
+  if (!sampling_rows.empty()) output.tokens = SampleBatch(rows, vocab, sampling_rows);
+  return output;
+}
+
+}  // namespace moeserve::engine
