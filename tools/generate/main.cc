@@ -70,8 +70,7 @@ int main(int argc, char** argv) {
   if (!prompt_ids.ok()) return Fail(prompt_ids.status().ToString());
   if (prompt_ids->empty()) return Fail("the prompt encodes to no tokens");
 
-  OfflineRunner runner(**model, 1,
-                       static_cast<int64_t>(prompt_ids->size()) + stop.max_new_tokens);
+  OfflineRunner runner(**model, 1, static_cast<int64_t>(prompt_ids->size()) + stop.max_new_tokens);
   IncrementalDetokenizer detokenizer(**tokenizer, /*skip_special_tokens=*/true);
   StopChecker stop_checker(stop);
   SequenceRng rng(seed);
@@ -93,8 +92,8 @@ int main(int argc, char** argv) {
     const SampledToken token =
         SampleToken(*logits, sampling, PenaltyContext{*prompt_ids, generated}, rng);
     generated.push_back(token.token_id);
-    StopDecision decision = stop_checker.OnToken(
-        token.token_id, detokenizer.Append(token.token_id), static_cast<int64_t>(generated.size()));
+    StopDecision decision = stop_checker.OnToken(token.token_id, detokenizer.Append(token.token_id),
+                                                 static_cast<int64_t>(generated.size()));
     std::printf("%s", decision.text.c_str());
     std::fflush(stdout);
     if (decision.finish) {
@@ -113,8 +112,7 @@ int main(int argc, char** argv) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     std::fprintf(stderr, "[%zu prompt tokens, %zu generated, finish=%s, %.1f tokens/s]\n",
-                 prompt_ids->size(), generated.size(), finish.c_str(),
-                 generated.size() / seconds);
+                 prompt_ids->size(), generated.size(), finish.c_str(), generated.size() / seconds);
   }
   return 0;
 }

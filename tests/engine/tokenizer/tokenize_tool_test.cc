@@ -26,8 +26,8 @@ struct ToolRun {
 
 ToolRun Tokenize(const std::string& args, const std::string& input) {
   // One directory per test process: CTest runs the cases in parallel.
-  const fs::path work = fs::path(::testing::TempDir()) /
-                        ("moeserve_tokenize_tool_" + std::to_string(getpid()));
+  const fs::path work =
+      fs::path(::testing::TempDir()) / ("moeserve_tokenize_tool_" + std::to_string(getpid()));
   fs::create_directories(work);
   std::ofstream(work / "in.txt", std::ios::binary) << input;
   const std::string command = std::string(MOESERVE_BINARY_DIR) +
