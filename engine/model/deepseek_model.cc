@@ -13,21 +13,6 @@
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
-namespace {
-
-std::optional<YarnParams> YarnOf(const ModelConfig& c) {
-  if (!c.rope_scaling.has_value()) return std::nullopt;
-  const RopeScaling& r = *c.rope_scaling;
-  return YarnParams{.factor = r.factor,
-                    .original_max_position_embeddings = r.original_max_position_embeddings,
-                    .beta_fast = r.beta_fast,
-                    .beta_slow = r.beta_slow,
-                    .mscale = r.mscale,
-                    .mscale_all_dim = r.mscale_all_dim};
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::string& model_dir) {
   MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir + "/config.json"));
   MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
@@ -38,7 +23,7 @@ absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::st
 DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)),
       weights_(std::move(weights)),
-      rope_(MakeRopeTable(config_.qk_rope_head_dim, config_.rope_theta, YarnOf(config_))),
+      rope_(MakeRopeTable(config_.qk_rope_head_dim, config_.rope_theta, config_.rope_scaling)),
       expert_token_counts_(
           static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {}
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/ops/rope/rope.h"
 
 namespace moeserve::engine {
 
@@ -31,17 +32,8 @@ std::string_view ArchitectureName(Architecture architecture);
 std::string_view TopkMethodName(TopkMethod method);
 std::string_view ScoringFuncName(ScoringFunc func);
 
-struct RopeScaling {
-  // Only YaRN is used by DeepSeek checkpoints; an absent rope_scaling means plain RoPE.
-  double factor = 1.0;
-  int64_t original_max_position_embeddings = 4096;
-  double beta_fast = 32.0;
-  double beta_slow = 1.0;
-  double mscale = 1.0;
-  double mscale_all_dim = 0.0;
-
-  bool operator==(const RopeScaling&) const = default;
-};
+// rope_scaling of type yarn (the only kind DeepSeek checkpoints use); absent means plain RoPE.
+using RopeScaling = YarnParams;
 
 struct Fp8Quantization {
   int64_t weight_block_rows = 128;  // weight_block_size[0]

@@ -18,6 +18,8 @@ struct YarnParams {
   double beta_slow = 1.0;
   double mscale = 1.0;
   double mscale_all_dim = 0.0;
+
+  bool operator==(const YarnParams&) const = default;
 };
 
 struct RopeTable {
