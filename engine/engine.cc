@@ -22,7 +22,8 @@ void RequestHandle::Cancel() {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const DeepseekModel& model,
                                                        const Tokenizer* tokenizer,
-                                                       const EngineOptions& options) {
+                                                       const EngineOptions& options,
+                                                       MetricsRecorder* metrics) {
   if (options.num_kv_blocks < 1 || options.max_num_seqs < 1 || options.max_num_batched_tokens < 1 ||
       options.max_model_len < 1) {
     return absl::InvalidArgumentError(
@@ -34,11 +35,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const DeepseekModel& mode
         "max_model_len ", options.max_model_len, " exceeds the KV cache capacity of ",
         options.num_kv_blocks * kKvBlockSize, " tokens (", options.num_kv_blocks, " blocks)"));
   }
-  return std::unique_ptr<Engine>(new Engine(model, tokenizer, options));
+  return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 
-Engine::Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options)
-    : model_(model), options_(options), loop_(model, tokenizer, options) {
+Engine::Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+               MetricsRecorder* metrics)
+    : model_(model), options_(options), loop_(model, tokenizer, options, metrics) {
   {
     std::lock_guard lock(mu_);
     loop_.FillStats(stats_);

@@ -55,10 +55,12 @@ enum class ShutdownMode {
 
 class Engine {
  public:
-  // `model` and `tokenizer` (may be null: events then carry no text) must outlive the engine.
+  // `model`, `tokenizer` (may be null: events then carry no text) and `metrics` (may be null)
+  // must outlive the engine.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const DeepseekModel& model,
                                                         const Tokenizer* tokenizer,
-                                                        const EngineOptions& options);
+                                                        const EngineOptions& options,
+                                                        MetricsRecorder* metrics = nullptr);
   ~Engine();  // Shutdown(kAbort) unless already shut down
 
   // InvalidArgument (field named) for requests the engine can never run, AlreadyExists for a
@@ -73,7 +75,8 @@ class Engine {
   const EngineOptions& options() const { return options_; }
 
  private:
-  Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options);
+  Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+         MetricsRecorder* metrics);
   absl::Status Validate(const GenerateRequest& request) const;
   void Run();  // the engine thread
 

@@ -5,8 +5,8 @@
 namespace moeserve::engine {
 
 EngineLoop::EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer,
-                       const EngineOptions& options)
-    : tokenizer_(tokenizer), scheduler_(options), runner_(model, options) {}
+                       const EngineOptions& options, MetricsRecorder* metrics)
+    : tokenizer_(tokenizer), metrics_(metrics), scheduler_(options), runner_(model, options) {}
 
 void EngineLoop::AddRequest(GenerateRequest request, TokenSink* sink) {
   // Without a per-request seed each request still gets its own stream, fixed at arrival.
@@ -19,6 +19,9 @@ void EngineLoop::EndSequence(Sequence* sequence, TokenEvent final_event,
                              std::vector<std::string>& ended) {
   std::unique_ptr<Sequence> owned = scheduler_.Finish(sequence);
   ended.push_back(owned->request.request_id);
+  if (metrics_ != nullptr) {
+    metrics_->OnRequestFinished(*final_event.finish, final_event.usage, final_event.timestamps);
+  }
   owned->sink->OnEvent(std::move(final_event));
 }
 
@@ -69,6 +72,7 @@ std::vector<std::string> EngineLoop::RunOnce() {
     Sequence* s = output->sequences[i];
     scheduler_.AppendToken(*s, output->tokens[i].token_id);
     ++total_generated_tokens_;
+    RecordTokenLatency(*s);
     TokenEvent event = ProcessSampledToken(*s, output->tokens[i]);
     if (event.finish) {
       EndSequence(s, std::move(event), ended);
@@ -78,7 +82,25 @@ std::vector<std::string> EngineLoop::RunOnce() {
   }
   ++total_steps_;
   last_step_.step_ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
+  if (metrics_ != nullptr) {
+    EngineStats stats;
+    FillStats(stats);
+    metrics_->OnStep(stats);
+  }
   return ended;
+}
+
+void EngineLoop::RecordTokenLatency(Sequence& s) {
+  const Clock::time_point now = Clock::now();
+  if (metrics_ != nullptr) {
+    if (s.last_token_time) {
+      metrics_->OnInterTokenLatency(
+          std::chrono::duration<double>(now - *s.last_token_time).count());
+    } else {
+      metrics_->OnFirstToken(std::chrono::duration<double>(now - s.timestamps.queued).count());
+    }
+  }
+  s.last_token_time = now;
 }
 
 void EngineLoop::FillStats(EngineStats& stats) const {

@@ -10,6 +10,7 @@
 
 #include "engine/engine_options.h"
 #include "engine/engine_stats.h"
+#include "engine/metrics_recorder.h"
 #include "engine/runner/model_runner.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -18,7 +19,9 @@ namespace moeserve::engine {
 
 class EngineLoop {
  public:
-  EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options);
+  // `metrics` may be null; it must outlive the loop.
+  EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+             MetricsRecorder* metrics = nullptr);
 
   // Starts a request (already validated by Engine::Submit).
   void AddRequest(GenerateRequest request, TokenSink* sink);
@@ -37,8 +40,11 @@ class EngineLoop {
 
  private:
   void EndSequence(Sequence* sequence, TokenEvent final_event, std::vector<std::string>& ended);
+  // First-token or inter-token latency of a token just appended to `s`.
+  void RecordTokenLatency(Sequence& s);
 
   const Tokenizer* tokenizer_;
+  MetricsRecorder* metrics_;
   Scheduler scheduler_;
   ModelRunner runner_;
   int64_t next_arrival_number_ = 0;

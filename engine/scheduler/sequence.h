@@ -48,6 +48,7 @@ struct Sequence {
   StopChecker stop_checker;
   std::optional<IncrementalDetokenizer> detokenizer;  // absent without a tokenizer
   RequestTimestamps timestamps;
+  std::optional<Clock::time_point> last_token_time;  // for inter-token latency
 };
 
 }  // namespace moeserve::engine
