@@ -13,10 +13,11 @@
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
-absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::string& model_dir) {
+absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::string& model_dir,
+                                                                   const LoadOptions& options) {
   MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir + "/config.json"));
   MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
-  MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(checkpoint, config));
+  MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(checkpoint, config, options));
   return std::make_unique<DeepseekModel>(std::move(config), std::move(weights));
 }
 

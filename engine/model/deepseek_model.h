@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/forward_options.h"
 #include "engine/model/model_config.h"
+#include "engine/model/weight_loader.h"
 #include "engine/model/weights.h"
 #include "engine/ops/rope/rope.h"
 #include "engine/runner/forward_batch.h"
@@ -23,8 +24,10 @@ namespace moeserve::engine {
 
 class DeepseekModel {
  public:
-  // Reads config.json and the safetensors of an HF checkpoint directory.
-  static absl::StatusOr<std::unique_ptr<DeepseekModel>> Load(const std::string& model_dir);
+  // Reads config.json and the safetensors of an HF checkpoint directory; `options` as in
+  // weight_loader.h (e.g. LoadOptions{.quantize_fp8 = true} for `--quantization fp8`).
+  static absl::StatusOr<std::unique_ptr<DeepseekModel>> Load(const std::string& model_dir,
+                                                             const LoadOptions& options = {});
   DeepseekModel(ModelConfig config, ModelWeights weights);
 
   const ModelConfig& config() const { return config_; }

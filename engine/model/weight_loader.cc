@@ -26,8 +26,9 @@ bool IsFloatingDType(DType dtype) {
 // Reads named tensors out of a checkpoint, checking shapes against the config.
 class TensorFetcher {
  public:
-  TensorFetcher(const Checkpoint& checkpoint, const ModelConfig& config)
-      : checkpoint_(checkpoint), config_(config) {}
+  TensorFetcher(const Checkpoint& checkpoint, const ModelConfig& config,
+                const LoadOptions& options)
+      : checkpoint_(checkpoint), config_(config), options_(options) {}
 
   // A norm, embedding or router tensor: must be F32/BF16/F16 of exactly `shape`.
   absl::StatusOr<std::vector<float>> Dense(const std::string& name,
@@ -41,8 +42,10 @@ class TensorFetcher {
     return ToFloat(*view);
   }
 
-  // A linear weight [out, in]: floating, or F8_E4M3 with its block scales.
-  absl::StatusOr<LinearWeight> Linear(const std::string& prefix, int64_t out, int64_t in) {
+  // A linear weight [out, in]: floating, or F8_E4M3 with its block scales. `quantizable`:
+  // whether LoadOptions::quantize_fp8 applies (false for lm_head).
+  absl::StatusOr<LinearWeight> Linear(const std::string& prefix, int64_t out, int64_t in,
+                                      bool quantizable = true) {
     const std::string name = prefix + ".weight";
     absl::StatusOr<TensorView> view = Fetch(name, {out, in});
     if (!view.ok()) return view.status();
@@ -51,6 +54,12 @@ class TensorFetcher {
     linear.in_features = in;
     if (IsFloatingDType(view->info->dtype)) {
       linear.weight = ToFloat(*view);
+      if (quantizable && options_.quantize_fp8) {
+        // Online quantization: what an FP8 checkpoint of these exact values would hold.
+        const Fp8BlockWeight quantized = QuantizeFp8BlockWeight(linear.weight, out, in);
+        linear.weight = DequantizeFp8BlockWeight(quantized.fp8, quantized.scale_inv, out, in);
+        linear.fp8 = true;
+      }
       return linear;
     }
     if (view->info->dtype != DType::kF8E4M3) {
@@ -106,6 +115,7 @@ class TensorFetcher {
 
   const Checkpoint& checkpoint_;
   const ModelConfig& config_;
+  const LoadOptions& options_;
 };
 
 // gate_proj and up_proj stacked into one [2 * width, hidden] matrix.
@@ -193,8 +203,9 @@ absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
 
 }  // namespace
 
-absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c) {
-  TensorFetcher fetch(checkpoint, c);
+absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
+                                              const LoadOptions& options) {
+  TensorFetcher fetch(checkpoint, c, options);
   const int64_t hidden = c.hidden_size;
   ModelWeights weights;
   MOESERVE_ASSIGN_OR_RETURN(weights.embed_tokens,
@@ -205,7 +216,8 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
     weights.lm_head.in_features = hidden;
     weights.lm_head.weight = weights.embed_tokens;
   } else {
-    MOESERVE_ASSIGN_OR_RETURN(weights.lm_head, fetch.Linear("lm_head", c.vocab_size, hidden));
+    MOESERVE_ASSIGN_OR_RETURN(weights.lm_head, fetch.Linear("lm_head", c.vocab_size, hidden,
+                                                              /*quantizable=*/false));
   }
   // Layers [0, num_hidden_layers) only: model.layers.{num_hidden_layers}.* is the MTP module.
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {

@@ -14,7 +14,20 @@
 
 namespace moeserve::engine {
 
+// How to load (the server's and tools' `--quantization` flag maps here).
+struct LoadOptions {
+  // `--quantization fp8`: quantize every floating (BF16/F16/F32) linear weight of the decoder
+  // layers to 128×128 FP8 blocks at load, with DeepSeek's recipe (QuantizeFp8BlockWeight:
+  // scale = amax/448 per block), as if the checkpoint had shipped F8_E4M3 + weight_scale_inv.
+  // The CPU backend then holds the dequantized values and quantizes activations before these
+  // linears, exactly as for an FP8 checkpoint; the GPU backend uploads the same fp8 bytes and
+  // scales. Not quantized, as in DeepSeek's FP8 checkpoints (reference §4): embeddings,
+  // lm_head, norms, the router. Weights already in FP8 are left as they are.
+  bool quantize_fp8 = false;
+};
+
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
-                                              const ModelConfig& config);
+                                              const ModelConfig& config,
+                                              const LoadOptions& options = {});
 
 }  // namespace moeserve::engine

@@ -12,6 +12,7 @@
 
 #include "engine/io/safetensors_writer.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/ops/linear/fp8_quant.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -182,6 +183,110 @@ TEST(WeightLoaderTest, TruncatedShardNamesTheFile) {
   const fs::path shard = dir / "model-00002-of-00002.safetensors";
   fs::resize_file(shard, fs::file_size(shard) - 1000);
   ExpectLoadError(dir.string(), absl::StatusCode::kDataLoss, {"model-00002-of-00002.safetensors"});
+}
+
+// --quantization fp8 (LoadOptions::quantize_fp8) on a BF16 checkpoint: every decoder-layer
+// linear holds exactly Dequantize(QuantizeFp8BlockWeight(the BF16 values)), per checkpoint
+// tensor (gate_proj and up_proj separately, before they are fused), and is marked fp8;
+// embeddings, lm_head, norms and the router keep their BF16 values. (moeserve-make-model --fp8
+// quantizes its fp32 random values, not the BF16-rounded ones, so its checkpoint is not the
+// reference here.)
+std::vector<float> QuantizeRoundTrip(const float* w, int64_t rows, int64_t cols) {
+  const Fp8BlockWeight q = QuantizeFp8BlockWeight(absl::MakeConstSpan(w, rows * cols), rows, cols);
+  return DequantizeFp8BlockWeight(q.fp8, q.scale_inv, rows, cols);
+}
+
+void ExpectOnlineQuantized(const LinearWeight& plain, const LinearWeight& online,
+                           const std::string& name, int64_t split_rows = 0) {
+  SCOPED_TRACE(name);
+  ASSERT_FALSE(plain.fp8);
+  EXPECT_TRUE(online.fp8);
+  const int64_t rows = plain.out_features, cols = plain.in_features;
+  std::vector<float> expected;
+  if (split_rows == 0) {
+    expected = QuantizeRoundTrip(plain.weight.data(), rows, cols);
+  } else {  // fused gate_up: gate and up were quantized as the checkpoint's two tensors
+    expected = QuantizeRoundTrip(plain.weight.data(), split_rows, cols);
+    const std::vector<float> up =
+        QuantizeRoundTrip(plain.weight.data() + split_rows * cols, rows - split_rows, cols);
+    expected.insert(expected.end(), up.begin(), up.end());
+  }
+  EXPECT_EQ(online.weight, expected);
+  EXPECT_NE(online.weight, plain.weight);  // quantization did change the values
+}
+
+void ExpectMlpOnlineQuantized(const MlpWeights& plain, const MlpWeights& online,
+                              const std::string& name) {
+  ExpectOnlineQuantized(plain.gate_up, online.gate_up, name + ".gate_up", plain.width());
+  ExpectOnlineQuantized(plain.down, online.down, name + ".down");
+}
+
+TEST(WeightLoaderTest, OnlineFp8QuantizationMatchesDeepSeekBlockRecipe) {
+  const std::string dir = testing::TestCheckpointDir("tiny-v3", false);
+  auto checkpoint = Checkpoint::Open(dir);
+  auto config = LoadModelConfig(dir + "/config.json");
+  ASSERT_TRUE(checkpoint.ok() && config.ok());
+  auto plain = LoadModelWeights(*checkpoint, *config);
+  auto online = LoadModelWeights(*checkpoint, *config, LoadOptions{.quantize_fp8 = true});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(online.ok()) << online.status();
+
+  EXPECT_EQ(online->embed_tokens, plain->embed_tokens);
+  EXPECT_EQ(online->final_norm, plain->final_norm);
+  EXPECT_FALSE(online->lm_head.fp8);
+  EXPECT_EQ(online->lm_head.weight, plain->lm_head.weight);
+  ASSERT_EQ(online->layers.size(), plain->layers.size());
+  int64_t moe_layers = 0;
+  for (size_t l = 0; l < plain->layers.size(); ++l) {
+    const DecoderLayerWeights& p = plain->layers[l];
+    const DecoderLayerWeights& o = online->layers[l];
+    const std::string layer = "layer " + std::to_string(l);
+    EXPECT_EQ(o.input_norm, p.input_norm);
+    const MlaWeights& pa = p.attention;
+    const MlaWeights& oa = o.attention;
+    if (pa.q_a_proj.has_value()) {
+      ExpectOnlineQuantized(*pa.q_a_proj, *oa.q_a_proj, layer + " q_a_proj");
+      ExpectOnlineQuantized(*pa.q_b_proj, *oa.q_b_proj, layer + " q_b_proj");
+    } else {
+      ExpectOnlineQuantized(*pa.q_proj, *oa.q_proj, layer + " q_proj");
+    }
+    ExpectOnlineQuantized(pa.kv_a_proj, oa.kv_a_proj, layer + " kv_a_proj");
+    ExpectOnlineQuantized(pa.kv_b_proj, oa.kv_b_proj, layer + " kv_b_proj");
+    ExpectOnlineQuantized(pa.o_proj, oa.o_proj, layer + " o_proj");
+    EXPECT_EQ(oa.kv_a_norm, pa.kv_a_norm);
+    if (p.dense_mlp.has_value()) {
+      ExpectMlpOnlineQuantized(*p.dense_mlp, *o.dense_mlp, layer + " mlp");
+    }
+    if (p.moe.has_value()) {
+      ++moe_layers;
+      EXPECT_EQ(o.moe->router, p.moe->router);
+      EXPECT_EQ(o.moe->correction_bias, p.moe->correction_bias);
+      ASSERT_EQ(o.moe->experts.size(), p.moe->experts.size());
+      for (size_t e = 0; e < p.moe->experts.size(); ++e) {
+        ExpectMlpOnlineQuantized(p.moe->experts[e], o.moe->experts[e],
+                                 layer + " expert " + std::to_string(e));
+      }
+      if (p.moe->shared.has_value()) {
+        ExpectMlpOnlineQuantized(*p.moe->shared, *o.moe->shared, layer + " shared");
+      }
+    }
+  }
+  EXPECT_GT(moe_layers, 0);
+}
+
+TEST(WeightLoaderTest, OnlineFp8QuantizedModelRuns) {
+  const std::string dir = testing::TestCheckpointDir("tiny-v3", false);
+  auto model = DeepseekModel::Load(dir, LoadOptions{.quantize_fp8 = true});
+  ASSERT_TRUE(model.ok()) << model.status();
+  KvPages pages = (*model)->MakeKvPages(4);
+  ForwardBatchBuilder builder;
+  const std::vector<int32_t> block_table = {0};
+  const std::vector<int32_t> tokens = {1, 2, 3};
+  builder.AddSequence(block_table, 0, tokens);
+  const ForwardBatch batch = std::move(builder).Build();
+  auto logits = (*model)->Forward(batch, pages);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  for (float v : *logits) ASSERT_TRUE(std::isfinite(v));
 }
 
 }  // namespace

@@ -112,6 +112,45 @@ TEST_F(RmsNormCudaTest, InPlaceMatchesCpu) {
   CheckAgainstCpu(rng, 9, 1536, 1e-6f, /*in_place=*/true);
 }
 
+// residual ← bf16(residual + x); y = RMSNorm(residual): against RmsNormCpu on the bf16-rounded
+// sum, and the stored residual exactly.
+void CheckFusedAddAgainstCpu(TestRng& rng, int64_t rows, int64_t dim, float eps) {
+  SCOPED_TRACE("fused add rows=" + std::to_string(rows) + " dim=" + std::to_string(dim));
+  const size_t n = static_cast<size_t>(rows * dim);
+  const std::vector<uint16_t> residual = rng.NormalBf16(n, 4.0);
+  const std::vector<uint16_t> x = rng.NormalBf16(n);
+  std::vector<uint16_t> w(static_cast<size_t>(dim));
+  for (uint16_t& v : w) v = FloatToBf16(static_cast<float>(rng.Uniform(0.5, 1.5)));
+  DeviceBf16Buffer residual_dev(n), x_dev(n), w_dev(w.size()), y_dev(n);
+  ASSERT_EQ(residual_dev.CopyFrom(residual), cudaSuccess);
+  ASSERT_EQ(x_dev.CopyFrom(x), cudaSuccess);
+  ASSERT_EQ(w_dev.CopyFrom(w), cudaSuccess);
+  ASSERT_EQ(cudaMemset(y_dev.data(), 0xFF, n * sizeof(uint16_t)), cudaSuccess);  // NaN poison
+  const int launch = LaunchFusedAddRmsNormBf16(residual_dev.data(), x_dev.data(), w_dev.data(),
+                                               eps, rows, dim, y_dev.data(), nullptr);
+  ASSERT_EQ(launch, 0) << cudaGetErrorString(static_cast<cudaError_t>(launch));
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<uint16_t> y, new_residual;
+  ASSERT_EQ(y_dev.CopyTo(y), cudaSuccess);
+  ASSERT_EQ(residual_dev.CopyTo(new_residual), cudaSuccess);
+
+  std::vector<uint16_t> sum(n);
+  for (size_t i = 0; i < n; ++i) {
+    sum[i] = FloatToBf16(Bf16ToFloat(residual[i]) + Bf16ToFloat(x[i]));
+  }
+  EXPECT_EQ(new_residual, sum);
+  std::vector<float> expected(n);
+  RmsNormCpu(Bf16ToFloats(sum), Bf16ToFloats(w), eps, rows, absl::MakeSpan(expected));
+  EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(y), expected, 1e-2));
+}
+
+TEST_F(RmsNormCudaTest, FusedResidualAddMatchesCpu) {
+  TestRng rng(testing::kDefaultTestSeed + 2);
+  CheckFusedAddAgainstCpu(rng, 33, 7168, 1e-6f);  // V3
+  CheckFusedAddAgainstCpu(rng, 7, 2048, 1e-6f);   // V2-Lite
+  CheckFusedAddAgainstCpu(rng, 1, 100, 1e-5f);
+}
+
 TEST_F(RmsNormCudaTest, ZeroRowsIsANoOp) {
   EXPECT_EQ(LaunchRmsNormBf16(nullptr, nullptr, 1e-6f, 0, 2048, nullptr, nullptr), 0);
 }

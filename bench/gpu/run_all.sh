@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs the CUDA tests and the GPU microbenchmarks in one go on a GPU host.
+#
+# GPU hosts have CUDA 13, CMake, ninja and PyTorch but none of the Debian -dev packages this
+# project builds against (Abseil, GTest, nlohmann-json, PCRE2, ...). So the binaries are built on
+# a development machine and carried over with the non-CUDA shared libraries they need:
+#
+#   here:  cmake -S . -B build-cuda -G Ninja -DMOESERVE_SERVER=OFF
+#          ninja -C build-cuda rms_norm_cuda_test cuda_runtime_test ops_cuda_test \
+#                gemm_cublaslt_test moeserve-bench-gpu-copy moeserve-bench-gpu-gemm
+#          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
+#   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
+#
+# On the GPU host it sets LD_LIBRARY_PATH to the carried lib/ plus wherever libcublasLt.so.13
+# lives (the CUDA toolkit or the nvidia-cublas wheel), runs every test binary, then the
+# benchmarks, writing JSON to bench/results/ and, when $OUT is set, copies logs and JSON there.
+# If no carried binaries are present but the build dependencies are, it rebuilds with
+# `cmake -DMOESERVE_SERVER=OFF` instead.
+set -uo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test)
+gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm)
+
+if [[ "${1:-}" == "--pack" ]]; then
+  build_dir="${2:-$repo_root/build-cuda}"
+  carry="$repo_root/build-gpu-carry"   # matches /build*/ in .gitignore
+  rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib" "$carry/lib-compat"
+  for name in "${gpu_tests[@]}" "${gpu_benches[@]}"; do
+    bin="$(find "$build_dir" -type f -name "$name" -perm -u+x | head -n1)"
+    [[ -n "$bin" ]] || { echo "missing $name in $build_dir: build it first" >&2; exit 1; }
+    cp "$bin" "$carry/bin/"
+    # Every resolved shared library except glibc's own, the driver and the CUDA libraries
+    # (the GPU host has CUDA 13; libcublasLt alone is 541 MB).
+    ldd "$bin" | awk '/=> \//{print $3}' | while read -r lib; do
+      case "$(basename "$lib")" in
+        libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudart*|libcublas*) ;;
+        # The host's own (newer) C++ runtime is preferred; these are used only if it is too old.
+        libstdc++.so*|libgcc_s.so*) cp -Lu "$lib" "$carry/lib-compat/" ;;
+        *) cp -Lu "$lib" "$carry/lib/" ;;
+      esac
+    done
+  done
+  git -C "$repo_root" rev-parse --short HEAD > "$carry/COMMIT" 2>/dev/null || echo unknown > "$carry/COMMIT"
+  du -sh "$carry"
+  exit 0
+fi
+
+carry="${1:-$repo_root/build-gpu-carry}"
+if [[ ! -x "$carry/bin/ops_cuda_test" ]]; then
+  echo "no carried binaries in $carry; trying to build here" >&2
+  build="$repo_root/build-gpu-host"
+  cmake -S "$repo_root" -B "$build" -G Ninja -DMOESERVE_SERVER=OFF -DCMAKE_CUDA_ARCHITECTURES=90a \
+    && ninja -C "$build" "${gpu_tests[@]}" "${gpu_benches[@]}" \
+    || { echo "cannot build here (missing build dependencies?); pack on a dev machine" >&2; exit 1; }
+  mkdir -p "$carry/bin"
+  for name in "${gpu_tests[@]}" "${gpu_benches[@]}"; do
+    cp "$(find "$build" -type f -name "$name" -perm -u+x | head -n1)" "$carry/bin/"
+  done
+fi
+
+# libcublasLt.so.13: the toolkit's lib dir, else the nvidia-cublas wheel of the host's Python.
+cublas_dir=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+  [[ -e "$d/libcublasLt.so.13" ]] && { cublas_dir="$d"; break; }
+done
+if [[ -z "$cublas_dir" ]]; then
+  cublas_dir="$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)"
+fi
+export LD_LIBRARY_PATH="$carry/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Built with GCC 12: needs GLIBCXX_3.4.30 from the host's libstdc++, else the carried one.
+if ! grep -aq GLIBCXX_3.4.30 "$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')" 2>/dev/null; then
+  export LD_LIBRARY_PATH="$carry/lib-compat:$LD_LIBRARY_PATH"
+fi
+export MOESERVE_COMMIT="$(cat "$carry/COMMIT" 2>/dev/null || echo unknown)"
+results="$repo_root/bench/results"
+mkdir -p "$results"
+log_dir="${OUT:-$results}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$log_dir/gpu_info.txt"
+
+status=0
+for name in "${gpu_tests[@]}"; do
+  echo "=== $name"
+  "$carry/bin/$name" --gtest_color=no 2>&1 | tee "$log_dir/$name.log" | grep -E "^\[  (FAILED|SKIPPED|PASSED) |Failure|device:|path=" || true
+  [[ "${PIPESTATUS[0]}" == 0 ]] || status=1
+done
+echo "=== benchmarks"
+"$carry/bin/moeserve-bench-gpu-copy" --out "$results/gpu_copy_bandwidth.json" 2>&1 | tee "$log_dir/gpu_copy_bandwidth.log" || status=1
+"$carry/bin/moeserve-bench-gpu-gemm" --out "$results/gpu_gemm.json" 2>&1 | tee "$log_dir/gpu_gemm.log" || status=1
+if [[ -n "${OUT:-}" ]]; then cp "$results"/gpu_*.json "$OUT/" 2>/dev/null; fi
+echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES)"
+exit $status

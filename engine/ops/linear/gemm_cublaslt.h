@@ -1,0 +1,108 @@
+// Dense GEMMs on the GPU through cuBLASLt, in the nn.Linear convention of gemm.h:
+// Y[T, N] = X[T, K] · W[N, K]ᵀ, all row-major, fp32 accumulation.
+//
+//  * Bf16: BF16 X and W, BF16 or fp32 Y.
+//  * Fp8BlockScaled: DeepSeek's FP8 linears (reference §4, §5.3). W is E4M3 with one fp32
+//    scale per 128×128 block (the checkpoint's weight_scale_inv, rows padded to a stride of
+//    Fp8ScaleStride(K)); X is E4M3 with one fp32 scale per token per 128 channels in the
+//    transposed [L, Tp] layout LaunchQuantizeActivationsFp8* writes. cuBLASLt gets A = W in
+//    BLK128x128_32F and B = X in VEC128_32F, TRANSA = T, TRANSB = N, fast accumulation off
+//    (the §5.3 recipe, no copies). Where cuBLASLt has no such algorithm (GPUs other than
+//    sm_90, N or Tp not multiples of 4, K not a multiple of 16, a heuristic that returns
+//    nothing) both operands are dequantized to BF16 and the BF16 GEMM runs instead.
+//
+// Heuristics are queried once per (kind, shape) and cached with their descriptors; the
+// workspace is allocated once at Create. Owns the cuBLASLt handle; one per CudaContext.
+// Engine thread only (the plan cache and the fallback scratch are unsynchronised).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/ops/cuda/cuda_context.h"
+#include "engine/ops/cuda/device_buffer.h"
+
+namespace moeserve::engine {
+
+enum class GemmOutputType { kBf16, kF32 };
+
+// Row stride of a device FP8 weight's block scales: ceil(K/128) rounded up to 4 (cuBLASLt's
+// BLK128x128 rule, reference §5.2). V3's K all give multiples of 4 already.
+int64_t Fp8ScaleStride(int64_t k);
+// T rounded up to a multiple of 4: the rows the activation quantizer and the FP8 GEMM use.
+int64_t Fp8PaddedTokens(int64_t num_tokens);
+// weight_scale_inv [ceil(N/128), ceil(K/128)] → [ceil(N/128), Fp8ScaleStride(K)], zero-padded.
+std::vector<float> PadFp8WeightScales(absl::Span<const float> scale_inv, int64_t n, int64_t k);
+
+// A block-quantized weight resident on the device (views; the owner keeps the buffers).
+struct Fp8WeightView {
+  const uint8_t* data = nullptr;  // [n, k] e4m3
+  const float* scales = nullptr;  // [ceil(n/128), scale_stride] fp32
+  int64_t n = 0;
+  int64_t k = 0;
+  int64_t scale_stride = 0;  // Fp8ScaleStride(k)
+};
+
+enum class Fp8GemmPath { kCublasLtBlockScaled, kDequantizedBf16 };
+
+class CublasLtGemm {
+ public:
+  struct Options {
+    size_t workspace_bytes = size_t{32} << 20;  // reference §5.2: ~32 MiB is enough
+    bool force_fp8_fallback = false;            // tests and benchmarks of the fallback
+  };
+
+  // Creates the cuBLASLt handle and workspace. `context` must outlive the object.
+  static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(CudaContext& context,
+                                                               const Options& options);
+  static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(CudaContext& context) {
+    return Create(context, Options{});
+  }
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // x: device [m, k] bf16; w: device [n, k] bf16; y: device [m, n] bf16 or fp32.
+  absl::Status Bf16(const uint16_t* x, const uint16_t* w, void* y, GemmOutputType y_type,
+                    int64_t m, int64_t n, int64_t k);
+
+  // xq: device [padded_tokens, k] e4m3; x_scales: device [ceil(k/128), padded_tokens] fp32
+  // (LaunchQuantizeActivationsFp8*); y: device [padded_tokens, n] bf16.
+  absl::Status Fp8BlockScaled(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
+                              uint16_t* y, int64_t padded_tokens);
+
+  // The path Fp8BlockScaled takes for this shape (queries and caches the heuristic).
+  absl::StatusOr<Fp8GemmPath> Fp8PathFor(const Fp8WeightView& w, int64_t padded_tokens);
+
+  const CudaContext& context() const { return context_; }
+
+ private:
+  struct Plan;
+  using PlanKey = std::tuple<int, int64_t, int64_t, int64_t>;  // kind, m(=N), n(=T), k
+
+  CublasLtGemm(CudaContext& context, const Options& options, void* handle,
+               DeviceBuffer workspace);
+  // The cached plan for a shape; nullptr inside an OK result when cuBLASLt has no algorithm.
+  absl::StatusOr<Plan*> GetPlan(int kind, int64_t n, int64_t t, int64_t k);
+  absl::Status Fp8Fallback(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
+                           uint16_t* y, int64_t padded_tokens);
+  absl::Status EnsureScratch(size_t bytes);
+
+  // Constant after construction.
+  CudaContext& context_;
+  const Options options_;
+  void* handle_;  // cublasLtHandle_t
+  DeviceBuffer workspace_;
+  // Engine thread only.
+  absl::flat_hash_map<PlanKey, std::unique_ptr<Plan>> plans_;
+  DeviceBuffer scratch_;  // dequantized operands of the fallback; grows, never shrinks
+};
+
+}  // namespace moeserve::engine
