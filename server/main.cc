@@ -1,1 +1,229 @@
-int main() { return 1; }  // placeholder
+// moeserve: the gRPC inference server.
+//   moeserve --model DIR [--port 50051] [--metrics-port 9400] [--device auto|cpu|cuda] ...
+// (server_options.cc lists every flag.) Startup order, chosen so that an orchestrator always
+// gets an answer: block signals → listen for gRPC with health NOT_SERVING → load tokenizer and
+// model → metrics endpoint → engine → warmup → SERVING → --port-file. Then wait for
+// SIGTERM/SIGINT and drain (shutdown.h). Any startup failure prints one line naming the cause
+// (the file, the flag) and exits 1.
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/engine.h"
+#include "engine/kv_cache/kv_cache_spec.h"
+#include "engine/model/deepseek_model.h"
+#include "engine/ops/dtype.h"
+#include "engine/runner/forward_batch.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "server/generate_service.h"
+#include "server/grpc_server.h"
+#include "server/logging.h"
+#include "server/metrics_http_server.h"
+#include "server/prometheus_metrics.h"
+#include "server/server_options.h"
+#include "server/serving_state.h"
+#include "server/shutdown.h"
+#include "server/status_mapping.h"
+#include "server/warmup.h"
+
+namespace moeserve::server {
+namespace {
+
+int Fail(const std::string& message) {
+  LogError(message);
+  return 1;
+}
+
+// The backend the model runs on. Only the CPU backend exists in the engine today; a CUDA
+// request must fail loudly rather than silently run on the CPU.
+absl::StatusOr<std::string> ResolveDevice(const std::string& flag) {
+  if (flag == "cuda") {
+    return absl::FailedPreconditionError(
+        "--device cuda: the CUDA backend is not available in this build / no GPU; use "
+        "--device cpu (or auto)");
+  }
+  return std::string("cpu");
+}
+
+// {"grpc_port": N, "metrics_port": M}, written to a temporary file and renamed into place, so
+// a reader polling the path never sees half a file.
+absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_port) {
+  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << nlohmann::json{{"grpc_port", grpc_port}, {"metrics_port", metrics_port}}.dump() << "\n";
+    out.close();
+    if (!out) return absl::UnavailableError(absl::StrCat("--port-file: cannot write ", temp));
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat("--port-file: cannot rename ", temp, " to ", path, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_name,
+                                             const engine::ModelConfig& config,
+                                             const engine::EngineOptions& engine_options,
+                                             const std::vector<int32_t>& eos_token_ids,
+                                             const std::string& device) {
+  moeserve::v1::GetModelInfoResponse info;
+  info.set_served_model_name(served_model_name);
+  info.set_architecture(std::string(engine::ArchitectureName(config.architecture)));
+  info.set_model_type(config.model_type);
+  info.set_max_context_length(static_cast<uint32_t>(engine_options.max_model_len));
+  info.set_vocab_size(static_cast<uint32_t>(config.vocab_size));
+  for (int32_t id : eos_token_ids) info.add_eos_token_ids(static_cast<uint32_t>(id));
+  if (config.bos_token_id) info.set_bos_token_id(static_cast<uint32_t>(*config.bos_token_id));
+  info.set_dtype("float32");  // the CPU backend computes in fp32 whatever the weights' dtype
+  info.set_quantization(config.fp8 ? "fp8" : "none");
+  info.set_num_layers(static_cast<uint32_t>(config.num_hidden_layers));
+  info.set_num_routed_experts(static_cast<uint32_t>(config.n_routed_experts));
+  info.set_num_experts_per_token(static_cast<uint32_t>(config.num_experts_per_tok));
+  info.set_kv_cache_capacity_tokens(
+      static_cast<uint64_t>(engine_options.num_kv_blocks * engine::kKvBlockSize));
+  info.set_device(device);
+  return info;
+}
+
+std::vector<int32_t> EosTokenIds(const engine::ModelConfig& config,
+                                 const engine::Tokenizer& tokenizer) {
+  std::vector<int32_t> ids;
+  for (int64_t id : config.eos_token_ids) ids.push_back(static_cast<int32_t>(id));
+  if (ids.empty() && config.eos_token_id) ids.push_back(static_cast<int32_t>(*config.eos_token_id));
+  if (ids.empty() && tokenizer.eos_token_id()) ids.push_back(*tokenizer.eos_token_id());
+  return ids;
+}
+
+int Serve(const ServerOptions& options) {
+  absl::StatusOr<std::string> device = ResolveDevice(options.device);
+  if (!device.ok()) return Fail(std::string(device.status().message()));
+  const std::string served_model_name = ServedModelName(options);
+
+  ShutdownSignal signals;
+  // Set once the metrics exist; RPCs that finish before that (during the load) go unrecorded.
+  std::atomic<PrometheusMetrics*> metrics_for_calls{nullptr};
+  GenerateService service([&metrics_for_calls](const std::string& method, grpc::StatusCode code) {
+    if (PrometheusMetrics* m = metrics_for_calls.load()) m->OnGrpcCall(method, GrpcCodeName(code));
+  });
+  absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server = GrpcServer::Start(
+      {.host = options.host, .port = options.port, .max_threads = options.grpc_max_threads},
+      &service);
+  if (!grpc_server.ok()) return Fail(std::string(grpc_server.status().message()));
+  LogInfo(absl::StrCat("gRPC listening on ", options.host, ":", (*grpc_server)->port(),
+                       " (NOT_SERVING until the model is loaded and warmed up)"));
+
+  LogInfo(absl::StrCat("loading ", options.model_dir));
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      engine::Tokenizer::Load(options.model_dir);
+  if (!tokenizer.ok())
+    return Fail(absl::StrCat("cannot load the tokenizer: ", tokenizer.status().message()));
+  absl::StatusOr<std::unique_ptr<engine::DeepseekModel>> model =
+      engine::DeepseekModel::Load(options.model_dir);
+  if (!model.ok()) return Fail(absl::StrCat("cannot load the model: ", model.status().message()));
+  const engine::ModelConfig& config = (*model)->config();
+  absl::StatusOr<engine::EngineOptions> engine_options = MakeEngineOptions(options, config);
+  if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
+
+  PrometheusMetrics::Options metrics_options{.model_name = served_model_name,
+                                             .num_layers = config.num_hidden_layers,
+                                             .num_routed_experts = config.n_routed_experts,
+                                             .block_size = engine::kKvBlockSize,
+                                             .num_kv_blocks = engine_options->num_kv_blocks,
+                                             .per_expert_counters = options.per_expert_metrics};
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    metrics_options.moe_layers.push_back(config.IsMoeLayer(layer));
+  }
+  PrometheusMetrics metrics(metrics_options);
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics_server = MetricsHttpServer::Start(
+      options.host, options.metrics_port, [&metrics] { return metrics.Serialize(); });
+  if (!metrics_server.ok()) {
+    return Fail(absl::StrCat("--metrics-port: ", metrics_server.status().message()));
+  }
+
+  GatedMetricsRecorder engine_metrics(&metrics);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
+      engine::Engine::Create(**model, tokenizer->get(), *engine_options, &engine_metrics);
+  if (!engine.ok())
+    return Fail(absl::StrCat("cannot start the engine: ", engine.status().message()));
+  metrics.SetStatsSource([&engine] { return (*engine)->Stats(); });
+  if (absl::Status s = WarmUp(**engine, **tokenizer, engine_options->max_model_len); !s.ok()) {
+    metrics.SetStatsSource({});
+    return Fail(absl::StrCat("warmup failed: ", s.message()));
+  }
+  engine_metrics.Enable();
+  metrics_for_calls.store(&metrics);
+
+  const std::vector<int32_t> eos_token_ids = EosTokenIds(config, **tokenizer);
+  ServingBackend backend{
+      .engine = engine->get(),
+      .tokenizer = tokenizer->get(),
+      .limits = {.vocab_size = config.vocab_size,
+                 .max_model_len = engine_options->max_model_len,
+                 .eos_token_ids = eos_token_ids},
+      .model_info = ModelInfo(served_model_name, config, *engine_options, eos_token_ids, *device)};
+  service.SetBackend(&backend);
+  (*grpc_server)->SetServing(true);
+  signals.MarkServing();
+
+  const int64_t capacity_tokens = engine_options->num_kv_blocks * engine::kKvBlockSize;
+  const int64_t kv_bytes = engine_options->num_kv_blocks *
+                           engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock();
+  LogInfo(absl::StrFormat(
+      "SERVING model %s (%s, %s) from %s: dtype float32, quantization %s, device %s, KV cache "
+      "%d tokens (%d blocks, %.1f MiB), max_model_len %d, prefix caching %s; gRPC %s:%d, "
+      "metrics http://%s:%d/metrics",
+      served_model_name, engine::ArchitectureName(config.architecture), config.model_type,
+      options.model_dir, config.fp8 ? "fp8" : "none", *device, capacity_tokens,
+      engine_options->num_kv_blocks, kv_bytes / 1048576.0, engine_options->max_model_len,
+      options.enable_prefix_caching ? "on" : "off", options.host, (*grpc_server)->port(),
+      options.host, (*metrics_server)->port()));
+  if (!options.port_file.empty()) {
+    if (absl::Status s =
+            WritePortFile(options.port_file, (*grpc_server)->port(), (*metrics_server)->port());
+        !s.ok()) {
+      LogError(std::string(s.message()));
+    }
+  }
+
+  const int signal = signals.Wait();
+  LogInfo(absl::StrCat("received signal ", signal, ": shutting down"));
+  DrainAndStop(**grpc_server, service, **engine,
+               std::chrono::duration<double>(options.shutdown_grace_seconds), signals);
+  metrics.SetStatsSource({});
+  return 0;
+}
+
+}  // namespace
+}  // namespace moeserve::server
+
+int main(int argc, char** argv) {
+  using namespace moeserve::server;
+  // First, before any thread exists: every thread inherits the mask (shutdown.h).
+  if (absl::Status s = BlockShutdownSignals(); !s.ok()) {
+    std::fprintf(stderr, "moeserve: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  CLI::App app{"moeserve: gRPC inference server for DeepSeek-architecture MoE models"};
+  ServerOptions options;
+  AddServerFlags(app, options);
+  CLI11_PARSE(app, argc, argv);
+  if (absl::Status s = CheckServerOptions(options); !s.ok()) {
+    std::fprintf(stderr, "moeserve: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  SetLogLevel(*ParseLogLevel(options.log_level));
+  RouteProtobufLogsToDebug();
+  return Serve(options);
+}

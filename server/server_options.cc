@@ -1,1 +1,176 @@
-// placeholder: being written
+#include "server/server_options.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "engine/kv_cache/kv_cache_spec.h"
+#include "engine/ops/dtype.h"
+#include "engine/runner/forward_batch.h"
+
+namespace moeserve::server {
+namespace {
+
+absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
+
+absl::Status CheckPort(const char* flag, int port) {
+  if (port < 0 || port > 65535) {
+    return Invalid(absl::StrCat(flag, " must be in [0, 65535], got ", port));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPositive(const char* flag, int64_t value) {
+  if (value < 1) return Invalid(absl::StrCat(flag, " must be >= 1, got ", value));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddServerFlags(CLI::App& app, ServerOptions& o) {
+  app.add_option("--model", o.model_dir,
+                 "checkpoint directory (HF layout: config.json, *.safetensors, tokenizer.json)")
+      ->required();
+  app.add_option("--served-model-name", o.served_model_name,
+                 "model name in GetModelInfo and the metrics' model_name label "
+                 "(default: the model directory's name)");
+  app.add_option("--host", o.host, "address to listen on (gRPC and /metrics)")
+      ->capture_default_str();
+  app.add_option("--port", o.port, "gRPC port (0 = ephemeral)")->capture_default_str();
+  app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (0 = ephemeral)")
+      ->capture_default_str();
+  app.add_option("--device", o.device, "where the model runs")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens,
+                 "token budget of one engine step (chunked prefill)")
+      ->capture_default_str();
+  app.add_option("--max-num-seqs", o.max_num_seqs, "sequences running at once")
+      ->capture_default_str();
+  auto* kv_bytes = app.add_option("--kv-cache-memory-bytes", o.kv_cache_memory_bytes,
+                                  "KV cache size in bytes (whole 64-token blocks)");
+  auto* kv_tokens =
+      app.add_option("--kv-cache-tokens", o.kv_cache_tokens,
+                     absl::StrCat("KV cache size in tokens (default ", kDefaultKvCacheTokens, ")"));
+  kv_bytes->excludes(kv_tokens);
+  app.add_option("--max-queue", o.max_queue,
+                 "requests waiting for admission beyond the running ones; more are refused "
+                 "with RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  app.add_option("--max-model-len", o.max_model_len,
+                 "prompt + generated tokens of one request (default: min(config "
+                 "max_position_embeddings, KV capacity))");
+  app.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching,
+               "reuse the KV of shared prompt prefixes (default on)");
+  app.add_option("--log-level", o.log_level)
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
+      ->capture_default_str();
+  app.add_option("--port-file", o.port_file,
+                 "once SERVING, write {\"grpc_port\": N, \"metrics_port\": M} here (atomically)");
+  app.add_option("--shutdown-grace-seconds", o.shutdown_grace_seconds,
+                 "on SIGTERM/SIGINT, how long in-flight requests may run before they are aborted")
+      ->capture_default_str();
+  app.add_flag("--per-expert-metrics", o.per_expert_metrics,
+               "export routed tokens per (layer, expert) (layers x experts series)");
+  app.add_option("--grpc-max-threads", o.grpc_max_threads,
+                 "upper bound on gRPC's threads for this server")
+      ->capture_default_str();
+}
+
+absl::Status CheckServerOptions(const ServerOptions& o) {
+  if (o.model_dir.empty()) return Invalid("--model must not be empty");
+  if (o.host.empty()) return Invalid("--host must not be empty");
+  if (absl::Status s = CheckPort("--port", o.port); !s.ok()) return s;
+  if (absl::Status s = CheckPort("--metrics-port", o.metrics_port); !s.ok()) return s;
+  if (o.port != 0 && o.port == o.metrics_port) {
+    return Invalid(absl::StrCat("--port and --metrics-port must differ, both are ", o.port));
+  }
+  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
+    return Invalid(absl::StrCat("--device must be auto, cpu or cuda, got '", o.device, "'"));
+  }
+  if (absl::Status s = CheckPositive("--max-num-batched-tokens", o.max_num_batched_tokens);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckPositive("--max-num-seqs", o.max_num_seqs); !s.ok()) return s;
+  if (o.max_queue < 0) return Invalid(absl::StrCat("--max-queue must be >= 0, got ", o.max_queue));
+  if (o.kv_cache_memory_bytes < 0) {
+    return Invalid(
+        absl::StrCat("--kv-cache-memory-bytes must be > 0, got ", o.kv_cache_memory_bytes));
+  }
+  if (o.kv_cache_tokens < 0) {
+    return Invalid(absl::StrCat("--kv-cache-tokens must be > 0, got ", o.kv_cache_tokens));
+  }
+  if (o.kv_cache_memory_bytes > 0 && o.kv_cache_tokens > 0) {
+    return Invalid("--kv-cache-memory-bytes and --kv-cache-tokens are exclusive: give one");
+  }
+  if (o.max_model_len < 0) {
+    return Invalid(absl::StrCat("--max-model-len must be >= 1, got ", o.max_model_len));
+  }
+  if (!std::isfinite(o.shutdown_grace_seconds) || o.shutdown_grace_seconds < 0) {
+    return Invalid(absl::StrCat("--shutdown-grace-seconds must be finite and >= 0, got ",
+                                o.shutdown_grace_seconds));
+  }
+  if (o.grpc_max_threads < 2) {
+    // gRPC needs a poller and a worker; fewer deadlocks the server.
+    return Invalid(absl::StrCat("--grpc-max-threads must be >= 2, got ", o.grpc_max_threads));
+  }
+  return absl::OkStatus();
+}
+
+std::string ServedModelName(const ServerOptions& o) {
+  if (!o.served_model_name.empty()) return o.served_model_name;
+  std::filesystem::path path(o.model_dir);
+  if (!path.has_filename()) path = path.parent_path();  // "dir/" → "dir"
+  const std::string name = path.filename().string();
+  return name.empty() ? o.model_dir : name;
+}
+
+absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& o, const engine::ModelConfig& config) {
+  if (o.kv_cache_memory_bytes > 0) {
+    // The CPU backend keeps the latent cache in fp32 (DESIGN.md §4).
+    const engine::KvCacheSpec spec = engine::KvCacheSpecFor(config, engine::DType::kF32);
+    const int64_t blocks = engine::NumBlocksForBudget(o.kv_cache_memory_bytes, spec);
+    if (blocks < 1) {
+      return Invalid(absl::StrCat("--kv-cache-memory-bytes ", o.kv_cache_memory_bytes,
+                                  " holds no KV block: one block of ", engine::kKvBlockSize,
+                                  " tokens takes ", spec.BytesPerBlock(), " bytes for this model"));
+    }
+    return blocks;
+  }
+  const int64_t tokens = o.kv_cache_tokens > 0 ? o.kv_cache_tokens : kDefaultKvCacheTokens;
+  return (tokens + engine::kKvBlockSize - 1) / engine::kKvBlockSize;
+}
+
+absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
+                                                        const engine::ModelConfig& config) {
+  absl::StatusOr<int64_t> blocks = KvCacheBlocks(o, config);
+  if (!blocks.ok()) return blocks.status();
+  const int64_t capacity_tokens = *blocks * engine::kKvBlockSize;
+  const int64_t position_limit =
+      config.max_position_embeddings > 0 ? config.max_position_embeddings : capacity_tokens;
+  int64_t max_model_len = std::min(position_limit, capacity_tokens);
+  if (o.max_model_len > 0) {
+    if (o.max_model_len > position_limit) {
+      return Invalid(absl::StrCat("--max-model-len ", o.max_model_len,
+                                  " exceeds the model's max_position_embeddings ", position_limit));
+    }
+    if (o.max_model_len > capacity_tokens) {
+      return Invalid(absl::StrCat("--max-model-len ", o.max_model_len,
+                                  " exceeds the KV cache capacity of ", capacity_tokens,
+                                  " tokens; raise --kv-cache-tokens or --kv-cache-memory-bytes"));
+    }
+    max_model_len = o.max_model_len;
+  }
+  engine::EngineOptions options;
+  options.num_kv_blocks = *blocks;
+  options.max_num_seqs = o.max_num_seqs;
+  options.max_num_batched_tokens = o.max_num_batched_tokens;
+  options.max_model_len = max_model_len;
+  options.max_waiting_requests = o.max_queue;
+  options.enable_prefix_caching = o.enable_prefix_caching;
+  return options;
+}
+
+}  // namespace moeserve::server

@@ -1,0 +1,26 @@
+// The subcommands of moeserve-cli, one function each; main.cc parses the command line and
+// calls one. Each returns the process exit status (cli_common.h): 0 on success, 1 when the
+// call fails (the gRPC status is printed to stderr), 2 for a usage error.
+#pragma once
+
+#include <string>
+
+#include "clients/cli/generate_flags.h"
+
+namespace moeserve::cli {
+
+// Streams one Generate call: the text of each chunk to stdout as it arrives (or, with --json,
+// every response as a JSON line).
+int RunGenerate(const std::string& target, const GenerateFlags& flags);
+
+// Prints the prompt's token ids as a JSON array.
+int RunTokenize(const std::string& target, const std::string& text, bool add_special_tokens,
+                double timeout_seconds);
+
+// Prints GetModelInfo and GetServerInfo, as text or as one JSON object.
+int RunInfo(const std::string& target, bool json, double timeout_seconds);
+
+// grpc.health.v1 Check: prints the status (SERVING, NOT_SERVING, ...); 0 only when SERVING.
+int RunHealth(const std::string& target, const std::string& service, double timeout_seconds);
+
+}  // namespace moeserve::cli

@@ -1,0 +1,63 @@
+// moeserve-cli: a command-line client of a moeserve server.
+//   moeserve-cli [--target HOST:PORT] generate [flags] PROMPT   streams the completion
+//   moeserve-cli tokenize TEXT                                    token ids as a JSON array
+//   moeserve-cli info [--json]                                    model and server info
+//   moeserve-cli health [--timeout S]                             exit 0 only when SERVING
+// Exit status: 0 success, 1 the call failed (gRPC code and message on stderr), 2 usage error.
+#include <cstdio>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "clients/cli/cli_commands.h"
+#include "clients/cli/cli_common.h"
+
+int main(int argc, char** argv) {
+  using namespace moeserve::cli;
+  CLI::App app{"Command-line client of a moeserve gRPC server."};
+  app.require_subcommand(1);
+  std::string target = "127.0.0.1:50051";
+  app.add_option("--target", target, "server address HOST:PORT")->capture_default_str();
+
+  GenerateFlags generate;
+  CLI::App* generate_command =
+      app.add_subcommand("generate", "stream a completion of PROMPT to stdout");
+  AddGenerateFlags(*generate_command, generate);
+
+  std::string text;
+  bool no_add_special_tokens = false;
+  double unary_timeout = 30;
+  CLI::App* tokenize_command = app.add_subcommand("tokenize", "print TEXT's token ids as JSON");
+  tokenize_command->add_option("TEXT", text, "text to tokenize")->required();
+  tokenize_command->add_flag("--no-add-special-tokens", no_add_special_tokens,
+                             "do not add BOS etc.");
+  tokenize_command->add_option("--timeout", unary_timeout, "deadline in seconds")
+      ->capture_default_str();
+
+  bool info_json = false;
+  CLI::App* info_command = app.add_subcommand("info", "print model and server information");
+  info_command->add_flag("--json", info_json, "one JSON object {\"model\": ..., \"server\": ...}");
+  info_command->add_option("--timeout", unary_timeout, "deadline in seconds")
+      ->capture_default_str();
+
+  std::string service;
+  double health_timeout = 5;
+  CLI::App* health_command = app.add_subcommand(
+      "health", "grpc.health.v1 Check; exit 0 only when SERVING (a container health check)");
+  health_command->add_option("--service", service, "service name (default: the whole server)");
+  health_command->add_option("--timeout", health_timeout, "deadline in seconds")
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int printed = app.exit(error);  // prints help, or the error and a hint
+    return printed == 0 ? kExitOk : kExitUsage;
+  }
+
+  if (generate_command->parsed()) return RunGenerate(target, generate);
+  if (tokenize_command->parsed()) {
+    return RunTokenize(target, text, !no_add_special_tokens, unary_timeout);
+  }
+  if (info_command->parsed()) return RunInfo(target, info_json, unary_timeout);
+  return RunHealth(target, service, health_timeout);
+}

@@ -1,0 +1,53 @@
+// The gRPC server process-side: listening port, the Moeserve service, grpc.health.v1 and
+// server reflection (v1alpha in Debian's gRPC 1.51), message size limits and a bound on
+// gRPC's threads.
+//
+// main.cc starts it before loading the model, so health checks answer NOT_SERVING during the
+// load instead of connection refused, flips it to SERVING after warmup, and the shutdown path
+// sets NOT_SERVING before draining and finally calls Shutdown.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/impl/codegen/service_type.h"
+#include "grpcpp/server.h"
+
+namespace moeserve::server {
+
+struct GrpcServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 50051;  // 0 = ephemeral
+  // Largest request accepted; bigger ones fail with RESOURCE_EXHAUSTED inside gRPC.
+  int max_receive_message_bytes = 4 << 20;
+  int max_threads = 16;
+};
+
+class GrpcServer {
+ public:
+  // Binds, registers `service` (which must outlive the server) plus health and reflection, and
+  // starts serving with health NOT_SERVING.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const GrpcServerOptions& options,
+                                                           grpc::Service* service);
+  ~GrpcServer();
+
+  int port() const { return port_; }
+  // Health of the whole server ("") and of moeserve.v1.Moeserve.
+  void SetServing(bool serving);
+  // Stops accepting calls, lets running ones finish until `deadline`, then cancels them.
+  // Idempotent.
+  void Shutdown(std::chrono::system_clock::time_point deadline);
+
+ private:
+  GrpcServer(std::unique_ptr<grpc::Server> server, int port)
+      : server_(std::move(server)), port_(port) {}
+
+  std::unique_ptr<grpc::Server> server_;
+  const int port_;
+  bool shut_down_ = false;
+};
+
+}  // namespace moeserve::server

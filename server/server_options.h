@@ -1,0 +1,70 @@
+// The `moeserve` command line: every flag, its default and its checks, and how the flags and
+// the model's config.json become the engine's EngineOptions.
+//
+// main.cc registers the flags with AddServerFlags, runs CLI11, then calls CheckServerOptions
+// (ranges and combinations CLI11 cannot express) before loading anything, and
+// MakeEngineOptions once the model's config is known (the KV cache size in blocks depends on
+// the model's layers). Errors name the flag, so a bad command line fails at once with a line
+// an operator can act on.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/engine_options.h"
+#include "engine/model/model_config.h"
+
+namespace moeserve::server {
+
+// The KV cache when neither --kv-cache-tokens nor --kv-cache-memory-bytes is given: enough for
+// the bundled model's context on a laptop-sized CPU budget.
+inline constexpr int64_t kDefaultKvCacheTokens = 4096;
+
+struct ServerOptions {
+  std::string model_dir;          // --model: HF checkpoint directory with tokenizer.json
+  std::string served_model_name;  // --served-model-name; empty = the model directory's name
+  std::string host = "127.0.0.1";
+  int port = 50051;             // gRPC; 0 = ephemeral (tests)
+  int metrics_port = 9400;      // HTTP /metrics; 0 = ephemeral
+  std::string device = "auto";  // auto | cpu | cuda
+
+  // Engine limits (0 = unset where noted).
+  int64_t max_num_batched_tokens = 512;
+  int64_t max_num_seqs = 64;
+  int64_t kv_cache_memory_bytes = 0;  // 0 = unset
+  int64_t kv_cache_tokens = 0;        // 0 = unset
+  int64_t max_queue = 1024;           // waiting requests beyond the running ones
+  int64_t max_model_len = 0;          // 0 = min(max_position_embeddings, KV capacity)
+  bool enable_prefix_caching = true;
+
+  std::string log_level = "info";
+  std::string port_file;  // written once SERVING: {"grpc_port": N, "metrics_port": M}
+  double shutdown_grace_seconds = 30.0;
+  bool per_expert_metrics = false;
+  // Upper bound on the threads gRPC may create for this server (ResourceQuota).
+  int grpc_max_threads = 16;
+};
+
+void AddServerFlags(CLI::App& app, ServerOptions& options);
+
+// Checks that need no model: ranges, exclusive flags, --device values.
+absl::Status CheckServerOptions(const ServerOptions& options);
+
+// --served-model-name, or the last component of --model ("/models/DeepSeek-V3/" → "DeepSeek-V3").
+std::string ServedModelName(const ServerOptions& options);
+
+// The KV capacity in 64-token blocks: --kv-cache-tokens rounded up to whole blocks, or the
+// blocks of the CPU cache (fp32, num_hidden_layers × kv_cache_dim per token) that fit in
+// --kv-cache-memory-bytes, or kDefaultKvCacheTokens.
+absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& options,
+                                      const engine::ModelConfig& config);
+
+// The engine's options; max_model_len defaults to min(max_position_embeddings, KV capacity)
+// and an explicit one must fit both.
+absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& options,
+                                                        const engine::ModelConfig& config);
+
+}  // namespace moeserve::server

@@ -1,0 +1,62 @@
+// SIGTERM / SIGINT handling and the graceful drain (DESIGN.md §7).
+//
+// main.cc calls BlockShutdownSignals first thing, before any thread exists, so every thread
+// inherits the blocked mask and the signals are only ever taken by ShutdownSignal's sigwait
+// thread (no async-signal-safety concerns). Once the server is SERVING, main waits on it and
+// then runs DrainAndStop:
+//   1. health NOT_SERVING, new Generate calls refused with UNAVAILABLE;
+//   2. the engine drains (finishes the requests in flight, admits none) for up to the grace
+//      period; then, or at a second signal, every remaining request is aborted;
+//   3. the gRPC server stops once the streams have sent their last messages.
+// A signal that arrives before SERVING ends the process at once with exit code 0: nothing is
+// being served yet, and a model load can take minutes.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "engine/engine.h"
+#include "server/generate_service.h"
+#include "server/grpc_server.h"
+
+namespace moeserve::server {
+
+// Blocks SIGTERM and SIGINT in the calling thread; threads created afterwards inherit it.
+absl::Status BlockShutdownSignals();
+
+class ShutdownSignal {
+ public:
+  // Starts the sigwait thread (signals must already be blocked).
+  ShutdownSignal();
+  ~ShutdownSignal();
+  ShutdownSignal(const ShutdownSignal&) = delete;
+  ShutdownSignal& operator=(const ShutdownSignal&) = delete;
+
+  // From now on a signal starts a graceful shutdown instead of exiting at once.
+  void MarkServing();
+  // Blocks until the first SIGTERM/SIGINT after MarkServing; returns its number.
+  int Wait();
+  // Signals received so far (a second one cuts the drain short).
+  int count() const;
+
+ private:
+  void Run();
+
+  mutable std::mutex mu_;
+  std::condition_variable received_;
+  bool serving_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int count_ ABSL_GUARDED_BY(mu_) = 0;
+  int first_signal_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+// Steps 1-3 above. Returns when the engine thread has exited and the gRPC server has stopped.
+void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, engine::Engine& engine,
+                  std::chrono::duration<double> grace, const ShutdownSignal& signal);
+
+}  // namespace moeserve::server
