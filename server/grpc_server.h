@@ -1,5 +1,5 @@
-// The gRPC server process-side: listening port, the Moeserve service, grpc.health.v1 and
-// server reflection (v1alpha in Debian's gRPC 1.51), message size limits and a bound on
+// Builds and owns the grpc::Server: the listening port, the Moeserve service, grpc.health.v1
+// and server reflection (v1alpha in Debian's gRPC 1.51), the message size limit and a bound on
 // gRPC's threads.
 //
 // main.cc starts it before loading the model, so health checks answer NOT_SERVING during the
