@@ -6,15 +6,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <random>
 
 #include "CLI/CLI.hpp"
+#include "bench/bench_model.h"
 #include "bench/bench_report.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/runner/offline_runner.h"
-#include "tools/make_model/checkpoint_maker.h"
-#include "tools/make_model/model_presets.h"
 
 namespace {
 
@@ -78,18 +76,13 @@ int main(int argc, char** argv) {
   app.add_option("--output", output, "JSON report path");
   CLI11_PARSE(app, argc, argv);
 
-  std::string model_name = model_dir;
-  if (model_dir.empty()) {
-    model_dir = (std::filesystem::temp_directory_path() / "moeserve-bench-tiny-v3").string();
-    model_name = "tiny-v3 (random, seed 1)";
-    auto config = moeserve::tools::PresetConfig("tiny-v3");
-    moeserve::tools::MakeCheckpointOptions options{.out_dir = model_dir, .seed = 1};
-    if (!config.ok() || !moeserve::tools::MakeRandomCheckpoint(*config, options).ok()) {
-      std::fprintf(stderr, "cannot generate the tiny-v3 checkpoint in %s\n", model_dir.c_str());
-      return 1;
-    }
+  auto bench_model = moeserve::bench::ResolveBenchModel(model_dir);
+  if (!bench_model.ok()) {
+    std::fprintf(stderr, "%s\n", bench_model.status().ToString().c_str());
+    return 1;
   }
-  auto model = DeepseekModel::Load(model_dir);
+  const std::string model_name = bench_model->name;
+  auto model = DeepseekModel::Load(bench_model->dir);
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;

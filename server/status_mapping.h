@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
+#include "proto/grpc_code_name.h"
 
 namespace moeserve::server {
 
@@ -18,8 +19,6 @@ grpc::StatusCode ToGrpcCode(absl::StatusCode code);
 // Same code, same message. Payloads are dropped (nothing in the engine sets them).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// The code's canonical upper-case name ("OK", "INVALID_ARGUMENT", ...), as gRPC's docs and
-// grpcurl print it; "UNKNOWN" for values outside the enum.
-std::string GrpcCodeName(grpc::StatusCode code);
+using ::moeserve::GrpcCodeName;  // proto/grpc_code_name.h
 
 }  // namespace moeserve::server

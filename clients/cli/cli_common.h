@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "google/protobuf/message.h"
+#include "proto/grpc_code_name.h"
 
 namespace moeserve::cli {
 
@@ -23,9 +24,6 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
 
 // Sets the call's deadline `seconds` from now; seconds <= 0 leaves the call without one.
 void SetTimeout(grpc::ClientContext& context, double seconds);
-
-// "INVALID_ARGUMENT", "UNAVAILABLE", ... as gRPC spells the codes.
-std::string StatusCodeName(grpc::StatusCode code);
 
 // Prints "moeserve-cli: CODE: message" to stderr and returns kExitFailure.
 int ReportRpcError(const grpc::Status& status);
