@@ -38,6 +38,14 @@ const Histogram::BucketBoundaries& RequestLatencyBuckets() {
 
 // Tokens per engine step (vLLM uses its CUDA-graph batch sizes; we have none, so powers of two
 // up to the largest plausible --max-num-batched-tokens).
+// Engine step durations: 1-2-5 from 1 ms to 10 s (a CPU decode step is a few ms, a long
+// prefill chunk hundreds).
+const Histogram::BucketBoundaries& StepTimeBuckets() {
+  static const auto* b = new Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                                                         0.2,   0.5,   1.0,   2.0,  5.0,  10.0};
+  return *b;
+}
+
 const Histogram::BucketBoundaries& IterationTokenBuckets() {
   static const auto* b =
       new Histogram::BucketBoundaries{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
@@ -142,6 +150,11 @@ PrometheusMetrics::PrometheusMetrics(const Options& options)
   iteration_tokens_ =
       histogram("moeserve_iteration_tokens", "Tokens (prefill + decode) per engine step.",
                 IterationTokenBuckets());
+  engine_step_time_ = histogram(
+      "moeserve_engine_step_seconds",
+      "Wall time of one engine step (schedule, forward, sample, emit); the server's inter-token "
+      "latency minus this is its own per-token overhead.",
+      StepTimeBuckets());
   grpc_requests_ = &prometheus::BuildCounter()
                         .Name("moeserve_grpc_requests_total")
                         .Help("Finished gRPC calls by method and status code.")
@@ -253,7 +266,10 @@ void PrometheusMetrics::OnRequestFinished(engine::FinishReason reason, const eng
 void PrometheusMetrics::OnStep(const engine::EngineStats& stats) {
   const int64_t step_tokens =
       stats.last_step.num_prefill_tokens + stats.last_step.num_decode_tokens;
-  if (step_tokens > 0) iteration_tokens_->Observe(static_cast<double>(step_tokens));
+  if (step_tokens > 0) {
+    iteration_tokens_->Observe(static_cast<double>(step_tokens));
+    engine_step_time_->Observe(stats.last_step.step_ms / 1e3);
+  }
   ApplySnapshot(stats);
 }
 

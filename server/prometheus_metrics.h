@@ -111,6 +111,7 @@ class PrometheusMetrics : public engine::MetricsRecorder {
   prometheus::Histogram* request_prefill_time_;
   prometheus::Histogram* request_decode_time_;
   prometheus::Histogram* iteration_tokens_;
+  prometheus::Histogram* engine_step_time_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;
   // Indexed by layer; null for dense layers.
   std::vector<prometheus::Counter*> moe_routed_tokens_;

@@ -170,6 +170,7 @@ TEST(PrometheusMetricsTest, ExportsEveryFamilyWithTypeAndModelName) {
       {"moeserve_request_prefill_time_seconds", "histogram"},
       {"moeserve_request_decode_time_seconds", "histogram"},
       {"moeserve_iteration_tokens", "histogram"},
+      {"moeserve_engine_step_seconds", "histogram"},
       {"moeserve_cache_config_info", "gauge"},
       {"moeserve_grpc_requests_total", "counter"},
       {"moeserve_moe_routed_tokens_total", "counter"},
@@ -305,7 +306,7 @@ TEST(PrometheusMetricsTest, StepSetsGaugesAndTurnsCumulativeValuesIntoCounters) 
   s.kv_usage = 0;
   s.total_preemptions = 4;
   s.total_generated_tokens = 6;
-  s.last_step = {.batch_size = 3, .num_prefill_tokens = 0, .num_decode_tokens = 3};
+  s.last_step = {.batch_size = 3, .num_prefill_tokens = 0, .num_decode_tokens = 3, .step_ms = 4.0};
   metrics.OnStep(s);
   // A step with the same cumulative values adds nothing; an empty step is not a sample.
   s.total_steps = 3;
@@ -320,6 +321,10 @@ TEST(PrometheusMetricsTest, StepSetsGaugesAndTurnsCumulativeValuesIntoCounters) 
   EXPECT_EQ(e.Value("moeserve_iteration_tokens_sum"), 93);
   EXPECT_EQ(e.Value("moeserve_iteration_tokens_bucket", {{"le", "8"}}), 1);
   EXPECT_EQ(e.Value("moeserve_iteration_tokens_bucket", {{"le", "128"}}), 2);
+  // Step time: one sample per non-empty step; the 4 ms decode step lands in le=0.005.
+  EXPECT_EQ(e.Value("moeserve_engine_step_seconds_count"), 2);
+  EXPECT_EQ(e.Value("moeserve_engine_step_seconds_bucket", {{"le", "0.005"}}),
+            e.Value("moeserve_engine_step_seconds_bucket", {{"le", "0.002"}}) + 1);
 }
 
 TEST(PrometheusMetricsTest, CountersNeverDecrease) {
