@@ -45,6 +45,10 @@ Engine::Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const Eng
     std::lock_guard lock(mu_);
     loop_.FillStats(stats_);
   }
+  loop_.SetRequestEndedCallback([this](const std::string& id) {
+    std::lock_guard lock(mu_);
+    live_request_ids_.erase(id);
+  });
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -142,21 +146,16 @@ void Engine::Run() {
       shutdown = shutdown_;
     }
     for (Submission& s : submissions) loop_.AddRequest(std::move(s.request), s.sink);
-    std::vector<std::string> ended;
-    for (const std::string& id : cancels) {
-      if (loop_.AbortRequest(id)) ended.push_back(id);
-    }
+    // Ended requests leave live_request_ids_ through the loop's request-ended callback.
+    for (const std::string& id : cancels) loop_.AbortRequest(id);
     if (shutdown == ShutdownMode::kAbort) {
-      for (const std::string& id : loop_.LiveRequestIds()) ended.push_back(id);
       loop_.AbortAll();
     } else {
-      std::vector<std::string> step_ended = loop_.RunOnce();
-      ended.insert(ended.end(), step_ended.begin(), step_ended.end());
+      loop_.RunOnce();
     }
     const bool done = shutdown.has_value() && !loop_.HasWork();
     {
       std::lock_guard lock(mu_);
-      for (const std::string& id : ended) live_request_ids_.erase(id);
       loop_.FillStats(stats_);
       stats_.num_waiting += static_cast<int64_t>(inbox_.size());
       if (done && inbox_.empty()) return;

@@ -15,34 +15,30 @@ void EngineLoop::AddRequest(GenerateRequest request, TokenSink* sink) {
                                             tokenizer_));
 }
 
-void EngineLoop::EndSequence(Sequence* sequence, TokenEvent final_event,
-                             std::vector<std::string>& ended) {
+void EngineLoop::EndSequence(Sequence* sequence, TokenEvent final_event) {
   std::unique_ptr<Sequence> owned = scheduler_.Finish(sequence);
-  ended.push_back(owned->request.request_id);
   if (metrics_ != nullptr) {
     metrics_->OnRequestFinished(*final_event.finish, final_event.usage, final_event.timestamps);
   }
+  if (request_ended_) request_ended_(owned->request.request_id);
   owned->sink->OnEvent(std::move(final_event));
 }
 
 bool EngineLoop::AbortRequest(const std::string& request_id) {
   Sequence* s = scheduler_.Find(request_id);
   if (s == nullptr) return false;
-  std::vector<std::string> ended;
-  EndSequence(s, MakeFinalEvent(*s, FinishReason::kAbort), ended);
+  EndSequence(s, MakeFinalEvent(*s, FinishReason::kAbort));
   return true;
 }
 
 void EngineLoop::AbortAll() {
-  std::vector<std::string> ended;
   while (Sequence* s = scheduler_.AnyLiveSequence()) {
-    EndSequence(s, MakeFinalEvent(*s, FinishReason::kAbort), ended);
+    EndSequence(s, MakeFinalEvent(*s, FinishReason::kAbort));
   }
 }
 
-std::vector<std::string> EngineLoop::RunOnce() {
-  std::vector<std::string> ended;
-  if (!scheduler_.HasWork()) return ended;
+void EngineLoop::RunOnce() {
+  if (!scheduler_.HasWork()) return;
   const Clock::time_point begin = Clock::now();
 
   ScheduledBatch batch = scheduler_.Schedule();
@@ -50,7 +46,7 @@ std::vector<std::string> EngineLoop::RunOnce() {
                          .num_prefill_tokens = batch.num_prefill_tokens,
                          .num_decode_tokens = batch.num_decode_tokens,
                          .num_preempted = batch.num_preempted};
-  if (batch.empty()) return ended;
+  if (batch.empty()) return;
   for (const ScheduledSequence& entry : batch.sequences) {
     if (!entry.sequence->timestamps.scheduled) entry.sequence->timestamps.scheduled = begin;
   }
@@ -59,12 +55,10 @@ std::vector<std::string> EngineLoop::RunOnce() {
   if (!output.ok()) {
     // A failed step fails the requests in it, not the engine.
     for (const ScheduledSequence& entry : batch.sequences) {
-      EndSequence(entry.sequence,
-                  MakeFinalEvent(*entry.sequence, FinishReason::kError,
-                                 std::string(output.status().message())),
-                  ended);
+      EndSequence(entry.sequence, MakeFinalEvent(*entry.sequence, FinishReason::kError,
+                                                 std::string(output.status().message())));
     }
-    return ended;
+    return;
   }
   scheduler_.CommitComputed(batch);
 
@@ -75,7 +69,7 @@ std::vector<std::string> EngineLoop::RunOnce() {
     RecordTokenLatency(*s);
     TokenEvent event = ProcessSampledToken(*s, output->tokens[i]);
     if (event.finish) {
-      EndSequence(s, std::move(event), ended);
+      EndSequence(s, std::move(event));
     } else {
       s->sink->OnEvent(std::move(event));
     }
@@ -87,7 +81,6 @@ std::vector<std::string> EngineLoop::RunOnce() {
     FillStats(stats);
     metrics_->OnStep(stats);
   }
-  return ended;
 }
 
 void EngineLoop::RecordTokenLatency(Sequence& s) {

@@ -4,6 +4,7 @@
 // Engine thread only; Engine feeds it new sequences and cancellations between steps.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -23,6 +24,12 @@ class EngineLoop {
   EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
              MetricsRecorder* metrics = nullptr);
 
+  // Called with a request's id just before its final event is delivered, so that the id can be
+  // reused as soon as the caller sees the end of the stream.
+  void SetRequestEndedCallback(std::function<void(const std::string&)> callback) {
+    request_ended_ = std::move(callback);
+  }
+
   // Starts a request (already validated by Engine::Submit).
   void AddRequest(GenerateRequest request, TokenSink* sink);
   // Ends a live request with finish reason `abort`; unknown ids are ignored (already done).
@@ -30,21 +37,21 @@ class EngineLoop {
   bool AbortRequest(const std::string& request_id);
   void AbortAll();
 
-  // Runs one step if there is work. Returns the ids of requests that ended in it.
-  std::vector<std::string> RunOnce();
+  // Runs one step if there is work.
+  void RunOnce();
 
   bool HasWork() const { return scheduler_.HasWork(); }
-  std::vector<std::string> LiveRequestIds() const { return scheduler_.LiveRequestIds(); }
   void FillStats(EngineStats& stats) const;
   const Scheduler& scheduler() const { return scheduler_; }
 
  private:
-  void EndSequence(Sequence* sequence, TokenEvent final_event, std::vector<std::string>& ended);
+  void EndSequence(Sequence* sequence, TokenEvent final_event);
   // First-token or inter-token latency of a token just appended to `s`.
   void RecordTokenLatency(Sequence& s);
 
   const Tokenizer* tokenizer_;
   MetricsRecorder* metrics_;
+  std::function<void(const std::string&)> request_ended_;
   Scheduler scheduler_;
   ModelRunner runner_;
   int64_t next_arrival_number_ = 0;

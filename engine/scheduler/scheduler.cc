@@ -31,12 +31,6 @@ Sequence* Scheduler::AnyLiveSequence() const {
   return sequences_.empty() ? nullptr : sequences_.begin()->second.get();
 }
 
-std::vector<std::string> Scheduler::LiveRequestIds() const {
-  std::vector<std::string> ids;
-  for (const auto& [id, s] : sequences_) ids.push_back(id);
-  return ids;
-}
-
 Sequence* Scheduler::PreemptionVictim() const {
   Sequence* victim = nullptr;
   for (Sequence* s : running_) {

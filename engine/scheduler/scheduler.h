@@ -36,7 +36,6 @@ class Scheduler {
   Sequence* Find(const std::string& request_id) const;
   // Some live sequence (for shutdown), or nullptr.
   Sequence* AnyLiveSequence() const;
-  std::vector<std::string> LiveRequestIds() const;
 
   ScheduledBatch Schedule();
   // After the runner executed `batch`: the scheduled tokens are now computed; full blocks

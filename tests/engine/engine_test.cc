@@ -243,6 +243,18 @@ TEST_F(EngineTest, ShutdownDrainFinishesAndAbortEndsEverything) {
   ExpectNoLeak(**second);
 }
 
+TEST_F(EngineTest, RequestIdIsReusableOnceTheFinalEventArrives) {
+  auto engine = Engine::Create(*model_, tokenizer_, EngineOptions{});
+  ASSERT_TRUE(engine.ok());
+  for (int round = 0; round < 20; ++round) {
+    CollectingSink sink;
+    auto handle = (*engine)->Submit(Greedy("same-id", {1, 2, 3}, 2), &sink);
+    ASSERT_TRUE(handle.ok()) << "round " << round << ": " << handle.status();
+    ASSERT_TRUE(sink.WaitFinished());
+    handle->Detach();
+  }
+}
+
 TEST_F(EngineTest, RejectsBadRequestsAndDuplicatesAndOverload) {
   EngineOptions options{.max_num_seqs = 1, .max_model_len = 256, .max_waiting_requests = 1};
   auto engine = Engine::Create(*model_, tokenizer_, options);
