@@ -3,53 +3,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "proto/grpc_code_name.h"
 
 namespace moeserve::bench {
-namespace {
-
-// gRPC code names as the server's metrics and grpcurl print them.
-const char* StatusCodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "UNKNOWN";
-  }
-}
-
-}  // namespace
+namespace {}  // namespace
 
 GenerateCall::GenerateCall(v1::Moeserve::Stub* stub, v1::GenerateRequest request,
                            RequestRecord* record, Clock::time_point run_start,
@@ -117,7 +74,7 @@ void GenerateCall::OnDone(const grpc::Status& status) {
   record_->latency = std::chrono::duration<double>(end - start_).count();
   if (!status.ok()) {
     record_->success = false;
-    record_->status_code = StatusCodeName(status.error_code());
+    record_->status_code = GrpcCodeName(status.error_code());
     record_->error = status.error_message();
   } else if (!complete_received_) {
     record_->success = false;
