@@ -1,35 +1,16 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "engine/ops/cuda/reduce.cuh"
 #include "engine/ops/norm/rms_norm_cuda.h"
 
 namespace moeserve::engine {
 namespace {
 
-// One block per row; 256 threads stride over the row. Sum of squares in fp32, reduced
-// first within each warp by shuffles, then across the 8 warps through shared memory.
+// One block per row; 256 threads stride over the row, and the sum of squares (fp32) is
+// reduced across the block with the shared helper.
 constexpr int kThreadsPerBlock = 256;
-constexpr int kWarpSize = 32;
-
-__device__ float BlockReduceSum(float value) {
-  __shared__ float warp_sums[kThreadsPerBlock / kWarpSize];
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  }
-  const int warp = threadIdx.x / kWarpSize;
-  const int lane = threadIdx.x % kWarpSize;
-  if (lane == 0) warp_sums[warp] = value;
-  __syncthreads();
-  value = lane < kThreadsPerBlock / kWarpSize ? warp_sums[lane] : 0.0f;
-  if (warp == 0) {
-    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-      value += __shfl_xor_sync(0xffffffffu, value, offset);
-    }
-    if (lane == 0) warp_sums[0] = value;
-  }
-  __syncthreads();
-  return warp_sums[0];
-}
+using cuda::BlockReduceSum;
 
 __global__ void RmsNormBf16Kernel(const __nv_bfloat16* x,  // may alias y (in place)
                                   const __nv_bfloat16* __restrict__ weight, float eps, int64_t dim,
@@ -74,8 +55,7 @@ __global__ void FusedAddRmsNormBf16Kernel(__nv_bfloat16* __restrict__ residual,
 }  // namespace
 
 int LaunchFusedAddRmsNormBf16(uint16_t* residual, const uint16_t* x, const uint16_t* weight,
-                              float eps, int64_t num_rows, int64_t dim, uint16_t* y,
-                              void* stream) {
+                              float eps, int64_t num_rows, int64_t dim, uint16_t* y, void* stream) {
   if (num_rows == 0) return cudaSuccess;
   FusedAddRmsNormBf16Kernel<<<static_cast<unsigned>(num_rows), kThreadsPerBlock, 0,
                               static_cast<cudaStream_t>(stream)>>>(

@@ -20,14 +20,11 @@ namespace {
 using ::moeserve::engine::testing::RandomBytes;
 using ::moeserve::engine::testing::ReadBytes;
 using ::moeserve::engine::testing::ScopedTempDir;
+using ::moeserve::engine::testing::ToVector;
 using ::moeserve::engine::testing::WriteBytes;
 using ::moeserve::engine::testing::WriteRawSafetensors;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-std::vector<uint8_t> ToVector(absl::Span<const uint8_t> s) {
-  return std::vector<uint8_t>(s.begin(), s.end());
-}
 
 // Writes a shard holding `names`, each a BF16 [2,3] tensor with bytes derived from its name.
 std::vector<uint8_t> BytesFor(const std::string& name) {

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/types/span.h"
+
 namespace moeserve::engine::testing {
 
 // A directory under ::testing::TempDir() unique to this process and test, removed on
@@ -90,6 +92,10 @@ inline std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
   std::vector<uint8_t> bytes(n);
   for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
   return bytes;
+}
+
+inline std::vector<uint8_t> ToVector(absl::Span<const uint8_t> s) {
+  return std::vector<uint8_t>(s.begin(), s.end());
 }
 
 }  // namespace moeserve::engine::testing

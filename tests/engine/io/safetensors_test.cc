@@ -21,14 +21,11 @@ namespace {
 using ::moeserve::engine::testing::RandomBytes;
 using ::moeserve::engine::testing::ReadBytes;
 using ::moeserve::engine::testing::ScopedTempDir;
+using ::moeserve::engine::testing::ToVector;
 using ::moeserve::engine::testing::WriteBytes;
 using ::moeserve::engine::testing::WriteRawSafetensors;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-std::vector<uint8_t> ToVector(absl::Span<const uint8_t> s) {
-  return std::vector<uint8_t>(s.begin(), s.end());
-}
 
 // Opens `path` and expects failure with `code` and a message naming the file and `tensor`.
 void ExpectOpenFails(const std::string& path, absl::StatusCode code, std::string_view tensor = "",
