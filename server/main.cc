@@ -21,6 +21,7 @@
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/ops/dtype.h"
+#include "engine/runner/device.h"
 #include "engine/runner/forward_batch.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -41,17 +42,6 @@ namespace {
 int Fail(const std::string& message) {
   LogError(message);
   return 1;
-}
-
-// The backend the model runs on. Only the CPU backend exists in the engine today; a CUDA
-// request must fail loudly rather than silently run on the CPU.
-absl::StatusOr<std::string> ResolveDevice(const std::string& flag) {
-  if (flag == "cuda") {
-    return absl::FailedPreconditionError(
-        "--device cuda: the CUDA backend is not available in this build / no GPU; use "
-        "--device cpu (or auto)");
-  }
-  return std::string("cpu");
 }
 
 // {"grpc_port": N, "metrics_port": M}, written to a temporary file and renamed into place, so
@@ -77,6 +67,7 @@ moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_nam
                                              const engine::ModelConfig& config,
                                              const engine::EngineOptions& engine_options,
                                              const std::vector<int32_t>& eos_token_ids,
+                                             const std::string& quantization,
                                              const std::string& device) {
   moeserve::v1::GetModelInfoResponse info;
   info.set_served_model_name(served_model_name);
@@ -87,7 +78,7 @@ moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_nam
   for (int32_t id : eos_token_ids) info.add_eos_token_ids(static_cast<uint32_t>(id));
   if (config.bos_token_id) info.set_bos_token_id(static_cast<uint32_t>(*config.bos_token_id));
   info.set_dtype("float32");  // the CPU backend computes in fp32 whatever the weights' dtype
-  info.set_quantization(config.fp8 ? "fp8" : "none");
+  info.set_quantization(quantization);
   info.set_num_layers(static_cast<uint32_t>(config.num_hidden_layers));
   info.set_num_routed_experts(static_cast<uint32_t>(config.n_routed_experts));
   info.set_num_experts_per_token(static_cast<uint32_t>(config.num_experts_per_tok));
@@ -107,8 +98,9 @@ std::vector<int32_t> EosTokenIds(const engine::ModelConfig& config,
 }
 
 int Serve(const ServerOptions& options) {
-  absl::StatusOr<std::string> device = ResolveDevice(options.device);
+  absl::StatusOr<engine::DeviceSelection> device = engine::SelectDevice(options.device);
   if (!device.ok()) return Fail(std::string(device.status().message()));
+  LogInfo(absl::StrCat("device: ", device->description));
   const std::string served_model_name = ServedModelName(options);
 
   ShutdownSignal signals;
@@ -129,10 +121,14 @@ int Serve(const ServerOptions& options) {
       engine::Tokenizer::Load(options.model_dir);
   if (!tokenizer.ok())
     return Fail(absl::StrCat("cannot load the tokenizer: ", tokenizer.status().message()));
-  absl::StatusOr<std::unique_ptr<engine::DeepseekModel>> model =
-      engine::DeepseekModel::Load(options.model_dir);
+  absl::StatusOr<std::unique_ptr<engine::DeepseekModel>> model = engine::DeepseekModel::Load(
+      options.model_dir, {.quantize_fp8 = options.quantization == "fp8"});
   if (!model.ok()) return Fail(absl::StrCat("cannot load the model: ", model.status().message()));
   const engine::ModelConfig& config = (*model)->config();
+  // What the linears run in: FP8 from the checkpoint, FP8 quantized at load, or as stored.
+  const std::string quantization = config.fp8                      ? "fp8"
+                                   : options.quantization == "fp8" ? "fp8 (online)"
+                                                                   : "none";
   absl::StatusOr<engine::EngineOptions> engine_options = MakeEngineOptions(options, config);
   if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
 
@@ -166,13 +162,13 @@ int Serve(const ServerOptions& options) {
   metrics_for_calls.store(&metrics);
 
   const std::vector<int32_t> eos_token_ids = EosTokenIds(config, **tokenizer);
-  ServingBackend backend{
-      .engine = engine->get(),
-      .tokenizer = tokenizer->get(),
-      .limits = {.vocab_size = config.vocab_size,
-                 .max_model_len = engine_options->max_model_len,
-                 .eos_token_ids = eos_token_ids},
-      .model_info = ModelInfo(served_model_name, config, *engine_options, eos_token_ids, *device)};
+  ServingBackend backend{.engine = engine->get(),
+                         .tokenizer = tokenizer->get(),
+                         .limits = {.vocab_size = config.vocab_size,
+                                    .max_model_len = engine_options->max_model_len,
+                                    .eos_token_ids = eos_token_ids},
+                         .model_info = ModelInfo(served_model_name, config, *engine_options,
+                                                 eos_token_ids, quantization, device->name)};
   service.SetBackend(&backend);
   (*grpc_server)->SetServing(true);
   signals.MarkServing();
@@ -185,8 +181,8 @@ int Serve(const ServerOptions& options) {
       "%d tokens (%d blocks, %.1f MiB), max_model_len %d, prefix caching %s; gRPC %s:%d, "
       "metrics http://%s:%d/metrics",
       served_model_name, engine::ArchitectureName(config.architecture), config.model_type,
-      options.model_dir, config.fp8 ? "fp8" : "none", *device, capacity_tokens,
-      engine_options->num_kv_blocks, kv_bytes / 1048576.0, engine_options->max_model_len,
+      options.model_dir, quantization, device->name, capacity_tokens, engine_options->num_kv_blocks,
+      kv_bytes / 1048576.0, engine_options->max_model_len,
       options.enable_prefix_caching ? "on" : "off", options.host, (*grpc_server)->port(),
       options.host, (*metrics_server)->port()));
   if (!options.port_file.empty()) {

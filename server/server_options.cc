@@ -43,6 +43,10 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--device", o.device, "where the model runs")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  app.add_option("--quantization", o.quantization,
+                 "fp8: quantize the checkpoint's linear weights to 128x128 FP8 blocks at load, "
+                 "DeepSeek's recipe (default: as the checkpoint is)")
+      ->check(CLI::IsMember({"", "fp8"}));
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens,
                  "token budget of one engine step (chunked prefill)")
       ->capture_default_str();
@@ -88,6 +92,10 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   }
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
     return Invalid(absl::StrCat("--device must be auto, cpu or cuda, got '", o.device, "'"));
+  }
+  if (!o.quantization.empty() && o.quantization != "fp8") {
+    return Invalid(
+        absl::StrCat("--quantization must be fp8 (or unset), got '", o.quantization, "'"));
   }
   if (absl::Status s = CheckPositive("--max-num-batched-tokens", o.max_num_batched_tokens);
       !s.ok()) {

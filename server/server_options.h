@@ -30,6 +30,9 @@ struct ServerOptions {
   int port = 50051;             // gRPC; 0 = ephemeral (tests)
   int metrics_port = 9400;      // HTTP /metrics; 0 = ephemeral
   std::string device = "auto";  // auto | cpu | cuda
+  // "" = as the checkpoint is (FP8 checkpoints stay FP8); "fp8" = quantize a BF16/F16/F32
+  // checkpoint's linear weights to 128x128 FP8 blocks at load (engine::LoadOptions).
+  std::string quantization;
 
   // Engine limits (0 = unset where noted).
   int64_t max_num_batched_tokens = 512;

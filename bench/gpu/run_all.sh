@@ -7,7 +7,8 @@
 #
 #   here:  cmake -S . -B build-cuda -G Ninja -DMOESERVE_SERVER=OFF
 #          ninja -C build-cuda rms_norm_cuda_test cuda_runtime_test ops_cuda_test \
-#                gemm_cublaslt_test moeserve-bench-gpu-copy moeserve-bench-gpu-gemm
+#                gemm_cublaslt_test moeserve-bench-gpu-copy moeserve-bench-gpu-gemm \
+#                moeserve-bench-gpu-sampling
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
 #
@@ -20,7 +21,7 @@ set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test)
-gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm)
+gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling)
 
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"

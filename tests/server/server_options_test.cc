@@ -109,9 +109,20 @@ TEST(ServerOptionsTest, FlagsReachTheOptions) {
 
 TEST(ServerOptionsTest, CliRejectsUnknownDeviceAndBothKvSizes) {
   EXPECT_THROW(Parse({"--model", "m", "--device", "tpu"}), CLI::ValidationError);
+  EXPECT_THROW(Parse({"--model", "m", "--quantization", "int4"}), CLI::ValidationError);
   EXPECT_THROW(Parse({"--model", "m", "--kv-cache-tokens", "64", "--kv-cache-memory-bytes", "9"}),
                CLI::ExcludesError);
   EXPECT_THROW(Parse({}), CLI::RequiredError);
+}
+
+TEST(ServerOptionsTest, QuantizationDefaultsToTheCheckpointAndAcceptsFp8) {
+  EXPECT_EQ(Parse({"--model", "m"}).quantization, "");
+  const ServerOptions fp8 = Parse({"--model", "m", "--quantization", "fp8"});
+  EXPECT_EQ(fp8.quantization, "fp8");
+  EXPECT_TRUE(CheckServerOptions(fp8).ok());
+  ServerOptions bad = fp8;
+  bad.quantization = "awq";
+  EXPECT_EQ(std::string(CheckServerOptions(bad).message()).rfind("--quantization", 0), 0u);
 }
 
 TEST(ServerOptionsTest, ChecksNameTheFlag) {
