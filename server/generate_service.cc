@@ -33,10 +33,12 @@ const grpc::Status& NotReady() {
 
 }  // namespace
 
-GenerateService::GenerateService(CallObserver observer)
+GenerateService::GenerateService(CallObserver observer, AccessPolicy policy)
     : observer_(std::move(observer)),
       start_time_(std::chrono::steady_clock::now()),
-      request_id_prefix_(RandomPrefix()) {}
+      request_id_prefix_(RandomPrefix()),
+      api_key_(std::move(policy.api_key)),
+      max_concurrent_streams_(policy.max_concurrent_streams) {}
 
 void GenerateService::SetBackend(const ServingBackend* backend) { backend_.store(backend); }
 
@@ -70,19 +72,28 @@ grpc::ServerUnaryReactor* GenerateService::Reply(grpc::CallbackServerContext* co
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  grpc::Status refusal = api_key_.Check(*context);
+  const int already_open = open_streams_.fetch_add(1);
+  if (refusal.ok() && max_concurrent_streams_ > 0 && already_open >= max_concurrent_streams_) {
+    refusal = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           absl::StrCat("the server already has ", max_concurrent_streams_,
+                                        " Generate streams open (--max-concurrent-streams); "
+                                        "retry later"));
+  }
   GenerateStream::Env env{.backend = backend_.load(),
                           .live_requests = &live_requests_,
                           .open_streams = &open_streams_,
                           .observer = &observer_,
                           .draining = draining_.load(),
-                          .default_request_id = NextRequestId()};
-  open_streams_.fetch_add(1);
+                          .default_request_id = NextRequestId(),
+                          .refusal = std::move(refusal)};
   return GenerateStream::Start(context, *request, std::move(env));
 }
 
 grpc::ServerUnaryReactor* GenerateService::Tokenize(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* request_bytes,
                                                     grpc::ByteBuffer* response_bytes) {
+  if (grpc::Status s = api_key_.Check(*context); !s.ok()) return Reply(context, "Tokenize", s);
   const ServingBackend* backend = backend_.load();
   if (backend == nullptr) return Reply(context, "Tokenize", NotReady());
   v1::TokenizeRequest request;
@@ -100,6 +111,9 @@ grpc::ServerUnaryReactor* GenerateService::Tokenize(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* GenerateService::GetModelInfo(grpc::CallbackServerContext* context,
                                                         const v1::GetModelInfoRequest* /*request*/,
                                                         v1::GetModelInfoResponse* response) {
+  if (grpc::Status s = api_key_.Check(*context); !s.ok()) {
+    return Reply(context, "GetModelInfo", s);
+  }
   const ServingBackend* backend = backend_.load();
   if (backend == nullptr) return Reply(context, "GetModelInfo", NotReady());
   *response = backend->model_info;
@@ -109,6 +123,9 @@ grpc::ServerUnaryReactor* GenerateService::GetModelInfo(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerateService::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* /*request*/,
     v1::GetServerInfoResponse* response) {
+  if (grpc::Status s = api_key_.Check(*context); !s.ok()) {
+    return Reply(context, "GetServerInfo", s);
+  }
   // Answers during startup too (zero counts), so operators can watch a slow model load.
   response->set_uptime_seconds(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count());
@@ -126,6 +143,7 @@ grpc::ServerUnaryReactor* GenerateService::GetServerInfo(
 grpc::ServerUnaryReactor* GenerateService::Abort(grpc::CallbackServerContext* context,
                                                  const grpc::ByteBuffer* request_bytes,
                                                  grpc::ByteBuffer* response_bytes) {
+  if (grpc::Status s = api_key_.Check(*context); !s.ok()) return Reply(context, "Abort", s);
   const ServingBackend* backend = backend_.load();
   if (backend == nullptr) return Reply(context, "Abort", NotReady());
   v1::AbortRequest request;

@@ -19,6 +19,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
 #include "moeserve/v1/moeserve.grpc.pb.h"
+#include "server/api_key.h"
 #include "server/serving_state.h"
 
 namespace moeserve::server {
@@ -31,9 +32,16 @@ using MoeserveServiceBase = moeserve::v1::Moeserve::WithRawCallbackMethod_Genera
                 moeserve::v1::Moeserve::WithCallbackMethod_GetServerInfo<
                     moeserve::v1::Moeserve::Service>>>>>;
 
+// Who may call and how much at once (server flags --api-key, --max-concurrent-streams).
+struct AccessPolicy {
+  std::string api_key;  // empty: no key required
+  int max_concurrent_streams =
+      0;  // open Generate streams; beyond it RESOURCE_EXHAUSTED; 0 = no cap
+};
+
 class GenerateService final : public MoeserveServiceBase {
  public:
-  explicit GenerateService(CallObserver observer);
+  explicit GenerateService(CallObserver observer, AccessPolicy policy = {});
 
   // Once, after warmup; `backend` must outlive the gRPC server.
   void SetBackend(const ServingBackend* backend);
@@ -75,6 +83,8 @@ class GenerateService final : public MoeserveServiceBase {
   const CallObserver observer_;
   const std::chrono::steady_clock::time_point start_time_;
   const std::string request_id_prefix_;
+  const ApiKeyCheck api_key_;
+  const int max_concurrent_streams_;
 
   // Lock-free state shared by the RPC threads.
   std::atomic<const ServingBackend*> backend_{nullptr};

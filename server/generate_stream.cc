@@ -30,6 +30,7 @@ void GenerateStream::Begin(const grpc::ByteBuffer& request_bytes) {
     finished_with_ = status;
     return Action{.finish = std::move(status)};
   };
+  if (!env_.refusal.ok()) return PerformAndLeave(lock, fail(env_.refusal));
   if (env_.backend == nullptr) {
     return PerformAndLeave(lock, fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                                    "the model is still loading; retry once "

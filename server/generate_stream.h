@@ -43,6 +43,8 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     const CallObserver* observer = nullptr;
     bool draining = false;           // the server is shutting down: refuse the call
     std::string default_request_id;  // used when the request has none
+    // Not OK: finish the call with this before anything else (API key, stream limit).
+    grpc::Status refusal = grpc::Status::OK;
   };
 
   // Starts the call with the request's wire bytes (a moeserve.v1.GenerateRequest; the method is

@@ -28,7 +28,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   grpc::ServerBuilder builder;
   const std::string address = ListenAddress(options.host, options.port);
   int bound_port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(
+      address,
+      options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(),
+      &bound_port);
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC enables SO_REUSEPORT by default: a second server on a taken port would then start and
@@ -45,7 +48,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen for gRPC on ", address, " (address in use or not local?)"));
+        absl::StrCat("cannot listen for gRPC on ", address,
+                     options.credentials != nullptr
+                         ? " (address in use, not local, or --tls-cert and --tls-key do not match?)"
+                         : " (address in use or not local?)"));
   }
   auto result = std::unique_ptr<GrpcServer>(new GrpcServer(std::move(server), bound_port));
   result->SetServing(false);

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/impl/codegen/service_type.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
 namespace moeserve::server {
@@ -24,6 +25,8 @@ struct GrpcServerOptions {
   // Largest request accepted; bigger ones fail with RESOURCE_EXHAUSTED inside gRPC.
   int max_receive_message_bytes = 4 << 20;
   int max_threads = 16;
+  // Null = plaintext; otherwise TLS or mTLS (tls.h).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 class GrpcServer {

@@ -34,6 +34,7 @@
 #include "server/serving_state.h"
 #include "server/shutdown.h"
 #include "server/status_mapping.h"
+#include "server/tls.h"
 #include "server/warmup.h"
 
 namespace moeserve::server {
@@ -106,15 +107,32 @@ int Serve(const ServerOptions& options) {
   ShutdownSignal signals;
   // Set once the metrics exist; RPCs that finish before that (during the load) go unrecorded.
   std::atomic<PrometheusMetrics*> metrics_for_calls{nullptr};
-  GenerateService service([&metrics_for_calls](const std::string& method, grpc::StatusCode code) {
-    if (PrometheusMetrics* m = metrics_for_calls.load()) m->OnGrpcCall(method, GrpcCodeName(code));
-  });
-  absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server = GrpcServer::Start(
-      {.host = options.host, .port = options.port, .max_threads = options.grpc_max_threads},
-      &service);
+  GenerateService service(
+      [&metrics_for_calls](const std::string& method, grpc::StatusCode code) {
+        if (PrometheusMetrics* m = metrics_for_calls.load()) {
+          m->OnGrpcCall(method, GrpcCodeName(code));
+        }
+      },
+      {.api_key = options.api_key, .max_concurrent_streams = options.max_concurrent_streams});
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials({.cert_chain = options.tls_cert,
+                             .private_key = options.tls_key,
+                             .client_ca = options.tls_client_ca});
+  if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+  absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
+      GrpcServer::Start({.host = options.host,
+                         .port = options.port,
+                         .max_receive_message_bytes = options.max_message_bytes,
+                         .max_threads = options.grpc_max_threads,
+                         .credentials = *credentials},
+                        &service);
   if (!grpc_server.ok()) return Fail(std::string(grpc_server.status().message()));
   LogInfo(absl::StrCat("gRPC listening on ", options.host, ":", (*grpc_server)->port(),
-                       " (NOT_SERVING until the model is loaded and warmed up)"));
+                       options.tls_cert.empty()        ? " (plaintext"
+                       : options.tls_client_ca.empty() ? " (TLS"
+                                                       : " (mutual TLS",
+                       options.api_key.empty() ? ", no API key" : ", API key required",
+                       "; NOT_SERVING until the model is loaded and warmed up)"));
 
   LogInfo(absl::StrCat("loading ", options.model_dir));
   absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =

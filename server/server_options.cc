@@ -77,6 +77,21 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
       ->capture_default_str();
   app.add_flag("--per-expert-metrics", o.per_expert_metrics,
                "export routed tokens per (layer, expert) (layers x experts series)");
+  app.add_option("--api-key", o.api_key,
+                 "require 'authorization: Bearer KEY' metadata on every Moeserve RPC (health "
+                 "stays open); prefer the MOESERVE_API_KEY environment variable")
+      ->envname("MOESERVE_API_KEY");
+  app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve gRPC over TLS");
+  app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "PEM CA bundle: require client certificates signed by it (mutual TLS)");
+  app.add_option("--max-message-bytes", o.max_message_bytes,
+                 "largest request message accepted (bigger: RESOURCE_EXHAUSTED)")
+      ->capture_default_str();
+  app.add_option("--max-concurrent-streams", o.max_concurrent_streams,
+                 "open Generate streams at once; more are refused with RESOURCE_EXHAUSTED "
+                 "(0 = no cap)")
+      ->capture_default_str();
   app.add_option("--grpc-max-threads", o.grpc_max_threads,
                  "upper bound on gRPC's threads for this server")
       ->capture_default_str();
@@ -119,6 +134,19 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (!std::isfinite(o.shutdown_grace_seconds) || o.shutdown_grace_seconds < 0) {
     return Invalid(absl::StrCat("--shutdown-grace-seconds must be finite and >= 0, got ",
                                 o.shutdown_grace_seconds));
+  }
+  if (o.max_message_bytes < 1024) {
+    return Invalid(absl::StrCat("--max-message-bytes must be >= 1024, got ", o.max_message_bytes));
+  }
+  if (o.max_concurrent_streams < 0) {
+    return Invalid(
+        absl::StrCat("--max-concurrent-streams must be >= 0, got ", o.max_concurrent_streams));
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return Invalid("--tls-cert and --tls-key must be given together");
+  }
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    return Invalid("--tls-client-ca needs --tls-cert and --tls-key");
   }
   if (o.grpc_max_threads < 2) {
     // gRPC needs a poller and a worker; fewer deadlocks the server.

@@ -49,6 +49,15 @@ struct ServerOptions {
   bool per_expert_metrics = false;
   // Upper bound on the threads gRPC may create for this server (ResourceQuota).
   int grpc_max_threads = 16;
+
+  // Security and limits (issue: untrusted clients). The API key may come from the environment
+  // (MOESERVE_API_KEY) so it does not show in the process list.
+  std::string api_key;        // --api-key: required as 'authorization: Bearer KEY'; empty = open
+  std::string tls_cert;       // --tls-cert: PEM chain; with --tls-key enables TLS
+  std::string tls_key;        // --tls-key
+  std::string tls_client_ca;  // --tls-client-ca: require client certificates (mTLS)
+  int max_message_bytes = 4 << 20;    // largest request message accepted
+  int max_concurrent_streams = 2048;  // open Generate streams; 0 = no cap
 };
 
 void AddServerFlags(CLI::App& app, ServerOptions& options);

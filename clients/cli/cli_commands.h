@@ -5,22 +5,23 @@
 
 #include <string>
 
+#include "clients/cli/cli_common.h"
 #include "clients/cli/generate_flags.h"
 
 namespace moeserve::cli {
 
 // Streams one Generate call: the text of each chunk to stdout as it arrives (or, with --json,
 // every response as a JSON line).
-int RunGenerate(const std::string& target, const GenerateFlags& flags);
+int RunGenerate(const Connection& connection, const GenerateFlags& flags);
 
 // Prints the prompt's token ids as a JSON array.
-int RunTokenize(const std::string& target, const std::string& text, bool add_special_tokens,
+int RunTokenize(const Connection& connection, const std::string& text, bool add_special_tokens,
                 double timeout_seconds);
 
 // Prints GetModelInfo and GetServerInfo, as text or as one JSON object.
-int RunInfo(const std::string& target, bool json, double timeout_seconds);
+int RunInfo(const Connection& connection, bool json, double timeout_seconds);
 
 // grpc.health.v1 Check: prints the status (SERVING, NOT_SERVING, ...); 0 only when SERVING.
-int RunHealth(const std::string& target, const std::string& service, double timeout_seconds);
+int RunHealth(const Connection& connection, const std::string& service, double timeout_seconds);
 
 }  // namespace moeserve::cli

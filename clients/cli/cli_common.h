@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
 #include "google/protobuf/message.h"
 #include "proto/grpc_code_name.h"
 
@@ -19,11 +20,22 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the call failed, or health is not SERVING
 inline constexpr int kExitUsage = 2;    // bad command line
 
-// An insecure channel to `target` ("host:port").
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// Where the server is and how to reach it (global flags of moeserve-cli).
+struct Connection {
+  std::string target = "127.0.0.1:50051";  // host:port
+  std::string api_key;   // sent as 'authorization: Bearer KEY' (also MOESERVE_API_KEY)
+  std::string tls_ca;    // PEM roots: connect with TLS, verifying the server against them
+  std::string tls_cert;  // PEM client certificate for mutual TLS (with tls_key)
+  std::string tls_key;
+  std::string tls_server_name;  // expected name in the server certificate (default: the host)
+};
 
-// Sets the call's deadline `seconds` from now; seconds <= 0 leaves the call without one.
-void SetTimeout(grpc::ClientContext& context, double seconds);
+// A channel to the connection's target: plaintext, or TLS when tls_ca is set. Fails when a
+// named PEM file cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const Connection& connection);
+
+// Prepares one call: its deadline `seconds` from now (none when seconds <= 0) and the API key.
+void PrepareCall(grpc::ClientContext& context, const Connection& connection, double seconds);
 
 // Prints "moeserve-cli: CODE: message" to stderr and returns kExitFailure.
 int ReportRpcError(const grpc::Status& status);

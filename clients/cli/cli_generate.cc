@@ -42,16 +42,18 @@ void PrintStats(const v1::GenerateComplete& complete, std::optional<double> clie
 
 }  // namespace
 
-int RunGenerate(const std::string& target, const GenerateFlags& flags) {
+int RunGenerate(const Connection& connection, const GenerateFlags& flags) {
   absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(flags);
   if (!request.ok()) {
     std::fprintf(stderr, "moeserve-cli generate: %s\n",
                  std::string(request.status().message()).c_str());
     return kExitUsage;
   }
-  std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(MakeChannel(target));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(connection);
+  if (!channel.ok()) return ReportError(std::string(channel.status().message()));
+  std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(*channel);
   grpc::ClientContext context;
-  SetTimeout(context, flags.timeout_seconds);
+  PrepareCall(context, connection, flags.timeout_seconds);
 
   const Clock::time_point start = Clock::now();
   std::optional<double> client_ttft;

@@ -56,11 +56,13 @@ void PrintServerInfo(const v1::GetServerInfoResponse& s) {
 
 }  // namespace
 
-int RunTokenize(const std::string& target, const std::string& text, bool add_special_tokens,
+int RunTokenize(const Connection& connection, const std::string& text, bool add_special_tokens,
                 double timeout_seconds) {
-  std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(MakeChannel(target));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(connection);
+  if (!channel.ok()) return ReportError(std::string(channel.status().message()));
+  std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(*channel);
   grpc::ClientContext context;
-  SetTimeout(context, timeout_seconds);
+  PrepareCall(context, connection, timeout_seconds);
   v1::TokenizeRequest request;
   request.set_text(text);
   if (!add_special_tokens) request.set_add_special_tokens(false);
@@ -72,19 +74,21 @@ int RunTokenize(const std::string& target, const std::string& text, bool add_spe
   return kExitOk;
 }
 
-int RunInfo(const std::string& target, bool json, double timeout_seconds) {
-  std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(MakeChannel(target));
+int RunInfo(const Connection& connection, bool json, double timeout_seconds) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(connection);
+  if (!channel.ok()) return ReportError(std::string(channel.status().message()));
+  std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(*channel);
   v1::GetModelInfoResponse model;
   v1::GetServerInfoResponse server;
   {
     grpc::ClientContext context;
-    SetTimeout(context, timeout_seconds);
+    PrepareCall(context, connection, timeout_seconds);
     grpc::Status status = stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &model);
     if (!status.ok()) return ReportRpcError(status);
   }
   {
     grpc::ClientContext context;
-    SetTimeout(context, timeout_seconds);
+    PrepareCall(context, connection, timeout_seconds);
     grpc::Status status = stub->GetServerInfo(&context, v1::GetServerInfoRequest(), &server);
     if (!status.ok()) return ReportRpcError(status);
   }
@@ -98,12 +102,14 @@ int RunInfo(const std::string& target, bool json, double timeout_seconds) {
   return kExitOk;
 }
 
-int RunHealth(const std::string& target, const std::string& service, double timeout_seconds) {
+int RunHealth(const Connection& connection, const std::string& service, double timeout_seconds) {
   using grpc::health::v1::HealthCheckResponse;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(connection);
+  if (!channel.ok()) return ReportError(std::string(channel.status().message()));
   std::unique_ptr<grpc::health::v1::Health::Stub> stub =
-      grpc::health::v1::Health::NewStub(MakeChannel(target));
+      grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext context;
-  SetTimeout(context, timeout_seconds);
+  PrepareCall(context, connection, timeout_seconds);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
   HealthCheckResponse response;

@@ -15,8 +15,17 @@ int main(int argc, char** argv) {
   using namespace moeserve::cli;
   CLI::App app{"Command-line client of a moeserve gRPC server."};
   app.require_subcommand(1);
-  std::string target = "127.0.0.1:50051";
-  app.add_option("--target", target, "server address HOST:PORT")->capture_default_str();
+  Connection connection;
+  app.add_option("--target", connection.target, "server address HOST:PORT")->capture_default_str();
+  app.add_option("--api-key", connection.api_key,
+                 "sent as 'authorization: Bearer KEY' (or set MOESERVE_API_KEY)")
+      ->envname("MOESERVE_API_KEY");
+  app.add_option("--tls-ca", connection.tls_ca,
+                 "PEM CA bundle: connect over TLS and verify the server against it");
+  app.add_option("--tls-cert", connection.tls_cert, "PEM client certificate (mutual TLS)");
+  app.add_option("--tls-key", connection.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-server-name", connection.tls_server_name,
+                 "name expected in the server certificate (default: the target's host)");
 
   GenerateFlags generate;
   CLI::App* generate_command =
@@ -54,10 +63,10 @@ int main(int argc, char** argv) {
     return printed == 0 ? kExitOk : kExitUsage;
   }
 
-  if (generate_command->parsed()) return RunGenerate(target, generate);
+  if (generate_command->parsed()) return RunGenerate(connection, generate);
   if (tokenize_command->parsed()) {
-    return RunTokenize(target, text, !no_add_special_tokens, unary_timeout);
+    return RunTokenize(connection, text, !no_add_special_tokens, unary_timeout);
   }
-  if (info_command->parsed()) return RunInfo(target, info_json, unary_timeout);
-  return RunHealth(target, service, health_timeout);
+  if (info_command->parsed()) return RunInfo(connection, info_json, unary_timeout);
+  return RunHealth(connection, service, health_timeout);
 }

@@ -279,8 +279,27 @@ TEST_F(ServerIntegrationTest, BadInputTableOverTheWire) {
        grpc::StatusCode::INVALID_ARGUMENT, "request_id"},
       {"message over 4 MiB", [](auto& r) { r.set_text(std::string(5 << 20, 'a')); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, ""},
+      {"temperature inf",
+       [&](auto& r) { sp(r)->set_temperature(std::numeric_limits<float>::infinity()); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling_params.temperature"},
+      {"top_p > 1", [&](auto& r) { sp(r)->set_top_p(1.5f); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "sampling_params.top_p"},
+      {"top_k < -1", [&](auto& r) { sp(r)->set_top_k(-2); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "sampling_params.top_k"},
+      {"logprobs -1", [&](auto& r) { sp(r)->set_logprobs(-1); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "sampling_params.logprobs"},
+      {"stop string of 257 bytes", [&](auto& r) { sp(r)->add_stop(std::string(257, 's')); },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling_params.stop[0]"},
+      {"logit_bias NaN", [&](auto& r) { (*sp(r)->mutable_logit_bias())[3] = nan; },
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling_params.logit_bias[3]"},
+      {"token id 2^32-1", [](auto& r) { r.mutable_tokenized()->add_input_ids(0xFFFFFFFFu); },
+       grpc::StatusCode::INVALID_ARGUMENT, "tokenized.input_ids[0]"},
   };
-  ASSERT_GE(cases.size(), 20u);
+  ASSERT_GE(cases.size(), 30u);
+  // Another client's stream runs through the whole table and must come out whole.
+  StreamResult background;
+  std::thread background_client(
+      [&] { background = Generate(*stub_, Greedy("A client minding its own business", 120)); });
   for (const BadCase& c : cases) {
     v1::GenerateRequest request;
     request.set_text("Hello");
@@ -339,6 +358,27 @@ TEST_F(ServerIntegrationTest, BadInputTableOverTheWire) {
     running->context.TryCancel();
   }
 
+  // A deadline already passed when the call starts, and a call cancelled before it started.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() - std::chrono::seconds(1));
+    auto reader = stub_->Generate(&context, Greedy("Hello", 4));
+    v1::GenerateResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  {
+    grpc::ClientContext context;
+    context.TryCancel();
+    auto reader = stub_->Generate(&context, Greedy("Hello", 4));
+    v1::GenerateResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  background_client.join();
+  ASSERT_TRUE(background.status.ok()) << background.status.error_message();
+  EXPECT_EQ(background.token_ids.size(), 120u);
+
   // Still serving, nothing leaked.
   const StreamResult after = Generate(*stub_, Greedy("Hello", 3));
   ASSERT_TRUE(after.status.ok()) << after.status.error_message();
@@ -346,6 +386,8 @@ TEST_F(ServerIntegrationTest, BadInputTableOverTheWire) {
   EXPECT_TRUE(WaitUntilIdle(*stub_));
   const std::string metrics = ScrapeMetrics(server_.metrics_port());
   EXPECT_NE(metrics.find("code=\"INVALID_ARGUMENT\""), std::string::npos) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "moeserve_kv_cache_usage_perc{"), 0.0) << metrics;
+  EXPECT_EQ(ServerInfo(*stub_).kv_cache_usage(), 0.0);
 }
 
 TEST_F(ServerIntegrationTest, ClientCancelMidStreamFreesKvBlocks) {
