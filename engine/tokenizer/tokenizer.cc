@@ -243,6 +243,12 @@ class TokenizerBuilder {
         if (content == entry.end() || !content->is_string()) {
           return Error(absl::StrCat(where, ": missing string field 'content'"));
         }
+        // The id itself is not used (see above), but tokenizers reads it as a u32 and refuses
+        // anything else, so a negative or fractional id marks a corrupt file.
+        if (const auto id = entry.find("id"); id == entry.end() || !id->is_number_unsigned() ||
+                                              id->get<uint64_t>() > 0xFFFFFFFFu) {
+          return Error(absl::StrCat(where, ".id must be an integer in [0, 2^32)"));
+        }
         AddedToken token;
         token.content = content->get<std::string>();
         for (const auto& [key, flag] :

@@ -60,6 +60,7 @@ class ServerProcess {
       int status;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
+        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;  // Stop() returns it
         error_ = "server exited during startup; log:\n" + Log();
         return false;
       }
