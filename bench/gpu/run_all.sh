@@ -8,7 +8,8 @@
 #   here:  cmake -S . -B build-cuda -G Ninja -DMOESERVE_SERVER=OFF
 #          ninja -C build-cuda rms_norm_cuda_test cuda_runtime_test ops_cuda_test \
 #                gemm_cublaslt_test moeserve-bench-gpu-copy moeserve-bench-gpu-gemm \
-#                moeserve-bench-gpu-sampling
+#                moeserve-bench-gpu-sampling mla_decode_cuda_test mla_prefill_cuda_test \
+#                latent_cache_cuda_test mla_absorb_cuda_test moeserve-bench-gpu-mla
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
 #
@@ -20,8 +21,10 @@
 set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test)
-gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling)
+gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
+           mla_decode_cuda_test mla_prefill_cuda_test latent_cache_cuda_test mla_absorb_cuda_test)
+gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
+             moeserve-bench-gpu-mla)
 
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"
@@ -88,6 +91,7 @@ done
 echo "=== benchmarks"
 "$carry/bin/moeserve-bench-gpu-copy" --out "$results/gpu_copy_bandwidth.json" 2>&1 | tee "$log_dir/gpu_copy_bandwidth.log" || status=1
 "$carry/bin/moeserve-bench-gpu-gemm" --out "$results/gpu_gemm.json" 2>&1 | tee "$log_dir/gpu_gemm.log" || status=1
+"$carry/bin/moeserve-bench-gpu-mla" --out "$results/gpu_mla_attention.json" 2>&1 | tee "$log_dir/gpu_mla_attention.log" || status=1
 if [[ -n "${OUT:-}" ]]; then cp "$results"/gpu_*.json "$OUT/" 2>/dev/null; fi
 echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES)"
 exit $status

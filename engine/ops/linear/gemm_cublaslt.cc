@@ -75,6 +75,7 @@ CublasLtGemm::CublasLtGemm(CudaContext& context, const Options& options, void* h
 
 CublasLtGemm::~CublasLtGemm() {
   plans_.clear();  // descriptors before the handle
+  batched_plans_.clear();
   if (handle_ != nullptr) (void)cublasLtDestroy(Handle(handle_));
 }
 
@@ -151,6 +152,90 @@ absl::Status CublasLtGemm::Bf16(const uint16_t* x, const uint16_t* w, void* y,
       Handle(handle_), (*plan)->desc, &alpha, w, (*plan)->a, x, (*plan)->b, &beta, y, (*plan)->d,
       y, (*plan)->d, &(*plan)->algo, workspace_.data(), workspace_.size_bytes(),
       static_cast<cudaStream_t>(context_.stream())));
+  return absl::OkStatus();
+}
+
+// The same column-major mapping as GetPlan (A = W_b as K×N, B = X_b as K×M, D = Y_b as N×M)
+// with the leading dimensions and batch strides of `s` on each layout.
+absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetBatchedPlan(const StridedBatchedShape& s) {
+  const std::array<int64_t, 10> key = {s.m,    s.n,
+                                       s.k,    s.batch,
+                                       s.x_ld, s.x_batch_stride,
+                                       s.w_ld, s.w_batch_stride,
+                                       s.y_ld, s.y_batch_stride};
+  if (auto it = batched_plans_.find(key); it != batched_plans_.end()) {
+    return it->second->has_algo ? it->second.get() : nullptr;
+  }
+  auto plan = std::make_unique<Plan>();
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const int32_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_16BF, s.k, s.n, s.w_ld));
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_16BF, s.k, s.m, s.x_ld));
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_16BF, s.n, s.m, s.y_ld));
+  const int32_t batch = static_cast<int32_t>(s.batch);
+  const std::pair<cublasLtMatrixLayout_t, int64_t> layouts[] = {
+      {plan->a, s.w_batch_stride}, {plan->b, s.x_batch_stride}, {plan->d, s.y_batch_stride}};
+  for (const auto& [layout, stride] : layouts) {
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
+        layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch));
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
+        layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+  }
+  cublasLtMatmulPreference_t preference = nullptr;
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&preference));
+  const uint64_t workspace_bytes = workspace_.size_bytes();
+  cublasStatus_t status =
+      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace_bytes, sizeof workspace_bytes);
+  cublasLtMatmulHeuristicResult_t result{};
+  int num_results = 0;
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    status = cublasLtMatmulAlgoGetHeuristic(Handle(handle_), plan->desc, plan->a, plan->b, plan->d,
+                                            plan->d, preference, 1, &result, &num_results);
+  }
+  (void)cublasLtMatmulPreferenceDestroy(preference);
+  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) {
+    return CublasStatus(status, "cublasLtMatmulAlgoGetHeuristic");
+  }
+  plan->has_algo = status == CUBLAS_STATUS_SUCCESS && num_results > 0;
+  if (plan->has_algo) plan->algo = result.algo;
+  Plan* raw = plan->has_algo ? plan.get() : nullptr;
+  batched_plans_.emplace(key, std::move(plan));
+  return raw;
+}
+
+absl::Status CublasLtGemm::Bf16StridedBatched(const uint16_t* x, const uint16_t* w, uint16_t* y,
+                                              const StridedBatchedShape& s) {
+  if (s.m < 0 || s.n < 0 || s.k < 0 || s.batch < 0 || s.batch > 0x7fffffff) {
+    return absl::InvalidArgumentError(absl::StrCat("Bf16StridedBatched: bad shape m=", s.m,
+                                                   " n=", s.n, " k=", s.k, " batch=", s.batch));
+  }
+  if (s.m == 0 || s.n == 0 || s.batch == 0) return absl::OkStatus();
+  if (s.x_ld < s.k || s.w_ld < s.k || s.y_ld < s.n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Bf16StridedBatched: leading dimensions x_ld=", s.x_ld, " w_ld=", s.w_ld,
+                     " y_ld=", s.y_ld, " shorter than the rows (k=", s.k, ", n=", s.n, ")"));
+  }
+  absl::StatusOr<Plan*> plan = GetBatchedPlan(s);
+  if (!plan.ok()) return plan.status();
+  if (*plan == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat("cuBLASLt has no strided-batched BF16 algorithm for ", s.batch, " × Y[", s.m,
+                     ", ", s.n, "] = X[", s.m, ", ", s.k, "]·W[", s.n, ", ", s.k, "]ᵀ"));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmul(Handle(handle_), (*plan)->desc, &alpha, w, (*plan)->a, x, (*plan)->b, &beta, y,
+                     (*plan)->d, y, (*plan)->d, &(*plan)->algo, workspace_.data(),
+                     workspace_.size_bytes(), static_cast<cudaStream_t>(context_.stream())));
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@
 // Engine thread only (the plan cache and the fallback scratch are unsynchronised).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -52,6 +53,16 @@ struct Fp8WeightView {
 
 enum class Fp8GemmPath { kCublasLtBlockScaled, kDequantizedBf16 };
 
+// `batch` independent GEMMs Y_b[m, n] = X_b[m, k] · W_b[n, k]ᵀ over strided views (strides in
+// elements): X_b = x + b·x_batch_stride with rows x_ld apart, likewise W_b and Y_b. MLA's weight
+// absorption uses it with one batch entry per head (mla_absorb_cuda.h).
+struct StridedBatchedShape {
+  int64_t m = 0, n = 0, k = 0, batch = 0;
+  int64_t x_ld = 0, x_batch_stride = 0;
+  int64_t w_ld = 0, w_batch_stride = 0;
+  int64_t y_ld = 0, y_batch_stride = 0;
+};
+
 class CublasLtGemm {
  public:
   struct Options {
@@ -73,6 +84,10 @@ class CublasLtGemm {
   absl::Status Bf16(const uint16_t* x, const uint16_t* w, void* y, GemmOutputType y_type,
                     int64_t m, int64_t n, int64_t k);
 
+  // BF16 x, w and y; see StridedBatchedShape. Leading dimensions must cover their rows.
+  absl::Status Bf16StridedBatched(const uint16_t* x, const uint16_t* w, uint16_t* y,
+                                  const StridedBatchedShape& shape);
+
   // xq: device [padded_tokens, k] e4m3; x_scales: device [ceil(k/128), padded_tokens] fp32
   // (LaunchQuantizeActivationsFp8*); y: device [padded_tokens, n] bf16.
   absl::Status Fp8BlockScaled(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
@@ -91,6 +106,7 @@ class CublasLtGemm {
                DeviceBuffer workspace);
   // The cached plan for a shape; nullptr inside an OK result when cuBLASLt has no algorithm.
   absl::StatusOr<Plan*> GetPlan(int kind, int64_t n, int64_t t, int64_t k);
+  absl::StatusOr<Plan*> GetBatchedPlan(const StridedBatchedShape& shape);
   absl::Status Fp8Fallback(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
                            uint16_t* y, int64_t padded_tokens);
   absl::Status EnsureScratch(size_t bytes);
@@ -102,6 +118,7 @@ class CublasLtGemm {
   DeviceBuffer workspace_;
   // Engine thread only.
   absl::flat_hash_map<PlanKey, std::unique_ptr<Plan>> plans_;
+  absl::flat_hash_map<std::array<int64_t, 10>, std::unique_ptr<Plan>> batched_plans_;
   DeviceBuffer scratch_;  // dequantized operands of the fallback; grows, never shrinks
 };
 
