@@ -9,7 +9,10 @@
 #          ninja -C build-cuda rms_norm_cuda_test cuda_runtime_test ops_cuda_test \
 #                gemm_cublaslt_test moeserve-bench-gpu-copy moeserve-bench-gpu-gemm \
 #                moeserve-bench-gpu-sampling mla_decode_cuda_test mla_prefill_cuda_test \
-#                latent_cache_cuda_test mla_absorb_cuda_test moeserve-bench-gpu-mla
+#                latent_cache_cuda_test mla_absorb_cuda_test moeserve-bench-gpu-mla \
+#                moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test \
+#                moe_grouped_gemm_cuda_test \
+#                moeserve-bench-gpu-moe
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
 #
@@ -22,9 +25,11 @@ set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
-           mla_decode_cuda_test mla_prefill_cuda_test latent_cache_cuda_test mla_absorb_cuda_test)
+           mla_decode_cuda_test mla_prefill_cuda_test latent_cache_cuda_test mla_absorb_cuda_test
+           moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test
+           moe_grouped_gemm_cuda_test)
 gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
-             moeserve-bench-gpu-mla)
+             moeserve-bench-gpu-mla moeserve-bench-gpu-moe)
 
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"
@@ -92,6 +97,7 @@ echo "=== benchmarks"
 "$carry/bin/moeserve-bench-gpu-copy" --out "$results/gpu_copy_bandwidth.json" 2>&1 | tee "$log_dir/gpu_copy_bandwidth.log" || status=1
 "$carry/bin/moeserve-bench-gpu-gemm" --out "$results/gpu_gemm.json" 2>&1 | tee "$log_dir/gpu_gemm.log" || status=1
 "$carry/bin/moeserve-bench-gpu-mla" --out "$results/gpu_mla_attention.json" 2>&1 | tee "$log_dir/gpu_mla_attention.log" || status=1
+"$carry/bin/moeserve-bench-gpu-moe" --out "$results/gpu_moe_layer.json" 2>&1 | tee "$log_dir/gpu_moe_layer.log" || status=1
 if [[ -n "${OUT:-}" ]]; then cp "$results"/gpu_*.json "$OUT/" 2>/dev/null; fi
 echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES)"
 exit $status

@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "engine/ops/activation/silu_mul.cuh"
 #include "engine/ops/activation/silu_mul_cuda.h"
 
 namespace moeserve::engine {
@@ -24,9 +25,7 @@ __global__ void SiluMulKernel(const T* __restrict__ gate_up, int64_t width, T* _
   for (int j = 0; j < 4; ++j) {
     const int64_t i = begin + static_cast<int64_t>(j) * blockDim.x;
     if (i < width) {
-      const float g = Load(gate + i);
-      // expf (not __expf): matches std::exp to within an ulp, as the CPU twin uses.
-      Store(out + t * width + i, g / (1.0f + expf(-g)) * Load(up + i));
+      Store(out + t * width + i, SiluMul(Load(gate + i), Load(up + i)));
     }
   }
 }
@@ -34,10 +33,11 @@ __global__ void SiluMulKernel(const T* __restrict__ gate_up, int64_t width, T* _
 template <typename T>
 int Launch(const T* gate_up, int64_t num_tokens, int64_t width, T* out, void* stream) {
   if (num_tokens == 0 || width == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>(num_tokens),
-                  static_cast<unsigned>((width + kThreadsPerBlock * 4 - 1) / (kThreadsPerBlock * 4)));
-  SiluMulKernel<T><<<grid, kThreadsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(gate_up,
-                                                                                     width, out);
+  const dim3 grid(
+      static_cast<unsigned>(num_tokens),
+      static_cast<unsigned>((width + kThreadsPerBlock * 4 - 1) / (kThreadsPerBlock * 4)));
+  SiluMulKernel<T>
+      <<<grid, kThreadsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(gate_up, width, out);
   return static_cast<int>(cudaGetLastError());
 }
 

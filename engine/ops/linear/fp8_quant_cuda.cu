@@ -2,29 +2,19 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
-#include "engine/ops/cuda/reduce.cuh"
+#include "engine/ops/linear/fp8_quant.cuh"
 #include "engine/ops/linear/fp8_quant_cuda.h"
 
 namespace moeserve::engine {
 namespace {
 
-constexpr int kBlock = 128;            // kFp8BlockSize
-constexpr float kFp8Max = 448.0f;      // kFp8E4M3Max
-constexpr float kAmaxFloor = 1e-4f;    // kFp8ActivationAmaxFloor
+constexpr int kBlock = fp8::kGroupSize;
 constexpr int kWarpsPerBlock = 8;
+
+using fp8::E4m3ToFloat;
 
 __device__ __forceinline__ float Load(const float* p) { return *p; }
 __device__ __forceinline__ float Load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-
-__device__ __forceinline__ uint8_t ToE4m3(float v) {
-  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
-}
-
-__device__ __forceinline__ float E4m3ToFloat(uint8_t v) {
-  __nv_fp8_e4m3 f;
-  f.__x = static_cast<__nv_fp8_storage_t>(v);
-  return static_cast<float>(f);
-}
 
 // One warp per (token, 128-channel group); each lane handles 4 channels. The last group may
 // be narrower when cols % 128 != 0. grid: [ceil(padded_rows * groups / 8)], block: 8 warps.
@@ -38,33 +28,32 @@ __global__ void QuantizeActivationsKernel(const T* __restrict__ x, int64_t rows,
   const int64_t t = warp_id / groups;
   const int64_t g = warp_id % groups;
   const int64_t begin = g * kBlock;
-  float v[4];
-  float amax = 0.0f;
+  float v[fp8::kValuesPerLane];
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
+  for (int j = 0; j < fp8::kValuesPerLane; ++j) {
     const int64_t c = begin + lane + j * 32;
     v[j] = (t < rows && c < cols) ? Load(x + t * cols + c) : 0.0f;
-    amax = fmaxf(amax, fabsf(v[j]));
   }
-  // fmaxf drops NaN; a NaN input still turns into a NaN q below, as on the CPU.
-  amax = fmaxf(cuda::WarpReduceMax(amax), kAmaxFloor);
-  const float scale = amax / kFp8Max;
+  uint8_t qv[fp8::kValuesPerLane];
+  const float scale = fp8::WarpQuantizeGroup(v, qv);
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
+  for (int j = 0; j < fp8::kValuesPerLane; ++j) {
     const int64_t c = begin + lane + j * 32;
-    if (c < cols) q[t * cols + c] = ToE4m3(v[j] / scale);
+    if (c < cols) q[t * cols + c] = qv[j];
   }
   if (lane == 0) scales[g * padded_rows + t] = scale;
 }
 
 __global__ void DequantizeWeightKernel(const uint8_t* __restrict__ fp8,
                                        const float* __restrict__ scale_inv, int64_t scale_ld,
-                                       int64_t rows, int64_t cols, __nv_bfloat16* __restrict__ out) {
+                                       int64_t rows, int64_t cols,
+                                       __nv_bfloat16* __restrict__ out) {
   const int64_t n = rows * cols;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t i = idx / cols, j = idx % cols;
-    out[idx] = __float2bfloat16(E4m3ToFloat(fp8[idx]) * scale_inv[(i / kBlock) * scale_ld + j / kBlock]);
+    out[idx] =
+        __float2bfloat16(E4m3ToFloat(fp8[idx]) * scale_inv[(i / kBlock) * scale_ld + j / kBlock]);
   }
 }
 
@@ -105,14 +94,13 @@ int LaunchQuantizeActivationsFp8Bf16(const uint16_t* x, int64_t rows, int64_t pa
                         scales, stream);
 }
 
-int LaunchQuantizeActivationsFp8F32(const float* x, int64_t rows, int64_t padded_rows,
-                                    int64_t cols, uint8_t* q, float* scales, void* stream) {
+int LaunchQuantizeActivationsFp8F32(const float* x, int64_t rows, int64_t padded_rows, int64_t cols,
+                                    uint8_t* q, float* scales, void* stream) {
   return LaunchQuantize(x, rows, padded_rows, cols, q, scales, stream);
 }
 
-int LaunchDequantizeFp8BlockWeightBf16(const uint8_t* fp8, const float* scale_inv,
-                                       int64_t scale_ld, int64_t rows, int64_t cols,
-                                       uint16_t* out, void* stream) {
+int LaunchDequantizeFp8BlockWeightBf16(const uint8_t* fp8, const float* scale_inv, int64_t scale_ld,
+                                       int64_t rows, int64_t cols, uint16_t* out, void* stream) {
   if (rows * cols == 0) return cudaSuccess;
   DequantizeWeightKernel<<<GridFor(rows * cols), 256, 0, static_cast<cudaStream_t>(stream)>>>(
       fp8, scale_inv, scale_ld, rows, cols, reinterpret_cast<__nv_bfloat16*>(out));
