@@ -1,0 +1,106 @@
+// The real `moeserve` binary serving the bundled default model (models/kjv-v3-tiny), driven
+// over gRPC: greedy text completions of the 20 golden prompts, sent concurrently, equal
+// transformers' continuations token for token and as text (tests/golden/kjv-v3-tiny, written
+// by tools/train/make_golden.py), and /metrics accounts for the routing of every MoE layer.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/server_test_client.h"
+#include "tests/testing/http_get.h"
+#include "tests/testing/server_process.h"
+
+namespace moeserve::testing {
+namespace {
+
+class BundledModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ifstream in(std::string(MOESERVE_SOURCE_DIR) + "/tests/golden/kjv-v3-tiny/golden.json");
+    ASSERT_TRUE(in) << "missing tests/golden/kjv-v3-tiny/golden.json";
+    golden_ = nlohmann::json::parse(in);
+    const std::vector<std::string> args = {
+        "--model", std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny", "--served-model-name",
+        "kjv-v3-tiny", "--per-expert-metrics"};
+    ASSERT_TRUE(server_.Start(std::string(MOESERVE_BINARY_DIR) + "/server/moeserve", args))
+        << server_.error();
+    stub_ = v1::Moeserve::NewStub(MakeChannel(server_.target()));
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "server log:\n" << server_.Log();
+  }
+
+  nlohmann::json golden_;
+  ServerProcess server_;
+  std::unique_ptr<v1::Moeserve::Stub> stub_;
+};
+
+TEST_F(BundledModelTest, GreedyCompletionsMatchTransformersAndRoutingIsCounted) {
+  const auto& cases = golden_["greedy"];
+  ASSERT_EQ(cases.size(), 20u);
+  // The server's warm-up forward counts too; measure from here.
+  const HttpResponse before = HttpGet(server_.metrics_port(), "/metrics");
+  ASSERT_EQ(before.status, 200);
+  std::vector<StreamResult> results(cases.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest request;
+      request.set_text(cases[i]["text"].get<std::string>());
+      request.mutable_sampling_params()->set_temperature(0.0f);
+      request.mutable_sampling_params()->set_max_tokens(golden_["greedy_tokens"].get<uint32_t>());
+      request.mutable_sampling_params()->set_ignore_eos(true);
+      results[i] = Generate(*stub_, request);
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  int64_t tokens_processed = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i]["text"].get<std::string>());
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    const auto expected = cases[i]["tokens"].get<std::vector<uint32_t>>();
+    EXPECT_EQ(results[i].token_ids, expected);
+    EXPECT_EQ(results[i].text, cases[i]["completion"].get<std::string>());
+    ASSERT_TRUE(results[i].complete.has_value());
+    EXPECT_EQ(results[i].complete->prompt_tokens(), cases[i]["prompt"].size());
+    tokens_processed += static_cast<int64_t>(cases[i]["prompt"].size() + expected.size());
+  }
+
+  // Every MoE layer routed each token it computed to exactly 2 experts; a shared prefix may be
+  // served from the prefix cache, so at most (prompt + generated) tokens per request reach it.
+  const HttpResponse metrics = HttpGet(server_.metrics_port(), "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  for (const std::string layer : {"1", "2", "3"}) {
+    double per_expert_sum = 0.0;
+    for (int e = 0; e < 8; ++e) {
+      const auto count = MetricValue(metrics.body, "moeserve_moe_expert_tokens_total",
+                                     {{"layer", layer}, {"expert", absl::StrCat(e)}});
+      per_expert_sum += count.value_or(0.0);
+    }
+    const auto routed =
+        MetricValue(metrics.body, "moeserve_moe_routed_tokens_total", {{"layer", layer}});
+    ASSERT_TRUE(routed.has_value()) << "layer " << layer << "\n" << metrics.body;
+    EXPECT_EQ(per_expert_sum, *routed) << "layer " << layer;
+    const double routed_here =
+        *routed - MetricValue(before.body, "moeserve_moe_routed_tokens_total", {{"layer", layer}})
+                      .value_or(0);
+    EXPECT_GT(routed_here, 0.0) << "layer " << layer;
+    EXPECT_LE(routed_here, 2.0 * static_cast<double>(tokens_processed)) << "layer " << layer;
+    const auto balancedness =
+        MetricValue(metrics.body, "moeserve_moe_expert_balancedness", {{"layer", layer}});
+    ASSERT_TRUE(balancedness.has_value()) << "layer " << layer;
+    EXPECT_GT(*balancedness, 0.0);
+    EXPECT_LE(*balancedness, 1.0);
+  }
+  EXPECT_FALSE(MetricValue(metrics.body, "moeserve_moe_routed_tokens_total", {{"layer", "0"}}))
+      << "layer 0 is dense";
+}
+
+}  // namespace
+}  // namespace moeserve::testing

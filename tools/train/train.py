@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Trains kjv-v3-tiny, the bundled default model: a tiny DeepSeek-V3-architecture MoE on the KJV.
+
+    /work/oracle-venv/bin/python tools/train/train.py --work WORK_DIR [--steps N] [--max-minutes M]
+        [--batch 8] [--lr 2.5e-3] [--bf16] [--threads 1]
+
+Steps: (1) trains the byte-level BPE tokenizer on the training split (tools/oracle/train_tokenizer.py
+with --vocab-size 4079, so that with DeepSeek's 17 chat tokens appended the vocabulary is exactly
+4096); (2) tokenizes the training verses; (3) trains DeepseekV3ForCausalLM from transformers on
+random 256-token windows that start with BOS at a verse boundary, AdamW with warmup + cosine decay;
+(4) after every optimizer step updates each MoE layer's router bias the auxiliary-loss-free way
+(DeepSeek-V3 paper §2.1.2): bias_e += rate * sign(mean_load - load_e), outside the gradient.
+
+Everything goes under WORK_DIR: tokenizer/, checkpoint.pt (every --ckpt-every steps; a rerun
+resumes from it), train_log.jsonl (loss, lr, per-layer expert load per logged step), and
+hf/ (the final model, fp32 safetensors + config). tools/train/export.py turns hf/ into the
+shipped BF16 and FP8 checkpoints.
+
+No MTP layer: transformers' DeepseekV3 has no multi-token-prediction module, so the model has
+num_nextn_predict_layers = 0.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+
+import torch
+from tokenizers import Tokenizer
+from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corpus  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BPE_VOCAB = 4079  # + 17 added chat tokens = 4096
+SEQ_LEN = 256
+
+
+def model_config():
+    return DeepseekV3Config(
+        vocab_size=4096,
+        hidden_size=256,
+        intermediate_size=768,
+        moe_intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        n_shared_experts=1,
+        n_routed_experts=8,
+        routed_scaling_factor=2.5,
+        kv_lora_rank=512,
+        q_lora_rank=256,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        qk_nope_head_dim=128,
+        n_group=4,
+        topk_group=2,
+        num_experts_per_tok=2,
+        first_k_dense_replace=1,
+        norm_topk_prob=True,
+        hidden_act="silu",
+        max_position_embeddings=4096,
+        initializer_range=0.02,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        # Same YaRN shape as DeepSeek-V3 (factor 40 over 4096 there); factor 1 keeps the trained
+        # context exact while exercising the YaRN code path (mscale terms = 1).
+        rope_scaling={"type": "yarn", "rope_type": "yarn", "factor": 1.0,
+                      "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1,
+                      "mscale": 1.0, "mscale_all_dim": 1.0},
+        attention_bias=False,
+        attention_dropout=0.0,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=None,
+        num_nextn_predict_layers=0,
+        topk_method="noaux_tc",
+        scoring_func="sigmoid",
+    )
+
+
+def train_tokenizer(work, train_text):
+    out = os.path.join(work, "tokenizer")
+    if os.path.exists(os.path.join(out, "tokenizer.json")):
+        return out
+    os.makedirs(work, exist_ok=True)
+    text_path = os.path.join(work, "train_text.txt")
+    with open(text_path, "w", encoding="utf-8") as f:
+        f.write(train_text)
+    subprocess.run([sys.executable, os.path.join(REPO, "tools", "oracle", "train_tokenizer.py"),
+                    "--out", out, "--vocab-size", str(BPE_VOCAB), "--corpus", text_path],
+                   check=True)
+    return out
+
+
+def tokenize_verses(tok, verses):
+    """Returns (stream of token ids, start offset of each verse in it)."""
+    stream, starts = [], []
+    encs = tok.encode_batch([v[3] + "\n" for v in verses], add_special_tokens=False)
+    for e in encs:
+        starts.append(len(stream))
+        stream.extend(e.ids)
+    return torch.tensor(stream, dtype=torch.long), torch.tensor(starts, dtype=torch.long)
+
+
+def sample_batch(stream, starts, batch, rng, bos):
+    rows = []
+    for _ in range(batch):
+        while True:
+            s = int(starts[rng.randrange(len(starts))])
+            if s + SEQ_LEN - 1 <= len(stream):
+                break
+        rows.append(torch.cat([torch.tensor([bos]), stream[s:s + SEQ_LEN - 1]]))
+    return torch.stack(rows)
+
+
+class LoadMeter:
+    """Counts tokens routed to each expert of each MoE layer via forward hooks on the routers."""
+
+    def __init__(self, model):
+        self.gates = {}
+        self.counts = {}
+        for i, layer in enumerate(model.model.layers):
+            gate = getattr(layer.mlp, "gate", None)
+            if gate is None:
+                continue
+            self.gates[i] = gate
+            self.counts[i] = torch.zeros(gate.n_routed_experts, dtype=torch.float64)
+            gate.register_forward_hook(self._hook(i))
+
+    def _hook(self, i):
+        def hook(_module, _inputs, output):
+            topk_indices = output[0]
+            self.counts[i] += torch.bincount(topk_indices.reshape(-1),
+                                             minlength=self.counts[i].numel()).double()
+        return hook
+
+    def take(self):
+        out = {i: c.clone() for i, c in self.counts.items()}
+        for c in self.counts.values():
+            c.zero_()
+        return out
+
+
+def lr_at(step, progress, peak, warmup):
+    """Linear warmup over `warmup` steps, then cosine from peak to peak/10 as progress goes 0..1."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def held_out_loss(model, ids, bos):
+    model.eval()
+    total, n = 0.0, 0
+    for s in range(0, len(ids), SEQ_LEN - 1):
+        chunk = torch.cat([torch.tensor([bos]), ids[s:s + SEQ_LEN - 1]]).unsqueeze(0)
+        logits = model(chunk).logits[0, :-1].float()
+        total += torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum").item()
+        n += chunk.shape[1] - 1
+    model.train()
+    return total / n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--bias-rate", type=float, default=1e-3)
+    ap.add_argument("--ckpt-every", type=int, default=25)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--max-minutes", type=float, default=1e9,
+                    help="wall-time budget: the schedule's progress is max(step / steps, "
+                         "elapsed / budget), so on a busy machine training ends on time with "
+                         "the learning rate fully decayed")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 master weights)")
+    # On a shared 2-core machine 2 threads made steps 10x slower than 1 (tools/train/README.md).
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    t0 = time.time()
+
+    train_v, held_v, digest = corpus.split()
+    tok_dir = train_tokenizer(args.work, corpus.as_text(train_v))
+    tok = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
+    stream, starts = tokenize_verses(tok, train_v)
+    held_ids = torch.tensor(tok.encode(corpus.as_text(held_v), add_special_tokens=False).ids)
+    print(f"corpus sha256 {digest}: {len(stream)} training tokens, {len(held_ids)} held-out "
+          f"tokens", flush=True)
+
+    config = model_config()
+    model = DeepseekV3ForCausalLM(config)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params} ({n_params * 2 / 1e6:.1f} MB in BF16)", flush=True)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+    meter = LoadMeter(model)
+    rng = random.Random(args.seed)
+    step = 0
+    ckpt_path = os.path.join(args.work, "checkpoint.pt")
+    log_path = os.path.join(args.work, "train_log.jsonl")
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        rng.setstate(ck["rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"resumed at step {step}", flush=True)
+
+    def save():
+        tmp = ckpt_path + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                    "elapsed": elapsed0 + time.time() - t0}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    log = open(log_path, "a")
+    tokens_per_step = args.batch * (SEQ_LEN - 1)
+    budget_s = args.max_minutes * 60
+    elapsed0 = ck["elapsed"] if os.path.exists(ckpt_path) else 0.0
+    progress = 0.0
+    while progress < 1.0:
+        ts = time.time()
+        elapsed = elapsed0 + ts - t0
+        progress = max(step / args.steps, elapsed / budget_s)
+        if progress >= 1.0:
+            break
+        lr = lr_at(step, progress, args.lr, args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = sample_batch(stream, starts, args.batch, rng, config.bos_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            out = model(batch, labels=batch)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
+        opt.step()
+        loads = meter.take()
+        # Auxiliary-loss-free balancing: nudge each expert's selection bias toward equal load.
+        with torch.no_grad():
+            for i, gate in meter.gates.items():
+                load = loads[i]
+                gate.e_score_correction_bias += args.bias_rate * torch.sign(
+                    load.mean() - load).float()
+        step += 1
+        rec = {"step": step, "loss": out.loss.item(), "lr": lr, "grad_norm": gnorm,
+               "seconds": time.time() - ts, "elapsed": elapsed0 + time.time() - t0,
+               "tokens": step * tokens_per_step,
+               "expert_load": {str(i): [int(x) for x in loads[i].tolist()] for i in loads},
+               "bias": {str(i): [round(x, 5) for x in g.e_score_correction_bias.tolist()]
+                        for i, g in meter.gates.items()}}
+        if step % args.eval_every == 0:
+            rec["held_out_loss"] = held_out_loss(model, held_ids, config.bos_token_id)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        maxmean = {i: round(float(l.max() / l.mean()), 2) for i, l in loads.items()}
+        print(f"step {step} ({progress:.0%}) loss {out.loss.item():.4f} lr {lr:.2e} "
+              f"gnorm {gnorm:.2f} {rec['seconds']:.2f}s max/mean load {maxmean}"
+              + (f" held-out loss {rec['held_out_loss']:.4f}" if "held_out_loss" in rec else ""),
+              flush=True)
+        if step % args.ckpt_every == 0:
+            save()
+    save()
+    rec = {"step": step, "final": True,
+           "held_out_loss": held_out_loss(model, held_ids, config.bos_token_id)}
+    log.write(json.dumps(rec) + "\n")
+    print(f"final held-out loss {rec['held_out_loss']:.4f} "
+          f"(ppl {math.exp(rec['held_out_loss']):.2f})", flush=True)
+    hf = os.path.join(args.work, "hf")
+    model.save_pretrained(hf, safe_serialization=True)
+    print(f"saved {hf} after {step} steps, {(time.time() - t0) / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
