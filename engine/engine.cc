@@ -20,10 +20,7 @@ void RequestHandle::Cancel() {
   engine_ = nullptr;
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const DeepseekModel& model,
-                                                       const Tokenizer* tokenizer,
-                                                       const EngineOptions& options,
-                                                       MetricsRecorder* metrics) {
+absl::Status Engine::ValidateOptions(const EngineOptions& options) {
   if (options.num_kv_blocks < 1 || options.max_num_seqs < 1 || options.max_num_batched_tokens < 1 ||
       options.max_model_len < 1) {
     return absl::InvalidArgumentError(
@@ -35,12 +32,49 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const DeepseekModel& mode
         "max_model_len ", options.max_model_len, " exceeds the KV cache capacity of ",
         options.num_kv_blocks * kKvBlockSize, " tokens (", options.num_kv_blocks, " blocks)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const DeepseekModel& model,
+                                                       const Tokenizer* tokenizer,
+                                                       const EngineOptions& options,
+                                                       MetricsRecorder* metrics) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  if (options.tensor_parallel_size != 1 || options.expert_parallel_size != 1) {
+    return absl::InvalidArgumentError(
+        "EngineOptions: tensor/expert parallel sizes above 1 need a ParallelModel");
+  }
+  return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(ParallelModel& model,
+                                                       const Tokenizer* tokenizer,
+                                                       const EngineOptions& options,
+                                                       MetricsRecorder* metrics) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  if (options.tensor_parallel_size != model.parallel().tensor_parallel_size ||
+      options.expert_parallel_size != model.parallel().expert_parallel_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EngineOptions: tensor_parallel_size ", options.tensor_parallel_size,
+        " / expert_parallel_size ", options.expert_parallel_size, " do not match the model's ",
+        model.parallel().tensor_parallel_size, " / ", model.parallel().expert_parallel_size));
+  }
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 
 Engine::Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
                MetricsRecorder* metrics)
-    : model_(model), options_(options), loop_(model, tokenizer, options, metrics) {
+    : config_(model.config()), options_(options), loop_(model, tokenizer, options, metrics) {
+  Start();
+}
+
+Engine::Engine(ParallelModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+               MetricsRecorder* metrics)
+    : config_(model.config()), options_(options), loop_(model, tokenizer, options, metrics) {
+  Start();
+}
+
+void Engine::Start() {
   {
     std::lock_guard lock(mu_);
     loop_.FillStats(stats_);
@@ -57,7 +91,7 @@ Engine::~Engine() { Shutdown(ShutdownMode::kAbort); }
 absl::Status Engine::Validate(const GenerateRequest& r) const {
   if (r.request_id.empty()) return absl::InvalidArgumentError("request_id must not be empty");
   if (r.prompt_token_ids.empty()) return absl::InvalidArgumentError("prompt must not be empty");
-  const int64_t vocab = model_.config().vocab_size;
+  const int64_t vocab = config_.vocab_size;
   for (size_t i = 0; i < r.prompt_token_ids.size(); ++i) {
     if (r.prompt_token_ids[i] < 0 || r.prompt_token_ids[i] >= vocab) {
       return absl::InvalidArgumentError(
@@ -84,8 +118,8 @@ absl::Status Engine::Validate(const GenerateRequest& r) const {
 absl::StatusOr<RequestHandle> Engine::Submit(GenerateRequest request, TokenSink* sink) {
   if (absl::Status s = Validate(request); !s.ok()) return s;
   if (!request.stop.ignore_eos && request.stop.eos_token_ids.empty() &&
-      model_.config().eos_token_id.has_value()) {
-    request.stop.eos_token_ids.push_back(static_cast<int32_t>(*model_.config().eos_token_id));
+      config_.eos_token_id.has_value()) {
+    request.stop.eos_token_ids.push_back(static_cast<int32_t>(*config_.eos_token_id));
   }
   std::string id = request.request_id;
   {

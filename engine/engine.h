@@ -61,6 +61,12 @@ class Engine {
                                                         const Tokenizer* tokenizer,
                                                         const EngineOptions& options,
                                                         MetricsRecorder* metrics = nullptr);
+  // A model split over ranks (ParallelModel::Load); options' tensor/expert parallel sizes
+  // must match it. `model` must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(ParallelModel& model,
+                                                        const Tokenizer* tokenizer,
+                                                        const EngineOptions& options,
+                                                        MetricsRecorder* metrics = nullptr);
   ~Engine();  // Shutdown(kAbort) unless already shut down
 
   // InvalidArgument (field named) for requests the engine can never run, AlreadyExists for a
@@ -77,11 +83,15 @@ class Engine {
  private:
   Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
          MetricsRecorder* metrics);
+  Engine(ParallelModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+         MetricsRecorder* metrics);
+  void Start();  // the part of construction after loop_ exists
+  static absl::Status ValidateOptions(const EngineOptions& options);
   absl::Status Validate(const GenerateRequest& request) const;
   void Run();  // the engine thread
 
   // Constant after construction.
-  const DeepseekModel& model_;
+  const ModelConfig& config_;
   const EngineOptions options_;
 
   // Engine thread only.

@@ -8,6 +8,10 @@ EngineLoop::EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer,
                        const EngineOptions& options, MetricsRecorder* metrics)
     : tokenizer_(tokenizer), metrics_(metrics), scheduler_(options), runner_(model, options) {}
 
+EngineLoop::EngineLoop(ParallelModel& model, const Tokenizer* tokenizer,
+                       const EngineOptions& options, MetricsRecorder* metrics)
+    : tokenizer_(tokenizer), metrics_(metrics), scheduler_(options), runner_(model, options) {}
+
 void EngineLoop::AddRequest(GenerateRequest request, TokenSink* sink) {
   // Without a per-request seed each request still gets its own stream, fixed at arrival.
   const uint64_t seed = request.sampling.seed.value_or(seed_source_());
@@ -111,7 +115,7 @@ void EngineLoop::FillStats(EngineStats& stats) const {
   stats.prefix_hit_tokens = kv.prefix_hit_tokens;
   stats.total_generated_tokens = total_generated_tokens_;
   stats.last_step = last_step_;
-  stats.expert_token_counts = runner_.model().expert_token_counts();
+  stats.expert_token_counts = runner_.expert_token_counts();
 }
 
 }  // namespace moeserve::engine

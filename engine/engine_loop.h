@@ -23,6 +23,8 @@ class EngineLoop {
   // `metrics` may be null; it must outlive the loop.
   EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
              MetricsRecorder* metrics = nullptr);
+  EngineLoop(ParallelModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+             MetricsRecorder* metrics = nullptr);
 
   // Called with a request's id just before its final event is delivered, so that the id can be
   // reused as soon as the caller sees the end of the stream.

@@ -21,6 +21,10 @@ struct EngineOptions {
   // token's computation never depends on whether it was prefilled, decoded or recomputed
   // after preemption, and greedy output is identical in every batch (DESIGN.md §4).
   MlaForm mla_form = MlaForm::kAbsorbed;
+  // Ranks the model is split over (engine/parallel/parallel_config.h). They must match the
+  // ParallelModel the engine is created with; a plain DeepseekModel is one rank.
+  int tensor_parallel_size = 1;
+  int expert_parallel_size = 1;
 };
 
 }  // namespace moeserve::engine

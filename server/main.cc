@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -21,6 +22,8 @@
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/ops/dtype.h"
+#include "engine/parallel/expert_placement.h"
+#include "engine/parallel/parallel_model.h"
 #include "engine/runner/device.h"
 #include "engine/runner/forward_batch.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -139,9 +142,38 @@ int Serve(const ServerOptions& options) {
       engine::Tokenizer::Load(options.model_dir);
   if (!tokenizer.ok())
     return Fail(absl::StrCat("cannot load the tokenizer: ", tokenizer.status().message()));
-  absl::StatusOr<std::unique_ptr<engine::DeepseekModel>> model = engine::DeepseekModel::Load(
-      options.model_dir, {.quantize_fp8 = options.quantization == "fp8"});
+  // The parallel layout is checked against config.json before any weight is read.
+  const engine::ParallelConfig parallel{.tensor_parallel_size = options.tensor_parallel_size,
+                                        .expert_parallel_size = options.expert_parallel_size};
+  std::optional<engine::ExpertPlacement> placement;
+  {
+    absl::StatusOr<engine::ModelConfig> config =
+        engine::LoadModelConfig(options.model_dir + "/config.json");
+    if (!config.ok())
+      return Fail(absl::StrCat("cannot load the model: ", config.status().message()));
+    if (absl::Status s = engine::ValidateParallelConfig(parallel, *config); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+    if (!options.expert_placement.empty()) {
+      absl::StatusOr<engine::ExpertPlacement> loaded =
+          engine::LoadPlacementFile(options.expert_placement, engine::MoeLayerMask(*config));
+      if (!loaded.ok()) {
+        return Fail(absl::StrCat("--expert-placement: ", loaded.status().message()));
+      }
+      placement = *std::move(loaded);
+    }
+  }
+  absl::StatusOr<std::unique_ptr<engine::ParallelModel>> model = engine::ParallelModel::Load(
+      options.model_dir, {.quantize_fp8 = options.quantization == "fp8"}, parallel, placement);
   if (!model.ok()) return Fail(absl::StrCat("cannot load the model: ", model.status().message()));
+  if (parallel.world_size() > 1) {
+    LogInfo(absl::StrCat(
+        "model split over ", parallel.world_size(),
+        " rank threads: tensor "
+        "parallel ",
+        parallel.tensor_parallel_size, ", expert parallel ", parallel.expert_parallel_size,
+        placement ? absl::StrCat(", placement ", options.expert_placement) : std::string()));
+  }
   const engine::ModelConfig& config = (*model)->config();
   // What the linears run in: FP8 from the checkpoint, FP8 quantized at load, or as stored.
   const std::string quantization = config.fp8                      ? "fp8"

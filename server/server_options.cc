@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/ops/dtype.h"
+#include "engine/parallel/parallel_config.h"
 #include "engine/runner/forward_batch.h"
 
 namespace moeserve::server {
@@ -29,16 +30,24 @@ absl::Status CheckPositive(const char* flag, int64_t value) {
 }  // namespace
 
 void AddServerFlags(CLI::App& app, ServerOptions& o) {
+  // The listen address, ports and model also come from MOESERVE_* variables, so a container
+  // image can default to 0.0.0.0 and its bundled model while `docker run IMAGE --flag ...`
+  // replaces only the image's CMD; a flag on the command line wins over the variable.
   app.add_option("--model", o.model_dir,
                  "checkpoint directory (HF layout: config.json, *.safetensors, tokenizer.json)")
+      ->envname("MOESERVE_MODEL")
       ->required();
   app.add_option("--served-model-name", o.served_model_name,
                  "model name in GetModelInfo and the metrics' model_name label "
                  "(default: the model directory's name)");
   app.add_option("--host", o.host, "address to listen on (gRPC and /metrics)")
+      ->envname("MOESERVE_HOST")
       ->capture_default_str();
-  app.add_option("--port", o.port, "gRPC port (0 = ephemeral)")->capture_default_str();
+  app.add_option("--port", o.port, "gRPC port (0 = ephemeral)")
+      ->envname("MOESERVE_PORT")
+      ->capture_default_str();
   app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (0 = ephemeral)")
+      ->envname("MOESERVE_METRICS_PORT")
       ->capture_default_str();
   app.add_option("--device", o.device, "where the model runs")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
@@ -95,6 +104,16 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--grpc-max-threads", o.grpc_max_threads,
                  "upper bound on gRPC's threads for this server")
       ->capture_default_str();
+  app.add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                 "ranks the MLA heads, dense MLP and shared experts are split over")
+      ->capture_default_str();
+  app.add_option("--expert-parallel-size", o.expert_parallel_size,
+                 "ranks the routed experts are spread over (1 or the tensor-parallel size, or "
+                 "any divisor of the experts with --tensor-parallel-size 1)")
+      ->capture_default_str();
+  app.add_option("--expert-placement", o.expert_placement,
+                 "expert placement JSON (tools/expert_placement); needs "
+                 "--expert-parallel-size > 1");
 }
 
 absl::Status CheckServerOptions(const ServerOptions& o) {
@@ -147,6 +166,17 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   }
   if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
     return Invalid("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  if (o.tensor_parallel_size < 1) {
+    return Invalid(
+        absl::StrCat("--tensor-parallel-size must be >= 1, got ", o.tensor_parallel_size));
+  }
+  if (o.expert_parallel_size < 1) {
+    return Invalid(
+        absl::StrCat("--expert-parallel-size must be >= 1, got ", o.expert_parallel_size));
+  }
+  if (!o.expert_placement.empty() && o.expert_parallel_size < 2) {
+    return Invalid("--expert-placement needs --expert-parallel-size > 1");
   }
   if (o.grpc_max_threads < 2) {
     // gRPC needs a poller and a worker; fewer deadlocks the server.
@@ -206,6 +236,15 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
   options.max_model_len = max_model_len;
   options.max_waiting_requests = o.max_queue;
   options.enable_prefix_caching = o.enable_prefix_caching;
+  options.tensor_parallel_size = o.tensor_parallel_size;
+  options.expert_parallel_size = o.expert_parallel_size;
+  if (absl::Status s =
+          engine::ValidateParallelConfig({.tensor_parallel_size = o.tensor_parallel_size,
+                                          .expert_parallel_size = o.expert_parallel_size},
+                                         config);
+      !s.ok()) {
+    return s;
+  }
   return options;
 }
 

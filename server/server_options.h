@@ -50,6 +50,11 @@ struct ServerOptions {
   // Upper bound on the threads gRPC may create for this server (ResourceQuota).
   int grpc_max_threads = 16;
 
+  // Model parallelism over rank threads (engine/parallel, docs/parallel.md).
+  int tensor_parallel_size = 1;  // --tensor-parallel-size: MLA heads, dense MLP, shared experts
+  int expert_parallel_size = 1;  // --expert-parallel-size: routed experts over the ranks
+  std::string expert_placement;  // --expert-placement: JSON from moeserve-expert-placement
+
   // Security and limits (issue: untrusted clients). The API key may come from the environment
   // (MOESERVE_API_KEY) so it does not show in the process list.
   std::string api_key;        // --api-key: required as 'authorization: Bearer KEY'; empty = open
@@ -75,7 +80,8 @@ absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& options,
                                       const engine::ModelConfig& config);
 
 // The engine's options; max_model_len defaults to min(max_position_embeddings, KV capacity)
-// and an explicit one must fit both.
+// and an explicit one must fit both. The parallel sizes must divide what they split (heads,
+// widths, experts); the message names the flag.
 absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& options,
                                                         const engine::ModelConfig& config);
 

@@ -10,6 +10,9 @@
 #include "engine/model/moe_layer.h"
 #include "engine/model/weight_loader.h"
 #include "engine/ops/norm/rms_norm.h"
+#include "engine/parallel/communicator.h"
+#include "engine/parallel/expert_parallel_moe.h"
+#include "engine/parallel/expert_placement.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
@@ -21,9 +24,38 @@ absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::st
   return std::make_unique<DeepseekModel>(std::move(config), std::move(weights));
 }
 
-DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights)
+absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::LoadShard(
+    const std::string& model_dir, const LoadOptions& options, const RankContext& rank) {
+  MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir + "/config.json"));
+  MOESERVE_RETURN_IF_ERROR(ValidateParallelConfig(rank.parallel, config));
+  if (rank.parallel.world_size() > 1 && rank.comm == nullptr) {
+    return absl::InvalidArgumentError("a model-parallel rank needs a communicator");
+  }
+  WeightShard shard;
+  shard.tp_rank = rank.tp_rank();
+  shard.tp_size = rank.tp_size();
+  shard.split_routed_experts = rank.tp_size() > 1 && rank.ep_size() == 1;
+  if (rank.ep_size() > 1) {
+    if (rank.placement == nullptr) {
+      return absl::InvalidArgumentError("expert parallelism needs an expert placement");
+    }
+    MOESERVE_RETURN_IF_ERROR(ValidatePlacement(*rank.placement, MoeLayerMask(config),
+                                               config.n_routed_experts, rank.ep_size()));
+    for (const LayerPlacement& layer : rank.placement->layers) {
+      shard.layer_experts.push_back(
+          layer.rank_experts.empty() ? std::vector<int32_t>{} : layer.rank_experts[rank.ep_rank()]);
+    }
+  }
+  MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
+  MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights,
+                            LoadModelWeights(checkpoint, config, options, shard));
+  return std::make_unique<DeepseekModel>(std::move(config), std::move(weights), rank);
+}
+
+DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, RankContext rank)
     : config_(std::move(config)),
       weights_(std::move(weights)),
+      rank_(rank),
       rope_(MakeRopeTable(config_.qk_rope_head_dim, config_.rope_theta, config_.rope_scaling)),
       expert_token_counts_(
           static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {}
@@ -98,19 +130,35 @@ absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& ba
     std::copy(row, row + hidden, h.begin() + t * hidden);
   }
   std::vector<float> normed(h.size()), branch(h.size());
+  // Tensor parallel: each rank's attention / MLP output is a partial sum over its heads or
+  // its slice of the intermediate dimension; the all-reduce makes h identical on every rank.
+  const bool tensor_parallel = rank_.tp_size() > 1;
+  auto all_reduce_branch = [&]() -> absl::Status {
+    if (!tensor_parallel) return absl::OkStatus();
+    return rank_.comm->AllReduceSum(absl::MakeSpan(branch));
+  };
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     const DecoderLayerWeights& layer = weights_.layers[l];
     RmsNormCpu(h, layer.input_norm, eps, num_tokens, absl::MakeSpan(normed));
     MlaForward(config_, layer.attention, rope_, batch, options, normed.data(), pages.layer(l),
                branch.data());
+    MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
     for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
 
     RmsNormCpu(h, layer.post_attention_norm, eps, num_tokens, absl::MakeSpan(normed));
-    if (layer.moe.has_value()) {
+    int64_t* counts = expert_token_counts_.data() + l * config_.n_routed_experts;
+    if (layer.moe.has_value() && rank_.ep_size() > 1) {
+      MOESERVE_RETURN_IF_ERROR(
+          ExpertParallelMoeForward(config_, *layer.moe, rank_.placement->layers[l], rank_,
+                                   normed.data(), num_tokens, quantize, branch.data(), counts));
+    } else if (layer.moe.has_value()) {
+      // Every tensor-parallel rank routes every token: rank 0 alone counts them.
       MoeForward(config_, *layer.moe, normed.data(), num_tokens, quantize, branch.data(),
-                 expert_token_counts_.data() + l * config_.n_routed_experts);
+                 rank_.rank == 0 ? counts : nullptr);
+      MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
     } else {
       MlpForward(*layer.dense_mlp, normed.data(), num_tokens, quantize, branch.data());
+      MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
     }
     for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
   }

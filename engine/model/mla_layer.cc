@@ -17,10 +17,12 @@ namespace {
 // implementation, so they use the RMSNorm default 1e-6 (reference §3), not rms_norm_eps.
 constexpr float kLatentNormEps = 1e-6f;
 
+// heads: the heads this rank holds (all of them without tensor parallelism), read off
+// kv_b_proj, which has nope + v rows per head.
 struct Dims {
   int64_t heads, nope, rope, v, rank, qk, kv;
-  explicit Dims(const ModelConfig& c)
-      : heads(c.num_attention_heads),
+  Dims(const ModelConfig& c, const MlaWeights& w)
+      : heads(w.kv_b_proj.out_features / (c.qk_nope_head_dim + c.v_head_dim)),
         nope(c.qk_nope_head_dim),
         rope(c.qk_rope_head_dim),
         v(c.v_head_dim),
@@ -134,7 +136,7 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
 void MlaForward(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope,
                 const ForwardBatch& batch, const ForwardOptions& options, const float* x,
                 float* pages, float* out) {
-  const Dims d(c);
+  const Dims d(c, w);
   const int64_t num_tokens = batch.num_tokens();
   const int64_t hidden = c.hidden_size;
   const bool quantize = options.quantize_activations;

@@ -17,7 +17,9 @@
 namespace moeserve::engine {
 
 // x: [num_tokens, hidden] (after input_layernorm); pages: this layer's [num_blocks, 64, 576];
-// out: [num_tokens, hidden] (overwritten).
+// out: [num_tokens, hidden] (overwritten). Under tensor parallelism `weights` hold a rank's
+// heads and `out` is that rank's partial sum of o_proj (the caller all-reduces); the latents
+// written into `pages` are the same on every rank.
 void MlaForward(const ModelConfig& config, const MlaWeights& weights, const RopeTable& rope,
                 const ForwardBatch& batch, const ForwardOptions& options, const float* x,
                 float* pages, float* out);

@@ -23,11 +23,34 @@ bool IsFloatingDType(DType dtype) {
   return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
 }
 
+// Rows or columns [begin, begin + size) of a tensor; size < 0: all of them.
+struct Slice {
+  int64_t begin = 0;
+  int64_t size = -1;
+  int64_t Size(int64_t full) const { return size < 0 ? full : size; }
+};
+
+// The contiguous part `index` of `parts` of [0, total) (total % parts == 0, checked by
+// ValidateParallelConfig).
+Slice Part(int64_t total, int parts, int index) {
+  return parts == 1 ? Slice{} : Slice{index * (total / parts), total / parts};
+}
+
+// Copies rows × cols of a row-major [*, full_cols] matrix.
+std::vector<float> CutOut(const std::vector<float>& full, int64_t full_cols, Slice rows,
+                          int64_t num_rows, Slice cols, int64_t num_cols) {
+  std::vector<float> out(static_cast<size_t>(num_rows * num_cols));
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const float* src = full.data() + (rows.begin + i) * full_cols + cols.begin;
+    std::copy(src, src + num_cols, out.begin() + i * num_cols);
+  }
+  return out;
+}
+
 // Reads named tensors out of a checkpoint, checking shapes against the config.
 class TensorFetcher {
  public:
-  TensorFetcher(const Checkpoint& checkpoint, const ModelConfig& config,
-                const LoadOptions& options)
+  TensorFetcher(const Checkpoint& checkpoint, const ModelConfig& config, const LoadOptions& options)
       : checkpoint_(checkpoint), config_(config), options_(options) {}
 
   // A norm, embedding or router tensor: must be F32/BF16/F16 of exactly `shape`.
@@ -43,23 +66,33 @@ class TensorFetcher {
   }
 
   // A linear weight [out, in]: floating, or F8_E4M3 with its block scales. `quantizable`:
-  // whether LoadOptions::quantize_fp8 applies (false for lm_head).
+  // whether LoadOptions::quantize_fp8 applies (false for lm_head). rows/cols: the part a
+  // tensor-parallel rank holds; only it is converted (online FP8 quantization excepted, whose
+  // 128×128 blocks need the whole tensor).
   absl::StatusOr<LinearWeight> Linear(const std::string& prefix, int64_t out, int64_t in,
-                                      bool quantizable = true) {
+                                      bool quantizable = true, Slice rows = {}, Slice cols = {}) {
     const std::string name = prefix + ".weight";
     absl::StatusOr<TensorView> view = Fetch(name, {out, in});
     if (!view.ok()) return view.status();
+    const bool sliced = rows.size >= 0 || cols.size >= 0;
     LinearWeight linear;
-    linear.out_features = out;
-    linear.in_features = in;
+    linear.out_features = rows.Size(out);
+    linear.in_features = cols.Size(in);
     if (IsFloatingDType(view->info->dtype)) {
-      linear.weight = ToFloat(*view);
       if (quantizable && options_.quantize_fp8) {
         // Online quantization: what an FP8 checkpoint of these exact values would hold.
-        const Fp8BlockWeight quantized = QuantizeFp8BlockWeight(linear.weight, out, in);
-        linear.weight = DequantizeFp8BlockWeight(quantized.fp8, quantized.scale_inv, out, in);
+        std::vector<float> full = ToFloat(*view);
+        const Fp8BlockWeight quantized = QuantizeFp8BlockWeight(full, out, in);
+        full = DequantizeFp8BlockWeight(quantized.fp8, quantized.scale_inv, out, in);
+        linear.weight = sliced
+                            ? CutOut(full, in, rows, linear.out_features, cols, linear.in_features)
+                            : std::move(full);
         linear.fp8 = true;
+        return linear;
       }
+      linear.weight = sliced ? ToFloatSlice(*view, in, rows, linear.out_features, cols,
+                                            linear.in_features, {}, 0, 0)
+                             : ToFloat(*view);
       return linear;
     }
     if (view->info->dtype != DType::kF8E4M3) {
@@ -82,7 +115,10 @@ class TensorFetcher {
         return Error(*scale, absl::StrCat("has a non-finite scale at index ", i));
       }
     }
-    linear.weight = DequantizeFp8BlockWeight(view->bytes, scales, out, in, block_rows, block_cols);
+    linear.weight =
+        sliced ? ToFloatSlice(*view, in, rows, linear.out_features, cols, linear.in_features,
+                              scales, block_rows, block_cols)
+               : DequantizeFp8BlockWeight(view->bytes, scales, out, in, block_rows, block_cols);
     linear.fp8 = true;
     return linear;
   }
@@ -113,20 +149,44 @@ class TensorFetcher {
     return out;
   }
 
+  // Converts rows × cols of a [*, full_cols] tensor; FP8 elements are scaled by their block's
+  // scale (scales non-empty), exactly as DequantizeFp8BlockWeight does for the whole tensor.
+  static std::vector<float> ToFloatSlice(const TensorView& view, int64_t full_cols, Slice rows,
+                                         int64_t num_rows, Slice cols, int64_t num_cols,
+                                         const std::vector<float>& scales, int64_t block_rows,
+                                         int64_t block_cols) {
+    std::vector<float> out(static_cast<size_t>(num_rows * num_cols));
+    const DType dtype = view.info->dtype;
+    const uint8_t* data = view.bytes.data();
+    const int64_t scale_cols = block_cols > 0 ? CeilDiv(full_cols, block_cols) : 0;
+    for (int64_t i = 0; i < num_rows; ++i) {
+      const int64_t r = rows.begin + i;
+      for (int64_t j = 0; j < num_cols; ++j) {
+        const int64_t c = cols.begin + j;
+        float value = LoadAsFloat(data, dtype, r * full_cols + c);
+        if (!scales.empty()) value *= scales[(r / block_rows) * scale_cols + c / block_cols];
+        out[i * num_cols + j] = value;
+      }
+    }
+    return out;
+  }
+
   const Checkpoint& checkpoint_;
   const ModelConfig& config_;
   const LoadOptions& options_;
 };
 
-// gate_proj and up_proj stacked into one [2 * width, hidden] matrix.
+// gate_proj and up_proj stacked into one [2 * width, hidden] matrix. `part`: the slice of the
+// intermediate dimension a tensor-parallel rank holds (gate/up rows, down columns).
 absl::StatusOr<MlpWeights> LoadMlp(TensorFetcher& fetch, const std::string& prefix, int64_t hidden,
-                                   int64_t width) {
+                                   int64_t width, Slice part = {}) {
   LinearWeight gate, up;
   MlpWeights mlp;
-  MOESERVE_ASSIGN_OR_RETURN(gate, fetch.Linear(prefix + ".gate_proj", width, hidden));
-  MOESERVE_ASSIGN_OR_RETURN(up, fetch.Linear(prefix + ".up_proj", width, hidden));
-  MOESERVE_ASSIGN_OR_RETURN(mlp.down, fetch.Linear(prefix + ".down_proj", hidden, width));
-  mlp.gate_up.out_features = 2 * width;
+  MOESERVE_ASSIGN_OR_RETURN(gate, fetch.Linear(prefix + ".gate_proj", width, hidden, true, part));
+  MOESERVE_ASSIGN_OR_RETURN(up, fetch.Linear(prefix + ".up_proj", width, hidden, true, part));
+  MOESERVE_ASSIGN_OR_RETURN(mlp.down,
+                            fetch.Linear(prefix + ".down_proj", hidden, width, true, {}, part));
+  mlp.gate_up.out_features = 2 * part.Size(width);
   mlp.gate_up.in_features = hidden;
   mlp.gate_up.fp8 = gate.fp8 && up.fp8;
   mlp.gate_up.weight = std::move(gate.weight);
@@ -135,8 +195,9 @@ absl::StatusOr<MlpWeights> LoadMlp(TensorFetcher& fetch, const std::string& pref
 }
 
 // Splits kv_b_proj [H * (nope + v), c] per head into W_UK[h]ᵀ and W_UV[h] (reference §3.1).
-void SplitAbsorbedWeights(const ModelConfig& c, MlaWeights& mla) {
-  const int64_t heads = c.num_attention_heads, nope = c.qk_nope_head_dim, v = c.v_head_dim;
+// `heads`: the heads this rank holds.
+void SplitAbsorbedWeights(const ModelConfig& c, int64_t heads, MlaWeights& mla) {
+  const int64_t nope = c.qk_nope_head_dim, v = c.v_head_dim;
   const int64_t rank = c.kv_lora_rank;
   mla.w_uk_t.resize(static_cast<size_t>(heads * rank * nope));
   mla.w_uv.resize(static_cast<size_t>(heads * v * rank));
@@ -151,35 +212,45 @@ void SplitAbsorbedWeights(const ModelConfig& c, MlaWeights& mla) {
   }
 }
 
+// Tensor parallel: the rank's heads [h0, h0 + local) take their rows of q_b_proj (q_proj) and
+// kv_b_proj and their columns of o_proj; q_a_proj and kv_a_proj_with_mqa stay whole, so every
+// rank computes the same latents and holds the same (replicated) latent cache.
 absl::StatusOr<MlaWeights> LoadMla(TensorFetcher& fetch, const ModelConfig& c,
-                                   const std::string& prefix) {
+                                   const std::string& prefix, const WeightShard& shard) {
   const int64_t hidden = c.hidden_size, heads = c.num_attention_heads;
+  const int64_t local = heads / shard.tp_size, h0 = shard.tp_rank * local;
+  const bool split = shard.tp_size > 1;
+  const Slice q_rows = split ? Slice{h0 * c.qk_head_dim(), local * c.qk_head_dim()} : Slice{};
+  const int64_t kv_b_head = c.qk_nope_head_dim + c.v_head_dim;
+  const Slice kv_b_rows = split ? Slice{h0 * kv_b_head, local * kv_b_head} : Slice{};
+  const Slice o_cols = split ? Slice{h0 * c.v_head_dim, local * c.v_head_dim} : Slice{};
   MlaWeights mla;
   if (c.q_lora_rank.has_value()) {
     const int64_t rank = *c.q_lora_rank;
     MOESERVE_ASSIGN_OR_RETURN(mla.q_a_proj, fetch.Linear(prefix + ".q_a_proj", rank, hidden));
     MOESERVE_ASSIGN_OR_RETURN(mla.q_a_norm, fetch.Dense(prefix + ".q_a_layernorm.weight", {rank}));
-    MOESERVE_ASSIGN_OR_RETURN(mla.q_b_proj,
-                              fetch.Linear(prefix + ".q_b_proj", heads * c.qk_head_dim(), rank));
+    MOESERVE_ASSIGN_OR_RETURN(
+        mla.q_b_proj,
+        fetch.Linear(prefix + ".q_b_proj", heads * c.qk_head_dim(), rank, true, q_rows));
   } else {
-    MOESERVE_ASSIGN_OR_RETURN(mla.q_proj,
-                              fetch.Linear(prefix + ".q_proj", heads * c.qk_head_dim(), hidden));
+    MOESERVE_ASSIGN_OR_RETURN(mla.q_proj, fetch.Linear(prefix + ".q_proj", heads * c.qk_head_dim(),
+                                                       hidden, true, q_rows));
   }
   MOESERVE_ASSIGN_OR_RETURN(mla.kv_a_proj,
                             fetch.Linear(prefix + ".kv_a_proj_with_mqa", c.kv_cache_dim(), hidden));
   MOESERVE_ASSIGN_OR_RETURN(mla.kv_a_norm,
                             fetch.Dense(prefix + ".kv_a_layernorm.weight", {c.kv_lora_rank}));
+  MOESERVE_ASSIGN_OR_RETURN(mla.kv_b_proj, fetch.Linear(prefix + ".kv_b_proj", heads * kv_b_head,
+                                                        c.kv_lora_rank, true, kv_b_rows));
   MOESERVE_ASSIGN_OR_RETURN(
-      mla.kv_b_proj, fetch.Linear(prefix + ".kv_b_proj",
-                                  heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank));
-  MOESERVE_ASSIGN_OR_RETURN(mla.o_proj,
-                            fetch.Linear(prefix + ".o_proj", hidden, heads * c.v_head_dim));
-  SplitAbsorbedWeights(c, mla);
+      mla.o_proj, fetch.Linear(prefix + ".o_proj", hidden, heads * c.v_head_dim, true, {}, o_cols));
+  SplitAbsorbedWeights(c, local, mla);
   return mla;
 }
 
 absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
-                                   const std::string& prefix) {
+                                   const std::string& prefix, const WeightShard& shard,
+                                   const std::vector<int32_t>& slot_experts) {
   const int64_t hidden = c.hidden_size, experts = c.n_routed_experts;
   MoeWeights moe;
   MOESERVE_ASSIGN_OR_RETURN(moe.router, fetch.Dense(prefix + ".gate.weight", {experts, hidden}));
@@ -187,16 +258,30 @@ absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
     MOESERVE_ASSIGN_OR_RETURN(moe.correction_bias,
                               fetch.Dense(prefix + ".gate.e_score_correction_bias", {experts}));
   }
-  moe.experts.reserve(static_cast<size_t>(experts));
-  for (int64_t e = 0; e < experts; ++e) {
+  // Expert parallel: only this rank's slots; otherwise every expert, in order.
+  moe.slot_experts = slot_experts;
+  std::vector<int32_t> to_load = slot_experts;
+  if (to_load.empty()) {
+    for (int64_t e = 0; e < experts; ++e) to_load.push_back(static_cast<int32_t>(e));
+  }
+  const Slice expert_part = shard.split_routed_experts
+                                ? Part(c.moe_intermediate_size, shard.tp_size, shard.tp_rank)
+                                : Slice{};
+  moe.experts.reserve(to_load.size());
+  for (int32_t e : to_load) {
+    if (e < 0 || e >= experts) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, ": expert ", e, " is outside [0, ", experts, ")"));
+    }
     MlpWeights expert;
     MOESERVE_ASSIGN_OR_RETURN(expert, LoadMlp(fetch, absl::StrCat(prefix, ".experts.", e), hidden,
-                                              c.moe_intermediate_size));
+                                              c.moe_intermediate_size, expert_part));
     moe.experts.push_back(std::move(expert));
   }
   if (c.n_shared_experts > 0) {
-    MOESERVE_ASSIGN_OR_RETURN(moe.shared, LoadMlp(fetch, prefix + ".shared_experts", hidden,
-                                                  c.shared_expert_intermediate_size()));
+    const int64_t width = c.shared_expert_intermediate_size();
+    MOESERVE_ASSIGN_OR_RETURN(moe.shared, LoadMlp(fetch, prefix + ".shared_experts", hidden, width,
+                                                  Part(width, shard.tp_size, shard.tp_rank)));
   }
   return moe;
 }
@@ -204,7 +289,18 @@ absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
 }  // namespace
 
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
-                                              const LoadOptions& options) {
+                                              const LoadOptions& options,
+                                              const WeightShard& shard) {
+  if (shard.tp_size < 1 || shard.tp_rank < 0 || shard.tp_rank >= shard.tp_size ||
+      c.num_attention_heads % shard.tp_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("weight shard ", shard.tp_rank, " of ",
+                                                   shard.tp_size, " does not fit ",
+                                                   c.num_attention_heads, " heads"));
+  }
+  if (!shard.layer_experts.empty() &&
+      static_cast<int64_t>(shard.layer_experts.size()) != c.num_hidden_layers) {
+    return absl::InvalidArgumentError("weight shard: layer_experts must cover every layer");
+  }
   TensorFetcher fetch(checkpoint, c, options);
   const int64_t hidden = c.hidden_size;
   ModelWeights weights;
@@ -217,7 +313,7 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
     weights.lm_head.weight = weights.embed_tokens;
   } else {
     MOESERVE_ASSIGN_OR_RETURN(weights.lm_head, fetch.Linear("lm_head", c.vocab_size, hidden,
-                                                              /*quantizable=*/false));
+                                                            /*quantizable=*/false));
   }
   // Layers [0, num_hidden_layers) only: model.layers.{num_hidden_layers}.* is the MTP module.
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -227,12 +323,16 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
                               fetch.Dense(prefix + ".input_layernorm.weight", {hidden}));
     MOESERVE_ASSIGN_OR_RETURN(layer.post_attention_norm,
                               fetch.Dense(prefix + ".post_attention_layernorm.weight", {hidden}));
-    MOESERVE_ASSIGN_OR_RETURN(layer.attention, LoadMla(fetch, c, prefix + ".self_attn"));
+    MOESERVE_ASSIGN_OR_RETURN(layer.attention, LoadMla(fetch, c, prefix + ".self_attn", shard));
     if (c.IsMoeLayer(l)) {
-      MOESERVE_ASSIGN_OR_RETURN(layer.moe, LoadMoe(fetch, c, prefix + ".mlp"));
+      const std::vector<int32_t> no_experts;
+      MOESERVE_ASSIGN_OR_RETURN(
+          layer.moe, LoadMoe(fetch, c, prefix + ".mlp", shard,
+                             shard.layer_experts.empty() ? no_experts : shard.layer_experts[l]));
     } else {
       MOESERVE_ASSIGN_OR_RETURN(layer.dense_mlp,
-                                LoadMlp(fetch, prefix + ".mlp", hidden, c.intermediate_size));
+                                LoadMlp(fetch, prefix + ".mlp", hidden, c.intermediate_size,
+                                        Part(c.intermediate_size, shard.tp_size, shard.tp_rank)));
     }
     weights.layers.push_back(std::move(layer));
   }

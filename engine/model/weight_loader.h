@@ -7,6 +7,9 @@
 // are left alone. Called by DeepseekModel::Load.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "engine/io/checkpoint.h"
 #include "engine/model/model_config.h"
@@ -26,8 +29,21 @@ struct LoadOptions {
   bool quantize_fp8 = false;
 };
 
+// The part of the weights one rank of a model-parallel group holds (engine/parallel): only
+// these rows and columns are converted, so a rank never holds another rank's shard.
+struct WeightShard {
+  int tp_rank = 0;
+  int tp_size = 1;  // > 1: MLA heads and MLP widths split into tp_size contiguous parts
+  // Routed experts split on their intermediate dimension too (tensor parallel without EP).
+  bool split_routed_experts = false;
+  // Expert parallel: per layer, the logical experts of this rank's slots in slot order
+  // (MoeWeights::slot_experts). Empty: every expert.
+  std::vector<std::vector<int32_t>> layer_experts;
+};
+
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
                                               const ModelConfig& config,
-                                              const LoadOptions& options = {});
+                                              const LoadOptions& options = {},
+                                              const WeightShard& shard = {});
 
 }  // namespace moeserve::engine

@@ -28,8 +28,11 @@ struct MlpWeights {
 struct MoeWeights {
   std::vector<float> router;           // [n_routed_experts, hidden] (mlp.gate.weight)
   std::vector<float> correction_bias;  // [n_routed_experts] noaux_tc only, else empty
-  std::vector<MlpWeights> experts;     // [n_routed_experts]
+  std::vector<MlpWeights> experts;     // [n_routed_experts], or this rank's slots under EP
   std::optional<MlpWeights> shared;    // n_shared_experts fused into one MLP
+  // Expert parallelism (engine/parallel): the logical expert in each entry of `experts`.
+  // Empty when `experts` holds every expert in order.
+  std::vector<int32_t> slot_experts;
 };
 
 struct MlaWeights {

@@ -6,10 +6,16 @@
 namespace moeserve::engine {
 
 ModelRunner::ModelRunner(const DeepseekModel& model, const EngineOptions& options)
-    : model_(model), options_(options), pages_(model.MakeKvPages(options.num_kv_blocks)) {}
+    : wrapped_(ParallelModel::Wrap(model)),
+      model_(*wrapped_),
+      options_(options),
+      pages_(model_.MakeKvPages(options.num_kv_blocks)) {}
+
+ModelRunner::ModelRunner(ParallelModel& model, const EngineOptions& options)
+    : model_(model), options_(options), pages_(model_.MakeKvPages(options.num_kv_blocks)) {}
 
 int64_t ModelRunner::kv_bytes_per_token() const {
-  return pages_.num_layers() * pages_.kv_dim() * static_cast<int64_t>(sizeof(float));
+  return pages_[0].num_layers() * pages_[0].kv_dim() * static_cast<int64_t>(sizeof(float));
 }
 
 absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
@@ -27,7 +33,7 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
                             model_.Forward(std::move(builder).Build(), pages_, forward_options));
 
   // Sample the rows whose chunk reached the end of their sequence.
-  const int64_t vocab = model_.config().vocab_size;
+  const int64_t vocab = config().vocab_size;
   StepOutput output;
   std::vector<float> rows;
   std::vector<SamplingRow> sampling_rows;

@@ -3,7 +3,8 @@
 //
 // Owns the KV pages (their block ids come from the scheduler's KvCacheManager; the two are
 // sized from the same EngineOptions::num_kv_blocks) and the sampling workspace. Engine
-// thread only.
+// thread only. With tensor/expert parallelism it drives the ParallelModel's rank threads,
+// one Forward per step, and holds one set of KV pages per rank.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine_options.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/parallel/parallel_model.h"
 #include "engine/runner/kv_pages.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/scheduled_batch.h"
@@ -27,16 +29,22 @@ struct StepOutput {
 class ModelRunner {
  public:
   ModelRunner(const DeepseekModel& model, const EngineOptions& options);
+  // `model` (any number of ranks) must outlive the runner.
+  ModelRunner(ParallelModel& model, const EngineOptions& options);
 
   absl::StatusOr<StepOutput> Execute(const ScheduledBatch& batch);
 
-  const DeepseekModel& model() const { return model_; }
+  const ModelConfig& config() const { return model_.config(); }
+  // Summed over ranks; [num_layers, n_routed_experts].
+  std::vector<int64_t> expert_token_counts() const { return model_.expert_token_counts(); }
+  // Of one rank's copy of the latent cache.
   int64_t kv_bytes_per_token() const;
 
  private:
-  const DeepseekModel& model_;
+  std::unique_ptr<ParallelModel> wrapped_;  // when constructed from a single DeepseekModel
+  ParallelModel& model_;
   const EngineOptions options_;
-  KvPages pages_;
+  std::vector<KvPages> pages_;  // one per rank
 };
 
 }  // namespace moeserve::engine

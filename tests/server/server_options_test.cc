@@ -3,8 +3,10 @@
 #include "server/server_options.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/kv_cache/kv_cache_spec.h"
@@ -179,6 +181,72 @@ TEST(ServerOptionsTest, MaxModelLenMustFitCapacityAndPositions) {
       Config(3, 2048));
   EXPECT_EQ(
       beyond_positions.status().message().rfind("--max-model-len 4096 exceeds the model's", 0), 0u);
+}
+
+TEST(ServerOptionsTest, ParallelSizesReachTheEngineAndMustDivideTheModel) {
+  ServerOptions o =
+      Parse({"--model", "m", "--tensor-parallel-size", "2", "--expert-parallel-size", "2"});
+  ASSERT_TRUE(CheckServerOptions(o).ok());
+  engine::ModelConfig config = Config();
+  config.num_attention_heads = 4;
+  config.intermediate_size = 512;
+  config.moe_intermediate_size = 128;
+  config.n_routed_experts = 8;
+  config.n_shared_experts = 1;
+  config.first_k_dense_replace = 1;
+  config.moe_layer_freq = 1;
+  const auto e = MakeEngineOptions(o, config);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->tensor_parallel_size, 2);
+  EXPECT_EQ(e->expert_parallel_size, 2);
+
+  o = Parse({"--model", "m", "--tensor-parallel-size", "3"});
+  EXPECT_EQ(std::string(MakeEngineOptions(o, config).status().message())
+                .rfind("--tensor-parallel-size 3 does not divide", 0),
+            0u);
+  o = Parse({"--model", "m", "--expert-parallel-size", "3"});
+  EXPECT_EQ(std::string(MakeEngineOptions(o, config).status().message())
+                .rfind("--expert-parallel-size 3 does not divide", 0),
+            0u);
+  EXPECT_EQ(
+      std::string(
+          CheckServerOptions(Parse({"--model", "m", "--tensor-parallel-size", "0"})).message())
+          .rfind("--tensor-parallel-size", 0),
+      0u);
+  EXPECT_EQ(
+      std::string(
+          CheckServerOptions(Parse({"--model", "m", "--expert-placement", "p.json"})).message())
+          .rfind("--expert-placement needs --expert-parallel-size", 0),
+      0u);
+}
+
+// The container image sets these variables (docker/Dockerfile) so that `docker run IMAGE` serves
+// its bundled model on 0.0.0.0 while arguments after the image name still win.
+TEST(ServerOptionsTest, EnvironmentSuppliesModelAddressAndPortsAndFlagsWin) {
+  const std::vector<std::pair<const char*, const char*>> env = {
+      {"MOESERVE_MODEL", "/models/default"},
+      {"MOESERVE_HOST", "0.0.0.0"},
+      {"MOESERVE_PORT", "6001"},
+      {"MOESERVE_METRICS_PORT", "6002"}};
+  for (const auto& [name, value] : env) ASSERT_EQ(setenv(name, value, 1), 0);
+
+  const ServerOptions from_env = Parse({});
+  EXPECT_EQ(from_env.model_dir, "/models/default");
+  EXPECT_EQ(from_env.host, "0.0.0.0");
+  EXPECT_EQ(from_env.port, 6001);
+  EXPECT_EQ(from_env.metrics_port, 6002);
+  EXPECT_TRUE(CheckServerOptions(from_env).ok());
+
+  const ServerOptions flags = Parse({"--model", "/models/mine", "--port", "7001"});
+  EXPECT_EQ(flags.model_dir, "/models/mine");
+  EXPECT_EQ(flags.port, 7001);
+  EXPECT_EQ(flags.host, "0.0.0.0");  // not on the command line: still the variable
+
+  ASSERT_EQ(setenv("MOESERVE_PORT", "not-a-port", 1), 0);
+  EXPECT_THROW(Parse({}), CLI::ParseError);
+
+  for (const auto& [name, value] : env) ASSERT_EQ(unsetenv(name), 0);
+  EXPECT_THROW(Parse({}), CLI::RequiredError);  // no --model and no MOESERVE_MODEL
 }
 
 }  // namespace
