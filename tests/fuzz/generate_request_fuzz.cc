@@ -11,20 +11,7 @@
 #include "server/request_validation.h"
 #include "server/wire_format.h"
 #include "tests/fuzz/fuzz_target.h"
-
-namespace {
-
-const moeserve::engine::Tokenizer& KjvTokenizer() {
-  static const auto* tokenizer = [] {
-    auto loaded = moeserve::engine::Tokenizer::Load(std::string(MOESERVE_SOURCE_DIR) +
-                                                    "/tests/data/tokenizers/kjv-bpe-8k");
-    FUZZ_CHECK(loaded.ok());
-    return loaded->release();
-  }();
-  return *tokenizer;
-}
-
-}  // namespace
+#include "tests/fuzz/kjv_tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace moeserve;

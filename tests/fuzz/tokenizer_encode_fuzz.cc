@@ -8,20 +8,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
 #include "tests/fuzz/fuzz_target.h"
-
-namespace {
-
-const moeserve::engine::Tokenizer& KjvTokenizer() {
-  static const auto* tokenizer = [] {
-    auto loaded = moeserve::engine::Tokenizer::Load(std::string(MOESERVE_SOURCE_DIR) +
-                                                    "/tests/data/tokenizers/kjv-bpe-8k");
-    FUZZ_CHECK(loaded.ok());
-    return loaded->release();
-  }();
-  return *tokenizer;
-}
-
-}  // namespace
+#include "tests/fuzz/kjv_tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const moeserve::engine::Tokenizer& tokenizer = KjvTokenizer();
