@@ -45,7 +45,7 @@ class BenchIntegrationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     server_ = new testing::ServerProcess();
-    if (!server_->Start(std::string(MOESERVE_BINARY_DIR) + "/server/moeserve",
+    if (!server_->Start(testing::ServerBinary(),
                         {"--model", testing::TestCheckpointDir("tiny-v3", false),
                          "--served-model-name", "bench-test-model", "--device", "cpu"})) {
       start_error_ = server_->error();

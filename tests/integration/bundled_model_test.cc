@@ -27,8 +27,7 @@ class BundledModelTest : public ::testing::Test {
     const std::vector<std::string> args = {
         "--model", std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny", "--served-model-name",
         "kjv-v3-tiny", "--per-expert-metrics"};
-    ASSERT_TRUE(server_.Start(std::string(MOESERVE_BINARY_DIR) + "/server/moeserve", args))
-        << server_.error();
+    ASSERT_TRUE(server_.Start(ServerBinary(), args)) << server_.error();
     stub_ = v1::Moeserve::NewStub(MakeChannel(server_.target()));
   }
   void TearDown() override {

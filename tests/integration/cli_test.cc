@@ -86,7 +86,7 @@ class CliTest : public ::testing::Test {
   static void SetUpTestSuite() {
     model_dir_ = testing::TestCheckpointDir("tiny-v3", false);
     server_ = new testing::ServerProcess();
-    if (!server_->Start(std::string(MOESERVE_BINARY_DIR) + "/server/moeserve",
+    if (!server_->Start(testing::ServerBinary(),
                         {"--model", model_dir_, "--served-model-name", kServedModelName})) {
       start_error_ = server_->error();
     }

@@ -262,8 +262,7 @@ TEST(MalformedCheckpointTest, EveryCorruptionIsAClearStartupError) {
     }
     c.apply(dir);
     ServerProcess server;
-    EXPECT_FALSE(server.Start(std::string(MOESERVE_BINARY_DIR) + "/server/moeserve",
-                              {"--model", dir.string()}, std::chrono::seconds(60)));
+    EXPECT_FALSE(server.Start(ServerBinary(), {"--model", dir.string()}, std::chrono::seconds(60)));
     // Start() gives up on a process that exits; a hang would have hit its timeout instead.
     const std::string log = server.Log();
     EXPECT_NE(server.error().find("exited during startup"), std::string::npos) << server.error();

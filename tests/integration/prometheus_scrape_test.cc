@@ -256,7 +256,7 @@ TEST(PrometheusScrapeTest, PrometheusScrapesTheServersTtftHistogram) {
   if (!fs::exists(kPrometheus)) GTEST_SKIP() << kPrometheus << " not installed";
 
   testing::ServerProcess server;
-  ASSERT_TRUE(server.Start(std::string(MOESERVE_BINARY_DIR) + "/server/moeserve",
+  ASSERT_TRUE(server.Start(testing::ServerBinary(),
                            {"--model", testing::TestCheckpointDir("tiny-v3", false),
                             "--served-model-name", kModelName, "--device", "cpu"}))
       << server.error();

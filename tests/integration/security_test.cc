@@ -20,11 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using grpc::health::v1::HealthCheckResponse;
 
-const std::string& ServerBinary() {
-  static const std::string path = std::string(MOESERVE_BINARY_DIR) + "/server/moeserve";
-  return path;
-}
-
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

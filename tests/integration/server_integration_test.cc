@@ -26,11 +26,6 @@
 namespace moeserve::testing {
 namespace {
 
-const std::string& ServerBinary() {
-  static const std::string path = std::string(MOESERVE_BINARY_DIR) + "/server/moeserve";
-  return path;
-}
-
 class ServerIntegrationTest : public ::testing::Test {
  protected:
   void StartServer(std::vector<std::string> extra_args = {}) {

@@ -30,11 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using grpc::health::v1::HealthCheckResponse;
 
-const std::string& ServerBinary() {
-  static const std::string path = std::string(MOESERVE_BINARY_DIR) + "/server/moeserve";
-  return path;
-}
-
 fs::path TempDir(const std::string& name) {
   const fs::path dir = fs::path(::testing::TempDir()) / absl::StrCat(name, "_", getpid());
   fs::remove_all(dir);

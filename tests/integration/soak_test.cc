@@ -30,11 +30,6 @@ namespace {
 
 using grpc::health::v1::HealthCheckResponse;
 
-const std::string& ServerBinary() {
-  static const std::string path = std::string(MOESERVE_BINARY_DIR) + "/server/moeserve";
-  return path;
-}
-
 int SoakRequests() {
   const char* value = std::getenv("MOESERVE_SOAK_REQUESTS");
   return value != nullptr ? std::atoi(value) : 1500;

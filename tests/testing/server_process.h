@@ -5,10 +5,10 @@
 // that file. stdout and stderr go to a log file whose path the test can print on failure.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,6 +24,12 @@
 
 namespace moeserve::testing {
 
+// The `moeserve` binary of this build (integration tests depend on its target).
+inline const std::string& ServerBinary() {
+  static const std::string path = std::string(MOESERVE_BINARY_DIR) + "/server/moeserve";
+  return path;
+}
+
 class ServerProcess {
  public:
   // Runs `binary` with `args` plus --host 127.0.0.1 --port 0 --metrics-port 0 --port-file.
@@ -31,9 +37,9 @@ class ServerProcess {
   bool Start(const std::string& binary, std::vector<std::string> args,
              std::chrono::seconds timeout = std::chrono::seconds(60)) {
     namespace fs = std::filesystem;
-    const fs::path dir = fs::path(::testing::TempDir()) /
-                         ("moeserve_server_" + std::to_string(getpid()) + "_" +
-                          std::to_string(counter_++));
+    const fs::path dir =
+        fs::path(::testing::TempDir()) /
+        ("moeserve_server_" + std::to_string(getpid()) + "_" + std::to_string(counter_++));
     fs::remove_all(dir);
     fs::create_directories(dir);
     port_file_ = (dir / "ports.json").string();
