@@ -62,6 +62,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(ParallelModel& model,
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepModel& model, const Tokenizer* tokenizer,
+                                                       const EngineOptions& options,
+                                                       MetricsRecorder* metrics) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  if (options.num_kv_blocks != model.num_kv_blocks()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EngineOptions: num_kv_blocks ", options.num_kv_blocks,
+                     " differs from the model's KV pool of ", model.num_kv_blocks(), " blocks"));
+  }
+  if (options.tensor_parallel_size != 1 || options.expert_parallel_size != 1) {
+    return absl::InvalidArgumentError(
+        "EngineOptions: tensor/expert parallelism is not supported by this backend yet");
+  }
+  return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
+}
+
 Engine::Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
                MetricsRecorder* metrics)
     : config_(model.config()), options_(options), loop_(model, tokenizer, options, metrics) {
@@ -69,6 +85,12 @@ Engine::Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const Eng
 }
 
 Engine::Engine(ParallelModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+               MetricsRecorder* metrics)
+    : config_(model.config()), options_(options), loop_(model, tokenizer, options, metrics) {
+  Start();
+}
+
+Engine::Engine(StepModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
                MetricsRecorder* metrics)
     : config_(model.config()), options_(options), loop_(model, tokenizer, options, metrics) {
   Start();

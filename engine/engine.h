@@ -67,6 +67,12 @@ class Engine {
                                                         const Tokenizer* tokenizer,
                                                         const EngineOptions& options,
                                                         MetricsRecorder* metrics = nullptr);
+  // A backend's model with its own KV pool (the CUDA backend, engine/runner/cuda_runner.h):
+  // options.num_kv_blocks must equal model.num_kv_blocks(). `model` must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(StepModel& model,
+                                                        const Tokenizer* tokenizer,
+                                                        const EngineOptions& options,
+                                                        MetricsRecorder* metrics = nullptr);
   ~Engine();  // Shutdown(kAbort) unless already shut down
 
   // InvalidArgument (field named) for requests the engine can never run, AlreadyExists for a
@@ -84,6 +90,8 @@ class Engine {
   Engine(const DeepseekModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
          MetricsRecorder* metrics);
   Engine(ParallelModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+         MetricsRecorder* metrics);
+  Engine(StepModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
          MetricsRecorder* metrics);
   void Start();  // the part of construction after loop_ exists
   static absl::Status ValidateOptions(const EngineOptions& options);

@@ -12,6 +12,10 @@ EngineLoop::EngineLoop(ParallelModel& model, const Tokenizer* tokenizer,
                        const EngineOptions& options, MetricsRecorder* metrics)
     : tokenizer_(tokenizer), metrics_(metrics), scheduler_(options), runner_(model, options) {}
 
+EngineLoop::EngineLoop(StepModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+                       MetricsRecorder* metrics)
+    : tokenizer_(tokenizer), metrics_(metrics), scheduler_(options), runner_(model, options) {}
+
 void EngineLoop::AddRequest(GenerateRequest request, TokenSink* sink) {
   // Without a per-request seed each request still gets its own stream, fixed at arrival.
   const uint64_t seed = request.sampling.seed.value_or(seed_source_());

@@ -25,6 +25,8 @@ class EngineLoop {
              MetricsRecorder* metrics = nullptr);
   EngineLoop(ParallelModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
              MetricsRecorder* metrics = nullptr);
+  EngineLoop(StepModel& model, const Tokenizer* tokenizer, const EngineOptions& options,
+             MetricsRecorder* metrics = nullptr);
 
   // Called with a request's id just before its final event is delivered, so that the id can be
   // reused as soon as the caller sees the end of the stream.

@@ -24,6 +24,7 @@
 #include "engine/ops/dtype.h"
 #include "engine/parallel/expert_placement.h"
 #include "engine/parallel/parallel_model.h"
+#include "engine/runner/cuda_runner.h"
 #include "engine/runner/device.h"
 #include "engine/runner/forward_batch.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -146,42 +147,69 @@ int Serve(const ServerOptions& options) {
   const engine::ParallelConfig parallel{.tensor_parallel_size = options.tensor_parallel_size,
                                         .expert_parallel_size = options.expert_parallel_size};
   std::optional<engine::ExpertPlacement> placement;
+  absl::StatusOr<engine::ModelConfig> loaded_config =
+      engine::LoadModelConfig(options.model_dir + "/config.json");
+  if (!loaded_config.ok()) {
+    return Fail(absl::StrCat("cannot load the model: ", loaded_config.status().message()));
+  }
+  const engine::ModelConfig& config = *loaded_config;
   {
-    absl::StatusOr<engine::ModelConfig> config =
-        engine::LoadModelConfig(options.model_dir + "/config.json");
-    if (!config.ok())
-      return Fail(absl::StrCat("cannot load the model: ", config.status().message()));
-    if (absl::Status s = engine::ValidateParallelConfig(parallel, *config); !s.ok()) {
+    if (absl::Status s = engine::ValidateParallelConfig(parallel, config); !s.ok()) {
       return Fail(std::string(s.message()));
     }
     if (!options.expert_placement.empty()) {
       absl::StatusOr<engine::ExpertPlacement> loaded =
-          engine::LoadPlacementFile(options.expert_placement, engine::MoeLayerMask(*config));
+          engine::LoadPlacementFile(options.expert_placement, engine::MoeLayerMask(config));
       if (!loaded.ok()) {
         return Fail(absl::StrCat("--expert-placement: ", loaded.status().message()));
       }
       placement = *std::move(loaded);
     }
   }
-  absl::StatusOr<std::unique_ptr<engine::ParallelModel>> model = engine::ParallelModel::Load(
-      options.model_dir, {.quantize_fp8 = options.quantization == "fp8"}, parallel, placement);
-  if (!model.ok()) return Fail(absl::StrCat("cannot load the model: ", model.status().message()));
-  if (parallel.world_size() > 1) {
-    LogInfo(absl::StrCat(
-        "model split over ", parallel.world_size(),
-        " rank threads: tensor "
-        "parallel ",
-        parallel.tensor_parallel_size, ", expert parallel ", parallel.expert_parallel_size,
-        placement ? absl::StrCat(", placement ", options.expert_placement) : std::string()));
+  // The model, on the CPU (ParallelModel: one or several rank threads) or on a GPU.
+  std::unique_ptr<engine::ParallelModel> cpu_model;
+  engine::CudaRunner cuda;
+  absl::StatusOr<engine::EngineOptions> engine_options;
+  std::string quantization;  // what the linears run in
+  if (device->kind == engine::DeviceKind::kCuda) {
+    if (parallel.world_size() > 1 || placement.has_value()) {
+      return Fail(
+          "--device cuda: tensor/expert parallelism and --expert-placement run on the CPU "
+          "backend only for now; use --device cpu or leave them at 1");
+    }
+    absl::StatusOr<CudaKvRequest> kv = MakeCudaKvRequest(options, config);
+    if (!kv.ok()) return Fail(std::string(kv.status().message()));
+    absl::StatusOr<engine::CudaRunner> loaded = engine::LoadCudaRunner(
+        options.model_dir, {.gpu_memory_utilization = options.gpu_memory_utilization,
+                            .load = {.quantize_fp8 = options.quantization == "fp8"},
+                            .max_num_batched_tokens = options.max_num_batched_tokens,
+                            .max_num_seqs = options.max_num_seqs,
+                            .max_model_len = kv->max_model_len,
+                            .max_num_kv_blocks = kv->max_num_kv_blocks});
+    if (!loaded.ok()) {
+      return Fail(absl::StrCat("cannot load the model on the GPU: ", loaded.status().message()));
+    }
+    cuda = *std::move(loaded);
+    for (const std::string& line : cuda.log_lines) LogInfo(line);
+    quantization = cuda.quantization;
+    engine_options = MakeCudaEngineOptions(options, config, kv->max_model_len, cuda.num_kv_blocks);
+  } else {
+    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded = engine::ParallelModel::Load(
+        options.model_dir, {.quantize_fp8 = options.quantization == "fp8"}, parallel, placement);
+    if (!loaded.ok()) {
+      return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
+    }
+    cpu_model = *std::move(loaded);
+    if (parallel.world_size() > 1) {
+      LogInfo(absl::StrCat(
+          "model split over ", parallel.world_size(), " rank threads: tensor parallel ",
+          parallel.tensor_parallel_size, ", expert parallel ", parallel.expert_parallel_size,
+          placement ? absl::StrCat(", placement ", options.expert_placement) : std::string()));
+    }
+    quantization = config.fp8 ? "fp8" : options.quantization == "fp8" ? "fp8 (online)" : "none";
+    engine_options = MakeEngineOptions(options, config);
   }
-  const engine::ModelConfig& config = (*model)->config();
-  // What the linears run in: FP8 from the checkpoint, FP8 quantized at load, or as stored.
-  const std::string quantization = config.fp8                      ? "fp8"
-                                   : options.quantization == "fp8" ? "fp8 (online)"
-                                                                   : "none";
-  absl::StatusOr<engine::EngineOptions> engine_options = MakeEngineOptions(options, config);
   if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
-
   PrometheusMetrics::Options metrics_options{.model_name = served_model_name,
                                              .num_layers = config.num_hidden_layers,
                                              .num_routed_experts = config.n_routed_experts,
@@ -200,7 +228,9 @@ int Serve(const ServerOptions& options) {
 
   GatedMetricsRecorder engine_metrics(&metrics);
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
-      engine::Engine::Create(**model, tokenizer->get(), *engine_options, &engine_metrics);
+      cpu_model != nullptr
+          ? engine::Engine::Create(*cpu_model, tokenizer->get(), *engine_options, &engine_metrics)
+          : engine::Engine::Create(*cuda.model, tokenizer->get(), *engine_options, &engine_metrics);
   if (!engine.ok())
     return Fail(absl::StrCat("cannot start the engine: ", engine.status().message()));
   metrics.SetStatsSource([&engine] { return (*engine)->Stats(); });
@@ -224,17 +254,19 @@ int Serve(const ServerOptions& options) {
   signals.MarkServing();
 
   const int64_t capacity_tokens = engine_options->num_kv_blocks * engine::kKvBlockSize;
-  const int64_t kv_bytes = engine_options->num_kv_blocks *
-                           engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock();
+  // The CPU backend keeps activations and latents in fp32, the CUDA backend in BF16.
+  const engine::DType dtype = cpu_model != nullptr ? engine::DType::kF32 : engine::DType::kBF16;
+  const int64_t kv_bytes =
+      engine_options->num_kv_blocks * engine::KvCacheSpecFor(config, dtype).BytesPerBlock();
   LogInfo(absl::StrFormat(
-      "SERVING model %s (%s, %s) from %s: dtype float32, quantization %s, device %s, KV cache "
+      "SERVING model %s (%s, %s) from %s: dtype %s, quantization %s, device %s, KV cache "
       "%d tokens (%d blocks, %.1f MiB), max_model_len %d, prefix caching %s; gRPC %s:%d, "
       "metrics http://%s:%d/metrics",
       served_model_name, engine::ArchitectureName(config.architecture), config.model_type,
-      options.model_dir, quantization, device->name, capacity_tokens, engine_options->num_kv_blocks,
-      kv_bytes / 1048576.0, engine_options->max_model_len,
-      options.enable_prefix_caching ? "on" : "off", options.host, (*grpc_server)->port(),
-      options.host, (*metrics_server)->port()));
+      options.model_dir, cpu_model != nullptr ? "float32" : "bfloat16", quantization, device->name,
+      capacity_tokens, engine_options->num_kv_blocks, kv_bytes / 1048576.0,
+      engine_options->max_model_len, options.enable_prefix_caching ? "on" : "off", options.host,
+      (*grpc_server)->port(), options.host, (*metrics_server)->port()));
   if (!options.port_file.empty()) {
     if (absl::Status s =
             WritePortFile(options.port_file, (*grpc_server)->port(), (*metrics_server)->port());

@@ -56,6 +56,10 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "fp8: quantize the checkpoint's linear weights to 128x128 FP8 blocks at load, "
                  "DeepSeek's recipe (default: as the checkpoint is)")
       ->check(CLI::IsMember({"", "fp8"}));
+  app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                 "--device cuda: share of GPU memory for weights, activations and the KV cache, "
+                 "which gets what the others leave")
+      ->capture_default_str();
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens,
                  "token budget of one engine step (chunked prefill)")
       ->capture_default_str();
@@ -130,6 +134,10 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (!o.quantization.empty() && o.quantization != "fp8") {
     return Invalid(
         absl::StrCat("--quantization must be fp8 (or unset), got '", o.quantization, "'"));
+  }
+  if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
+    return Invalid(
+        absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", o.gpu_memory_utilization));
   }
   if (absl::Status s = CheckPositive("--max-num-batched-tokens", o.max_num_batched_tokens);
       !s.ok()) {
@@ -246,6 +254,40 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
     return s;
   }
   return options;
+}
+
+absl::StatusOr<CudaKvRequest> MakeCudaKvRequest(const ServerOptions& o,
+                                                const engine::ModelConfig& config) {
+  CudaKvRequest request;
+  const int64_t position_limit = config.max_position_embeddings;
+  request.max_model_len = o.max_model_len > 0 ? o.max_model_len : position_limit;
+  if (request.max_model_len < 1) {
+    return Invalid(
+        "--device cuda needs --max-model-len (config.json has no max_position_embeddings)");
+  }
+  if (position_limit > 0 && request.max_model_len > position_limit) {
+    return Invalid(absl::StrCat("--max-model-len ", request.max_model_len,
+                                " exceeds the model's max_position_embeddings ", position_limit));
+  }
+  if (o.kv_cache_memory_bytes > 0) {
+    const engine::KvCacheSpec spec = engine::KvCacheSpecFor(config, engine::DType::kBF16);
+    request.max_num_kv_blocks = engine::NumBlocksForBudget(o.kv_cache_memory_bytes, spec);
+  } else if (o.kv_cache_tokens > 0) {
+    request.max_num_kv_blocks =
+        (o.kv_cache_tokens + engine::kKvBlockSize - 1) / engine::kKvBlockSize;
+  }
+  return request;
+}
+
+absl::StatusOr<engine::EngineOptions> MakeCudaEngineOptions(const ServerOptions& o,
+                                                            const engine::ModelConfig& config,
+                                                            int64_t max_model_len,
+                                                            int64_t num_kv_blocks) {
+  ServerOptions sized = o;
+  sized.kv_cache_memory_bytes = 0;
+  sized.kv_cache_tokens = num_kv_blocks * engine::kKvBlockSize;
+  sized.max_model_len = max_model_len;
+  return MakeEngineOptions(sized, config);
 }
 
 }  // namespace moeserve::server

@@ -33,6 +33,9 @@ struct ServerOptions {
   // "" = as the checkpoint is (FP8 checkpoints stay FP8); "fp8" = quantize a BF16/F16/F32
   // checkpoint's linear weights to 128x128 FP8 blocks at load (engine::LoadOptions).
   std::string quantization;
+  // --device cuda: the share of the GPU's memory the server may use; what the weights and
+  // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).
+  double gpu_memory_utilization = 0.9;
 
   // Engine limits (0 = unset where noted).
   int64_t max_num_batched_tokens = 512;
@@ -84,5 +87,21 @@ absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& options,
 // widths, experts); the message names the flag.
 absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& options,
                                                         const engine::ModelConfig& config);
+
+// --device cuda, before the GPU memory plan: the longest sequence (--max-model-len, else the
+// model's max_position_embeddings) and the cap --kv-cache-tokens / --kv-cache-memory-bytes put
+// on the KV pool in blocks of BF16 latents (0 = no cap: the plan gives it what memory allows).
+struct CudaKvRequest {
+  int64_t max_model_len = 0;
+  int64_t max_num_kv_blocks = 0;
+};
+absl::StatusOr<CudaKvRequest> MakeCudaKvRequest(const ServerOptions& options,
+                                                const engine::ModelConfig& config);
+
+// --device cuda, after the plan: the engine options for a KV pool of num_kv_blocks blocks.
+absl::StatusOr<engine::EngineOptions> MakeCudaEngineOptions(const ServerOptions& options,
+                                                            const engine::ModelConfig& config,
+                                                            int64_t max_model_len,
+                                                            int64_t num_kv_blocks);
 
 }  // namespace moeserve::server

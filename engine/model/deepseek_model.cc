@@ -65,54 +65,10 @@ KvPages DeepseekModel::MakeKvPages(int64_t num_blocks) const {
 }
 
 absl::Status DeepseekModel::ValidateBatch(const ForwardBatch& b, const KvPages& pages) const {
-  const int64_t num_tokens = b.num_tokens();
-  if (static_cast<int64_t>(b.positions.size()) != num_tokens ||
-      static_cast<int64_t>(b.slot_mapping.size()) != num_tokens) {
-    return absl::InvalidArgumentError("ForwardBatch: positions/slot_mapping size != num_tokens");
-  }
-  if (static_cast<int64_t>(b.query_start_loc.size()) != b.num_seqs() + 1 ||
-      b.query_start_loc.front() != 0 || b.query_start_loc.back() != num_tokens) {
-    return absl::InvalidArgumentError("ForwardBatch: query_start_loc does not cover the tokens");
-  }
-  if (static_cast<int64_t>(b.block_tables.size()) != b.num_seqs() * b.max_blocks_per_seq) {
-    return absl::InvalidArgumentError("ForwardBatch: block_tables size != num_seqs * width");
-  }
   if (pages.num_layers() != config_.num_hidden_layers || pages.kv_dim() != config_.kv_cache_dim()) {
     return absl::InvalidArgumentError("KvPages do not match the model's layers or kv_dim");
   }
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    if (b.token_ids[t] < 0 || b.token_ids[t] >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", b.token_ids[t], " at index ", t,
-                                                     " is outside the vocabulary [0, ",
-                                                     config_.vocab_size, ")"));
-    }
-    if (b.slot_mapping[t] >= pages.num_blocks() * kKvBlockSize) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("slot ", b.slot_mapping[t], " at index ", t, " is beyond the KV pages"));
-    }
-  }
-  for (int64_t s = 0; s < b.num_seqs(); ++s) {
-    const int64_t n = b.num_new_tokens(s);
-    if (n < 0 || b.seq_lens[s] < n || b.seq_lens[s] > b.max_blocks_per_seq * kKvBlockSize) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": seq_len ", b.seq_lens[s],
-                                                     " with ", n,
-                                                     " new tokens does not fit its block table"));
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (b.positions[b.query_start_loc[s] + i] != b.seq_lens[s] - n + i) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("sequence ", s, ": positions are not the last ", n, " of its context"));
-      }
-    }
-    for (int64_t j = 0; j < (b.seq_lens[s] + kKvBlockSize - 1) / kKvBlockSize; ++j) {
-      const int32_t block = b.block_table(s)[j];
-      if (block < 0 || block >= pages.num_blocks()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("sequence ", s, ": block id ", block, " is outside the KV pages"));
-      }
-    }
-  }
-  return absl::OkStatus();
+  return ValidateForwardBatch(b, config_.vocab_size, pages.num_blocks());
 }
 
 absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& batch, KvPages& pages,

@@ -9,6 +9,7 @@
 #include "engine/ops/attention/mla_prefill.h"
 #include "engine/ops/linear/gemm.h"
 #include "engine/ops/norm/rms_norm.h"
+#include "engine/runner/attention_order.h"
 
 namespace moeserve::engine {
 namespace {
@@ -30,18 +31,6 @@ struct Dims {
         qk(c.qk_head_dim()),
         kv(c.kv_cache_dim()) {}
 };
-
-bool UseAbsorbed(MlaForm form, int64_t num_new_tokens) {
-  switch (form) {
-    case MlaForm::kNaive:
-      return false;
-    case MlaForm::kAbsorbed:
-      return true;
-    case MlaForm::kAuto:
-      break;
-  }
-  return num_new_tokens == 1;
-}
 
 // Naive form for sequence s: K/V of the whole context from the cached latents.
 void AttendNaive(const Dims& d, const MlaWeights& w, const ForwardBatch& batch, int64_t s,
@@ -170,7 +159,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope
   std::vector<float> attn(static_cast<size_t>(num_tokens * d.heads * d.v));
   std::vector<int64_t> absorbed_seqs;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
-    if (UseAbsorbed(options.mla_form, batch.num_new_tokens(s))) {
+    if (UsesAbsorbedMla(options.mla_form, batch.num_new_tokens(s))) {
       absorbed_seqs.push_back(s);
     } else {
       AttendNaive(d, w, batch, s, q.data(), pages, scale, quantize, attn.data());

@@ -10,10 +10,8 @@
 namespace moeserve::engine {
 namespace {
 
-// The kernels of the CUDA backend exist (ops, GEMMs, attention); the runner that executes a
-// whole DeepSeek forward with them for the engine's batches does not yet. Until it does,
-// `--device cuda` must refuse rather than run somewhere the operator did not ask for.
-constexpr bool kCudaModelRunnerAvailable = false;
+// A CUDA build has the whole-model runner (engine/runner/cuda_runner.h) as well as the kernels.
+constexpr bool kCudaModelRunnerAvailable = true;
 
 DeviceSelection Cpu(std::string description) {
   return {.kind = DeviceKind::kCpu, .name = "cpu", .description = std::move(description)};

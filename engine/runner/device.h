@@ -23,8 +23,8 @@ struct DeviceSelection {
 };
 
 // `requested` is "auto", "cpu" or "cuda". "cuda" fails with FailedPrecondition when the build
-// has no CUDA backend or the machine has no usable GPU, and with Unimplemented while the GPU
-// model runner does not exist yet; "auto" then falls back to the CPU and says why.
+// has no CUDA backend or the machine has no usable GPU; "auto" then falls back to the CPU and
+// says why.
 absl::StatusOr<DeviceSelection> SelectDevice(std::string_view requested);
 
 // True when this binary was built with the CUDA backend (MOESERVE_CUDA).

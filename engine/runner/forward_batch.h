@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 
 namespace moeserve::engine {
@@ -49,5 +50,11 @@ class ForwardBatchBuilder {
   ForwardBatch batch_;
   std::vector<std::vector<int32_t>> block_tables_;
 };
+
+// The checks every backend's Forward starts with: sizes consistent, token ids in
+// [0, vocab_size), slots and block ids inside a pool of num_kv_blocks blocks, positions the
+// last tokens of each context. InvalidArgument naming the index otherwise.
+absl::Status ValidateForwardBatch(const ForwardBatch& batch, int64_t vocab_size,
+                                  int64_t num_kv_blocks);
 
 }  // namespace moeserve::engine

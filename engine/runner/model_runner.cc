@@ -1,22 +1,23 @@
 #include "engine/runner/model_runner.h"
 
+#include "engine/runner/cpu_step_model.h"
 #include "engine/runner/forward_batch.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
 
 ModelRunner::ModelRunner(const DeepseekModel& model, const EngineOptions& options)
-    : wrapped_(ParallelModel::Wrap(model)),
-      model_(*wrapped_),
-      options_(options),
-      pages_(model_.MakeKvPages(options.num_kv_blocks)) {}
+    : owned_(std::make_unique<CpuStepModel>(model, options.num_kv_blocks)),
+      model_(*owned_),
+      options_(options) {}
 
 ModelRunner::ModelRunner(ParallelModel& model, const EngineOptions& options)
-    : model_(model), options_(options), pages_(model_.MakeKvPages(options.num_kv_blocks)) {}
+    : owned_(std::make_unique<CpuStepModel>(model, options.num_kv_blocks)),
+      model_(*owned_),
+      options_(options) {}
 
-int64_t ModelRunner::kv_bytes_per_token() const {
-  return pages_[0].num_layers() * pages_[0].kv_dim() * static_cast<int64_t>(sizeof(float));
-}
+ModelRunner::ModelRunner(StepModel& model, const EngineOptions& options)
+    : model_(model), options_(options) {}
 
 absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
   ForwardBatchBuilder builder;
@@ -30,7 +31,7 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
   forward_options.mla_form = options_.mla_form;
   forward_options.logits_for = LogitsFor::kLastTokenOfEachSequence;
   MOESERVE_ASSIGN_OR_RETURN(std::vector<float> logits,
-                            model_.Forward(std::move(builder).Build(), pages_, forward_options));
+                            model_.Forward(std::move(builder).Build(), forward_options));
 
   // Sample the rows whose chunk reached the end of their sequence.
   const int64_t vocab = config().vocab_size;

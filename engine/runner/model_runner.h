@@ -1,10 +1,10 @@
-// Executes a scheduled step on the CPU backend: ScheduledBatch → ForwardBatch → logits →
-// sampled tokens.
+// Executes a scheduled step: ScheduledBatch → ForwardBatch → logits (StepModel, on the CPU or
+// a GPU) → sampled tokens.
 //
-// Owns the KV pages (their block ids come from the scheduler's KvCacheManager; the two are
-// sized from the same EngineOptions::num_kv_blocks) and the sampling workspace. Engine
-// thread only. With tensor/expert parallelism it drives the ParallelModel's rank threads,
-// one Forward per step, and holds one set of KV pages per rank.
+// Given a CPU model, it creates the CpuStepModel that owns the host KV pages; given a
+// StepModel (the CUDA backend), it uses that model's device KV pool. Either way the pool's
+// block ids are the scheduler's KvCacheManager's, both sized by EngineOptions::num_kv_blocks.
+// Engine thread only.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@
 #include "engine/engine_options.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/parallel/parallel_model.h"
-#include "engine/runner/kv_pages.h"
+#include "engine/runner/step_model.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/scheduled_batch.h"
 
@@ -31,6 +31,9 @@ class ModelRunner {
   ModelRunner(const DeepseekModel& model, const EngineOptions& options);
   // `model` (any number of ranks) must outlive the runner.
   ModelRunner(ParallelModel& model, const EngineOptions& options);
+  // A backend's model with its own KV pool of options.num_kv_blocks blocks; must outlive the
+  // runner.
+  ModelRunner(StepModel& model, const EngineOptions& options);
 
   absl::StatusOr<StepOutput> Execute(const ScheduledBatch& batch);
 
@@ -38,13 +41,12 @@ class ModelRunner {
   // Summed over ranks; [num_layers, n_routed_experts].
   std::vector<int64_t> expert_token_counts() const { return model_.expert_token_counts(); }
   // Of one rank's copy of the latent cache.
-  int64_t kv_bytes_per_token() const;
+  int64_t kv_bytes_per_token() const { return model_.kv_bytes_per_token(); }
 
  private:
-  std::unique_ptr<ParallelModel> wrapped_;  // when constructed from a single DeepseekModel
-  ParallelModel& model_;
+  std::unique_ptr<StepModel> owned_;  // the CpuStepModel made for a CPU model
+  StepModel& model_;
   const EngineOptions options_;
-  std::vector<KvPages> pages_;  // one per rank
 };
 
 }  // namespace moeserve::engine

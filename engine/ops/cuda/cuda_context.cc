@@ -21,8 +21,8 @@ absl::Status CudaDeviceAvailable() {
   int count = 0;
   const cudaError_t error = cudaGetDeviceCount(&count);
   if (error != cudaSuccess) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no CUDA device: ", CudaStatus(error, "cudaGetDeviceCount").message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no CUDA device: ", CudaStatus(error, "cudaGetDeviceCount").message()));
   }
   if (count == 0) {
     return absl::FailedPreconditionError("no CUDA device: cudaGetDeviceCount returned 0");
@@ -65,6 +65,15 @@ absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(
 
 CudaContext::~CudaContext() {
   if (stream_ != nullptr) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+absl::Status CudaContext::ReserveArena(size_t bytes) {
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+  arena_ = DeviceArena();  // free the old buffer before allocating the new one
+  absl::StatusOr<DeviceArena> arena = DeviceArena::Create(bytes);
+  if (!arena.ok()) return arena.status();
+  arena_ = *std::move(arena);
+  return absl::OkStatus();
 }
 
 absl::Status CudaContext::Synchronize() const {

@@ -60,6 +60,9 @@ class CudaContext {
   // A cudaStream_t (void* so this header needs no CUDA headers).
   void* stream() const { return stream_; }
   DeviceArena& arena() { return arena_; }
+  // Replaces the arena with one of `bytes` (the model runner sizes it once the weights are on
+  // the device and the largest step is known). Nothing may be live in the old one.
+  absl::Status ReserveArena(size_t bytes);
 
   // Waits for everything queued on stream().
   absl::Status Synchronize() const;

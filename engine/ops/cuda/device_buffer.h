@@ -53,6 +53,8 @@ class DeviceArena {
  public:
   static constexpr size_t kAlignmentBytes = 256;
 
+  DeviceArena() = default;  // empty: every Allocate fails
+
   static absl::StatusOr<DeviceArena> Create(size_t capacity_bytes);
 
   // ResourceExhausted naming the request and the capacity when the arena is full.
@@ -65,6 +67,11 @@ class DeviceArena {
   }
   // Frees everything allocated since the last Reset (no device call).
   void Reset() { used_bytes_ = 0; }
+  // Frees everything allocated after `mark` (a used_bytes() taken earlier), so a model can keep
+  // a step's long-lived buffers and reuse the rest layer by layer.
+  void RewindTo(size_t mark) {
+    if (mark < used_bytes_) used_bytes_ = mark;
+  }
 
   size_t capacity_bytes() const { return buffer_.size_bytes(); }
   size_t used_bytes() const { return used_bytes_; }

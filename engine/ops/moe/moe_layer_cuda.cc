@@ -170,6 +170,17 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> MoeLayerCuda::Create(CudaContext& 
   return layer;
 }
 
+size_t MoeLayerCuda::weight_bytes() const {
+  size_t bytes = router_.size_bytes() + correction_bias_.size_bytes();
+  auto add = [&](const StackedMlps& m) {
+    bytes += m.gate_up.size_bytes() + m.gate_up_scales.size_bytes() + m.down.size_bytes() +
+             m.down_scales.size_bytes();
+  };
+  add(experts_);
+  if (shared_.has_value()) add(*shared_);
+  return bytes;
+}
+
 Fp8WeightView MoeLayerCuda::GateUpView(const StackedMlps& mlps, int64_t index) const {
   const int64_t n = 2 * mlps.width, k = hidden_;
   const int64_t stride = Fp8ScaleStride(k);
@@ -273,6 +284,11 @@ absl::Status MoeLayerCuda::ForwardRouted(const uint16_t* x, int64_t num_tokens,
       LaunchBuildMoePermutation(expert_ids, num_tokens, top_k, num_experts_, kSegmentAlignment,
                                 counts, offsets, gather, scatter, stream),
       "LaunchBuildMoePermutation"));
+  if (expert_token_counts_ != nullptr) {
+    MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+        LaunchAccumulateExpertCounts(counts, num_experts_, expert_token_counts_, stream),
+        "LaunchAccumulateExpertCounts"));
+  }
   MOESERVE_RETURN_IF_ERROR(
       CudaLaunchStatus(LaunchMoeGatherQuantizeFp8(x, hidden_, top_k, gather, offsets, num_experts_,
                                                   max_rows, xq, xs, stream),

@@ -93,10 +93,15 @@ class MoeLayerCuda {
   absl::Status ForwardRouted(const uint16_t* x, int64_t num_tokens, const int32_t* expert_ids,
                              const float* route_weights, uint16_t* out);
 
+  // Device int64 [num_experts] to which every Forward adds the tokens routed to each expert
+  // (null: not counted). Must outlive the layer's use of it.
+  void set_expert_token_counts(int64_t* device_counts) { expert_token_counts_ = device_counts; }
   // kAuto unless set; tests and benchmarks force either path.
   void set_expert_gemm(MoeExpertGemm mode) { expert_gemm_ = mode; }
 
   int64_t num_experts() const { return num_experts_; }
+  // Device bytes of the router, experts and shared experts.
+  size_t weight_bytes() const;
   int64_t top_k() const { return routing_.top_k; }
 
  private:
@@ -140,6 +145,7 @@ class MoeLayerCuda {
   StackedMlps experts_;
   std::optional<StackedMlps> shared_;
   MoeExpertGemm expert_gemm_ = MoeExpertGemm::kAuto;
+  int64_t* expert_token_counts_ = nullptr;
   std::vector<int32_t> host_offsets_;  // [num_experts + 1], reused per Forward
 };
 

@@ -193,3 +193,27 @@ int LaunchMoeUnpermute(const uint16_t* expert_out, const int32_t* scatter, const
 }
 
 }  // namespace moeserve::engine
+
+namespace moeserve::engine {
+namespace {
+
+__global__ void AccumulateExpertCountsKernel(const int32_t* counts, int64_t num_experts,
+                                             int64_t* totals) {
+  const int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (e < num_experts) totals[e] += counts[e];
+}
+
+}  // namespace
+
+int LaunchAccumulateExpertCounts(const int32_t* counts, int64_t num_experts, int64_t* totals,
+                                 void* stream) {
+  if (num_experts < 0) return static_cast<int>(cudaErrorInvalidValue);
+  if (num_experts == 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  const unsigned grid = static_cast<unsigned>((num_experts + kThreads - 1) / kThreads);
+  AccumulateExpertCountsKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      counts, num_experts, totals);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace moeserve::engine

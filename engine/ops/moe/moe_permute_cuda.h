@@ -37,4 +37,9 @@ int LaunchMoeUnpermute(const uint16_t* expert_out, const int32_t* scatter, const
                        int64_t num_tokens, int64_t top_k, int64_t hidden, const uint16_t* shared,
                        uint16_t* out, void* stream);
 
+// totals[e] += counts[e] for e < num_experts (int64 totals on the device): the per-expert
+// token counts the engine reports, kept on the GPU so a step never waits for them.
+int LaunchAccumulateExpertCounts(const int32_t* counts, int64_t num_experts, int64_t* totals,
+                                 void* stream);
+
 }  // namespace moeserve::engine

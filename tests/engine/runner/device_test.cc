@@ -59,13 +59,10 @@ TEST(SelectDeviceTest, AutoWithoutGpuFallsBackToCpuAndSaysWhy) {
 TEST(SelectDeviceTest, CudaWithGpuDescribesTheDevice) {
   if (!MachineHasGpu()) GTEST_SKIP() << "no CUDA device (or no CUDA backend in this build)";
   absl::StatusOr<DeviceSelection> device = SelectDevice("cuda");
-  // Until the GPU model runner exists the refusal must still name the device found.
-  if (device.ok()) {
-    EXPECT_EQ(device->kind, DeviceKind::kCuda);
-  } else {
-    EXPECT_EQ(device.status().code(), absl::StatusCode::kUnimplemented);
-    EXPECT_NE(device.status().message().find("found"), absl::string_view::npos);
-  }
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(device->kind, DeviceKind::kCuda);
+  EXPECT_EQ(device->name, "cuda:0");
+  EXPECT_NE(device->description.find("sm_"), std::string::npos) << device->description;
 }
 
 }  // namespace

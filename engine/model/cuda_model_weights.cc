@@ -1,0 +1,189 @@
+#include "engine/model/cuda_model_weights.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/model/moe_layer.h"
+#include "engine/ops/dtype.h"
+#include "engine/ops/rope/rope.h"
+#include "engine/status_macros.h"
+
+namespace moeserve::engine {
+namespace {
+
+absl::StatusOr<DeviceBuffer> UploadBytes(const void* host, size_t bytes) {
+  MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
+  if (bytes > 0) MOESERVE_RETURN_IF_ERROR(buffer.CopyFromHost(host, bytes));
+  return buffer;
+}
+
+absl::StatusOr<Fp8MlpHostWeights> QuantizeMlp(const MlpWeights& mlp, const std::string& name) {
+  if (!mlp.gate_up.fp8 || !mlp.down.fp8) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name,
+        " is not FP8: the CUDA backend runs MoE experts as FP8 block-scaled GEMMs; serve a "
+        "BF16 checkpoint with --quantization fp8"));
+  }
+  Fp8MlpHostWeights out;
+  out.gate_up =
+      QuantizeFp8BlockWeight(mlp.gate_up.weight, mlp.gate_up.out_features, mlp.gate_up.in_features);
+  out.down = QuantizeFp8BlockWeight(mlp.down.weight, mlp.down.out_features, mlp.down.in_features);
+  return out;
+}
+
+absl::StatusOr<CudaMlp> UploadMlp(const MlpWeights& mlp) {
+  CudaMlp out;
+  MOESERVE_ASSIGN_OR_RETURN(out.gate_up, UploadLinear(mlp.gate_up));
+  MOESERVE_ASSIGN_OR_RETURN(out.down, UploadLinear(mlp.down));
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<MoeLayerCuda>> UploadMoe(CudaContext& context, CublasLtGemm& gemm,
+                                                        const ModelConfig& config,
+                                                        const MoeWeights& moe,
+                                                        const std::string& name) {
+  if (!moe.slot_experts.empty()) {
+    return absl::UnimplementedError(
+        absl::StrCat(name, ": expert parallelism is not supported by the CUDA backend yet"));
+  }
+  MoeLayerHostWeights host;
+  host.hidden = config.hidden_size;
+  host.expert_width = config.moe_intermediate_size;
+  host.shared_width = moe.shared.has_value() ? moe.shared->width() : 0;
+  host.routing = MakeRoutingParams(config, moe);  // correction_bias: copied by Create
+  host.router.resize(moe.router.size());
+  for (size_t i = 0; i < moe.router.size(); ++i) host.router[i] = FloatToBf16(moe.router[i]);
+  host.experts.reserve(moe.experts.size());
+  for (size_t e = 0; e < moe.experts.size(); ++e) {
+    MOESERVE_ASSIGN_OR_RETURN(Fp8MlpHostWeights expert,
+                              QuantizeMlp(moe.experts[e], absl::StrCat(name, ".experts.", e)));
+    host.experts.push_back(std::move(expert));
+  }
+  if (moe.shared.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(host.shared,
+                              QuantizeMlp(*moe.shared, absl::StrCat(name, ".shared_experts")));
+  }
+  return MoeLayerCuda::Create(context, gemm, host);
+}
+
+size_t LayerBytes(const CudaLayerWeights& l) {
+  const CudaMlaWeights& a = l.attention;
+  size_t bytes = l.input_norm.size_bytes() + l.post_attention_norm.size_bytes() +
+                 a.q_a_norm.size_bytes() + a.kv_a_proj.bytes() + a.kv_a_norm.size_bytes() +
+                 a.kv_b_proj.bytes() + a.o_proj.bytes() + a.w_uk_t.size_bytes() +
+                 a.w_uv.size_bytes();
+  for (const auto* q : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
+    if (q->has_value()) bytes += (*q)->bytes();
+  }
+  if (l.dense_mlp.has_value()) bytes += l.dense_mlp->gate_up.bytes() + l.dense_mlp->down.bytes();
+  if (l.moe != nullptr) bytes += l.moe->weight_bytes();
+  return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<DeviceBuffer> UploadBf16(absl::Span<const float> values) {
+  std::vector<uint16_t> bf16(values.size());
+  for (size_t i = 0; i < values.size(); ++i) bf16[i] = FloatToBf16(values[i]);
+  return UploadBytes(bf16.data(), bf16.size() * sizeof(uint16_t));
+}
+
+absl::StatusOr<CudaLinear> UploadFp8Linear(const Fp8BlockWeight& weight, int64_t out_features,
+                                           int64_t in_features) {
+  const int64_t row_blocks = (out_features + kFp8BlockSize - 1) / kFp8BlockSize;
+  const int64_t col_blocks = (in_features + kFp8BlockSize - 1) / kFp8BlockSize;
+  if (static_cast<int64_t>(weight.fp8.size()) != out_features * in_features ||
+      static_cast<int64_t>(weight.scale_inv.size()) != row_blocks * col_blocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("UploadFp8Linear: ", weight.fp8.size(), " bytes and ", weight.scale_inv.size(),
+                     " scales do not make a [", out_features, ", ", in_features, "] FP8 weight"));
+  }
+  CudaLinear linear;
+  linear.out_features = out_features;
+  linear.in_features = in_features;
+  linear.fp8 = true;
+  MOESERVE_ASSIGN_OR_RETURN(linear.weight, UploadBytes(weight.fp8.data(), weight.fp8.size()));
+  const std::vector<float> scales = PadFp8WeightScales(weight.scale_inv, out_features, in_features);
+  MOESERVE_ASSIGN_OR_RETURN(linear.scales,
+                            UploadBytes(scales.data(), scales.size() * sizeof(float)));
+  return linear;
+}
+
+absl::StatusOr<CudaLinear> UploadLinear(const LinearWeight& linear) {
+  if (linear.fp8) {
+    return UploadFp8Linear(
+        QuantizeFp8BlockWeight(linear.weight, linear.out_features, linear.in_features),
+        linear.out_features, linear.in_features);
+  }
+  CudaLinear out;
+  out.out_features = linear.out_features;
+  out.in_features = linear.in_features;
+  MOESERVE_ASSIGN_OR_RETURN(out.weight, UploadBf16(linear.weight));
+  return out;
+}
+
+absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, CublasLtGemm& gemm,
+                                                    const ModelConfig& config,
+                                                    const DecoderLayerWeights& layer,
+                                                    int64_t layer_index) {
+  const std::string name = absl::StrCat("model.layers.", layer_index);
+  CudaLayerWeights out;
+  MOESERVE_ASSIGN_OR_RETURN(out.input_norm, UploadBf16(layer.input_norm));
+  MOESERVE_ASSIGN_OR_RETURN(out.post_attention_norm, UploadBf16(layer.post_attention_norm));
+
+  const MlaWeights& a = layer.attention;
+  CudaMlaWeights& mla = out.attention;
+  mla.num_heads = a.kv_b_proj.out_features / (config.qk_nope_head_dim + config.v_head_dim);
+  if (a.q_proj.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(mla.q_proj, UploadLinear(*a.q_proj));
+  } else {
+    MOESERVE_ASSIGN_OR_RETURN(mla.q_a_proj, UploadLinear(*a.q_a_proj));
+    MOESERVE_ASSIGN_OR_RETURN(mla.q_a_norm, UploadBf16(a.q_a_norm));
+    MOESERVE_ASSIGN_OR_RETURN(mla.q_b_proj, UploadLinear(*a.q_b_proj));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(mla.kv_a_proj, UploadLinear(a.kv_a_proj));
+  MOESERVE_ASSIGN_OR_RETURN(mla.kv_a_norm, UploadBf16(a.kv_a_norm));
+  MOESERVE_ASSIGN_OR_RETURN(mla.kv_b_proj, UploadLinear(a.kv_b_proj));
+  MOESERVE_ASSIGN_OR_RETURN(mla.o_proj, UploadLinear(a.o_proj));
+  MOESERVE_ASSIGN_OR_RETURN(mla.w_uk_t, UploadBf16(a.w_uk_t));
+  MOESERVE_ASSIGN_OR_RETURN(mla.w_uv, UploadBf16(a.w_uv));
+
+  if (layer.dense_mlp.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(out.dense_mlp, UploadMlp(*layer.dense_mlp));
+  } else {
+    MOESERVE_ASSIGN_OR_RETURN(out.moe, UploadMoe(context, gemm, config, *layer.moe, name + ".mlp"));
+  }
+  return out;
+}
+
+absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights& weights,
+                                   CudaModelWeights& out) {
+  MOESERVE_ASSIGN_OR_RETURN(out.embed_tokens, UploadBf16(weights.embed_tokens));
+  MOESERVE_ASSIGN_OR_RETURN(out.final_norm, UploadBf16(weights.final_norm));
+  MOESERVE_ASSIGN_OR_RETURN(out.lm_head, UploadLinear(weights.lm_head));
+  const RopeTable rope =
+      MakeRopeTable(config.qk_rope_head_dim, config.rope_theta, config.rope_scaling);
+  MOESERVE_ASSIGN_OR_RETURN(
+      out.rope_inv_freq, UploadBytes(rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float)));
+  out.rope_attention_scaling = rope.attention_scaling;
+  out.bytes += out.embed_tokens.size_bytes() + out.final_norm.size_bytes() + out.lm_head.bytes() +
+               out.rope_inv_freq.size_bytes();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
+                                                    const ModelConfig& config,
+                                                    const ModelWeights& weights) {
+  CudaModelWeights out;
+  MOESERVE_RETURN_IF_ERROR(UploadNonLayerWeights(config, weights, out));
+  for (size_t l = 0; l < weights.layers.size(); ++l) {
+    MOESERVE_ASSIGN_OR_RETURN(
+        CudaLayerWeights layer,
+        UploadLayerWeights(context, gemm, config, weights.layers[l], static_cast<int64_t>(l)));
+    out.bytes += LayerBytes(layer);
+    out.layers.push_back(std::move(layer));
+  }
+  return out;
+}
+
+}  // namespace moeserve::engine

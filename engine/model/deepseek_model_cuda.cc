@@ -1,0 +1,446 @@
+#include "engine/model/deepseek_model_cuda.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/ops/activation/silu_mul_cuda.h"
+#include "engine/ops/attention/latent_cache_cuda.h"
+#include "engine/ops/attention/mla_absorb_cuda.h"
+#include "engine/ops/attention/mla_decode_cuda.h"
+#include "engine/ops/attention/mla_decode_split.h"
+#include "engine/ops/attention/mla_prefill_cuda.h"
+#include "engine/ops/cuda/check.h"
+#include "engine/ops/embedding/embedding_cuda.h"
+#include "engine/ops/linear/fp8_quant_cuda.h"
+#include "engine/ops/norm/rms_norm_cuda.h"
+#include "engine/ops/rope/rope_cuda.h"
+#include "engine/runner/attention_order.h"
+#include "engine/status_macros.h"
+
+namespace moeserve::engine {
+namespace {
+
+// q_a_layernorm and kv_a_layernorm use the RMSNorm default eps (reference §3), as in
+// mla_layer.cc.
+constexpr float kLatentNormEps = 1e-6f;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t AlignUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
+
+template <typename T>
+absl::StatusOr<T*> Take(DeviceArena& arena, int64_t count) {
+  MOESERVE_ASSIGN_OR_RETURN(void* p, arena.Allocate(static_cast<size_t>(count) * sizeof(T)));
+  return static_cast<T*>(p);
+}
+
+// Arena bytes of the FP8 quantization of a [rows, k] activation (Linear's scratch).
+int64_t QuantBytes(int64_t rows, int64_t k) {
+  const int64_t padded = Fp8PaddedTokens(rows);
+  return padded * k + CeilDiv(k, kFp8BlockSize) * padded * 4 + 2 * DeviceArena::kAlignmentBytes;
+}
+
+}  // namespace
+
+// One step's inputs on the device, in attention order (attention_order.h), plus the host facts
+// the launches need.
+struct DeepseekModelCuda::StepInputs {
+  AttentionOrderedBatch ordered;
+  int64_t num_tokens = 0;
+  int64_t num_seqs = 0;
+  int64_t max_absorbed_queries = 0;
+  int64_t max_absorbed_len = 0;
+  const int32_t* token_ids = nullptr;
+  const int32_t* positions = nullptr;
+  const int64_t* slot_mapping = nullptr;
+  const int32_t* query_start_loc = nullptr;
+  const int32_t* seq_lens = nullptr;
+  const int32_t* block_tables = nullptr;
+  const int32_t* logit_rows = nullptr;
+};
+
+int64_t DeepseekModelCuda::KvBytesPerBlock(const ModelConfig& config) {
+  return config.num_hidden_layers * kKvBlockSize * config.kv_cache_dim() * 2;
+}
+
+int64_t DeepseekModelCuda::kv_bytes_per_token() const {
+  return config_.num_hidden_layers * config_.kv_cache_dim() * 2;
+}
+
+size_t DeepseekModelCuda::ActivationBytes(const ModelConfig& c, const CudaModelWeights& weights,
+                                          const CudaStepLimits& limits, int num_sms) {
+  const int64_t t = std::max<int64_t>(limits.max_num_batched_tokens, 1);
+  const int64_t s = std::clamp<int64_t>(limits.max_num_seqs, 1, t);
+  const int64_t ctx = std::max<int64_t>(limits.max_model_len, t);
+  const int64_t tp = Fp8PaddedTokens(t);
+  const int64_t d = c.hidden_size, kv = c.kv_cache_dim(), rank = c.kv_lora_rank;
+  const int64_t heads = c.num_attention_heads;
+  const int64_t qk = c.qk_head_dim(), v = c.v_head_dim;
+  const int64_t q_rank = c.q_lora_rank.value_or(0);
+  const int64_t blocks_per_seq = CeilDiv(ctx, kKvBlockSize);
+  const int64_t align = DeviceArena::kAlignmentBytes;
+
+  // Alive for the whole step: inputs, residual, normed, branch, final rows, logits.
+  int64_t step = t * (4 + 4 + 8 + 4) + (2 * s + 1) * 4 + s * blocks_per_seq * 4 + 8 * align;
+  step += 4 * tp * d * 2 + tp * c.vocab_size * 4;
+
+  // Attention of one layer.
+  int64_t attention = tp * heads * qk * 2 + tp * kv * 2 + tp * heads * v * 2;
+  attention += q_rank > 0 ? 2 * AlignUp(tp * q_rank * 2, align) + QuantBytes(t, q_rank) : 0;
+  attention += QuantBytes(t, std::max({d, heads * v, q_rank}));
+  // Absorbed: q_mqa and o_lat, plus the split workspace of the worst plan within the limits.
+  size_t worst_workspace = 0;
+  for (int64_t seqs = 1; seqs <= s; seqs = seqs < s ? std::min(seqs * 2, s) : s + 1) {
+    for (int64_t tokens : {seqs, t}) {
+      const MlaDecodePlan plan =
+          PlanMlaDecode(seqs, heads, tokens, CeilDiv(tokens, seqs), ctx, num_sms);
+      worst_workspace = std::max(worst_workspace, plan.workspace_bytes);
+    }
+  }
+  const int64_t absorbed = t * heads * (kv + rank) * 2 + static_cast<int64_t>(worst_workspace);
+  // Naive: one sequence's gathered latents, c_kv, its FP8 copy and K/V.
+  const int64_t ctx_p = Fp8PaddedTokens(ctx);
+  const int64_t naive = ctx * kv * 2 + ctx_p * rank * 2 + QuantBytes(ctx, rank) +
+                        ctx_p * heads * (c.qk_nope_head_dim + v) * 2;
+  attention += std::max(absorbed, naive) + 16 * align;
+
+  // MLP of one layer: the dense one, or the MoE layer's own scratch.
+  int64_t mlp = QuantBytes(t, d) + tp * 2 * c.intermediate_size * 2 + tp * c.intermediate_size * 2 +
+                QuantBytes(t, c.intermediate_size) + 8 * align;
+  for (const CudaLayerWeights& layer : weights.layers) {
+    if (layer.moe != nullptr) {
+      mlp = std::max<int64_t>(mlp, static_cast<int64_t>(layer.moe->ScratchBytes(t)));
+    }
+  }
+  const int64_t total = step + std::max(attention, mlp);
+  return static_cast<size_t>(total + total / 8 + (int64_t{16} << 20));
+}
+
+absl::StatusOr<std::unique_ptr<DeepseekModelCuda>> DeepseekModelCuda::Create(
+    std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm, ModelConfig config,
+    CudaModelWeights weights, int64_t num_kv_blocks) {
+  if (config.kv_lora_rank != kMlaVDim || config.qk_rope_head_dim != kMhaRopeDim ||
+      config.qk_nope_head_dim != kMhaNopeDim || config.v_head_dim != kMhaVDim) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the CUDA MLA kernels are built for DeepSeek's geometry (kv_lora_rank 512, rope 64, nope "
+        "128, v 128); config.json has ",
+        config.kv_lora_rank, "/", config.qk_rope_head_dim, "/", config.qk_nope_head_dim, "/",
+        config.v_head_dim));
+  }
+  if (weights.lm_head.fp8) {
+    return absl::UnimplementedError("an FP8 lm_head is not supported by the CUDA backend");
+  }
+  if (num_kv_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("num_kv_blocks=", num_kv_blocks));
+  }
+  const int64_t layers = config.num_hidden_layers;
+  const int64_t experts = config.n_routed_experts;
+  auto model = std::unique_ptr<DeepseekModelCuda>(new DeepseekModelCuda(
+      std::move(context), std::move(gemm), std::move(config), std::move(weights)));
+  model->num_kv_blocks_ = num_kv_blocks;
+  MOESERVE_ASSIGN_OR_RETURN(
+      model->kv_pages_,
+      DeviceBuffer::Allocate(static_cast<size_t>(num_kv_blocks * KvBytesPerBlock(model->config_))));
+  // Zeroed so a page read before it is written holds zeros, never NaN.
+  MOESERVE_RETURN_IF_ERROR(model->kv_pages_.Fill(0));
+  MOESERVE_ASSIGN_OR_RETURN(model->expert_token_counts_,
+                            DeviceBuffer::Allocate(static_cast<size_t>(layers * experts) * 8));
+  MOESERVE_RETURN_IF_ERROR(model->expert_token_counts_.Fill(0));
+  for (int64_t l = 0; l < layers; ++l) {
+    const CudaLayerWeights& layer = model->weights_.layers[static_cast<size_t>(l)];
+    if (layer.moe != nullptr) {
+      layer.moe->set_expert_token_counts(model->expert_token_counts_.as<int64_t>() + l * experts);
+    }
+  }
+  // Uploads and fills ran on the legacy stream; the model's stream does not wait for it.
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  return model;
+}
+
+uint16_t* DeepseekModelCuda::layer_pages(int64_t layer) const {
+  return kv_pages_.as<uint16_t>() + layer * num_kv_blocks_ * kKvBlockSize * config_.kv_cache_dim();
+}
+
+std::vector<int64_t> DeepseekModelCuda::expert_token_counts() const {
+  std::vector<int64_t> counts(
+      static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts), 0);
+  const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
+  if (cudaMemcpyAsync(counts.data(), expert_token_counts_.data(), counts.size() * 8,
+                      cudaMemcpyDeviceToHost, stream) != cudaSuccess ||
+      cudaStreamSynchronize(stream) != cudaSuccess) {
+    return std::vector<int64_t>(counts.size(), 0);  // statistics only; the next step reports
+  }
+  return counts;
+}
+
+absl::Status DeepseekModelCuda::Linear(const CudaLinear& w, const uint16_t* x, int64_t rows,
+                                       uint16_t* y) {
+  if (!w.fp8) {
+    return gemm_->Bf16(x, w.bf16(), y, GemmOutputType::kBf16, rows, w.out_features, w.in_features);
+  }
+  DeviceArena& arena = context_->arena();
+  const int64_t padded = Fp8PaddedTokens(rows), k = w.in_features;
+  MOESERVE_ASSIGN_OR_RETURN(uint8_t * xq, Take<uint8_t>(arena, padded * k));
+  MOESERVE_ASSIGN_OR_RETURN(float* xs, Take<float>(arena, CeilDiv(k, kFp8BlockSize) * padded));
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchQuantizeActivationsFp8Bf16(x, rows, padded, k, xq, xs, context_->stream()),
+      "LaunchQuantizeActivationsFp8Bf16"));
+  return gemm_->Fp8BlockScaled(xq, xs, w.fp8_view(), y, padded);
+}
+
+absl::Status DeepseekModelCuda::Mlp(const CudaMlp& mlp, const uint16_t* x, int64_t rows,
+                                    uint16_t* out) {
+  DeviceArena& arena = context_->arena();
+  const int64_t padded = Fp8PaddedTokens(rows), width = mlp.width();
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * gate_up, Take<uint16_t>(arena, padded * 2 * width));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * activated, Take<uint16_t>(arena, padded * width));
+  MOESERVE_RETURN_IF_ERROR(Linear(mlp.gate_up, x, rows, gate_up));
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchSiluMulBf16(gate_up, rows, width, activated, context_->stream()), "LaunchSiluMulBf16"));
+  return Linear(mlp.down, activated, rows, out);
+}
+
+absl::Status DeepseekModelCuda::AttendAbsorbed(const CudaMlaWeights& w, const StepInputs& in,
+                                               const uint16_t* q, const uint16_t* pages,
+                                               uint16_t* attn) {
+  const AttentionOrderedBatch& o = in.ordered;
+  const int64_t n = o.num_absorbed_tokens, heads = w.num_heads;
+  if (n == 0) return absl::OkStatus();
+  DeviceArena& arena = context_->arena();
+  const MlaAbsorbDims dims{.num_heads = heads};
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * q_mqa, Take<uint16_t>(arena, n * heads * kMlaKvDim));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * o_lat, Take<uint16_t>(arena, n * heads * kMlaVDim));
+  MOESERVE_RETURN_IF_ERROR(MlaAbsorbQuery(*gemm_, dims, q, w.w_uk_t.as<uint16_t>(), n, q_mqa));
+
+  const MlaDecodePlan plan = PlanMlaDecode(o.num_absorbed_seqs, heads, n, in.max_absorbed_queries,
+                                           in.max_absorbed_len, context_->device().num_sms);
+  void* workspace = nullptr;
+  if (plan.workspace_bytes > 0) {
+    MOESERVE_ASSIGN_OR_RETURN(workspace, arena.Allocate(plan.workspace_bytes));
+  }
+  const MlaDecodeCudaArgs args{.q = q_mqa,
+                               .pages = pages,
+                               .block_tables = in.block_tables,
+                               .query_start_loc = in.query_start_loc,
+                               .seq_lens = in.seq_lens,
+                               .num_pages = num_kv_blocks_,
+                               .max_blocks_per_seq = o.batch.max_blocks_per_seq,
+                               .num_seqs = o.num_absorbed_seqs,
+                               .num_heads = heads,
+                               .num_tokens = n,
+                               .softmax_scale = static_cast<float>(config_.SoftmaxScale()),
+                               .out = o_lat,
+                               .lse = nullptr};
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchMlaDecodeBf16(args, plan, workspace, context_->stream()), "LaunchMlaDecodeBf16"));
+  return MlaAbsorbOutput(*gemm_, dims, o_lat, w.w_uv.as<uint16_t>(), n, attn);
+}
+
+absl::Status DeepseekModelCuda::AttendNaive(const CudaMlaWeights& w, const StepInputs& in,
+                                            int64_t seq, const uint16_t* q, const uint16_t* pages,
+                                            uint16_t* attn) {
+  const ForwardBatch& b = in.ordered.batch;
+  const int64_t ctx = b.seq_lens[seq], first = b.query_start_loc[seq];
+  const int64_t heads = w.num_heads, kv = kMlaKvDim, rank = kMlaVDim;
+  DeviceArena& arena = context_->arena();
+  void* stream = context_->stream();
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * latents, Take<uint16_t>(arena, ctx * kv));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * c_kv, Take<uint16_t>(arena, Fp8PaddedTokens(ctx) * rank));
+  MOESERVE_ASSIGN_OR_RETURN(
+      uint16_t * k_nope_v,
+      Take<uint16_t>(arena, Fp8PaddedTokens(ctx) * heads * (kMhaNopeDim + kMhaVDim)));
+  MOESERVE_RETURN_IF_ERROR(
+      CudaLaunchStatus(LaunchGatherLatentCacheBf16(pages, num_kv_blocks_,
+                                                   in.block_tables + seq * b.max_blocks_per_seq,
+                                                   ctx, latents, stream),
+                       "LaunchGatherLatentCacheBf16"));
+  // kv_b_proj reads c_kv as a dense [ctx, 512] matrix; the gathered rows are 576 wide.
+  MOESERVE_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy2DAsync(c_kv, rank * 2, latents, kv * 2, rank * 2, static_cast<size_t>(ctx),
+                        cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)));
+  MOESERVE_RETURN_IF_ERROR(Linear(w.kv_b_proj, c_kv, ctx, k_nope_v));
+  const MhaPrefillCudaArgs args{.q = q + first * heads * config_.qk_head_dim(),
+                                .k_nope_v = k_nope_v,
+                                .k_pe = latents + rank,
+                                .k_pe_stride = kv,
+                                .num_queries = b.num_new_tokens(seq),
+                                .ctx = ctx,
+                                .num_heads = heads,
+                                .softmax_scale = static_cast<float>(config_.SoftmaxScale()),
+                                .out = attn + first * heads * kMhaVDim};
+  return CudaLaunchStatus(LaunchMhaPrefillBf16(args, stream), "LaunchMhaPrefillBf16");
+}
+
+absl::Status DeepseekModelCuda::Attention(int64_t layer, const StepInputs& in, const uint16_t* x,
+                                          uint16_t* out) {
+  const CudaMlaWeights& w = weights_.layers[static_cast<size_t>(layer)].attention;
+  DeviceArena& arena = context_->arena();
+  void* stream = context_->stream();
+  const int64_t t = in.num_tokens, padded = Fp8PaddedTokens(t), heads = w.num_heads;
+  const int64_t qk = config_.qk_head_dim(), kv = config_.kv_cache_dim();
+  const int64_t nope = config_.qk_nope_head_dim, rope = config_.qk_rope_head_dim;
+
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * q, Take<uint16_t>(arena, padded * heads * qk));
+  if (w.q_proj.has_value()) {
+    MOESERVE_RETURN_IF_ERROR(Linear(*w.q_proj, x, t, q));
+  } else {
+    const int64_t q_rank = w.q_a_proj->out_features;
+    MOESERVE_ASSIGN_OR_RETURN(uint16_t * q_latent, Take<uint16_t>(arena, padded * q_rank));
+    MOESERVE_ASSIGN_OR_RETURN(uint16_t * q_normed, Take<uint16_t>(arena, padded * q_rank));
+    MOESERVE_RETURN_IF_ERROR(Linear(*w.q_a_proj, x, t, q_latent));
+    MOESERVE_RETURN_IF_ERROR(
+        CudaLaunchStatus(LaunchRmsNormBf16(q_latent, w.q_a_norm.as<uint16_t>(), kLatentNormEps, t,
+                                           q_rank, q_normed, stream),
+                         "LaunchRmsNormBf16(q_a_layernorm)"));
+    MOESERVE_RETURN_IF_ERROR(Linear(*w.q_b_proj, q_normed, t, q));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * kv_a, Take<uint16_t>(arena, padded * kv));
+  MOESERVE_RETURN_IF_ERROR(Linear(w.kv_a_proj, x, t, kv_a));
+
+  uint16_t* pages = layer_pages(layer);
+  const float* inv_freq = weights_.rope_inv_freq.as<float>();
+  const float scaling = weights_.rope_attention_scaling;
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchWriteLatentCacheFusedBf16(kv_a, kv, w.kv_a_norm.as<uint16_t>(), kLatentNormEps,
+                                      inv_freq, scaling, in.positions, in.slot_mapping, t,
+                                      num_kv_blocks_ * kKvBlockSize, pages, stream),
+      "LaunchWriteLatentCacheFusedBf16"));
+  MOESERVE_RETURN_IF_ERROR(
+      CudaLaunchStatus(LaunchRopeInterleavedBf16(inv_freq, rope, scaling, in.positions, t, heads,
+                                                 heads * qk, qk, q + nope, stream),
+                       "LaunchRopeInterleavedBf16(q_pe)"));
+
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * attn,
+                            Take<uint16_t>(arena, padded * heads * config_.v_head_dim));
+  const size_t mark = arena.used_bytes();
+  MOESERVE_RETURN_IF_ERROR(AttendAbsorbed(w, in, q, pages, attn));
+  for (int64_t s = in.ordered.num_absorbed_seqs; s < in.num_seqs; ++s) {
+    arena.RewindTo(mark);
+    MOESERVE_RETURN_IF_ERROR(AttendNaive(w, in, s, q, pages, attn));
+  }
+  return Linear(w.o_proj, attn, t, out);
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevice(
+    const ForwardBatch& batch, const ForwardOptions& options) {
+  MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
+  if (!options.quantize_activations) {
+    return absl::InvalidArgumentError(
+        "the CUDA backend always quantizes the inputs of FP8 linears (quantize_activations)");
+  }
+  StepInputs in;
+  in.ordered = OrderForAttention(batch, options.mla_form, options.logits_for);
+  const ForwardBatch& b = in.ordered.batch;
+  in.num_tokens = b.num_tokens();
+  in.num_seqs = b.num_seqs();
+  for (int64_t s = 0; s < in.ordered.num_absorbed_seqs; ++s) {
+    in.max_absorbed_queries = std::max<int64_t>(in.max_absorbed_queries, b.num_new_tokens(s));
+    in.max_absorbed_len = std::max<int64_t>(in.max_absorbed_len, b.seq_lens[s]);
+  }
+  const int64_t t = in.num_tokens, rows = static_cast<int64_t>(in.ordered.logit_rows.size());
+  if (t == 0) return DeviceLogits{nullptr, 0};
+
+  DeviceArena& arena = context_->arena();
+  arena.Reset();
+  void* stream = context_->stream();
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+
+  // The step's inputs: packed into one host buffer, copied with one cudaMemcpyAsync.
+  struct Piece {
+    const void* data;
+    size_t bytes;
+    const void** device;
+  };
+  const Piece pieces[] = {
+      {b.token_ids.data(), b.token_ids.size() * 4, reinterpret_cast<const void**>(&in.token_ids)},
+      {b.positions.data(), b.positions.size() * 4, reinterpret_cast<const void**>(&in.positions)},
+      {b.slot_mapping.data(), b.slot_mapping.size() * 8,
+       reinterpret_cast<const void**>(&in.slot_mapping)},
+      {b.query_start_loc.data(), b.query_start_loc.size() * 4,
+       reinterpret_cast<const void**>(&in.query_start_loc)},
+      {b.seq_lens.data(), b.seq_lens.size() * 4, reinterpret_cast<const void**>(&in.seq_lens)},
+      {b.block_tables.data(), b.block_tables.size() * 4,
+       reinterpret_cast<const void**>(&in.block_tables)},
+      {in.ordered.logit_rows.data(), in.ordered.logit_rows.size() * 4,
+       reinterpret_cast<const void**>(&in.logit_rows)},
+  };
+  size_t total = 0;
+  for (const Piece& p : pieces) total += AlignUp(static_cast<int64_t>(p.bytes), 16);
+  staging_.assign(total, 0);
+  MOESERVE_ASSIGN_OR_RETURN(uint8_t * device_inputs,
+                            Take<uint8_t>(arena, static_cast<int64_t>(total)));
+  size_t offset = 0;
+  for (const Piece& p : pieces) {
+    if (p.bytes > 0) std::memcpy(staging_.data() + offset, p.data, p.bytes);
+    *p.device = device_inputs + offset;
+    offset += AlignUp(static_cast<int64_t>(p.bytes), 16);
+  }
+  MOESERVE_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(device_inputs, staging_.data(), total, cudaMemcpyHostToDevice, cuda_stream));
+
+  const int64_t d = config_.hidden_size, padded = Fp8PaddedTokens(t);
+  const uint16_t* embed = weights_.embed_tokens.as<uint16_t>();
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * h, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * normed, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * branch, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * final_rows,
+                            Take<uint16_t>(arena, Fp8PaddedTokens(rows) * d));
+  MOESERVE_ASSIGN_OR_RETURN(float* logits, Take<float>(arena, rows * config_.vocab_size));
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchEmbeddingGatherBf16(embed, config_.vocab_size, d, in.token_ids, t, h, stream),
+      "LaunchEmbeddingGatherBf16"));
+
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const size_t mark = arena.used_bytes();
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    const CudaLayerWeights& layer = weights_.layers[static_cast<size_t>(l)];
+    arena.RewindTo(mark);
+    // h += branch (the previous layer's MLP), then normed = RMSNorm(h).
+    const int launch =
+        l == 0 ? LaunchRmsNormBf16(h, layer.input_norm.as<uint16_t>(), eps, t, d, normed, stream)
+               : LaunchFusedAddRmsNormBf16(h, branch, layer.input_norm.as<uint16_t>(), eps, t, d,
+                                           normed, stream);
+    MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(launch, "input_layernorm"));
+    MOESERVE_RETURN_IF_ERROR(Attention(l, in, normed, branch));
+    arena.RewindTo(mark);
+    MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+        LaunchFusedAddRmsNormBf16(h, branch, layer.post_attention_norm.as<uint16_t>(), eps, t, d,
+                                  normed, stream),
+        "post_attention_layernorm"));
+    if (layer.moe != nullptr) {
+      MOESERVE_RETURN_IF_ERROR(layer.moe->Forward(normed, t, branch));
+    } else {
+      MOESERVE_RETURN_IF_ERROR(Mlp(*layer.dense_mlp, normed, t, branch));
+    }
+  }
+  arena.RewindTo(mark);
+  MOESERVE_RETURN_IF_ERROR(
+      CudaLaunchStatus(LaunchFusedAddRmsNormBf16(h, branch, weights_.final_norm.as<uint16_t>(), eps,
+                                                 t, d, normed, stream),
+                       "norm"));
+  // The rows whose logits are wanted, in the caller's order (a gather over the normed rows).
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchEmbeddingGatherBf16(normed, t, d, in.logit_rows, rows, final_rows, stream),
+      "gather logit rows"));
+  MOESERVE_RETURN_IF_ERROR(gemm_->Bf16(final_rows, weights_.lm_head.bf16(), logits,
+                                       GemmOutputType::kF32, rows, config_.vocab_size, d));
+  return DeviceLogits{logits, rows};
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModelCuda::Forward(const ForwardBatch& batch,
+                                                              const ForwardOptions& options) {
+  MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, ForwardOnDevice(batch, options));
+  std::vector<float> host(static_cast<size_t>(logits.rows * config_.vocab_size));
+  const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
+  if (!host.empty()) {
+    MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+        host.data(), logits.data, host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  }
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return host;
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,100 @@
+// A DeepSeek-V2/V3 causal LM on one GPU: the CUDA backend behind the StepModel seam.
+//
+// The same forward as DeepseekModel (deepseek_model.h), on device weights (CudaModelWeights:
+// FP8 block-scaled or BF16 linears, FP8 MoE experts) and a BF16 paged latent cache of
+// [num_blocks, 64, 576] per layer that this object owns. The residual stream is BF16 with
+// fp32 norm statistics. For each step, sequences with one new token (decode) attend in the
+// absorbed form with the MLA decode kernel, all of them in one launch; sequences with several
+// (prefill chunks) expand their cached latents through kv_b_proj and run the MHA prefill
+// kernel, as the CPU backend's MlaForm::kAuto does. The host reorders the batch so the decode
+// sequences come first (their tokens then form one contiguous run), and puts the logits back
+// in the caller's order. Every activation comes from the context's arena: no cudaMalloc per
+// step. Created by LoadCudaRunner (engine/runner/cuda_runner.h); engine thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/cuda_model_weights.h"
+#include "engine/model/model_config.h"
+#include "engine/ops/cuda/cuda_context.h"
+#include "engine/ops/linear/gemm_cublaslt.h"
+#include "engine/runner/step_model.h"
+
+namespace moeserve::engine {
+
+// The largest step the arena must hold.
+struct CudaStepLimits {
+  int64_t max_num_batched_tokens = 0;
+  int64_t max_num_seqs = 0;
+  int64_t max_model_len = 0;
+};
+
+class DeepseekModelCuda final : public StepModel {
+ public:
+  // Bytes of latent cache per block over all layers (BF16, 64 × 576 per layer).
+  static int64_t KvBytesPerBlock(const ModelConfig& config);
+  // Arena bytes one step within `limits` takes at most (with margin) for these weights.
+  static size_t ActivationBytes(const ModelConfig& config, const CudaModelWeights& weights,
+                                const CudaStepLimits& limits, int num_sms);
+
+  // Allocates the KV pool (zeroed) of num_kv_blocks blocks. The context's arena must already
+  // hold ActivationBytes(...). `context` and `gemm` are the ones the weights were uploaded
+  // with; the model owns all of them.
+  static absl::StatusOr<std::unique_ptr<DeepseekModelCuda>> Create(
+      std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm, ModelConfig config,
+      CudaModelWeights weights, int64_t num_kv_blocks);
+
+  const ModelConfig& config() const override { return config_; }
+  absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
+                                             const ForwardOptions& options) override;
+  int64_t num_kv_blocks() const override { return num_kv_blocks_; }
+  int64_t kv_bytes_per_token() const override;
+  std::vector<int64_t> expert_token_counts() const override;
+
+  // Forward without the copy to the host: fp32 logits stay in the arena until the next step,
+  // [rows, vocab] with rows = num_seqs or num_tokens (benchmarks time this, plus an argmax).
+  struct DeviceLogits {
+    const float* data = nullptr;
+    int64_t rows = 0;
+  };
+  absl::StatusOr<DeviceLogits> ForwardOnDevice(const ForwardBatch& batch,
+                                               const ForwardOptions& options);
+
+  CudaContext& context() { return *context_; }
+  const CudaModelWeights& weights() const { return weights_; }
+  size_t arena_peak_bytes() const { return context_->arena().peak_bytes(); }
+
+ private:
+  struct StepInputs;  // one step's device inputs and layout (deepseek_model_cuda.cc)
+
+  DeepseekModelCuda(std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm,
+                    ModelConfig config, CudaModelWeights weights)
+      : context_(std::move(context)),
+        gemm_(std::move(gemm)),
+        config_(std::move(config)),
+        weights_(std::move(weights)) {}
+
+  // y = x · Wᵀ for `rows` rows of x (bf16); y must hold Fp8PaddedTokens(rows) rows.
+  absl::Status Linear(const CudaLinear& w, const uint16_t* x, int64_t rows, uint16_t* y);
+  absl::Status Mlp(const CudaMlp& mlp, const uint16_t* x, int64_t rows, uint16_t* out);
+  absl::Status Attention(int64_t layer, const StepInputs& in, const uint16_t* x, uint16_t* out);
+  absl::Status AttendAbsorbed(const CudaMlaWeights& w, const StepInputs& in, const uint16_t* q,
+                              const uint16_t* pages, uint16_t* attn);
+  absl::Status AttendNaive(const CudaMlaWeights& w, const StepInputs& in, int64_t seq,
+                           const uint16_t* q, const uint16_t* pages, uint16_t* attn);
+  uint16_t* layer_pages(int64_t layer) const;
+
+  std::unique_ptr<CudaContext> context_;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  const ModelConfig config_;
+  const CudaModelWeights weights_;
+  int64_t num_kv_blocks_ = 0;
+  DeviceBuffer kv_pages_;             // [layers, num_blocks, 64, 576] bf16
+  DeviceBuffer expert_token_counts_;  // [layers, n_routed_experts] int64
+  std::vector<uint8_t> staging_;      // the step's packed host inputs
+};
+
+}  // namespace moeserve::engine

@@ -1,0 +1,59 @@
+#include "engine/runner/attention_order.h"
+
+namespace moeserve::engine {
+
+bool UsesAbsorbedMla(MlaForm form, int64_t num_new_tokens) {
+  switch (form) {
+    case MlaForm::kNaive:
+      return false;
+    case MlaForm::kAbsorbed:
+      return true;
+    case MlaForm::kAuto:
+      break;
+  }
+  return num_new_tokens == 1;
+}
+
+AttentionOrderedBatch OrderForAttention(const ForwardBatch& in, MlaForm form,
+                                        LogitsFor logits_for) {
+  const int64_t num_seqs = in.num_seqs();
+  std::vector<int64_t> order;  // original sequence index of each new position
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int64_t s = 0; s < num_seqs; ++s) {
+      if (UsesAbsorbedMla(form, in.num_new_tokens(s)) == (pass == 0)) order.push_back(s);
+    }
+  }
+
+  AttentionOrderedBatch out;
+  ForwardBatch& b = out.batch;
+  b.max_blocks_per_seq = in.max_blocks_per_seq;
+  b.query_start_loc.push_back(0);
+  std::vector<int32_t> new_first_token(static_cast<size_t>(num_seqs));
+  for (int64_t s : order) {
+    const int32_t first = in.query_start_loc[s], end = in.query_start_loc[s + 1];
+    new_first_token[s] = static_cast<int32_t>(b.token_ids.size());
+    b.token_ids.insert(b.token_ids.end(), in.token_ids.begin() + first, in.token_ids.begin() + end);
+    b.positions.insert(b.positions.end(), in.positions.begin() + first, in.positions.begin() + end);
+    b.slot_mapping.insert(b.slot_mapping.end(), in.slot_mapping.begin() + first,
+                          in.slot_mapping.begin() + end);
+    b.query_start_loc.push_back(static_cast<int32_t>(b.token_ids.size()));
+    b.seq_lens.push_back(in.seq_lens[s]);
+    b.block_tables.insert(b.block_tables.end(), in.block_table(s),
+                          in.block_table(s) + in.max_blocks_per_seq);
+    if (UsesAbsorbedMla(form, end - first)) {
+      ++out.num_absorbed_seqs;
+      out.num_absorbed_tokens += end - first;
+    }
+  }
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int32_t n = in.query_start_loc[s + 1] - in.query_start_loc[s];
+    if (logits_for == LogitsFor::kAllTokens) {
+      for (int32_t i = 0; i < n; ++i) out.logit_rows.push_back(new_first_token[s] + i);
+    } else {
+      out.logit_rows.push_back(new_first_token[s] + n - 1);
+    }
+  }
+  return out;
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,44 @@
+// The seam between the model runner and a backend: one forward step of the whole model over
+// the backend's own paged latent KV cache.
+//
+// The model runner turns the scheduler's batch into a ForwardBatch, calls Forward, and samples
+// from the logits it returns; it does not know where the step ran. Two implementations:
+// CpuStepModel (engine/runner/cpu_step_model.h: a DeepseekModel or a tensor/expert-parallel
+// group of them, with host KV pages) and DeepseekModelCuda (engine/model/deepseek_model_cuda.h:
+// device weights and KV pages). Block ids in the batch are the scheduler's KvCacheManager's, so
+// the backend's KV pool must have as many blocks as EngineOptions::num_kv_blocks.
+// Engine thread only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/forward_options.h"
+#include "engine/model/model_config.h"
+#include "engine/runner/forward_batch.h"
+
+namespace moeserve::engine {
+
+class StepModel {
+ public:
+  virtual ~StepModel() = default;
+
+  virtual const ModelConfig& config() const = 0;
+
+  // Writes the batch's new tokens into the KV pages and returns fp32 logits on the host,
+  // [num_seqs, vocab] or [num_tokens, vocab] per options.logits_for. Invalid batches (token
+  // ids outside the vocabulary, slots or blocks outside the pool) are InvalidArgument before
+  // any work.
+  virtual absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
+                                                     const ForwardOptions& options) = 0;
+
+  // Blocks of kKvBlockSize tokens in the KV pool.
+  virtual int64_t num_kv_blocks() const = 0;
+  // Bytes of latent cache one token takes over all layers (of one rank's copy).
+  virtual int64_t kv_bytes_per_token() const = 0;
+  // Tokens routed to each (layer, expert) so far: [num_layers, n_routed_experts].
+  virtual std::vector<int64_t> expert_token_counts() const = 0;
+};
+
+}  // namespace moeserve::engine

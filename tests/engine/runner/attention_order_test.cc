@@ -1,0 +1,106 @@
+// OrderForAttention: the CPU model run on the reordered batch, with its logits gathered through
+// logit_rows, gives the same logits as on the caller's batch, for mixed prefill/decode steps
+// and every MLA form. This is the host half of the CUDA backend's step (deepseek_model_cuda.h),
+// checked where no GPU is needed.
+#include "engine/runner/attention_order.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "engine/model/deepseek_model.h"
+#include "tests/testing/test_checkpoints.h"
+
+namespace moeserve::engine {
+namespace {
+
+constexpr int64_t kBlocksPerSeq = 4;
+
+std::vector<int32_t> Table(int64_t seq) {
+  std::vector<int32_t> table;
+  // Interleaved block ids, so tables are not the identity.
+  for (int64_t b = 0; b < kBlocksPerSeq; ++b) table.push_back(static_cast<int32_t>(b * 8 + seq));
+  return table;
+}
+
+std::vector<float> Gather(const std::vector<float>& logits, const std::vector<int32_t>& rows,
+                          int64_t vocab) {
+  std::vector<float> out;
+  for (int32_t r : rows) {
+    out.insert(out.end(), logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+  }
+  return out;
+}
+
+TEST(UsesAbsorbedMlaTest, AutoAbsorbsDecodeOnly) {
+  EXPECT_TRUE(UsesAbsorbedMla(MlaForm::kAuto, 1));
+  EXPECT_FALSE(UsesAbsorbedMla(MlaForm::kAuto, 2));
+  EXPECT_TRUE(UsesAbsorbedMla(MlaForm::kAbsorbed, 7));
+  EXPECT_FALSE(UsesAbsorbedMla(MlaForm::kNaive, 1));
+}
+
+class OrderForAttentionTest : public ::testing::TestWithParam<MlaForm> {};
+
+TEST_P(OrderForAttentionTest, ReorderedStepGivesTheCallersLogits) {
+  auto model = DeepseekModel::Load(testing::TestCheckpointDir("tiny-v3", false));
+  ASSERT_TRUE(model.ok()) << model.status();
+  const int64_t vocab = (*model)->config().vocab_size;
+  std::mt19937 rng(static_cast<uint32_t>(GetParam()) + 7);
+  std::uniform_int_distribution<int32_t> token(2, static_cast<int32_t>(vocab - 1));
+  auto tokens = [&](int64_t n) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (auto& x : t) x = token(rng);
+    return t;
+  };
+
+  // Step 1 caches a prefix for sequences 0..4; step 2 mixes decodes (1 token) and chunks.
+  const std::vector<int64_t> prefix = {30, 65, 1, 12, 40, 0};
+  const std::vector<int64_t> step2 = {1, 17, 1, 1, 9, 33};
+  ForwardBatchBuilder first;
+  for (int64_t s = 0; s < 6; ++s) {
+    if (prefix[s] > 0) first.AddSequence(Table(s), 0, tokens(prefix[s]));
+  }
+  const ForwardBatch first_batch = std::move(first).Build();
+  ForwardBatchBuilder second;
+  for (int64_t s = 0; s < 6; ++s) second.AddSequence(Table(s), prefix[s], tokens(step2[s]));
+  const ForwardBatch mixed = std::move(second).Build();
+
+  for (LogitsFor logits_for : {LogitsFor::kLastTokenOfEachSequence, LogitsFor::kAllTokens}) {
+    const ForwardOptions options{.mla_form = GetParam(), .logits_for = logits_for};
+    KvPages original_pages = (*model)->MakeKvPages(8 * kBlocksPerSeq);
+    KvPages ordered_pages = (*model)->MakeKvPages(8 * kBlocksPerSeq);
+    ASSERT_TRUE((*model)->Forward(first_batch, original_pages, options).ok());
+    ASSERT_TRUE((*model)->Forward(first_batch, ordered_pages, options).ok());
+
+    auto expected = (*model)->Forward(mixed, original_pages, options);
+    ASSERT_TRUE(expected.ok()) << expected.status();
+    const AttentionOrderedBatch ordered = OrderForAttention(mixed, GetParam(), logits_for);
+    ASSERT_EQ(ordered.batch.num_tokens(), mixed.num_tokens());
+    for (int64_t s = 0; s < ordered.batch.num_seqs(); ++s) {
+      EXPECT_EQ(UsesAbsorbedMla(GetParam(), ordered.batch.num_new_tokens(s)),
+                s < ordered.num_absorbed_seqs)
+          << "sequence " << s;
+    }
+    int64_t absorbed_tokens = 0;
+    for (int64_t s = 0; s < ordered.num_absorbed_seqs; ++s) {
+      absorbed_tokens += ordered.batch.num_new_tokens(s);
+    }
+    EXPECT_EQ(ordered.num_absorbed_tokens, absorbed_tokens);
+
+    const ForwardOptions all_rows{.mla_form = GetParam(), .logits_for = LogitsFor::kAllTokens};
+    auto reordered = (*model)->Forward(ordered.batch, ordered_pages, all_rows);
+    ASSERT_TRUE(reordered.ok()) << reordered.status();
+    const std::vector<float> actual = Gather(*reordered, ordered.logit_rows, vocab);
+    ASSERT_EQ(actual.size(), expected->size());
+    for (size_t i = 0; i < actual.size(); ++i) {
+      ASSERT_NEAR(actual[i], (*expected)[i], 1e-4f * (1.0f + std::fabs((*expected)[i])))
+          << "logit " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Forms, OrderForAttentionTest,
+                         ::testing::Values(MlaForm::kAuto, MlaForm::kAbsorbed, MlaForm::kNaive));
+
+}  // namespace
+}  // namespace moeserve::engine
