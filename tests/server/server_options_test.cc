@@ -143,6 +143,41 @@ TEST(ServerOptionsTest, ChecksNameTheFlag) {
   EXPECT_EQ(check({"--kv-cache-tokens", "-5"}).rfind("--kv-cache-tokens", 0), 0u);
   EXPECT_EQ(check({"--shutdown-grace-seconds", "-1"}).rfind("--shutdown-grace-seconds", 0), 0u);
   EXPECT_EQ(check({"--grpc-max-threads", "1"}).rfind("--grpc-max-threads", 0), 0u);
+  EXPECT_EQ(check({"--gpu-memory-utilization", "0"}).rfind("--gpu-memory-utilization", 0), 0u);
+  EXPECT_EQ(check({"--gpu-memory-utilization", "1.5"}).rfind("--gpu-memory-utilization", 0), 0u);
+}
+
+TEST(ServerOptionsTest, CudaKvRequestTakesTheModelsContextAndTheKvCaps) {
+  const ServerOptions defaults = Parse({"--model", "m", "--gpu-memory-utilization", "0.8"});
+  EXPECT_DOUBLE_EQ(defaults.gpu_memory_utilization, 0.8);
+  ASSERT_TRUE(CheckServerOptions(defaults).ok());
+  const auto request = MakeCudaKvRequest(defaults, Config(3, 163840));
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->max_model_len, 163840);  // the GPU plan, not the CPU default, sizes the cache
+  EXPECT_EQ(request->max_num_kv_blocks, 0);
+
+  const auto capped = MakeCudaKvRequest(
+      Parse({"--model", "m", "--kv-cache-tokens", "1000", "--max-model-len", "512"}), Config());
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(capped->max_model_len, 512);
+  EXPECT_EQ(capped->max_num_kv_blocks, 16);
+  // BF16 latents on the GPU: half the CPU's fp32 bytes per block.
+  const int64_t bf16_block = 64 * 576 * 3 * 2;
+  const auto by_bytes = MakeCudaKvRequest(
+      Parse({"--model", "m", "--kv-cache-memory-bytes", std::to_string(7 * bf16_block)}),
+      Config(3));
+  ASSERT_TRUE(by_bytes.ok()) << by_bytes.status();
+  EXPECT_EQ(by_bytes->max_num_kv_blocks, 7);
+
+  const auto beyond =
+      MakeCudaKvRequest(Parse({"--model", "m", "--max-model-len", "4096"}), Config(3, 2048));
+  EXPECT_EQ(beyond.status().message().rfind("--max-model-len 4096 exceeds the model's", 0), 0u);
+
+  const auto engine = MakeCudaEngineOptions(defaults, Config(3, 163840), 163840, 3000);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ(engine->num_kv_blocks, 3000);
+  EXPECT_EQ(engine->max_model_len, 163840);
+  EXPECT_EQ(engine->max_num_seqs, defaults.max_num_seqs);
 }
 
 TEST(ServerOptionsTest, DefaultKvCacheAndMaxModelLen) {
