@@ -98,7 +98,7 @@ absl::Status ThreadCommunicator::AllReduceSum(void* data, int64_t count, CommDat
   }
   // Nobody overwrites its input with the sum before every chunk has been read.
   if (absl::Status s = g.Sync(); !s.ok()) return s;
-  if (status.ok()) std::memcpy(data, g.scratch_.data(), static_cast<size_t>(bytes));
+  if (status.ok() && bytes > 0) std::memcpy(data, g.scratch_.data(), static_cast<size_t>(bytes));
   // The scratch may be reused by the next collective only after everyone has copied it out.
   if (absl::Status s = g.Sync(); !s.ok()) return s;
   return status;
@@ -118,8 +118,10 @@ absl::Status ThreadCommunicator::AllGather(const void* in, int64_t count, void* 
                                                        " ", count));
       continue;
     }
-    std::memcpy(static_cast<char*>(out) + r * count * elem, g.slots_[r].in,
-                static_cast<size_t>(count * elem));
+    if (count > 0) {
+      std::memcpy(static_cast<char*>(out) + r * count * elem, g.slots_[r].in,
+                  static_cast<size_t>(count * elem));
+    }
   }
   if (absl::Status s = g.Sync(); !s.ok()) return s;
   return status;
@@ -156,9 +158,13 @@ absl::Status ThreadCommunicator::AllToAllV(const void* send, absl::Span<const in
     }
     int64_t send_offset = 0;
     for (int j = 0; j < rank_; ++j) send_offset += peer_counts[j];
-    std::memcpy(static_cast<char*>(recv) + recv_offset * elem,
-                static_cast<const char*>(g.slots_[r].in) + send_offset * elem,
-                static_cast<size_t>(recv_counts[r] * elem));
+    // An empty exchange may come with null buffers, and memcpy(nullptr, ..., 0) is undefined
+    // (UBSan reported it in scripts/sanitize asan).
+    if (recv_counts[r] > 0) {
+      std::memcpy(static_cast<char*>(recv) + recv_offset * elem,
+                  static_cast<const char*>(g.slots_[r].in) + send_offset * elem,
+                  static_cast<size_t>(recv_counts[r] * elem));
+    }
     recv_offset += recv_counts[r];
   }
   if (absl::Status s = g.Sync(); !s.ok()) return s;

@@ -170,7 +170,13 @@ TEST(SoakTest, RandomStreamsCancelsDisconnectsAndOverflowsLeaveTheServerClean) {
   std::printf("RSS after warm-up %lld KiB, at the end %lld KiB\n",
               static_cast<long long>(rss_after_warmup.load()), static_cast<long long>(rss_end));
   ASSERT_GT(rss_after_warmup.load(), 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in its quarantine (256 MiB by default), so RSS says nothing about
+  // leaks there; LeakSanitizer checks them at the server's exit instead.
+  std::printf("RSS bound not checked under AddressSanitizer\n");
+#else
   EXPECT_LT(rss_end, rss_after_warmup.load() + 64 * 1024) << "RSS grew by more than 64 MiB";
+#endif
   const StreamResult after = Generate(*stub, [] {
     v1::GenerateRequest r;
     r.set_text("still serving");
