@@ -11,12 +11,6 @@
 namespace moeserve::engine {
 namespace {
 
-absl::StatusOr<DeviceBuffer> UploadBytes(const void* host, size_t bytes) {
-  MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
-  if (bytes > 0) MOESERVE_RETURN_IF_ERROR(buffer.CopyFromHost(host, bytes));
-  return buffer;
-}
-
 absl::StatusOr<Fp8MlpHostWeights> QuantizeMlp(const MlpWeights& mlp, const std::string& name) {
   if (!mlp.gate_up.fp8 || !mlp.down.fp8) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -85,7 +79,7 @@ size_t LayerBytes(const CudaLayerWeights& l) {
 absl::StatusOr<DeviceBuffer> UploadBf16(absl::Span<const float> values) {
   std::vector<uint16_t> bf16(values.size());
   for (size_t i = 0; i < values.size(); ++i) bf16[i] = FloatToBf16(values[i]);
-  return UploadBytes(bf16.data(), bf16.size() * sizeof(uint16_t));
+  return DeviceBuffer::FromHost(bf16.data(), bf16.size() * sizeof(uint16_t));
 }
 
 absl::StatusOr<CudaLinear> UploadFp8Linear(const Fp8BlockWeight& weight, int64_t out_features,
@@ -102,10 +96,11 @@ absl::StatusOr<CudaLinear> UploadFp8Linear(const Fp8BlockWeight& weight, int64_t
   linear.out_features = out_features;
   linear.in_features = in_features;
   linear.fp8 = true;
-  MOESERVE_ASSIGN_OR_RETURN(linear.weight, UploadBytes(weight.fp8.data(), weight.fp8.size()));
+  MOESERVE_ASSIGN_OR_RETURN(linear.weight,
+                            DeviceBuffer::FromHost(weight.fp8.data(), weight.fp8.size()));
   const std::vector<float> scales = PadFp8WeightScales(weight.scale_inv, out_features, in_features);
   MOESERVE_ASSIGN_OR_RETURN(linear.scales,
-                            UploadBytes(scales.data(), scales.size() * sizeof(float)));
+                            DeviceBuffer::FromHost(scales.data(), scales.size() * sizeof(float)));
   return linear;
 }
 
@@ -164,7 +159,8 @@ absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights
   const RopeTable rope =
       MakeRopeTable(config.qk_rope_head_dim, config.rope_theta, config.rope_scaling);
   MOESERVE_ASSIGN_OR_RETURN(
-      out.rope_inv_freq, UploadBytes(rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float)));
+      out.rope_inv_freq,
+      DeviceBuffer::FromHost(rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float)));
   out.rope_attention_scaling = rope.attention_scaling;
   out.bytes += out.embed_tokens.size_bytes() + out.final_norm.size_bytes() + out.lm_head.bytes() +
                out.rope_inv_freq.size_bytes();

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "engine/io/checkpoint.h"
 #include "engine/model/cuda_model_weights.h"
 #include "engine/model/deepseek_model_cuda.h"
@@ -16,14 +15,6 @@
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
-namespace {
-
-std::string GiB(size_t bytes) {
-  return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (1 << 30));
-}
-
-}  // namespace
-
 absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
                                           const CudaRunnerOptions& options) {
   CudaRunner runner;
@@ -70,9 +61,9 @@ absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
                    .kv_bytes_per_block = DeepseekModelCuda::KvBytesPerBlock(config),
                    .max_model_len = options.max_model_len}));
   runner.log_lines.push_back(absl::StrCat(
-      context->device().ToString(), ": weights ", GiB(weights.bytes), ", activation arena ",
-      GiB(arena_bytes), " (largest step ", options.max_num_batched_tokens, " tokens, ",
-      options.max_num_seqs, " sequences)"));
+      context->device().ToString(), ": weights ", FormatGiB(static_cast<int64_t>(weights.bytes)),
+      ", activation arena ", FormatGiB(static_cast<int64_t>(arena_bytes)), " (largest step ",
+      options.max_num_batched_tokens, " tokens, ", options.max_num_seqs, " sequences)"));
   runner.log_lines.push_back(plan.summary);
   if (options.max_num_kv_blocks > 0 && options.max_num_kv_blocks < plan.num_blocks) {
     plan.num_blocks = options.max_num_kv_blocks;

@@ -8,13 +8,9 @@
 #include "engine/runner/forward_batch.h"
 
 namespace moeserve::engine {
-namespace {
-
-std::string GiB(int64_t bytes) {
+std::string FormatGiB(int64_t bytes) {
   return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (1 << 30));
 }
-
-}  // namespace
 
 absl::StatusOr<KvMemoryPlan> PlanKvCache(const KvMemoryPlanInput& in) {
   if (!(in.gpu_memory_utilization > 0.0 && in.gpu_memory_utilization <= 1.0)) {
@@ -38,20 +34,20 @@ absl::StatusOr<KvMemoryPlan> PlanKvCache(const KvMemoryPlanInput& in) {
   if (plan.num_blocks < needed_blocks) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "not enough GPU memory for the KV cache: --gpu-memory-utilization ",
-        in.gpu_memory_utilization, " allows ", GiB(plan.budget_bytes), " of ",
-        GiB(in.total_device_bytes), ", of which weights and activations use ",
-        GiB(in.used_device_bytes), " (+", GiB(in.reserve_bytes), " headroom), leaving room for ",
-        plan.num_blocks * kKvBlockSize, " tokens; one sequence of --max-model-len ",
-        in.max_model_len, " needs ", needed_blocks * kKvBlockSize,
-        ". Raise --gpu-memory-utilization or lower --max-model-len"));
+        in.gpu_memory_utilization, " allows ", FormatGiB(plan.budget_bytes), " of ",
+        FormatGiB(in.total_device_bytes), ", of which weights and activations use ",
+        FormatGiB(in.used_device_bytes), " (+", FormatGiB(in.reserve_bytes),
+        " headroom), leaving room for ", plan.num_blocks * kKvBlockSize,
+        " tokens; one sequence of --max-model-len ", in.max_model_len, " needs ",
+        needed_blocks * kKvBlockSize, ". Raise --gpu-memory-utilization or lower --max-model-len"));
   }
   plan.capacity_tokens = plan.num_blocks * kKvBlockSize;
   plan.kv_bytes = plan.num_blocks * in.kv_bytes_per_block;
-  plan.summary = absl::StrCat("KV cache: ", plan.num_blocks, " blocks = ", plan.capacity_tokens,
-                              " tokens (", GiB(plan.kv_bytes), "; budget ", GiB(plan.budget_bytes),
-                              " of ", GiB(in.total_device_bytes), " at --gpu-memory-utilization ",
-                              in.gpu_memory_utilization, ", weights + activations ",
-                              GiB(in.used_device_bytes), ")");
+  plan.summary = absl::StrCat(
+      "KV cache: ", plan.num_blocks, " blocks = ", plan.capacity_tokens, " tokens (",
+      FormatGiB(plan.kv_bytes), "; budget ", FormatGiB(plan.budget_bytes), " of ",
+      FormatGiB(in.total_device_bytes), " at --gpu-memory-utilization ", in.gpu_memory_utilization,
+      ", weights + activations ", FormatGiB(in.used_device_bytes), ")");
   return plan;
 }
 

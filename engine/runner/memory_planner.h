@@ -35,6 +35,9 @@ struct KvMemoryPlan {
   std::string summary;
 };
 
+// "61.80 GiB": byte counts in the memory plan's log lines.
+std::string FormatGiB(int64_t bytes);
+
 // InvalidArgument naming --gpu-memory-utilization when it is outside (0, 1];
 // ResourceExhausted with the figures when the budget cannot hold one max_model_len sequence.
 absl::StatusOr<KvMemoryPlan> PlanKvCache(const KvMemoryPlanInput& input);

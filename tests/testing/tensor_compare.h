@@ -88,4 +88,11 @@ template <typename A, typename R>
   return ::testing::AssertionSuccess() << e;
 }
 
+// max |actual - reference| / max |reference|: one number for "equal up to rounding" checks of
+// whole logit tensors.
+template <typename A, typename R>
+double MaxRelativeError(const A& actual, const R& reference) {
+  return CompareTensors(actual, reference).max_rel;
+}
+
 }  // namespace moeserve::engine::testing

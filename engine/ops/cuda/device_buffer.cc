@@ -68,6 +68,13 @@ absl::Status DeviceBuffer::Fill(uint8_t value) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<DeviceBuffer> DeviceBuffer::FromHost(const void* host, size_t bytes) {
+  absl::StatusOr<DeviceBuffer> buffer = Allocate(bytes);
+  if (!buffer.ok()) return buffer.status();
+  if (absl::Status s = buffer->CopyFromHost(host, bytes); !s.ok()) return s;
+  return buffer;
+}
+
 absl::StatusOr<DeviceArena> DeviceArena::Create(size_t capacity_bytes) {
   absl::StatusOr<DeviceBuffer> buffer = DeviceBuffer::Allocate(capacity_bytes);
   if (!buffer.ok()) return buffer.status();
@@ -77,9 +84,9 @@ absl::StatusOr<DeviceArena> DeviceArena::Create(size_t capacity_bytes) {
 absl::StatusOr<void*> DeviceArena::Allocate(size_t bytes) {
   const size_t begin = (used_bytes_ + kAlignmentBytes - 1) / kAlignmentBytes * kAlignmentBytes;
   if (begin + bytes > buffer_.size_bytes()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("DeviceArena: ", bytes, " bytes requested with ", used_bytes_, " of ",
-                     buffer_.size_bytes(), " in use"));
+    return absl::ResourceExhaustedError(absl::StrCat("DeviceArena: ", bytes,
+                                                     " bytes requested with ", used_bytes_, " of ",
+                                                     buffer_.size_bytes(), " in use"));
   }
   used_bytes_ = begin + bytes;
   peak_bytes_ = std::max(peak_bytes_, used_bytes_);

@@ -19,6 +19,8 @@ class DeviceBuffer {
   DeviceBuffer() = default;
   // cudaMalloc of `bytes` (0 gives an empty buffer); errors name the call and the size.
   static absl::StatusOr<DeviceBuffer> Allocate(size_t bytes);
+  // Allocate + CopyFromHost: a device copy of `bytes` host bytes (weights, tables).
+  static absl::StatusOr<DeviceBuffer> FromHost(const void* host, size_t bytes);
   ~DeviceBuffer();
   DeviceBuffer(DeviceBuffer&& other) noexcept;
   DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;

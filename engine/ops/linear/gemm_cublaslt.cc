@@ -57,7 +57,7 @@ struct CublasLtGemm::Plan {
 };
 
 absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(CudaContext& context,
-                                                                     const Options& options) {
+                                                                   const Options& options) {
   cublasLtHandle_t handle = nullptr;
   MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&handle));
   absl::StatusOr<DeviceBuffer> workspace = DeviceBuffer::Allocate(options.workspace_bytes);
@@ -77,6 +77,30 @@ CublasLtGemm::~CublasLtGemm() {
   plans_.clear();  // descriptors before the handle
   batched_plans_.clear();
   if (handle_ != nullptr) (void)cublasLtDestroy(Handle(handle_));
+}
+
+// Asks cuBLASLt's heuristic for the best algorithm of `plan` within the workspace. NOT_SUPPORTED
+// (or zero results) means this combination has no kernel: the plan remembers that.
+absl::Status CublasLtGemm::ChooseAlgorithm(Plan& plan) {
+  cublasLtMatmulPreference_t preference = nullptr;
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&preference));
+  const uint64_t workspace_bytes = workspace_.size_bytes();
+  cublasStatus_t status =
+      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace_bytes, sizeof workspace_bytes);
+  cublasLtMatmulHeuristicResult_t result{};
+  int num_results = 0;
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    status = cublasLtMatmulAlgoGetHeuristic(Handle(handle_), plan.desc, plan.a, plan.b, plan.d,
+                                            plan.d, preference, 1, &result, &num_results);
+  }
+  (void)cublasLtMatmulPreferenceDestroy(preference);
+  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) {
+    return CublasStatus(status, "cublasLtMatmulAlgoGetHeuristic");
+  }
+  plan.has_algo = status == CUBLAS_STATUS_SUCCESS && num_results > 0;
+  if (plan.has_algo) plan.algo = result.algo;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int kind, int64_t n, int64_t t,
@@ -111,26 +135,7 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int kind, int64_t n, i
   MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b, ab_type, k, t, k));
   MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->d, d_type, n, t, n));
 
-  cublasLtMatmulPreference_t preference = nullptr;
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&preference));
-  const uint64_t workspace_bytes = workspace_.size_bytes();
-  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
-      sizeof workspace_bytes);
-  cublasLtMatmulHeuristicResult_t result{};
-  int num_results = 0;
-  if (status == CUBLAS_STATUS_SUCCESS) {
-    status = cublasLtMatmulAlgoGetHeuristic(Handle(handle_), plan->desc, plan->a, plan->b,
-                                            plan->d, plan->d, preference, 1, &result,
-                                            &num_results);
-  }
-  (void)cublasLtMatmulPreferenceDestroy(preference);
-  // NOT_SUPPORTED (or zero results) means this combination has no kernel: remember that.
-  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) {
-    return CublasStatus(status, "cublasLtMatmulAlgoGetHeuristic");
-  }
-  plan->has_algo = status == CUBLAS_STATUS_SUCCESS && num_results > 0;
-  if (plan->has_algo) plan->algo = result.algo;
+  MOESERVE_RETURN_IF_ERROR(ChooseAlgorithm(*plan));
   Plan* raw = plan->has_algo ? plan.get() : nullptr;
   plans_.emplace(key, std::move(plan));
   return raw;
@@ -143,15 +148,15 @@ absl::Status CublasLtGemm::Bf16(const uint16_t* x, const uint16_t* w, void* y,
   absl::StatusOr<Plan*> plan = GetPlan(kind, n, m, k);
   if (!plan.ok()) return plan.status();
   if (*plan == nullptr) {
-    return absl::UnimplementedError(
-        absl::StrCat("cuBLASLt has no BF16 algorithm for Y[", m, ", ", n, "] = X[", m, ", ", k,
-                     "]·W[", n, ", ", k, "]ᵀ"));
+    return absl::UnimplementedError(absl::StrCat("cuBLASLt has no BF16 algorithm for Y[", m, ", ",
+                                                 n, "] = X[", m, ", ", k, "]·W[", n, ", ", k,
+                                                 "]ᵀ"));
   }
   const float alpha = 1.0f, beta = 0.0f;
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(
-      Handle(handle_), (*plan)->desc, &alpha, w, (*plan)->a, x, (*plan)->b, &beta, y, (*plan)->d,
-      y, (*plan)->d, &(*plan)->algo, workspace_.data(), workspace_.size_bytes(),
-      static_cast<cudaStream_t>(context_.stream())));
+  MOESERVE_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmul(Handle(handle_), (*plan)->desc, &alpha, w, (*plan)->a, x, (*plan)->b, &beta, y,
+                     (*plan)->d, y, (*plan)->d, &(*plan)->algo, workspace_.data(),
+                     workspace_.size_bytes(), static_cast<cudaStream_t>(context_.stream())));
   return absl::OkStatus();
 }
 
@@ -189,24 +194,7 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetBatchedPlan(const StridedBa
     MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(
         layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
   }
-  cublasLtMatmulPreference_t preference = nullptr;
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&preference));
-  const uint64_t workspace_bytes = workspace_.size_bytes();
-  cublasStatus_t status =
-      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &workspace_bytes, sizeof workspace_bytes);
-  cublasLtMatmulHeuristicResult_t result{};
-  int num_results = 0;
-  if (status == CUBLAS_STATUS_SUCCESS) {
-    status = cublasLtMatmulAlgoGetHeuristic(Handle(handle_), plan->desc, plan->a, plan->b, plan->d,
-                                            plan->d, preference, 1, &result, &num_results);
-  }
-  (void)cublasLtMatmulPreferenceDestroy(preference);
-  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) {
-    return CublasStatus(status, "cublasLtMatmulAlgoGetHeuristic");
-  }
-  plan->has_algo = status == CUBLAS_STATUS_SUCCESS && num_results > 0;
-  if (plan->has_algo) plan->algo = result.algo;
+  MOESERVE_RETURN_IF_ERROR(ChooseAlgorithm(*plan));
   Plan* raw = plan->has_algo ? plan.get() : nullptr;
   batched_plans_.emplace(key, std::move(plan));
   return raw;
@@ -240,7 +228,7 @@ absl::Status CublasLtGemm::Bf16StridedBatched(const uint16_t* x, const uint16_t*
 }
 
 absl::StatusOr<Fp8GemmPath> CublasLtGemm::Fp8PathFor(const Fp8WeightView& w,
-                                                      int64_t padded_tokens) {
+                                                     int64_t padded_tokens) {
   if (options_.force_fp8_fallback || !context_.device().supports_block_scaled_fp8() ||
       w.n % 4 != 0 || padded_tokens % 4 != 0 || w.k % 16 != 0 ||
       w.scale_stride != Fp8ScaleStride(w.k)) {
@@ -282,7 +270,8 @@ absl::Status CublasLtGemm::Fp8BlockScaled(const uint8_t* xq, const float* x_scal
 absl::Status CublasLtGemm::EnsureScratch(size_t bytes) {
   if (scratch_.size_bytes() >= bytes) return absl::OkStatus();
   // The old scratch may still be read by queued work; wait before freeing it.
-  MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(static_cast<cudaStream_t>(context_.stream())));
+  MOESERVE_CUDA_RETURN_IF_ERROR(
+      cudaStreamSynchronize(static_cast<cudaStream_t>(context_.stream())));
   scratch_ = DeviceBuffer();
   absl::StatusOr<DeviceBuffer> buffer = DeviceBuffer::Allocate(bytes);
   if (!buffer.ok()) return buffer.status();
@@ -291,8 +280,7 @@ absl::Status CublasLtGemm::EnsureScratch(size_t bytes) {
 }
 
 absl::Status CublasLtGemm::Fp8Fallback(const uint8_t* xq, const float* x_scales,
-                                       const Fp8WeightView& w, uint16_t* y,
-                                       int64_t padded_tokens) {
+                                       const Fp8WeightView& w, uint16_t* y, int64_t padded_tokens) {
   const size_t w_elems = static_cast<size_t>(w.n * w.k);
   const size_t x_elems = static_cast<size_t>(padded_tokens * w.k);
   // Both dequantized operands, the second 256-B aligned.
@@ -301,9 +289,10 @@ absl::Status CublasLtGemm::Fp8Fallback(const uint8_t* xq, const float* x_scales,
   uint16_t* w_bf16 = scratch_.as<uint16_t>();
   uint16_t* x_bf16 = reinterpret_cast<uint16_t*>(scratch_.as<char>() + w_bytes);
   void* stream = context_.stream();
-  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchDequantizeFp8BlockWeightBf16(w.data, w.scales, w.scale_stride, w.n, w.k, w_bf16, stream),
-      "LaunchDequantizeFp8BlockWeightBf16"));
+  MOESERVE_RETURN_IF_ERROR(
+      CudaLaunchStatus(LaunchDequantizeFp8BlockWeightBf16(w.data, w.scales, w.scale_stride, w.n,
+                                                          w.k, w_bf16, stream),
+                       "LaunchDequantizeFp8BlockWeightBf16"));
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
       LaunchDequantizeActivationsFp8Bf16(xq, x_scales, padded_tokens, w.k, x_bf16, stream),
       "LaunchDequantizeActivationsFp8Bf16"));

@@ -72,7 +72,7 @@ class CublasLtGemm {
 
   // Creates the cuBLASLt handle and workspace. `context` must outlive the object.
   static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(CudaContext& context,
-                                                               const Options& options);
+                                                              const Options& options);
   static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(CudaContext& context) {
     return Create(context, Options{});
   }
@@ -81,8 +81,8 @@ class CublasLtGemm {
   CublasLtGemm& operator=(const CublasLtGemm&) = delete;
 
   // x: device [m, k] bf16; w: device [n, k] bf16; y: device [m, n] bf16 or fp32.
-  absl::Status Bf16(const uint16_t* x, const uint16_t* w, void* y, GemmOutputType y_type,
-                    int64_t m, int64_t n, int64_t k);
+  absl::Status Bf16(const uint16_t* x, const uint16_t* w, void* y, GemmOutputType y_type, int64_t m,
+                    int64_t n, int64_t k);
 
   // BF16 x, w and y; see StridedBatchedShape. Leading dimensions must cover their rows.
   absl::Status Bf16StridedBatched(const uint16_t* x, const uint16_t* w, uint16_t* y,
@@ -102,11 +102,12 @@ class CublasLtGemm {
   struct Plan;
   using PlanKey = std::tuple<int, int64_t, int64_t, int64_t>;  // kind, m(=N), n(=T), k
 
-  CublasLtGemm(CudaContext& context, const Options& options, void* handle,
-               DeviceBuffer workspace);
+  CublasLtGemm(CudaContext& context, const Options& options, void* handle, DeviceBuffer workspace);
   // The cached plan for a shape; nullptr inside an OK result when cuBLASLt has no algorithm.
   absl::StatusOr<Plan*> GetPlan(int kind, int64_t n, int64_t t, int64_t k);
   absl::StatusOr<Plan*> GetBatchedPlan(const StridedBatchedShape& shape);
+  // Fills plan.has_algo and plan.algo from cuBLASLt's heuristic.
+  absl::Status ChooseAlgorithm(Plan& plan);
   absl::Status Fp8Fallback(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
                            uint16_t* y, int64_t padded_tokens);
   absl::Status EnsureScratch(size_t bytes);

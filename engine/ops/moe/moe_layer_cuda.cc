@@ -40,12 +40,6 @@ absl::Status CheckFp8Block(const Fp8BlockWeight& w, int64_t rows, int64_t cols,
   return absl::OkStatus();
 }
 
-absl::StatusOr<DeviceBuffer> UploadBytes(const void* host, size_t bytes) {
-  MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
-  if (bytes > 0) MOESERVE_RETURN_IF_ERROR(buffer.CopyFromHost(host, bytes));
-  return buffer;
-}
-
 // The arena pieces of one Forward, in allocation order; ScratchBytes adds up the same list.
 struct ScratchSizes {
   int64_t entries, rows, padded_tokens;
@@ -110,12 +104,14 @@ absl::StatusOr<MoeLayerCuda::StackedMlps> MoeLayerCuda::Upload(
     std::copy(gs.begin(), gs.end(), gate_up_s.begin() + i * gate_up_scales);
     std::copy(ds.begin(), ds.end(), down_s.begin() + i * down_scales);
   }
-  MOESERVE_ASSIGN_OR_RETURN(stacked.gate_up, UploadBytes(gate_up.data(), gate_up.size()));
-  MOESERVE_ASSIGN_OR_RETURN(stacked.down, UploadBytes(down.data(), down.size()));
-  MOESERVE_ASSIGN_OR_RETURN(stacked.gate_up_scales,
-                            UploadBytes(gate_up_s.data(), gate_up_s.size() * sizeof(float)));
+  MOESERVE_ASSIGN_OR_RETURN(stacked.gate_up,
+                            DeviceBuffer::FromHost(gate_up.data(), gate_up.size()));
+  MOESERVE_ASSIGN_OR_RETURN(stacked.down, DeviceBuffer::FromHost(down.data(), down.size()));
+  MOESERVE_ASSIGN_OR_RETURN(
+      stacked.gate_up_scales,
+      DeviceBuffer::FromHost(gate_up_s.data(), gate_up_s.size() * sizeof(float)));
   MOESERVE_ASSIGN_OR_RETURN(stacked.down_scales,
-                            UploadBytes(down_s.data(), down_s.size() * sizeof(float)));
+                            DeviceBuffer::FromHost(down_s.data(), down_s.size() * sizeof(float)));
   return stacked;
 }
 
@@ -151,12 +147,13 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> MoeLayerCuda::Create(CudaContext& 
   layer->hidden_ = w.hidden;
   layer->num_experts_ = r.num_experts;
   layer->routing_ = r;
-  MOESERVE_ASSIGN_OR_RETURN(layer->router_,
-                            UploadBytes(w.router.data(), w.router.size() * sizeof(uint16_t)));
+  MOESERVE_ASSIGN_OR_RETURN(
+      layer->router_, DeviceBuffer::FromHost(w.router.data(), w.router.size() * sizeof(uint16_t)));
   if (r.correction_bias != nullptr) {
     MOESERVE_ASSIGN_OR_RETURN(
         layer->correction_bias_,
-        UploadBytes(r.correction_bias, static_cast<size_t>(r.num_experts) * sizeof(float)));
+        DeviceBuffer::FromHost(r.correction_bias,
+                               static_cast<size_t>(r.num_experts) * sizeof(float)));
     layer->routing_.correction_bias = layer->correction_bias_.as<float>();
   }
   std::vector<const Fp8MlpHostWeights*> experts;

@@ -21,6 +21,7 @@
 #include "engine/runner/cuda_runner.h"
 #include "tests/testing/collecting_sink.h"
 #include "tests/testing/cuda_test_util.h"
+#include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -44,15 +45,6 @@ std::vector<int32_t> Table(int64_t seq) {
     table.push_back(static_cast<int32_t>(kPoolBlocks - 1 - (b * 8 + seq)));  // shuffled pages
   }
   return table;
-}
-
-double RelativeError(absl::Span<const float> actual, absl::Span<const float> expected) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(actual[i]) - expected[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(expected[i])));
-  }
-  return max_diff / max_ref;
 }
 
 int32_t Argmax(absl::Span<const float> row) {
@@ -113,7 +105,7 @@ TEST_P(DeepseekModelCudaTest, LogitsAndGreedyChoicesMatchTheCpuBackend) {
   ASSERT_TRUE(expected.ok()) << expected.status();
   ASSERT_TRUE(actual.ok()) << actual.status();
   ASSERT_EQ(actual->size(), expected->size());
-  EXPECT_LT(RelativeError(*actual, *expected), 5e-2);
+  EXPECT_LT(testing::MaxRelativeError(*actual, *expected), 5e-2);
 
   // Teacher-forced decode: both backends get the CPU's choice. At step 6 a fifth sequence
   // joins with a 40-token chunk, so steps mix decode and prefill.
@@ -139,7 +131,7 @@ TEST_P(DeepseekModelCudaTest, LogitsAndGreedyChoicesMatchTheCpuBackend) {
     ASSERT_TRUE(cpu_logits.ok()) << cpu_logits.status();
     ASSERT_TRUE(gpu_logits.ok()) << gpu_logits.status();
     ASSERT_EQ(gpu_logits->size(), cpu_logits->size());
-    worst_error = std::max(worst_error, RelativeError(*gpu_logits, *cpu_logits));
+    worst_error = std::max(worst_error, testing::MaxRelativeError(*gpu_logits, *cpu_logits));
     for (size_t s = 0; s < computed.size(); ++s) ++computed[s];
     if (joins) computed.push_back(40);
     next.resize(computed.size());

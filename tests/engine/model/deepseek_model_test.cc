@@ -10,6 +10,7 @@
 #include <random>
 
 #include "engine/runner/offline_runner.h"
+#include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -39,20 +40,11 @@ std::vector<int32_t> RandomTokens(std::mt19937& rng, int64_t n, int64_t vocab) {
   return ids;
 }
 
-// max |a - b| / max |b|.
-double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return max_diff / max_ref;
-}
-
 class DeepseekModelTest : public ::testing::TestWithParam<Preset> {
  protected:
   void SetUp() override {
-    auto model = DeepseekModel::Load(testing::TestCheckpointDir(GetParam().name, GetParam().fp8));
+    auto model =
+        DeepseekModel::Load(moeserve::testing::TestCheckpointDir(GetParam().name, GetParam().fp8));
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
     vocab_ = model_->config().vocab_size;
@@ -80,7 +72,7 @@ TEST_P(DeepseekModelTest, AbsorbedFormEqualsNaiveForm) {
   const std::vector<float> naive = PrefillAll(prompt, MlaForm::kNaive);
   const std::vector<float> absorbed = PrefillAll(prompt, MlaForm::kAbsorbed);
   ASSERT_EQ(naive.size(), absorbed.size());
-  EXPECT_LE(MaxRelativeError(absorbed, naive), 1e-5);
+  EXPECT_LE(testing::MaxRelativeError(absorbed, naive), 1e-5);
 }
 
 TEST_P(DeepseekModelTest, AbsorbedDecodeStepsEqualNaivePrefill) {
@@ -99,7 +91,7 @@ TEST_P(DeepseekModelTest, AbsorbedDecodeStepsEqualNaivePrefill) {
     ASSERT_TRUE(step.ok()) << step.status();
     const std::vector<float> expected(reference.begin() + p * vocab_,
                                       reference.begin() + (p + 1) * vocab_);
-    ASSERT_LE(MaxRelativeError(*step, expected), 1e-5) << "position " << p;
+    ASSERT_LE(testing::MaxRelativeError(*step, expected), 1e-5) << "position " << p;
   }
 }
 
@@ -116,7 +108,7 @@ TEST_P(DeepseekModelTest, ChunkedPrefillEqualsOneShotPrefill) {
     ASSERT_TRUE(logits.ok()) << logits.status();
     const std::vector<float> expected(reference.begin() + begin * vocab_,
                                       reference.begin() + (begin + chunk) * vocab_);
-    EXPECT_LE(MaxRelativeError(*logits, expected), 1e-5) << "chunk at " << begin;
+    EXPECT_LE(testing::MaxRelativeError(*logits, expected), 1e-5) << "chunk at " << begin;
     begin += chunk;
   }
 }
@@ -157,7 +149,7 @@ TEST(DeepseekModelFp8Test, ActivationQuantizationPerturbsButKeepsLogits) {
   // With FP8 weights, rounding activations through e4m3 (about 3.6% RMS error per value,
   // compounded over ~6 quantized linears per layer and occasional routing flips) must move the
   // logits, so the switch works, while every position keeps the same logit direction.
-  auto model = DeepseekModel::Load(testing::TestCheckpointDir("tiny-v3", true));
+  auto model = DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", true));
   ASSERT_TRUE(model.ok()) << model.status();
   const int64_t vocab = (*model)->config().vocab_size;
   std::mt19937 rng(5);
@@ -168,7 +160,7 @@ TEST(DeepseekModelFp8Test, ActivationQuantizationPerturbsButKeepsLogits) {
   auto quantized = r1.Step({prompt}, on);
   auto exact = r2.Step({prompt}, off);
   ASSERT_TRUE(quantized.ok() && exact.ok());
-  EXPECT_GT(MaxRelativeError(*quantized, *exact), 1e-4);
+  EXPECT_GT(testing::MaxRelativeError(*quantized, *exact), 1e-4);
   double cosine_sum = 0.0;
   for (size_t p = 0; p < prompt.size(); ++p) {
     double dot = 0.0, norm_q = 0.0, norm_e = 0.0;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
 #include "tests/testing/collecting_sink.h"
+#include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -31,15 +32,6 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
     if (c == '-') c = '_';
   }
   return name;
-}
-
-double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return max_diff / max_ref;
 }
 
 std::vector<std::vector<int32_t>> RandomPrompts(uint32_t seed, int64_t vocab) {
@@ -125,7 +117,9 @@ GenerationResult Generate(ParallelModel& model, const std::vector<std::vector<in
 
 class ParallelModelTest : public ::testing::TestWithParam<Case> {
  protected:
-  std::string Dir() const { return testing::TestCheckpointDir(GetParam().preset, GetParam().fp8); }
+  std::string Dir() const {
+    return moeserve::testing::TestCheckpointDir(GetParam().preset, GetParam().fp8);
+  }
 
   std::unique_ptr<ParallelModel> LoadParallel(std::optional<ExpertPlacement> placement = {}) {
     auto model = ParallelModel::Load(Dir(), {},
@@ -162,8 +156,8 @@ TEST_P(ParallelModelTest, EqualsSingleRank) {
     EXPECT_EQ(run.decode_logits, reference.decode_logits);
   } else {
     // Partial sums over heads / widths are added in another order: fp32 rounding only.
-    EXPECT_LT(MaxRelativeError(run.prefill_logits, reference.prefill_logits), 2e-5);
-    EXPECT_LT(MaxRelativeError(run.decode_logits, reference.decode_logits), 2e-5);
+    EXPECT_LT(testing::MaxRelativeError(run.prefill_logits, reference.prefill_logits), 2e-5);
+    EXPECT_LT(testing::MaxRelativeError(run.decode_logits, reference.decode_logits), 2e-5);
   }
   EXPECT_EQ(run.generated, reference.generated);
   // Routing statistics count every token once, however the experts are spread.
@@ -210,7 +204,7 @@ INSTANTIATE_TEST_SUITE_P(Presets, ParallelModelTest,
                          CaseName);
 
 TEST(ParallelModelErrors, BadSizesNameTheFlag) {
-  const std::string dir = testing::TestCheckpointDir("tiny-v3", false);
+  const std::string dir = moeserve::testing::TestCheckpointDir("tiny-v3", false);
   const struct {
     ParallelConfig parallel;
     std::string message;
@@ -229,7 +223,7 @@ TEST(ParallelModelErrors, BadSizesNameTheFlag) {
 }
 
 TEST(ParallelModelErrors, BadBatchLeavesTheGroupUsable) {
-  auto model = ParallelModel::Load(testing::TestCheckpointDir("tiny-v3", false), {},
+  auto model = ParallelModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false), {},
                                    {.tensor_parallel_size = 2, .expert_parallel_size = 2});
   ASSERT_TRUE(model.ok()) << model.status();
   std::vector<KvPages> pages = (*model)->MakeKvPages(2);
@@ -245,7 +239,7 @@ TEST(ParallelModelErrors, BadBatchLeavesTheGroupUsable) {
 // An engine serving with tensor parallelism 2 (and experts spread over the same 2 ranks)
 // streams the same greedy tokens as the single-rank engine.
 TEST(ParallelEngineTest, TensorParallelTwoEqualsOne) {
-  const std::string dir = testing::TestCheckpointDir("tiny-v2-lite", false);
+  const std::string dir = moeserve::testing::TestCheckpointDir("tiny-v2-lite", false);
   auto single = DeepseekModel::Load(dir);
   ASSERT_TRUE(single.ok());
   std::vector<GenerateRequest> requests;
@@ -263,7 +257,7 @@ TEST(ParallelEngineTest, TensorParallelTwoEqualsOne) {
   auto serve = [&](auto& model, const EngineOptions& options) {
     auto engine = Engine::Create(model, nullptr, options);
     EXPECT_TRUE(engine.ok()) << engine.status();
-    std::vector<testing::CollectingSink> sinks(requests.size());
+    std::vector<moeserve::testing::CollectingSink> sinks(requests.size());
     std::vector<RequestHandle> handles;
     for (size_t i = 0; i < requests.size(); ++i) {
       auto handle = (*engine)->Submit(requests[i], &sinks[i]);
