@@ -45,8 +45,7 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> UploadMoe(CudaContext& context, Cu
   host.expert_width = config.moe_intermediate_size;
   host.shared_width = moe.shared.has_value() ? moe.shared->width() : 0;
   host.routing = MakeRoutingParams(config, moe);  // correction_bias: copied by Create
-  host.router.resize(moe.router.size());
-  for (size_t i = 0; i < moe.router.size(); ++i) host.router[i] = FloatToBf16(moe.router[i]);
+  host.router = FloatsToBf16(moe.router);
   host.experts.reserve(moe.experts.size());
   for (size_t e = 0; e < moe.experts.size(); ++e) {
     MOESERVE_ASSIGN_OR_RETURN(Fp8MlpHostWeights expert,
@@ -76,9 +75,8 @@ size_t LayerBytes(const CudaLayerWeights& l) {
 
 }  // namespace
 
-absl::StatusOr<DeviceBuffer> UploadBf16(absl::Span<const float> values) {
-  std::vector<uint16_t> bf16(values.size());
-  for (size_t i = 0; i < values.size(); ++i) bf16[i] = FloatToBf16(values[i]);
+absl::StatusOr<DeviceBuffer> UploadBf16(const std::vector<float>& values) {
+  const std::vector<uint16_t> bf16 = FloatsToBf16(values);
   return DeviceBuffer::FromHost(bf16.data(), bf16.size() * sizeof(uint16_t));
 }
 

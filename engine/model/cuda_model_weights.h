@@ -80,7 +80,7 @@ struct CudaModelWeights {
 };
 
 // Host fp32 → device BF16.
-absl::StatusOr<DeviceBuffer> UploadBf16(absl::Span<const float> values);
+absl::StatusOr<DeviceBuffer> UploadBf16(const std::vector<float>& values);
 // A CPU-backend linear: FP8 ones are re-quantized to 128×128 blocks (exact for weights that
 // came from FP8 with DeepSeek's amax/448 recipe: the same codes and scales come back).
 absl::StatusOr<CudaLinear> UploadLinear(const LinearWeight& linear);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace moeserve::engine {
 
@@ -61,6 +62,18 @@ inline uint16_t FloatToBf16(float f) {
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>(bits >> 16);
+}
+
+// Whole tensors: uploads of BF16 weights, reading back BF16 outputs.
+inline std::vector<uint16_t> FloatsToBf16(const std::vector<float>& values) {
+  std::vector<uint16_t> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = FloatToBf16(values[i]);
+  return out;
+}
+inline std::vector<float> Bf16ToFloats(const std::vector<uint16_t>& values) {
+  std::vector<float> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = Bf16ToFloat(values[i]);
+  return out;
 }
 
 float F16ToFloat(uint16_t f16);

@@ -36,18 +36,6 @@ using ::moeserve::engine::testing::LaunchedOk;
 using ::moeserve::engine::testing::MaxRelErrorAtMost;
 using ::moeserve::engine::testing::TestRng;
 
-std::vector<float> Bf16ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
-}
-
-std::vector<uint16_t> FloatsToBf16(const std::vector<float>& f) {
-  std::vector<uint16_t> out(f.size());
-  for (size_t i = 0; i < f.size(); ++i) out[i] = FloatToBf16(f[i]);
-  return out;
-}
-
 // ---------------------------------------------------------------- embedding
 using EmbeddingCudaTest = CudaTest;
 
@@ -59,15 +47,14 @@ TEST_F(EmbeddingCudaTest, GathersRowsExactlyAndZeroesOutOfRangeIds) {
     const std::vector<uint16_t> table = rng.NormalBf16(static_cast<size_t>(vocab * hidden));
     std::vector<int32_t> ids(static_cast<size_t>(tokens));
     for (int32_t& id : ids) id = static_cast<int32_t>(rng.Int(0, vocab - 1));
-    ids[3] = -1;                              // out of range: zeros, never a stray read
+    ids[3] = -1;  // out of range: zeros, never a stray read
     ids[5] = static_cast<int32_t>(vocab);
     DeviceArray<uint16_t> table_dev(table);
     DeviceArray<int32_t> ids_dev(ids);
     DeviceArray<uint16_t> out_dev(static_cast<size_t>(tokens * hidden));
     out_dev.Poison();
-    ASSERT_TRUE(LaunchedOk(LaunchEmbeddingGatherBf16(table_dev.data(), vocab, hidden,
-                                                     ids_dev.data(), tokens, out_dev.data(),
-                                                     nullptr)));
+    ASSERT_TRUE(LaunchedOk(LaunchEmbeddingGatherBf16(
+        table_dev.data(), vocab, hidden, ids_dev.data(), tokens, out_dev.data(), nullptr)));
     const std::vector<uint16_t> out = out_dev.Download();
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t i = 0; i < hidden; ++i) {
@@ -88,14 +75,16 @@ TEST_F(SiluMulCudaTest, MatchesCpuAtDeepSeekWidths) {
   for (const int64_t width : {int64_t{2048}, int64_t{18432}, int64_t{1408}, int64_t{10944}}) {
     SCOPED_TRACE("width=" + std::to_string(width));
     const int64_t tokens = 19;
-    const std::vector<float> gate_up = rng.NormalFloats(static_cast<size_t>(tokens * 2 * width), 2.0);
+    const std::vector<float> gate_up =
+        rng.NormalFloats(static_cast<size_t>(tokens * 2 * width), 2.0);
     std::vector<float> expected(static_cast<size_t>(tokens * width));
     SiluMulCpu(gate_up.data(), tokens, width, expected.data());
 
     DeviceArray<float> in_f32(gate_up);
     DeviceArray<float> out_f32(expected.size());
     out_f32.Poison();
-    ASSERT_TRUE(LaunchedOk(LaunchSiluMulF32(in_f32.data(), tokens, width, out_f32.data(), nullptr)));
+    ASSERT_TRUE(
+        LaunchedOk(LaunchSiluMulF32(in_f32.data(), tokens, width, out_f32.data(), nullptr)));
     EXPECT_TRUE(MaxRelErrorAtMost(out_f32.Download(), expected, 1e-6));
 
     // bf16: the CPU runs on the same bf16-rounded inputs; the only extra error is the output
@@ -170,9 +159,8 @@ using Fp8QuantCudaTest = CudaTest;
 
 // Checks q and the transposed scales bit for bit against QuantizeActivationsFp8 on `x`, and the
 // padding rows (q = 0, finite scale).
-void CheckQuantization(const std::vector<float>& x, int64_t rows, int64_t padded_rows,
-                       int64_t cols, const std::vector<uint8_t>& q,
-                       const std::vector<float>& scales) {
+void CheckQuantization(const std::vector<float>& x, int64_t rows, int64_t padded_rows, int64_t cols,
+                       const std::vector<uint8_t>& q, const std::vector<float>& scales) {
   const int64_t groups = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
   std::vector<uint8_t> q_cpu(static_cast<size_t>(rows * cols));
   std::vector<float> scales_cpu(static_cast<size_t>(rows * groups));
@@ -196,8 +184,8 @@ TEST_F(Fp8QuantCudaTest, MatchesCpuBitForBitWithTransposedScales) {
   TestRng rng;
   // V3 hidden and o_proj input, V2-Lite hidden and expert down input (L = 11), V2-Lite dense
   // down input (a partial last group).
-  for (const int64_t cols : {int64_t{7168}, int64_t{16384}, int64_t{2048}, int64_t{1408},
-                             int64_t{10944}}) {
+  for (const int64_t cols :
+       {int64_t{7168}, int64_t{16384}, int64_t{2048}, int64_t{1408}, int64_t{10944}}) {
     for (const int64_t rows : {int64_t{1}, int64_t{37}, int64_t{64}}) {
       SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
       const int64_t padded = (rows + 3) / 4 * 4;
@@ -232,14 +220,14 @@ TEST_F(Fp8QuantCudaTest, DequantizeKernelsInvertTheLayouts) {
   const int64_t n = 576, k = 1408;  // partial row block (576 = 4.5 × 128), L = 11
   const std::vector<float> w = rng.NormalFloats(static_cast<size_t>(n * k));
   const Fp8BlockWeight quantized = QuantizeFp8BlockWeight(w, n, k);
-  const std::vector<float> expected = DequantizeFp8BlockWeight(quantized.fp8, quantized.scale_inv, n, k);
+  const std::vector<float> expected =
+      DequantizeFp8BlockWeight(quantized.fp8, quantized.scale_inv, n, k);
   DeviceArray<uint8_t> fp8(quantized.fp8);
   DeviceArray<float> scales(quantized.scale_inv);
   DeviceArray<uint16_t> out(static_cast<size_t>(n * k));
   out.Poison();
-  ASSERT_TRUE(LaunchedOk(LaunchDequantizeFp8BlockWeightBf16(fp8.data(), scales.data(),
-                                                            (k + 127) / 128, n, k, out.data(),
-                                                            nullptr)));
+  ASSERT_TRUE(LaunchedOk(LaunchDequantizeFp8BlockWeightBf16(
+      fp8.data(), scales.data(), (k + 127) / 128, n, k, out.data(), nullptr)));
   EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(out.Download()), expected, 1e-2));
 }
 
@@ -314,8 +302,8 @@ TEST_F(RouteCudaTest, MatchesCpuForAllThreeRules) {
   v2_lite.rule = RoutingRule::kSoftmaxGreedy;
   v2_lite.num_experts = 64;
   v2_lite.top_k = 6;
-  for (const RouterCase& c : {RouterCase{"V3", v3}, RouterCase{"V2", v2},
-                              RouterCase{"V2-Lite", v2_lite}}) {
+  for (const RouterCase& c :
+       {RouterCase{"V3", v3}, RouterCase{"V2", v2}, RouterCase{"V2-Lite", v2_lite}}) {
     SCOPED_TRACE(c.name);
     CheckRouting(rng, c.params, 1);
     CheckRouting(rng, c.params, 133);
@@ -344,8 +332,8 @@ TEST_F(ArgmaxCudaTest, MatchesCpuRuleWithTiesAndNans) {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     logits[1 * vocab + 5] = 100.0f;  // a tie: the lower id wins
     logits[1 * vocab + vocab - 3] = 100.0f;
-    logits[2 * vocab + 7] = nan;  // NaN never wins
-    for (int64_t i = 0; i < vocab; ++i) logits[3 * vocab + i] = nan;  // all NaN → 0
+    logits[2 * vocab + 7] = nan;                                            // NaN never wins
+    for (int64_t i = 0; i < vocab; ++i) logits[3 * vocab + i] = nan;        // all NaN → 0
     for (int64_t i = 0; i < vocab; ++i) logits[4 * vocab + i] = -INFINITY;  // all -inf → 0
     logits[4 * vocab + vocab / 2] = nan;
     std::vector<uint16_t> logits_bf16 = FloatsToBf16(logits);
@@ -355,14 +343,15 @@ TEST_F(ArgmaxCudaTest, MatchesCpuRuleWithTiesAndNans) {
     DeviceArray<uint16_t> logits_bf16_dev(logits_bf16);
     DeviceArray<int32_t> ids_dev(static_cast<size_t>(rows));
     ids_dev.Poison();
-    ASSERT_TRUE(LaunchedOk(LaunchArgmaxF32(logits_dev.data(), rows, vocab, ids_dev.data(), nullptr)));
+    ASSERT_TRUE(
+        LaunchedOk(LaunchArgmaxF32(logits_dev.data(), rows, vocab, ids_dev.data(), nullptr)));
     std::vector<int32_t> ids = ids_dev.Download();
     for (int64_t r = 0; r < rows; ++r) {
       EXPECT_EQ(ids[r], ReferenceArgmax(logits.data() + r * vocab, vocab)) << "row " << r;
     }
     ids_dev.Poison();
-    ASSERT_TRUE(LaunchedOk(
-        LaunchArgmaxBf16(logits_bf16_dev.data(), rows, vocab, ids_dev.data(), nullptr)));
+    ASSERT_TRUE(
+        LaunchedOk(LaunchArgmaxBf16(logits_bf16_dev.data(), rows, vocab, ids_dev.data(), nullptr)));
     ids = ids_dev.Download();
     for (int64_t r = 0; r < rows; ++r) {
       EXPECT_EQ(ids[r], ReferenceArgmax(logits_bf16_f.data() + r * vocab, vocab))

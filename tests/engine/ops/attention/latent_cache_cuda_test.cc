@@ -36,12 +36,6 @@ constexpr int64_t kRank = 512;
 constexpr int64_t kRope = 64;
 constexpr int64_t kPageSize = 64;
 
-std::vector<float> ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
-}
-
 using LatentCacheCudaTest = CudaTest;
 
 TEST_F(LatentCacheCudaTest, FusedWriteMatchesNormRopeAndScatterOnCpu) {
@@ -68,17 +62,17 @@ TEST_F(LatentCacheCudaTest, FusedWriteMatchesNormRopeAndScatterOnCpu) {
 
   // CPU: the MLA layer's sequence on the bf16 values (mla_layer.cc).
   std::vector<float> latent(num_tokens * kKvDim);
-  const std::vector<float> kv_a_f = ToFloats(kv_a);
+  const std::vector<float> kv_a_f = Bf16ToFloats(kv_a);
   for (int64_t t = 0; t < num_tokens; ++t) {
     std::copy_n(kv_a_f.begin() + t * stride, kKvDim, latent.begin() + t * kKvDim);
   }
-  const std::vector<float> weight_f = ToFloats(norm_weight);
+  const std::vector<float> weight_f = Bf16ToFloats(norm_weight);
   for (int64_t t = 0; t < num_tokens; ++t) {
     absl::Span<float> c_kv(latent.data() + t * kKvDim, kRank);
     RmsNormCpu(c_kv, weight_f, eps, 1, c_kv);
   }
   ApplyRopeInterleavedCpu(table, positions.data(), num_tokens, 1, kKvDim, 0, latent.data() + kRank);
-  std::vector<float> expected = ToFloats(pages_before);
+  std::vector<float> expected = Bf16ToFloats(pages_before);
   std::vector<int64_t> cpu_slots = slots;
   cpu_slots[10] = -1;  // the CPU op has no bound; the GPU op skips the out-of-range slot
   WriteLatentCacheCpu(latent.data(), cpu_slots.data(), num_tokens, kKvDim, expected.data());
@@ -90,7 +84,7 @@ TEST_F(LatentCacheCudaTest, FusedWriteMatchesNormRopeAndScatterOnCpu) {
   ASSERT_TRUE(LaunchedOk(LaunchWriteLatentCacheFusedBf16(
       kv_a_d.data(), stride, weight_d.data(), eps, inv_freq_d.data(), table.attention_scaling,
       positions_d.data(), slots_d.data(), num_tokens, num_slots, pages_d.data(), nullptr)));
-  const std::vector<float> actual = ToFloats(pages_d.Download());
+  const std::vector<float> actual = Bf16ToFloats(pages_d.Download());
   // c_kv is O(1) after the norm, k_pe O(2): bf16 rounding of the outputs dominates.
   EXPECT_TRUE(MaxRelErrorAtMost(actual, expected, 1e-2));
   // Slots no token targets are bit-identical to before.
@@ -114,7 +108,7 @@ TEST_F(LatentCacheCudaTest, GatherFollowsTheBlockTable) {
   const std::vector<int32_t> order = rng.Permutation(num_pages);
   const std::vector<int32_t> block_table(order.begin(), order.begin() + 4);
   std::vector<float> expected(num_tokens * kKvDim);
-  const std::vector<float> pages_f = ToFloats(pages);
+  const std::vector<float> pages_f = Bf16ToFloats(pages);
   GatherLatentCacheCpu(pages_f.data(), block_table.data(), num_tokens, kPageSize, kKvDim,
                        expected.data());
 
@@ -123,7 +117,7 @@ TEST_F(LatentCacheCudaTest, GatherFollowsTheBlockTable) {
   out_d.Poison();
   ASSERT_TRUE(LaunchedOk(LaunchGatherLatentCacheBf16(pages_d.data(), num_pages, table_d.data(),
                                                      num_tokens, out_d.data(), nullptr)));
-  EXPECT_TRUE(MaxRelErrorAtMost(ToFloats(out_d.Download()), expected, 0.0));
+  EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(out_d.Download()), expected, 0.0));
 }
 
 }  // namespace

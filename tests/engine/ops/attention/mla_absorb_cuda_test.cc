@@ -27,12 +27,6 @@ using ::moeserve::engine::testing::DeviceArray;
 using ::moeserve::engine::testing::MaxRelErrorAtMost;
 using ::moeserve::engine::testing::TestRng;
 
-std::vector<float> ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
-}
-
 class MlaAbsorbCudaTest : public CudaTest {
  protected:
   void SetUp() override {
@@ -52,7 +46,7 @@ class MlaAbsorbCudaTest : public CudaTest {
     const std::vector<uint16_t> q = rng.NormalBf16(tokens * d.num_heads * qk);
     const std::vector<uint16_t> w_uk_t =
         rng.NormalBf16(d.num_heads * d.kv_lora_rank * d.nope_dim, 0.05);
-    const std::vector<float> q_f = ToFloats(q), w_f = ToFloats(w_uk_t);
+    const std::vector<float> q_f = Bf16ToFloats(q), w_f = Bf16ToFloats(w_uk_t);
     std::vector<double> expected(tokens * d.num_heads * kv);
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t h = 0; h < d.num_heads; ++h) {
@@ -72,14 +66,14 @@ class MlaAbsorbCudaTest : public CudaTest {
     const absl::Status s = MlaAbsorbQuery(*gemm_, d, q_d.data(), w_d.data(), tokens, out_d.data());
     ASSERT_TRUE(s.ok()) << s;
     ASSERT_TRUE(context_->Synchronize().ok());
-    EXPECT_TRUE(MaxRelErrorAtMost(ToFloats(out_d.Download()), expected, 1e-2));
+    EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(out_d.Download()), expected, 1e-2));
   }
 
   void CheckOutput(TestRng& rng, const MlaAbsorbDims& d, int64_t tokens) {
     SCOPED_TRACE(absl::StrCat("output heads=", d.num_heads, " tokens=", tokens));
     const std::vector<uint16_t> o_lat = rng.NormalBf16(tokens * d.num_heads * d.kv_lora_rank);
     const std::vector<uint16_t> w_uv = rng.NormalBf16(d.num_heads * d.v_dim * d.kv_lora_rank, 0.05);
-    const std::vector<float> o_f = ToFloats(o_lat), w_f = ToFloats(w_uv);
+    const std::vector<float> o_f = Bf16ToFloats(o_lat), w_f = Bf16ToFloats(w_uv);
     std::vector<double> expected(tokens * d.num_heads * d.v_dim);
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t h = 0; h < d.num_heads; ++h) {
@@ -97,7 +91,7 @@ class MlaAbsorbCudaTest : public CudaTest {
     const absl::Status s = MlaAbsorbOutput(*gemm_, d, o_d.data(), w_d.data(), tokens, out_d.data());
     ASSERT_TRUE(s.ok()) << s;
     ASSERT_TRUE(context_->Synchronize().ok());
-    EXPECT_TRUE(MaxRelErrorAtMost(ToFloats(out_d.Download()), expected, 1e-2));
+    EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(out_d.Download()), expected, 1e-2));
   }
 
   std::unique_ptr<CudaContext> context_;

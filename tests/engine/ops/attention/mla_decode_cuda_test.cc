@@ -43,12 +43,6 @@ struct Case {
   bool expect_split = false;  // the planner must split (long-context cases)
 };
 
-std::vector<float> ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
-}
-
 class MlaDecodeCudaTest : public CudaTest {
  protected:
   void Check(TestRng& rng, const Case& c) {
@@ -85,7 +79,7 @@ class MlaDecodeCudaTest : public CudaTest {
     const std::vector<uint16_t> q = rng.NormalBf16(rows * kMlaKvDim, 0.5);
 
     // Reference on the same bf16 values.
-    const std::vector<float> q_f = ToFloats(q), pages_f = ToFloats(pages);
+    const std::vector<float> q_f = Bf16ToFloats(q), pages_f = Bf16ToFloats(pages);
     std::vector<float> expected(rows * kMlaVDim, kNaN), expected_lse(rows, kNaN);
     MlaDecodeCpu({.q = q_f.data(),
                   .pages = pages_f.data(),
@@ -131,7 +125,7 @@ class MlaDecodeCudaTest : public CudaTest {
                                  .lse = lse_d.data()};
     ASSERT_TRUE(LaunchedOk(LaunchMlaDecodeBf16(args, plan, workspace_d.data(), nullptr)));
     if (rows == 0) return;
-    std::vector<float> actual = ToFloats(out_d.Download());
+    std::vector<float> actual = Bf16ToFloats(out_d.Download());
     std::vector<float> actual_lse = lse_d.Download();
     // bf16 inputs and output, bf16 probabilities in P·V, fp32 everywhere else.
     EXPECT_TRUE(MaxRelErrorAtMost(actual, expected, 2e-2));

@@ -30,12 +30,6 @@ using ::moeserve::engine::testing::TestRng;
 constexpr float kV2LiteSoftmaxScale = 0.1147214f;
 constexpr int64_t kLatentStride = 576;  // k_pe lives at offset 512 of each cached latent
 
-std::vector<float> ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
-}
-
 class MhaPrefillCudaTest : public CudaTest {
  protected:
   void Check(TestRng& rng, int64_t num_queries, int64_t ctx, int64_t heads) {
@@ -45,8 +39,8 @@ class MhaPrefillCudaTest : public CudaTest {
     const std::vector<uint16_t> k_nope_v = rng.NormalBf16(ctx * heads * (kMhaNopeDim + kMhaVDim));
     const std::vector<uint16_t> latents = rng.NormalBf16(ctx * kLatentStride);
 
-    const std::vector<float> q_f = ToFloats(q), kv_f = ToFloats(k_nope_v),
-                             latents_f = ToFloats(latents);
+    const std::vector<float> q_f = Bf16ToFloats(q), kv_f = Bf16ToFloats(k_nope_v),
+                             latents_f = Bf16ToFloats(latents);
     std::vector<float> expected(num_queries * heads * kMhaVDim);
     MhaPrefillCpu({.q = q_f.data(),
                    .k_nope_v = kv_f.data(),
@@ -70,7 +64,7 @@ class MhaPrefillCudaTest : public CudaTest {
                                   .softmax_scale = kV2LiteSoftmaxScale,
                                   .out = out_d.data()};
     ASSERT_TRUE(LaunchedOk(LaunchMhaPrefillBf16(args, nullptr)));
-    EXPECT_TRUE(MaxRelErrorAtMost(ToFloats(out_d.Download()), expected, 2e-2));
+    EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(out_d.Download()), expected, 2e-2));
   }
 };
 

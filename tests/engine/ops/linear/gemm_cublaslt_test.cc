@@ -42,11 +42,16 @@ struct ProjectionShape {
 // V3 (hidden 7168, 128 heads, q_lora 1536, kv_lora 512, moe_intermediate 2048) and V2-Lite
 // (hidden 2048, 16 heads, no q_lora, expert 1408, dense 10944).
 constexpr ProjectionShape kShapes[] = {
-    {"V3 q_a_proj", 1536, 7168},       {"V3 q_b_proj", 24576, 1536},
-    {"V3 kv_a_proj", 576, 7168},       {"V3 o_proj", 7168, 16384},
-    {"V3 expert gate_up", 4096, 7168}, {"V3 expert down", 7168, 2048},
-    {"V2-Lite q_proj", 3072, 2048},    {"V2-Lite kv_b_proj", 4096, 512},
-    {"V2-Lite expert gate_up", 2816, 2048}, {"V2-Lite expert down", 2048, 1408},
+    {"V3 q_a_proj", 1536, 7168},
+    {"V3 q_b_proj", 24576, 1536},
+    {"V3 kv_a_proj", 576, 7168},
+    {"V3 o_proj", 7168, 16384},
+    {"V3 expert gate_up", 4096, 7168},
+    {"V3 expert down", 7168, 2048},
+    {"V2-Lite q_proj", 3072, 2048},
+    {"V2-Lite kv_b_proj", 4096, 512},
+    {"V2-Lite expert gate_up", 2816, 2048},
+    {"V2-Lite expert down", 2048, 1408},
     {"V2-Lite dense down", 2048, 10944},
 };
 
@@ -56,16 +61,10 @@ constexpr ProjectionShape kShapes[] = {
   const TensorError e = CompareTensors(actual, reference);
   const double rel = std::sqrt(e.nmse);
   if (!(rel <= tolerance)) {
-    return ::testing::AssertionFailure() << "relative Frobenius " << rel << " > " << tolerance
-                                         << " (" << e << ")";
+    return ::testing::AssertionFailure()
+           << "relative Frobenius " << rel << " > " << tolerance << " (" << e << ")";
   }
   return ::testing::AssertionSuccess();
-}
-
-std::vector<float> Bf16ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
 }
 
 class CublasLtGemmTest : public CudaTest {
@@ -135,17 +134,17 @@ void CheckFp8(CublasLtGemm& gemm, TestRng& rng, const ProjectionShape& shape, in
   DeviceArray<float> x_scales_dev(static_cast<size_t>(groups * padded));
   DeviceArray<uint16_t> y_dev(static_cast<size_t>(padded * shape.n));
   y_dev.Poison();
-  ASSERT_TRUE(LaunchedOk(LaunchQuantizeActivationsFp8F32(x_dev.data(), tokens, padded, shape.k,
-                                                         xq_dev.data(), x_scales_dev.data(),
-                                                         nullptr)));
+  ASSERT_TRUE(LaunchedOk(LaunchQuantizeActivationsFp8F32(
+      x_dev.data(), tokens, padded, shape.k, xq_dev.data(), x_scales_dev.data(), nullptr)));
   const Fp8WeightView view{w_dev.data(), w_scales_dev.data(), shape.n, shape.k,
                            Fp8ScaleStride(shape.k)};
   auto path = gemm.Fp8PathFor(view, padded);
   ASSERT_TRUE(path.ok()) << path.status();
-  std::printf("%-24s T=%-5lld path=%s\n", shape.name, static_cast<long long>(tokens),
-              *path == Fp8GemmPath::kCublasLtBlockScaled ? "cublaslt-block-scaled" : "bf16-fallback");
-  const absl::Status s = gemm.Fp8BlockScaled(xq_dev.data(), x_scales_dev.data(), view,
-                                             y_dev.data(), padded);
+  std::printf(
+      "%-24s T=%-5lld path=%s\n", shape.name, static_cast<long long>(tokens),
+      *path == Fp8GemmPath::kCublasLtBlockScaled ? "cublaslt-block-scaled" : "bf16-fallback");
+  const absl::Status s =
+      gemm.Fp8BlockScaled(xq_dev.data(), x_scales_dev.data(), view, y_dev.data(), padded);
   ASSERT_TRUE(s.ok()) << s;
   ASSERT_TRUE(gemm.context().Synchronize().ok());
 

@@ -135,12 +135,6 @@ double RelativeFrobenius(const std::vector<float>& actual, const std::vector<flo
   return std::sqrt(CompareTensors(actual, reference).nmse);
 }
 
-std::vector<float> ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> f(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) f[i] = Bf16ToFloat(bf16[i]);
-  return f;
-}
-
 class MoeLayerCudaTest : public CudaTest {
  protected:
   void SetUp() override {
@@ -170,7 +164,7 @@ class MoeLayerCudaTest : public CudaTest {
     EXPECT_TRUE(s.ok()) << s;
     EXPECT_TRUE(context_->Synchronize().ok());
     EXPECT_LE(context_->arena().used_bytes(), layer.ScratchBytes(tokens));
-    return ToFloats(out.Download());
+    return Bf16ToFloats(out.Download());
   }
 
   void CheckThroughRouter(const TestMoe& moe, const char* name, int64_t tokens, TestRng& rng) {
@@ -179,7 +173,7 @@ class MoeLayerCudaTest : public CudaTest {
     std::unique_ptr<MoeLayerCuda> layer = Upload(moe);
     ASSERT_NE(layer, nullptr);
     const std::vector<uint16_t> x = rng.NormalBf16(static_cast<size_t>(tokens * hidden));
-    const std::vector<float> xf = ToFloats(x);
+    const std::vector<float> xf = Bf16ToFloats(x);
     std::vector<float> expected(xf.size());
     std::vector<int64_t> expert_counts(static_cast<size_t>(moe.config.n_routed_experts), 0);
     MoeForward(moe.config, moe.cpu, xf.data(), tokens, /*quantize_activations=*/true,
@@ -211,7 +205,7 @@ class MoeLayerCudaTest : public CudaTest {
     std::unique_ptr<MoeLayerCuda> layer = Upload(moe);
     ASSERT_NE(layer, nullptr);
     const std::vector<uint16_t> x = rng.NormalBf16(static_cast<size_t>(tokens * hidden));
-    const std::vector<float> xf = ToFloats(x);
+    const std::vector<float> xf = Bf16ToFloats(x);
     const std::vector<float> weights =
         rng.UniformFloats(static_cast<size_t>(tokens * top_k), 0.05, 1.0);
 

@@ -61,12 +61,6 @@ class RmsNormCudaTest : public ::testing::Test {
   }
 };
 
-std::vector<float> Bf16ToFloats(const std::vector<uint16_t>& bf16) {
-  std::vector<float> out(bf16.size());
-  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
-  return out;
-}
-
 // Runs the kernel on random bf16 rows and compares with RmsNormCpu on the same (bf16-valued)
 // inputs; the only differences are fp32 summation order and the final bf16 rounding (2^-9).
 void CheckAgainstCpu(TestRng& rng, int64_t rows, int64_t dim, float eps, bool in_place) {
@@ -126,8 +120,8 @@ void CheckFusedAddAgainstCpu(TestRng& rng, int64_t rows, int64_t dim, float eps)
   ASSERT_EQ(x_dev.CopyFrom(x), cudaSuccess);
   ASSERT_EQ(w_dev.CopyFrom(w), cudaSuccess);
   ASSERT_EQ(cudaMemset(y_dev.data(), 0xFF, n * sizeof(uint16_t)), cudaSuccess);  // NaN poison
-  const int launch = LaunchFusedAddRmsNormBf16(residual_dev.data(), x_dev.data(), w_dev.data(),
-                                               eps, rows, dim, y_dev.data(), nullptr);
+  const int launch = LaunchFusedAddRmsNormBf16(residual_dev.data(), x_dev.data(), w_dev.data(), eps,
+                                               rows, dim, y_dev.data(), nullptr);
   ASSERT_EQ(launch, 0) << cudaGetErrorString(static_cast<cudaError_t>(launch));
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<uint16_t> y, new_residual;
