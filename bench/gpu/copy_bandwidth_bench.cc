@@ -22,12 +22,8 @@ int Main(int argc, char** argv) {
   app.add_option("--out", out, "JSON report path");
   CLI11_PARSE(app, argc, argv);
 
-  auto context = engine::CudaContext::Create({.arena_bytes = 0});
-  if (!context.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(context.status().message()).c_str());
-    return 1;
-  }
-  const cudaStream_t stream = static_cast<cudaStream_t>((*context)->stream());
+  const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
+  const cudaStream_t stream = static_cast<cudaStream_t>(context->stream());
   struct Row {
     size_t bytes;
     double ms;
@@ -46,7 +42,7 @@ int Main(int argc, char** argv) {
     rows.push_back({bytes, ms});
   }
 
-  nlohmann::json report = GpuMeasurementContext((*context)->device());
+  nlohmann::json report = GpuMeasurementContext(context->device());
   report["benchmark"] = "gpu_copy_bandwidth";
   std::printf("\n%-10s %12s %16s %14s\n", "MiB", "ms", "GB/s (r+w)", "GB/s (copied)");
   for (const Row& r : rows) {

@@ -31,12 +31,18 @@ struct Shape {
 };
 
 constexpr Shape kShapes[] = {
-    {"V3 q_a_proj", 1536, 7168},           {"V3 q_b_proj", 24576, 1536},
-    {"V3 kv_a_proj", 576, 7168},           {"V3 o_proj", 7168, 16384},
-    {"V3 expert gate_up", 4096, 7168},     {"V3 expert down", 7168, 2048},
-    {"V3 dense gate_up", 36864, 7168},     {"V3 dense down", 7168, 18432},
-    {"V2-Lite q_proj", 3072, 2048},        {"V2-Lite o_proj", 2048, 2048},
-    {"V2-Lite expert gate_up", 2816, 2048}, {"V2-Lite expert down", 2048, 1408},
+    {"V3 q_a_proj", 1536, 7168},
+    {"V3 q_b_proj", 24576, 1536},
+    {"V3 kv_a_proj", 576, 7168},
+    {"V3 o_proj", 7168, 16384},
+    {"V3 expert gate_up", 4096, 7168},
+    {"V3 expert down", 7168, 2048},
+    {"V3 dense gate_up", 36864, 7168},
+    {"V3 dense down", 7168, 18432},
+    {"V2-Lite q_proj", 3072, 2048},
+    {"V2-Lite o_proj", 2048, 2048},
+    {"V2-Lite expert gate_up", 2816, 2048},
+    {"V2-Lite expert down", 2048, 1408},
 };
 
 DeviceBuffer MustAllocate(size_t bytes) {
@@ -72,15 +78,11 @@ int Main(int argc, char** argv) {
   app.add_option("--iterations", iterations, "timed calls per measurement");
   CLI11_PARSE(app, argc, argv);
 
-  auto context = engine::CudaContext::Create({.arena_bytes = 0});
-  if (!context.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(context.status().message()).c_str());
-    return 1;
-  }
-  auto gemm = CublasLtGemm::Create(**context);
+  const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
+  auto gemm = CublasLtGemm::Create(*context);
   MustOk(gemm.status());
-  const cudaStream_t stream = static_cast<cudaStream_t>((*context)->stream());
-  std::printf("device: %s\n", (*context)->device().ToString().c_str());
+  const cudaStream_t stream = static_cast<cudaStream_t>(context->stream());
+  std::printf("device: %s\n", context->device().ToString().c_str());
 
   std::vector<int64_t> ms;
   for (int64_t m = 1; m <= max_m; m *= 2) ms.push_back(m);
@@ -95,7 +97,8 @@ int Main(int argc, char** argv) {
   for (const Shape& s : kShapes) max_w = std::max(max_w, static_cast<size_t>(s.n * s.k));
   DeviceBuffer w_bf16 = MustAllocate(max_w * 2);
   DeviceBuffer w_fp8 = MustAllocate(max_w);
-  DeviceBuffer w_scales = MustAllocate(static_cast<size_t>((max_n / 128 + 1) * (max_k / 128 + 4)) * 4);
+  DeviceBuffer w_scales =
+      MustAllocate(static_cast<size_t>((max_n / 128 + 1) * (max_k / 128 + 4)) * 4);
   DeviceBuffer x_bf16 = MustAllocate(static_cast<size_t>(max_padded * max_k) * 2);
   DeviceBuffer x_fp8 = MustAllocate(static_cast<size_t>(max_padded * max_k));
   DeviceBuffer x_scales = MustAllocate(static_cast<size_t>((max_k / 128 + 1) * max_padded) * 4);
@@ -148,11 +151,11 @@ int Main(int argc, char** argv) {
   }
   std::fprintf(stderr, "\n");
 
-  nlohmann::json report = GpuMeasurementContext((*context)->device());
+  nlohmann::json report = GpuMeasurementContext(context->device());
   report["benchmark"] = "gpu_gemm_fp8_vs_bf16";
   report["iterations"] = iterations;
-  std::printf("\n%-24s %6s %6s %6s %10s %10s %10s %10s %7s  %s\n", "shape", "M", "N", "K",
-              "fp8 us", "fp8 TF/s", "bf16 us", "bf16 TF/s", "speedup", "fp8 path");
+  std::printf("\n%-24s %6s %6s %6s %10s %10s %10s %10s %7s  %s\n", "shape", "M", "N", "K", "fp8 us",
+              "fp8 TF/s", "bf16 us", "bf16 TF/s", "speedup", "fp8 path");
   for (const Row& r : rows) {
     const double flops = 2.0 * static_cast<double>(r.m) * r.n * r.k;
     const double fp8_tflops = flops / (r.fp8_ms * 1e-3) / 1e12;
@@ -162,9 +165,14 @@ int Main(int argc, char** argv) {
                 static_cast<long long>(r.m), static_cast<long long>(r.n),
                 static_cast<long long>(r.k), r.fp8_ms * 1e3, fp8_tflops, r.bf16_ms * 1e3,
                 bf16_tflops, r.bf16_ms / r.fp8_ms, path);
-    report["results"].push_back({{"shape", r.shape}, {"m", r.m}, {"n", r.n}, {"k", r.k},
-                                 {"fp8_us", r.fp8_ms * 1e3}, {"fp8_tflops", fp8_tflops},
-                                 {"bf16_us", r.bf16_ms * 1e3}, {"bf16_tflops", bf16_tflops},
+    report["results"].push_back({{"shape", r.shape},
+                                 {"m", r.m},
+                                 {"n", r.n},
+                                 {"k", r.k},
+                                 {"fp8_us", r.fp8_ms * 1e3},
+                                 {"fp8_tflops", fp8_tflops},
+                                 {"bf16_us", r.bf16_ms * 1e3},
+                                 {"bf16_tflops", bf16_tflops},
                                  {"fp8_path", path}});
   }
   return WriteReport(out, report) ? 0 : 1;

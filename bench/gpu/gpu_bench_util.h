@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "bench/bench_report.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "nlohmann/json.hpp"
@@ -25,6 +27,23 @@ inline void CheckCuda(cudaError_t error, const char* what) {
     std::fflush(stdout);
     std::exit(1);
   }
+}
+
+// Exits 1 with the message on an error Status (same reason as CheckCuda).
+inline void MustOk(const absl::Status& status) {
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+    std::fflush(stdout);
+    std::exit(1);
+  }
+}
+
+// The benchmark's CUDA context, or exit 1 with the reason (no GPU, no driver, ...).
+inline std::unique_ptr<engine::CudaContext> MustCreateContext(size_t arena_bytes = 0) {
+  absl::StatusOr<std::unique_ptr<engine::CudaContext>> context =
+      engine::CudaContext::Create({.arena_bytes = arena_bytes});
+  MustOk(context.status());
+  return *std::move(context);
 }
 
 // Mean milliseconds per call of `body` over `iterations` calls after `warmup` calls, timed with
@@ -48,8 +67,8 @@ inline double TimeMs(cudaStream_t stream, int warmup, int iterations,
 
 // Fills `bytes` of device memory with a random 1 MiB pattern from `make_byte`, tiled by
 // doubling device-to-device copies.
-inline void FillTiled(void* device, size_t bytes, const std::function<uint8_t(std::mt19937&)>& make_byte,
-                      uint32_t seed) {
+inline void FillTiled(void* device, size_t bytes,
+                      const std::function<uint8_t(std::mt19937&)>& make_byte, uint32_t seed) {
   std::mt19937 rng(seed);
   const size_t chunk = std::min(bytes, size_t{1} << 20);
   std::vector<uint8_t> host(chunk);

@@ -78,13 +78,9 @@ int Main(int argc, char** argv) {
   app.add_flag("--quick", quick, "fewer shapes (smoke run)");
   CLI11_PARSE(app, argc, argv);
 
-  auto context = engine::CudaContext::Create({.arena_bytes = 0});
-  if (!context.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(context.status().message()).c_str());
-    return 1;
-  }
-  const engine::CudaDeviceInfo& device = (*context)->device();
-  const cudaStream_t stream = static_cast<cudaStream_t>((*context)->stream());
+  const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
+  const engine::CudaDeviceInfo& device = context->device();
+  const cudaStream_t stream = static_cast<cudaStream_t>(context->stream());
   const double copy_gbps = CopyBandwidthGbPerS(stream);
   nlohmann::json report = GpuMeasurementContext(device);
   report["benchmark"] = "gpu_mla_attention";

@@ -28,14 +28,6 @@ namespace {
 
 constexpr int64_t kHidden = 2048, kWidth = 1408, kExperts = 64, kTopK = 6, kShared = 2;
 
-void MustOk(const absl::Status& status) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
-    std::fflush(stdout);
-    std::exit(1);
-  }
-}
-
 // Finite random e4m3 bytes, tiled from a 64 KiB pattern (fast for ~0.5 GB of experts).
 std::vector<uint8_t> RandomFp8(size_t n, std::mt19937& rng) {
   std::vector<uint8_t> pattern(size_t{1} << 16);
@@ -87,22 +79,14 @@ int Main(int argc, char** argv) {
   for (int64_t e = 0; e < kExperts; ++e) host.experts.push_back(RandomMlp(kWidth, rng));
   host.shared = RandomMlp(kShared * kWidth, rng);
 
-  // A first context only to size the arena from the layer's own accounting.
-  auto probe_context = engine::CudaContext::Create({.arena_bytes = 0});
-  MustOk(probe_context.status());
-  auto probe_gemm = engine::CublasLtGemm::Create(**probe_context);
-  MustOk(probe_gemm.status());
-  auto probe = engine::MoeLayerCuda::Create(**probe_context, **probe_gemm, host);
-  MustOk(probe.status());
-  const size_t arena_bytes = (*probe)->ScratchBytes(max_tokens);
-  probe->reset();
-
-  auto context = engine::CudaContext::Create({.arena_bytes = arena_bytes});
+  auto context = engine::CudaContext::Create({.arena_bytes = 0});
   MustOk(context.status());
   auto gemm = engine::CublasLtGemm::Create(**context);
   MustOk(gemm.status());
   auto layer = engine::MoeLayerCuda::Create(**context, **gemm, host);
   MustOk(layer.status());
+  // The arena is sized from the layer's own accounting once the layer exists.
+  MustOk((*context)->ReserveArena((*layer)->ScratchBytes(max_tokens)));
   const cudaStream_t stream = static_cast<cudaStream_t>((*context)->stream());
   std::printf("device: %s\n", (*context)->device().ToString().c_str());
 

@@ -25,12 +25,8 @@ int Main(int argc, char** argv) {
   app.add_option("--out", out, "JSON report path");
   CLI11_PARSE(app, argc, argv);
 
-  auto context = engine::CudaContext::Create({.arena_bytes = 0});
-  if (!context.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(context.status().message()).c_str());
-    return 1;
-  }
-  const cudaStream_t stream = static_cast<cudaStream_t>((*context)->stream());
+  const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
+  const cudaStream_t stream = static_cast<cudaStream_t>(context->stream());
   constexpr int64_t kMaxBatch = 256;
   constexpr int64_t kMaxVocab = 129280;
   auto logits = engine::DeviceBuffer::Allocate(kMaxBatch * kMaxVocab * sizeof(float));
@@ -49,7 +45,7 @@ int Main(int argc, char** argv) {
   CheckCuda(cudaMallocHost(reinterpret_cast<void**>(&host_ids), kMaxBatch * sizeof(int32_t)),
             "cudaMallocHost");
 
-  nlohmann::json report = GpuMeasurementContext((*context)->device());
+  nlohmann::json report = GpuMeasurementContext(context->device());
   report["benchmark"] = "gpu_sampling";
   std::printf("\n%-8s %-6s %16s %20s %10s\n", "vocab", "batch", "argmax+ids (us)",
               "logits D2H (us)", "ratio");
