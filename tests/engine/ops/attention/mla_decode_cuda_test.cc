@@ -20,6 +20,7 @@
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/dtype.h"
 #include "tests/testing/cuda_test_util.h"
+#include "tests/testing/paged_decode_inputs.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
 
@@ -48,45 +49,20 @@ class MlaDecodeCudaTest : public CudaTest {
   void Check(TestRng& rng, const Case& c) {
     SCOPED_TRACE(absl::StrCat("heads=", c.num_heads, " seqs=", c.seq_lens.size(),
                               " forced_splits=", c.forced_splits));
-    const int64_t num_seqs = static_cast<int64_t>(c.seq_lens.size());
-    int64_t max_blocks = 1, blocks_used = 0, max_len = 0, max_queries = 0;
-    for (size_t s = 0; s < c.seq_lens.size(); ++s) {
-      const int64_t pages = (c.seq_lens[s] + kMlaPageSize - 1) / kMlaPageSize;
-      max_blocks = std::max(max_blocks, pages + 1);
-      blocks_used += pages;
-      max_len = std::max<int64_t>(max_len, c.seq_lens[s]);
-      max_queries = std::max<int64_t>(max_queries, c.queries_per_seq[s]);
-    }
-    const int64_t num_pages = blocks_used + 2;
-    const std::vector<int32_t> ids = rng.Permutation(num_pages);
-    std::vector<uint16_t> pages(num_pages * kMlaPageSize * kMlaKvDim, FloatToBf16(kNaN));
-    // Unused table entries point at a NaN page (reading one would poison the output).
-    std::vector<int32_t> tables(num_seqs * max_blocks, ids[num_pages - 1]);
-    int64_t next = 0;
-    for (int64_t s = 0; s < num_seqs; ++s) {
-      for (int64_t j = 0; j < c.seq_lens[s]; ++j) {
-        int32_t& entry = tables[s * max_blocks + j / kMlaPageSize];
-        if (j % kMlaPageSize == 0) entry = ids[next++];
-        const int64_t slot = int64_t{entry} * kMlaPageSize + j % kMlaPageSize;
-        const std::vector<uint16_t> key = rng.NormalBf16(kMlaKvDim);
-        std::copy(key.begin(), key.end(), pages.begin() + slot * kMlaKvDim);
-      }
-    }
-    std::vector<int32_t> query_start_loc = {0};
-    for (int32_t n : c.queries_per_seq) query_start_loc.push_back(query_start_loc.back() + n);
-    const int64_t num_tokens = query_start_loc.back();
+    const testing::PagedDecodeInputs in =
+        testing::MakePagedDecodeInputs(rng, c.seq_lens, c.queries_per_seq, c.num_heads);
+    const int64_t num_seqs = in.num_seqs, num_tokens = in.num_tokens;
     const size_t rows = static_cast<size_t>(num_tokens * c.num_heads);
-    const std::vector<uint16_t> q = rng.NormalBf16(rows * kMlaKvDim, 0.5);
+    const std::vector<uint16_t> q = FloatsToBf16(in.q), pages = FloatsToBf16(in.pages);
 
     // Reference on the same bf16 values.
-    const std::vector<float> q_f = Bf16ToFloats(q), pages_f = Bf16ToFloats(pages);
     std::vector<float> expected(rows * kMlaVDim, kNaN), expected_lse(rows, kNaN);
-    MlaDecodeCpu({.q = q_f.data(),
-                  .pages = pages_f.data(),
-                  .block_tables = tables.data(),
-                  .query_start_loc = query_start_loc.data(),
+    MlaDecodeCpu({.q = in.q.data(),
+                  .pages = in.pages.data(),
+                  .block_tables = in.tables.data(),
+                  .query_start_loc = in.query_start_loc.data(),
                   .seq_lens = c.seq_lens.data(),
-                  .max_blocks_per_seq = max_blocks,
+                  .max_blocks_per_seq = in.max_blocks,
                   .num_seqs = num_seqs,
                   .num_heads = c.num_heads,
                   .softmax_scale = kV3SoftmaxScale,
@@ -95,8 +71,8 @@ class MlaDecodeCudaTest : public CudaTest {
 
     absl::StatusOr<CudaDeviceInfo> device = QueryCudaDevice(0);
     ASSERT_TRUE(device.ok()) << device.status();
-    const MlaDecodePlan plan = PlanMlaDecode(num_seqs, c.num_heads, num_tokens, max_queries,
-                                             max_len, device->num_sms, c.forced_splits);
+    const MlaDecodePlan plan = PlanMlaDecode(num_seqs, c.num_heads, num_tokens, in.max_queries,
+                                             in.max_len, device->num_sms, c.forced_splits);
     if (c.expect_split) {
       EXPECT_GT(plan.num_splits, 1);
     }
@@ -104,7 +80,7 @@ class MlaDecodeCudaTest : public CudaTest {
                               " splits=", plan.num_splits));
 
     DeviceArray<uint16_t> q_d(q), pages_d(pages), out_d(std::max<size_t>(rows * kMlaVDim, 1));
-    DeviceArray<int32_t> tables_d(tables), qsl_d(query_start_loc), lens_d(c.seq_lens);
+    DeviceArray<int32_t> tables_d(in.tables), qsl_d(in.query_start_loc), lens_d(c.seq_lens);
     DeviceArray<float> lse_d(std::max<size_t>(rows, 1));
     DeviceArray<uint8_t> workspace_d(std::max<size_t>(plan.workspace_bytes, 16));
     out_d.Poison();
@@ -115,8 +91,8 @@ class MlaDecodeCudaTest : public CudaTest {
                                  .block_tables = tables_d.data(),
                                  .query_start_loc = qsl_d.data(),
                                  .seq_lens = lens_d.data(),
-                                 .num_pages = num_pages,
-                                 .max_blocks_per_seq = max_blocks,
+                                 .num_pages = in.num_pages,
+                                 .max_blocks_per_seq = in.max_blocks,
                                  .num_seqs = num_seqs,
                                  .num_heads = c.num_heads,
                                  .num_tokens = num_tokens,

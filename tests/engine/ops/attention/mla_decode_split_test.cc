@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/dtype.h"
+#include "tests/testing/paged_decode_inputs.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
 
@@ -212,58 +213,29 @@ struct Case {
 void CheckEmulation(TestRng& rng, const Case& c) {
   SCOPED_TRACE(absl::StrCat("heads=", c.num_heads, " seqs=", c.seq_lens.size(),
                             " forced_splits=", c.forced_splits));
-  const int64_t num_seqs = static_cast<int64_t>(c.seq_lens.size());
-  int64_t max_blocks = 1, blocks_used = 0, max_len = 0, max_queries = 0;
-  for (size_t s = 0; s < c.seq_lens.size(); ++s) {
-    const int64_t pages = (c.seq_lens[s] + kMlaPageSize - 1) / kMlaPageSize;
-    max_blocks = std::max(max_blocks, pages + 1);
-    blocks_used += pages;
-    max_len = std::max<int64_t>(max_len, c.seq_lens[s]);
-    max_queries = std::max<int64_t>(max_queries, c.queries_per_seq[s]);
-  }
-  // Pages in shuffled order; every slot no sequence owns (tails, spare pages) holds NaN.
-  const int64_t num_pages = blocks_used + 2;
-  const std::vector<int32_t> ids = rng.Permutation(num_pages);
-  std::vector<float> pages(num_pages * kMlaPageSize * kMlaKvDim, kNaN);
-  std::vector<int32_t> tables(num_seqs * max_blocks, ids[num_pages - 1]);
-  int64_t next = 0;
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    for (int64_t j = 0; j < c.seq_lens[s]; ++j) {
-      if (j % kMlaPageSize == 0) tables[s * max_blocks + j / kMlaPageSize] = ids[next++];
-      const int64_t slot =
-          int64_t{tables[s * max_blocks + j / kMlaPageSize]} * kMlaPageSize + j % kMlaPageSize;
-      for (int d = 0; d < kMlaKvDim; ++d) {
-        pages[slot * kMlaKvDim + d] = RoundBf16(static_cast<float>(rng.Normal()));
-      }
-    }
-  }
-  std::vector<int32_t> query_start_loc = {0};
-  for (int32_t n : c.queries_per_seq) query_start_loc.push_back(query_start_loc.back() + n);
-  const int64_t num_tokens = query_start_loc.back();
-  std::vector<float> q(num_tokens * c.num_heads * kMlaKvDim);
-  for (float& v : q) v = RoundBf16(static_cast<float>(rng.Normal(0.0, 0.5)));
-
-  MlaDecodeArgs args{.q = q.data(),
-                     .pages = pages.data(),
-                     .block_tables = tables.data(),
-                     .query_start_loc = query_start_loc.data(),
+  const testing::PagedDecodeInputs in =
+      testing::MakePagedDecodeInputs(rng, c.seq_lens, c.queries_per_seq, c.num_heads);
+  MlaDecodeArgs args{.q = in.q.data(),
+                     .pages = in.pages.data(),
+                     .block_tables = in.tables.data(),
+                     .query_start_loc = in.query_start_loc.data(),
                      .seq_lens = c.seq_lens.data(),
-                     .max_blocks_per_seq = max_blocks,
-                     .num_seqs = num_seqs,
+                     .max_blocks_per_seq = in.max_blocks,
+                     .num_seqs = in.num_seqs,
                      .num_heads = c.num_heads,
                      .softmax_scale = kV3SoftmaxScale};
-  const size_t rows = static_cast<size_t>(num_tokens * c.num_heads);
+  const size_t rows = static_cast<size_t>(in.num_tokens * c.num_heads);
   std::vector<float> expected(rows * kMlaVDim, kNaN), expected_lse(rows, kNaN);
   args.out = expected.data();
   args.lse = expected_lse.data();
   MlaDecodeCpu(args);
 
-  const MlaDecodePlan plan = PlanMlaDecode(num_seqs, c.num_heads, num_tokens, max_queries, max_len,
-                                           /*num_sms=*/132, c.forced_splits);
+  const MlaDecodePlan plan = PlanMlaDecode(in.num_seqs, c.num_heads, in.num_tokens, in.max_queries,
+                                           in.max_len, /*num_sms=*/132, c.forced_splits);
   std::vector<float> actual(rows * kMlaVDim, kNaN), actual_lse(rows, kNaN);
   args.out = actual.data();
   args.lse = actual_lse.data();
-  EmulateKernel(args, plan, num_tokens);
+  EmulateKernel(args, plan, in.num_tokens);
 
   EXPECT_TRUE(MaxRelErrorAtMost(actual, expected, 1e-2)) << "splits=" << plan.num_splits;
   for (size_t r = 0; r < rows; ++r) {
