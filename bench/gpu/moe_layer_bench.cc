@@ -17,6 +17,7 @@
 
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
+#include "bench/gpu/random_weights.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/cuda/device_buffer.h"
 #include "engine/ops/dtype.h"
@@ -27,33 +28,6 @@ namespace moeserve::bench {
 namespace {
 
 constexpr int64_t kHidden = 2048, kWidth = 1408, kExperts = 64, kTopK = 6, kShared = 2;
-
-// Finite random e4m3 bytes, tiled from a 64 KiB pattern (fast for ~0.5 GB of experts).
-std::vector<uint8_t> RandomFp8(size_t n, std::mt19937& rng) {
-  std::vector<uint8_t> pattern(size_t{1} << 16);
-  for (uint8_t& b : pattern) {
-    b = static_cast<uint8_t>(rng());
-    if ((b & 0x7F) == 0x7F) b &= 0xF0;  // 0x7F and 0xFF are NaN
-  }
-  std::vector<uint8_t> out(n);
-  for (size_t i = 0; i < n; i += pattern.size()) {
-    std::memcpy(out.data() + i, pattern.data(), std::min(pattern.size(), n - i));
-  }
-  return out;
-}
-
-engine::Fp8BlockWeight RandomWeight(int64_t rows, int64_t cols, std::mt19937& rng) {
-  engine::Fp8BlockWeight w;
-  w.fp8 = RandomFp8(static_cast<size_t>(rows * cols), rng);
-  // e4m3 values up to 448 times 1/(448·sqrt(cols)) keep the layer's activations O(1).
-  w.scale_inv.assign(static_cast<size_t>((rows + 127) / 128 * ((cols + 127) / 128)),
-                     1.0f / (448.0f * std::sqrt(static_cast<float>(cols))));
-  return w;
-}
-
-engine::Fp8MlpHostWeights RandomMlp(int64_t width, std::mt19937& rng) {
-  return {RandomWeight(2 * width, kHidden, rng), RandomWeight(kHidden, width, rng)};
-}
 
 int Main(int argc, char** argv) {
   CLI::App app("FP8 MoE layer on the GPU at the V2-Lite shape");
@@ -76,8 +50,8 @@ int Main(int argc, char** argv) {
   host.router.resize(static_cast<size_t>(kExperts * kHidden));
   std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(static_cast<float>(kHidden)));
   for (uint16_t& r : host.router) r = engine::FloatToBf16(normal(rng));
-  for (int64_t e = 0; e < kExperts; ++e) host.experts.push_back(RandomMlp(kWidth, rng));
-  host.shared = RandomMlp(kShared * kWidth, rng);
+  for (int64_t e = 0; e < kExperts; ++e) host.experts.push_back(RandomFp8Mlp(kWidth, kHidden, rng));
+  host.shared = RandomFp8Mlp(kShared * kWidth, kHidden, rng);
 
   auto context = engine::CudaContext::Create({.arena_bytes = 0});
   MustOk(context.status());
@@ -90,18 +64,7 @@ int Main(int argc, char** argv) {
   const cudaStream_t stream = static_cast<cudaStream_t>((*context)->stream());
   std::printf("device: %s\n", (*context)->device().ToString().c_str());
 
-  // Copy bandwidth: read + write of a 512 MiB device-to-device copy.
-  const size_t copy_bytes = size_t{512} << 20;
-  auto copy_a = engine::DeviceBuffer::Allocate(copy_bytes);
-  auto copy_b = engine::DeviceBuffer::Allocate(copy_bytes);
-  MustOk(copy_a.status());
-  MustOk(copy_b.status());
-  const double copy_ms = TimeMs(stream, 2, 10, [&] {
-    CheckCuda(cudaMemcpyAsync(copy_b->data(), copy_a->data(), copy_bytes, cudaMemcpyDeviceToDevice,
-                              stream),
-              "cudaMemcpyAsync");
-  });
-  const double bandwidth = 2.0 * static_cast<double>(copy_bytes) / (copy_ms * 1e-3);
+  const double bandwidth = MeasureCopyBandwidth(stream);
 
   auto x = engine::DeviceBuffer::Allocate(static_cast<size_t>(max_tokens * kHidden) * 2);
   auto y = engine::DeviceBuffer::Allocate(static_cast<size_t>(max_tokens * kHidden) * 2);

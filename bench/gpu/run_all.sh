@@ -11,8 +11,8 @@
 #                moeserve-bench-gpu-sampling mla_decode_cuda_test mla_prefill_cuda_test \
 #                latent_cache_cuda_test mla_absorb_cuda_test moeserve-bench-gpu-mla \
 #                moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test \
-#                moe_grouped_gemm_cuda_test \
-#                moeserve-bench-gpu-moe
+#                moe_grouped_gemm_cuda_test deepseek_model_cuda_test \
+#                moeserve-bench-gpu-moe moeserve-bench-gpu-model
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
 #
@@ -27,9 +27,9 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
            mla_decode_cuda_test mla_prefill_cuda_test latent_cache_cuda_test mla_absorb_cuda_test
            moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test
-           moe_grouped_gemm_cuda_test)
+           moe_grouped_gemm_cuda_test deepseek_model_cuda_test)
 gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
-             moeserve-bench-gpu-mla moeserve-bench-gpu-moe)
+             moeserve-bench-gpu-mla moeserve-bench-gpu-moe moeserve-bench-gpu-model)
 
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"
@@ -82,6 +82,9 @@ if ! grep -aq GLIBCXX_3.4.30 "$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/
   export LD_LIBRARY_PATH="$carry/lib-compat:$LD_LIBRARY_PATH"
 fi
 export MOESERVE_COMMIT="$(cat "$carry/COMMIT" 2>/dev/null || echo unknown)"
+# The carried tests find the bundled model here and write their random checkpoints there.
+export MOESERVE_SOURCE_DIR="$repo_root"
+export MOESERVE_TEST_CHECKPOINT_DIR="${MOESERVE_TEST_CHECKPOINT_DIR:-/tmp/moeserve-test-checkpoints}"
 results="$repo_root/bench/results"
 mkdir -p "$results"
 log_dir="${OUT:-$results}"
@@ -98,6 +101,10 @@ echo "=== benchmarks"
 "$carry/bin/moeserve-bench-gpu-gemm" --out "$results/gpu_gemm.json" 2>&1 | tee "$log_dir/gpu_gemm.log" || status=1
 "$carry/bin/moeserve-bench-gpu-mla" --out "$results/gpu_mla_attention.json" 2>&1 | tee "$log_dir/gpu_mla_attention.log" || status=1
 "$carry/bin/moeserve-bench-gpu-moe" --out "$results/gpu_moe_layer.json" 2>&1 | tee "$log_dir/gpu_moe_layer.log" || status=1
+"$carry/bin/moeserve-bench-gpu-model" --out "$results/gpu_model_v2_lite.json" 2>&1 | tee "$log_dir/gpu_model_v2_lite.log" || status=1
+# PyTorch eager BF16 on the same shape (skips itself without torch/transformers); prints ours / eager.
+python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
+  --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1
 if [[ -n "${OUT:-}" ]]; then cp "$results"/gpu_*.json "$OUT/" 2>/dev/null; fi
 echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES)"
 exit $status

@@ -14,7 +14,11 @@ namespace moeserve::testing {
 
 std::string TestCheckpointDir(const std::string& preset, bool fp8, uint64_t seed) {
   namespace fs = std::filesystem;
-  const fs::path root = fs::path(MOESERVE_BINARY_DIR) / "test_checkpoints";
+  // Test binaries carried to another machine (bench/gpu/run_all.sh) have no build tree there.
+  const char* override_root = std::getenv("MOESERVE_TEST_CHECKPOINT_DIR");
+  const fs::path root = override_root != nullptr && *override_root != 0
+                            ? fs::path(override_root)
+                            : fs::path(MOESERVE_BINARY_DIR) / "test_checkpoints";
   const fs::path final_dir = root / absl::StrCat(preset, fp8 ? "-fp8" : "", "-s", seed);
   if (fs::exists(final_dir / "config.json")) return final_dir.string();
 

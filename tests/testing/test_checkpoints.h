@@ -9,7 +9,9 @@
 
 namespace moeserve::testing {
 
-// Directory of the `preset` checkpoint (moeserve-make-model presets) with the given seed.
+// Directory of the `preset` checkpoint (moeserve-make-model presets) with the given seed, under
+// $MOESERVE_TEST_CHECKPOINT_DIR when set (binaries carried to a GPU host), else under the build
+// tree's test_checkpoints/.
 // Aborts the test binary with a message if it cannot be written.
 std::string TestCheckpointDir(const std::string& preset, bool fp8, uint64_t seed = 1234);
 

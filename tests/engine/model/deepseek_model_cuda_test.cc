@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -34,7 +35,12 @@ struct Case {
 
 std::string TinyV2Lite() { return moeserve::testing::TestCheckpointDir("tiny-v2-lite", false); }
 std::string TinyV3() { return moeserve::testing::TestCheckpointDir("tiny-v3", false); }
-std::string KjvV3Tiny() { return std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny"; }
+// $MOESERVE_SOURCE_DIR when set: the binary may run on a GPU host with the checkout elsewhere.
+std::string KjvV3Tiny() {
+  const char* root = std::getenv("MOESERVE_SOURCE_DIR");
+  return std::string(root != nullptr && *root != 0 ? root : MOESERVE_SOURCE_DIR) +
+         "/models/kjv-v3-tiny";
+}
 
 constexpr int64_t kBlocksPerSeq = 4;
 constexpr int64_t kPoolBlocks = 64;
