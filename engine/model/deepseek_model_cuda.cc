@@ -19,6 +19,7 @@
 #include "engine/ops/norm/rms_norm_cuda.h"
 #include "engine/ops/rope/rope_cuda.h"
 #include "engine/runner/attention_order.h"
+#include "engine/sampling/argmax_cuda.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
@@ -439,6 +440,24 @@ absl::StatusOr<std::vector<float>> DeepseekModelCuda::Forward(const ForwardBatch
     MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
         host.data(), logits.data, host.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
   }
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return host;
+}
+
+absl::StatusOr<std::vector<int32_t>> DeepseekModelCuda::ForwardArgmax(
+    const ForwardBatch& batch, const ForwardOptions& options) {
+  ForwardOptions last_tokens = options;
+  last_tokens.logits_for = LogitsFor::kLastTokenOfEachSequence;
+  MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, ForwardOnDevice(batch, last_tokens));
+  std::vector<int32_t> host(static_cast<size_t>(logits.rows));
+  if (host.empty()) return host;
+  const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
+  MOESERVE_ASSIGN_OR_RETURN(int32_t * ids, Take<int32_t>(context_->arena(), logits.rows));
+  MOESERVE_RETURN_IF_ERROR(
+      CudaLaunchStatus(LaunchArgmaxF32(logits.data, logits.rows, config_.vocab_size, ids, stream),
+                       "LaunchArgmaxF32"));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data(), ids, host.size() * sizeof(int32_t),
+                                                cudaMemcpyDeviceToHost, stream));
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return host;
 }

@@ -50,6 +50,9 @@ class DeepseekModelCuda final : public StepModel {
   const ModelConfig& config() const override { return config_; }
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
                                              const ForwardOptions& options) override;
+  // The argmax runs on the device; only [num_seqs] ids are copied back.
+  absl::StatusOr<std::vector<int32_t>> ForwardArgmax(const ForwardBatch& batch,
+                                                     const ForwardOptions& options) override;
   int64_t num_kv_blocks() const override { return num_kv_blocks_; }
   int64_t kv_bytes_per_token() const override;
   std::vector<int64_t> expert_token_counts() const override;

@@ -1,10 +1,23 @@
 #include "engine/runner/model_runner.h"
 
+#include <algorithm>
+
 #include "engine/runner/cpu_step_model.h"
 #include "engine/runner/forward_batch.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
+namespace {
+
+// Whether GreedyToken of the raw logits is this entry's whole sampling step: it samples nothing,
+// or greedily with no processors, no logprobs and no EOS/stop masking for min_new_tokens.
+bool ArgmaxAnswers(const ScheduledSequence& entry) {
+  if (!entry.samples) return true;
+  const Sequence& s = *entry.sequence;
+  return NeedsOnlyArgmax(s.request.sampling) && s.num_generated() >= s.request.stop.min_new_tokens;
+}
+
+}  // namespace
 
 ModelRunner::ModelRunner(const DeepseekModel& model, const EngineOptions& options)
     : owned_(std::make_unique<CpuStepModel>(model, options.num_kv_blocks)),
@@ -27,15 +40,30 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
     builder.AddSequence(s.block_table.ids(), s.num_computed_tokens,
                         std::vector<int32_t>(begin, begin + entry.num_new_tokens));
   }
+  const ForwardBatch forward_batch = std::move(builder).Build();
   ForwardOptions forward_options;
   forward_options.mla_form = options_.mla_form;
   forward_options.logits_for = LogitsFor::kLastTokenOfEachSequence;
+  StepOutput output;
+
+  // When every sampled row is plain greedy, only the argmax ids need to leave the backend.
+  if (std::all_of(batch.sequences.begin(), batch.sequences.end(), ArgmaxAnswers)) {
+    MOESERVE_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                              model_.ForwardArgmax(forward_batch, forward_options));
+    for (size_t i = 0; i < batch.sequences.size(); ++i) {
+      if (!batch.sequences[i].samples) continue;
+      Sequence& s = *batch.sequences[i].sequence;
+      s.rng.NextUniform();  // SampleToken draws once per token, greedy included
+      output.sequences.push_back(&s);
+      output.tokens.push_back({.token_id = ids[i]});
+    }
+    return output;
+  }
   MOESERVE_ASSIGN_OR_RETURN(std::vector<float> logits,
-                            model_.Forward(std::move(builder).Build(), forward_options));
+                            model_.Forward(forward_batch, forward_options));
 
   // Sample the rows whose chunk reached the end of their sequence.
   const int64_t vocab = config().vocab_size;
-  StepOutput output;
   std::vector<float> rows;
   std::vector<SamplingRow> sampling_rows;
   for (size_t i = 0; i < batch.sequences.size(); ++i) {

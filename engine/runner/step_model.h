@@ -33,6 +33,12 @@ class StepModel {
   virtual absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
                                                      const ForwardOptions& options) = 0;
 
+  // Forward for LogitsFor::kLastTokenOfEachSequence, then GreedyToken (sampler.h) of each
+  // sequence's row: [num_seqs] token ids. The default reads Forward's logits; the CUDA backend
+  // takes the argmax on the device and copies only the ids.
+  virtual absl::StatusOr<std::vector<int32_t>> ForwardArgmax(const ForwardBatch& batch,
+                                                             const ForwardOptions& options);
+
   // Blocks of kKvBlockSize tokens in the KV pool.
   virtual int64_t num_kv_blocks() const = 0;
   // Bytes of latent cache one token takes over all layers (of one rank's copy).

@@ -88,6 +88,15 @@ std::vector<TokenProbability> SamplingDistribution(absl::Span<const float> logit
                                                    const SamplingParams& params,
                                                    const PenaltyContext& context);
 
+// Step 3's argmax on raw logits: the largest value, ties to the lower id, NaN never wins (0 if
+// every value is NaN). The CUDA backend's LaunchArgmaxF32 follows the same rule.
+int32_t GreedyToken(absl::Span<const float> logits);
+
+// True when SampleToken's answer for `params` is GreedyToken of the raw logits and nothing else
+// is wanted: greedy, no logit bias, no penalties, no logprobs. The model runner then asks the
+// backend for argmax ids instead of whole logit rows (a GPU keeps the logits on the device).
+bool NeedsOnlyArgmax(const SamplingParams& params);
+
 // One row of a batched call.
 struct SamplingRow {
   const SamplingParams* params = nullptr;

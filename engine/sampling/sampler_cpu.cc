@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <limits>
 
+#include "engine/sampling/logits_processors.h"
 #include "engine/sampling/radix_select.h"
 #include "engine/sampling/sampler.h"
 
@@ -16,7 +17,7 @@ constexpr size_t kDrawBlock = 1024;
 bool Masked(float logit) { return !(logit > kNegInf); }  // -inf or NaN
 
 // Index of the largest value, ties to the lower index; NaN never wins. 0 if all are NaN.
-int32_t Argmax(absl::Span<const float> logits) {
+int32_t ArgmaxOf(absl::Span<const float> logits) {
   int32_t best = -1;
   float best_value = kNegInf;
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -202,11 +203,11 @@ SampledToken SampleToken(absl::Span<const float> logits, const SamplingParams& p
   const absl::Span<const float> processed = ProcessedLogits(logits, params, context, workspace);
   SampledToken out;
   if (params.greedy()) {
-    out.token_id = Argmax(processed);
+    out.token_id = ArgmaxOf(processed);
   } else {
     const double total = KeptWeights(processed, params, workspace);
     out.token_id =
-        total > 0.0 ? Draw(workspace.weights, workspace.block_sums, total, u) : Argmax(processed);
+        total > 0.0 ? Draw(workspace.weights, workspace.block_sums, total, u) : ArgmaxOf(processed);
   }
   if (params.num_logprobs >= 0) FillLogprobs(logits, params.num_logprobs, out);
   return out;
@@ -224,7 +225,7 @@ std::vector<TokenProbability> SamplingDistribution(absl::Span<const float> logit
   SamplingWorkspace ws;
   const absl::Span<const float> processed = ProcessedLogits(logits, params, context, ws);
   const double total = params.greedy() ? 0.0 : KeptWeights(processed, params, ws);
-  if (total <= 0.0) return {{Argmax(processed), 1.0}};
+  if (total <= 0.0) return {{ArgmaxOf(processed), 1.0}};
   std::vector<TokenProbability> out;
   for (size_t i = 0; i < ws.weights.size(); ++i) {
     if (ws.weights[i] > 0.0f) out.push_back({static_cast<int32_t>(i), ws.weights[i] / total});
@@ -247,6 +248,12 @@ std::vector<SampledToken> SampleBatch(absl::Span<const float> logits, int64_t vo
     }
   }
   return out;
+}
+
+int32_t GreedyToken(absl::Span<const float> logits) { return ArgmaxOf(logits); }
+
+bool NeedsOnlyArgmax(const SamplingParams& params) {
+  return params.greedy() && params.num_logprobs < 0 && !HasLogitsProcessors(params);
 }
 
 }  // namespace moeserve::engine

@@ -124,6 +124,38 @@ TEST_F(EngineTest, BatchInvariance_GreedyTokensEqualAloneAndUnderPressure) {
   ExpectNoLeak(**engine);
 }
 
+// Plain greedy requests take the runner's argmax-only path (StepModel::ForwardArgmax); asking for
+// logprobs forces the full-logits sampler. Both must choose the same tokens, alone and when the
+// two kinds share steps.
+TEST_F(EngineTest, ArgmaxOnlyStepsChooseWhatTheSamplerChooses) {
+  std::vector<GenerateRequest> plain = MakeRequests(6, 23);
+  std::vector<GenerateRequest> with_logprobs = plain;
+  for (GenerateRequest& r : with_logprobs) {
+    r.request_id += "-lp";
+    r.sampling.num_logprobs = 0;
+  }
+  const auto expected = RunAlone(with_logprobs);
+  EXPECT_EQ(RunAlone(plain), expected);
+
+  EngineOptions options{.num_kv_blocks = 64, .max_num_seqs = 12, .max_num_batched_tokens = 64};
+  auto engine = Engine::Create(*model_, tokenizer_, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<CollectingSink> sinks(2 * plain.size());
+  std::vector<RequestHandle> handles;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    for (const GenerateRequest* r : {&plain[i], &with_logprobs[i]}) {
+      auto handle = (*engine)->Submit(*r, &sinks[handles.size()]);
+      ASSERT_TRUE(handle.ok()) << handle.status();
+      handles.push_back(*std::move(handle));
+    }
+  }
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    ASSERT_TRUE(sinks[i].WaitFinished());
+    EXPECT_EQ(sinks[i].token_ids(), expected[i / 2]) << "request " << i;
+  }
+  ExpectNoLeak(**engine);
+}
+
 TEST_F(EngineTest, StreamedTextEqualsDecodingAllTokens) {
   auto engine = Engine::Create(*model_, tokenizer_, EngineOptions{});
   ASSERT_TRUE(engine.ok());

@@ -3,7 +3,8 @@
 // teacher-forced decode steps with a new prefill chunk mixed in, on tiny-v2-lite, tiny-v3 and
 // the bundled kjv-v3-tiny. BF16 activations and a BF16 latent cache bound the logit error; the
 // greedy choice must agree on ≥ 99 % of the tokens where the CPU's top two are not a near tie.
-// Also: the engine serves through the CUDA StepModel and frees every KV block.
+// Also: the device argmax equals the host one, and the engine serves through the CUDA
+// StepModel and frees every KV block.
 // Skips with the reason when there is no CUDA device.
 #include "engine/model/deepseek_model_cuda.h"
 
@@ -20,6 +21,7 @@
 #include "engine/engine.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/runner/cuda_runner.h"
+#include "engine/sampling/sampler.h"
 #include "tests/testing/collecting_sink.h"
 #include "tests/testing/cuda_test_util.h"
 #include "tests/testing/tensor_compare.h"
@@ -174,6 +176,27 @@ TEST_P(DeepseekModelCudaTest, LogitsAndGreedyChoicesMatchTheCpuBackend) {
     } else {
       EXPECT_EQ(sum, 0) << "layer " << l;
     }
+  }
+}
+
+TEST_P(DeepseekModelCudaTest, DeviceArgmaxEqualsTheHostArgmaxOfTheLogits) {
+  ForwardBatchBuilder builder;
+  for (int64_t s = 0; s < 5; ++s) {
+    std::vector<int32_t> prompt(static_cast<size_t>(1 + 29 * s));
+    for (size_t i = 0; i < prompt.size(); ++i)
+      prompt[i] = static_cast<int32_t>(2 + (i * 7 + s) % 300);
+    builder.AddSequence(Table(s), 0, prompt);
+  }
+  const ForwardBatch batch = std::move(builder).Build();
+  auto logits = gpu_->Forward(batch, {});
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  auto ids = gpu_->ForwardArgmax(batch, {});  // rewrites the same slots with the same latents
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  const int64_t vocab = cpu_->config().vocab_size;
+  ASSERT_EQ(static_cast<int64_t>(ids->size()), batch.num_seqs());
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    EXPECT_EQ((*ids)[s], GreedyToken(absl::MakeConstSpan(*logits).subspan(s * vocab, vocab)))
+        << "sequence " << s;
   }
 }
 

@@ -382,6 +382,39 @@ TEST(SamplerGreedyTest, NanNeverWins) {
   EXPECT_EQ(Sample({kNan, kNan}, Greedy()), 0);
 }
 
+TEST(SamplerGreedyTest, GreedyTokenIsSampleTokensAnswerWhenOnlyTheArgmaxIsNeeded) {
+  for (uint32_t seed = 0; seed < 50; ++seed) {
+    std::vector<float> logits = NormalLogits(3000, seed, 2.0f);
+    if (seed % 5 == 0) logits[seed] = kNan;
+    if (seed % 7 == 0) logits[2 * seed + 1] = logits[2 * seed];  // a tie
+    ASSERT_TRUE(NeedsOnlyArgmax(Greedy()));
+    EXPECT_EQ(GreedyToken(logits), Sample(logits, Greedy(), {}, seed)) << seed;
+  }
+  EXPECT_EQ(GreedyToken(std::vector<float>{kNan, kNan}), 0);
+  EXPECT_EQ(GreedyToken(std::vector<float>{0.0f, 2.0f, 2.0f}), 1);
+}
+
+TEST(SamplerGreedyTest, NeedsOnlyArgmaxExcludesEverythingThatChangesTheAnswer) {
+  SamplingParams p = Greedy();
+  EXPECT_TRUE(NeedsOnlyArgmax(p));
+  SamplingParams random;
+  random.temperature = 0.7f;
+  EXPECT_FALSE(NeedsOnlyArgmax(random));
+  p.num_logprobs = 0;
+  EXPECT_FALSE(NeedsOnlyArgmax(p));
+  p = Greedy();
+  p.logit_bias = {{1, 1.0f}};
+  EXPECT_FALSE(NeedsOnlyArgmax(p));
+  for (auto penalty : {&SamplingParams::frequency_penalty, &SamplingParams::presence_penalty}) {
+    p = Greedy();
+    p.*penalty = 0.5f;
+    EXPECT_FALSE(NeedsOnlyArgmax(p));
+  }
+  p = Greedy();
+  p.repetition_penalty = 1.1f;
+  EXPECT_FALSE(NeedsOnlyArgmax(p));
+}
+
 TEST(SamplerGreedyTest, UsesTheProcessedLogits) {
   const std::vector<float> logits = {1.0f, 3.0f, 2.5f, 0.0f};
   SamplingParams p = Greedy();
