@@ -185,7 +185,8 @@ int Serve(const ServerOptions& options) {
                             .max_num_batched_tokens = options.max_num_batched_tokens,
                             .max_num_seqs = options.max_num_seqs,
                             .max_model_len = kv->max_model_len,
-                            .max_num_kv_blocks = kv->max_num_kv_blocks});
+                            .max_num_kv_blocks = kv->max_num_kv_blocks,
+                            .enforce_eager = options.enforce_eager});
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model on the GPU: ", loaded.status().message()));
     }

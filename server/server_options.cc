@@ -60,6 +60,8 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "--device cuda: share of GPU memory for weights, activations and the KV cache, "
                  "which gets what the others leave")
       ->capture_default_str();
+  app.add_flag("--enforce-eager", o.enforce_eager,
+               "--device cuda: run decode steps eagerly instead of replaying CUDA graphs");
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens,
                  "token budget of one engine step (chunked prefill)")
       ->capture_default_str();

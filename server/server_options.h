@@ -36,6 +36,7 @@ struct ServerOptions {
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).
   double gpu_memory_utilization = 0.9;
+  bool enforce_eager = false;  // --device cuda: no CUDA graphs for decode steps
 
   // Engine limits (0 = unset where noted).
   int64_t max_num_batched_tokens = 512;

@@ -5,7 +5,8 @@
 // its routing actually hit, read from the model's expert counters; plus the KV cache it
 // attends over) divided by the measured device-to-device copy bandwidth. A decode step here
 // is the engine's: forward, lm_head and a greedy argmax on the device (the host sampler's
-// logits copy is not counted; docs/performance.md).
+// logits copy is not counted; docs/performance.md). Decode batches of up to 32 replay CUDA graphs
+// as the server does (--enforce-eager: never).
 //   moeserve-bench-gpu-model [--preset v2-lite] [--out bench/results/gpu_model_v2_lite.json]
 #include <cuda_runtime_api.h>
 
@@ -151,10 +152,12 @@ int Main(int argc, char** argv) {
   std::string out = std::string(MOESERVE_SOURCE_DIR) + "/bench/results/gpu_model_v2_lite.json";
   int iterations = 10;
   int64_t max_batch = 256;
+  bool enforce_eager = false;
   app.add_option("--preset", preset, "model shape (moeserve-make-model presets)");
   app.add_option("--out", out, "JSON report path");
   app.add_option("--iterations", iterations, "timed steps per measurement");
   app.add_option("--max-batch", max_batch, "largest decode batch");
+  app.add_flag("--enforce-eager", enforce_eager, "no CUDA graphs for decode (as the server flag)");
   CLI11_PARSE(app, argc, argv);
 
   absl::StatusOr<ModelConfig> config = tools::PresetConfig(preset);
@@ -200,6 +203,9 @@ int Main(int argc, char** argv) {
                                                     std::move(weights), num_blocks);
   MustOk(model_or.status());
   engine::DeepseekModelCuda& model = **model_or;
+  engine::CudaGraphOptions graphs{.max_model_len = max_context};
+  if (enforce_eager) graphs.batch_sizes.clear();
+  MustOk(model.SetCudaGraphs(graphs));
   std::printf("weights %s, KV pool %lld blocks, copy bandwidth %.0f GB/s\n",
               engine::FormatGiB(weight_bytes).c_str(), static_cast<long long>(num_blocks),
               bandwidth / 1e9);
@@ -237,6 +243,7 @@ int Main(int argc, char** argv) {
   report["iterations"] = iterations;
   report["copy_bandwidth_gbps"] = bandwidth / 1e9;
   report["weight_bytes"] = weight_bytes;
+  report["cuda_graph_batch_sizes"] = graphs.batch_sizes;
   std::mt19937 rng(7);
   std::printf("\n%-8s %6s %8s %10s %10s %10s %8s %12s\n", "phase", "batch", "context", "experts",
               "floor ms", "step ms", "ratio", "tokens/s");

@@ -19,6 +19,7 @@
 #include "engine/ops/norm/rms_norm_cuda.h"
 #include "engine/ops/rope/rope_cuda.h"
 #include "engine/runner/attention_order.h"
+#include "engine/runner/decode_padding.h"
 #include "engine/sampling/argmax_cuda.h"
 #include "engine/status_macros.h"
 
@@ -325,14 +326,8 @@ absl::Status DeepseekModelCuda::Attention(int64_t layer, const StepInputs& in, c
   return Linear(w.o_proj, attn, t, out);
 }
 
-absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevice(
-    const ForwardBatch& batch, const ForwardOptions& options) {
-  MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
-  if (!options.quantize_activations) {
-    return absl::InvalidArgumentError(
-        "the CUDA backend always quantizes the inputs of FP8 linears (quantize_activations)");
-  }
-  StepInputs in;
+absl::Status DeepseekModelCuda::PrepareStep(const ForwardBatch& batch,
+                                            const ForwardOptions& options, StepInputs& in) {
   in.ordered = OrderForAttention(batch, options.mla_form, options.logits_for);
   const ForwardBatch& b = in.ordered.batch;
   in.num_tokens = b.num_tokens();
@@ -341,9 +336,6 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevi
     in.max_absorbed_queries = std::max<int64_t>(in.max_absorbed_queries, b.num_new_tokens(s));
     in.max_absorbed_len = std::max<int64_t>(in.max_absorbed_len, b.seq_lens[s]);
   }
-  const int64_t t = in.num_tokens, rows = static_cast<int64_t>(in.ordered.logit_rows.size());
-  if (t == 0) return DeviceLogits{nullptr, 0};
-
   DeviceArena& arena = context_->arena();
   arena.Reset();
   void* stream = context_->stream();
@@ -381,7 +373,13 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevi
   }
   MOESERVE_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(device_inputs, staging_.data(), total, cudaMemcpyHostToDevice, cuda_stream));
+  return absl::OkStatus();
+}
 
+absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(const StepInputs& in) {
+  const int64_t t = in.num_tokens, rows = static_cast<int64_t>(in.ordered.logit_rows.size());
+  DeviceArena& arena = context_->arena();
+  void* stream = context_->stream();
   const int64_t d = config_.hidden_size, padded = Fp8PaddedTokens(t);
   const uint16_t* embed = weights_.embed_tokens.as<uint16_t>();
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * h, Take<uint16_t>(arena, padded * d));
@@ -430,6 +428,87 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevi
                                        GemmOutputType::kF32, rows, config_.vocab_size, d));
   return DeviceLogits{logits, rows};
 }
+
+absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevice(
+    const ForwardBatch& batch, const ForwardOptions& options) {
+  MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
+  if (!options.quantize_activations) {
+    return absl::InvalidArgumentError(
+        "the CUDA backend always quantizes the inputs of FP8 linears (quantize_activations)");
+  }
+  if (batch.num_tokens() == 0) return DeviceLogits{nullptr, 0};
+  const int64_t graph_size = IsDecodeOnly(batch) && UsesAbsorbedMla(options.mla_form, 1)
+                                 ? GraphBatchSizeFor(graph_options_.batch_sizes, batch.num_seqs())
+                                 : 0;
+  if (graph_size == 0 || batch.max_blocks_per_seq > graph_table_width()) {
+    StepInputs in;
+    MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
+    return RunStep(in);
+  }
+  return ReplayDecodeGraph(batch, options, graph_size);
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ReplayDecodeGraph(
+    const ForwardBatch& batch, const ForwardOptions& options, int64_t size) {
+  StepInputs in;
+  MOESERVE_RETURN_IF_ERROR(
+      PrepareStep(PadDecodeBatch(batch, size, graph_table_width()), options, in));
+  // The captured split plan must serve every later step: plan for the longest context.
+  in.max_absorbed_len = graph_options_.max_model_len;
+  DeviceArena& arena = context_->arena();
+  const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
+  DecodeGraph& graph = graphs_[size];
+  if (graph.exec == nullptr) {
+    // Eagerly once: creates the cuBLASLt plans and reports errors outside the capture (it
+    // writes the same latents the replay writes again).
+    const size_t inputs_end = arena.used_bytes();
+    MOESERVE_RETURN_IF_ERROR(RunStep(in).status());
+    arena.RewindTo(inputs_end);
+    MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    absl::StatusOr<DeviceLogits> captured = RunStep(in);
+    cudaGraph_t captured_graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(stream, &captured_graph);
+    if (!captured.ok() || end != cudaSuccess) {
+      if (captured_graph != nullptr) (void)cudaGraphDestroy(captured_graph);
+      return captured.ok() ? CudaStatus(end, "cudaStreamEndCapture") : captured.status();
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t instantiated = cudaGraphInstantiate(&exec, captured_graph, 0);
+    (void)cudaGraphDestroy(captured_graph);
+    MOESERVE_RETURN_IF_ERROR(CudaStatus(instantiated, "cudaGraphInstantiate"));
+    graph = {exec, captured->data, arena.used_bytes()};
+  }
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.exec), stream));
+  arena.AdvanceTo(graph.arena_end);
+  return DeviceLogits{graph.logits, batch.num_seqs()};
+}
+
+absl::Status DeepseekModelCuda::SetCudaGraphs(CudaGraphOptions options) {
+  for (size_t i = 0; i < options.batch_sizes.size(); ++i) {
+    const int64_t size = options.batch_sizes[i];
+    if (size < 1 || size > MoeLayerCuda::kGroupedMaxTokens ||
+        (i > 0 && size <= options.batch_sizes[i - 1])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CUDA graph batch sizes must ascend within [1, ",
+                       MoeLayerCuda::kGroupedMaxTokens, "]; got ", size, " at index ", i));
+    }
+  }
+  if (!options.batch_sizes.empty() && options.max_model_len < 1) {
+    return absl::InvalidArgumentError("CUDA graphs need max_model_len");
+  }
+  DestroyGraphs();
+  graph_options_ = std::move(options);
+  return absl::OkStatus();
+}
+
+void DeepseekModelCuda::DestroyGraphs() {
+  for (auto& [size, graph] : graphs_) {
+    if (graph.exec != nullptr) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph.exec));
+  }
+  graphs_.clear();
+}
+
+DeepseekModelCuda::~DeepseekModelCuda() { DestroyGraphs(); }
 
 absl::StatusOr<std::vector<float>> DeepseekModelCuda::Forward(const ForwardBatch& batch,
                                                               const ForwardOptions& options) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -32,6 +33,16 @@ struct CudaStepLimits {
   int64_t max_model_len = 0;
 };
 
+// Decode steps replayed from captured CUDA graphs. A decode-only batch of up to the largest size
+// is padded to the next size (decode_padding.h); its graph is captured the first time that size
+// runs and replayed afterwards, so a step costs one graph launch instead of ~20 launches per
+// layer. Sizes stay within MoeLayerCuda::kGroupedMaxTokens, the MoE path without host syncs.
+// The captured MLA decode split plan is the one for max_model_len.
+struct CudaGraphOptions {
+  std::vector<int64_t> batch_sizes = {1, 2, 4, 8, 16, 32};  // ascending; empty: always eager
+  int64_t max_model_len = 0;
+};
+
 class DeepseekModelCuda final : public StepModel {
  public:
   // Bytes of latent cache per block over all layers (BF16, 64 × 576 per layer).
@@ -46,6 +57,13 @@ class DeepseekModelCuda final : public StepModel {
   static absl::StatusOr<std::unique_ptr<DeepseekModelCuda>> Create(
       std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm, ModelConfig config,
       CudaModelWeights weights, int64_t num_kv_blocks);
+
+  ~DeepseekModelCuda() override;
+
+  // InvalidArgument for sizes that are not ascending, not positive, above
+  // MoeLayerCuda::kGroupedMaxTokens, or a max_model_len below 1 with sizes given. Drops graphs
+  // captured before.
+  absl::Status SetCudaGraphs(CudaGraphOptions options);
 
   const ModelConfig& config() const override { return config_; }
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
@@ -72,6 +90,11 @@ class DeepseekModelCuda final : public StepModel {
 
  private:
   struct StepInputs;  // one step's device inputs and layout (deepseek_model_cuda.cc)
+  struct DecodeGraph {
+    void* exec = nullptr;  // cudaGraphExec_t
+    const float* logits = nullptr;
+    size_t arena_end = 0;  // arena bytes in use once the graph's buffers are taken
+  };
 
   DeepseekModelCuda(std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm,
                     ModelConfig config, CudaModelWeights weights)
@@ -79,6 +102,18 @@ class DeepseekModelCuda final : public StepModel {
         gemm_(std::move(gemm)),
         config_(std::move(config)),
         weights_(std::move(weights)) {}
+
+  // Resets the arena, orders the batch for attention and uploads its inputs.
+  absl::Status PrepareStep(const ForwardBatch& batch, const ForwardOptions& options,
+                           StepInputs& in);
+  // The step's device work, from the uploaded inputs to the logits (what a graph captures).
+  absl::StatusOr<DeviceLogits> RunStep(const StepInputs& in);
+  absl::StatusOr<DeviceLogits> ReplayDecodeGraph(const ForwardBatch& batch,
+                                                 const ForwardOptions& options, int64_t size);
+  int64_t graph_table_width() const {
+    return (graph_options_.max_model_len + kKvBlockSize - 1) / kKvBlockSize;
+  }
+  void DestroyGraphs();
 
   // y = x · Wᵀ for `rows` rows of x (bf16); y must hold Fp8PaddedTokens(rows) rows.
   absl::Status Linear(const CudaLinear& w, const uint16_t* x, int64_t rows, uint16_t* y);
@@ -98,6 +133,8 @@ class DeepseekModelCuda final : public StepModel {
   DeviceBuffer kv_pages_;             // [layers, num_blocks, 64, 576] bf16
   DeviceBuffer expert_token_counts_;  // [layers, n_routed_experts] int64
   std::vector<uint8_t> staging_;      // the step's packed host inputs
+  CudaGraphOptions graph_options_{.batch_sizes = {}};
+  std::map<int64_t, DecodeGraph> graphs_;  // by padded batch size
 };
 
 }  // namespace moeserve::engine

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/io/checkpoint.h"
 #include "engine/model/cuda_model_weights.h"
 #include "engine/model/deepseek_model_cuda.h"
@@ -75,6 +76,15 @@ absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
       std::unique_ptr<DeepseekModelCuda> model,
       DeepseekModelCuda::Create(std::move(context), std::move(gemm), std::move(config),
                                 std::move(weights), plan.num_blocks));
+  CudaGraphOptions graphs{.max_model_len = options.max_model_len};
+  if (options.enforce_eager) graphs.batch_sizes.clear();
+  MOESERVE_RETURN_IF_ERROR(model->SetCudaGraphs(graphs));
+  runner.log_lines.push_back(
+      graphs.batch_sizes.empty()
+          ? std::string("decode steps run eagerly (--enforce-eager)")
+          : absl::StrCat("decode steps of up to ", graphs.batch_sizes.back(),
+                         " sequences replay CUDA graphs (padded to ",
+                         absl::StrJoin(graphs.batch_sizes, ", "), "; captured on first use)"));
   runner.num_kv_blocks = plan.num_blocks;
   runner.model = std::move(model);
   return runner;

@@ -29,6 +29,8 @@ struct CudaRunnerOptions {
   int64_t max_model_len = 0;
   // Upper bound on the KV pool (0: whatever the memory plan allows).
   int64_t max_num_kv_blocks = 0;
+  // `--enforce-eager`: no CUDA graphs for decode steps.
+  bool enforce_eager = false;
 };
 
 struct CudaRunner {

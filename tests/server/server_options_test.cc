@@ -150,6 +150,8 @@ TEST(ServerOptionsTest, ChecksNameTheFlag) {
 TEST(ServerOptionsTest, CudaKvRequestTakesTheModelsContextAndTheKvCaps) {
   const ServerOptions defaults = Parse({"--model", "m", "--gpu-memory-utilization", "0.8"});
   EXPECT_DOUBLE_EQ(defaults.gpu_memory_utilization, 0.8);
+  EXPECT_FALSE(defaults.enforce_eager);
+  EXPECT_TRUE(Parse({"--model", "m", "--enforce-eager"}).enforce_eager);
   ASSERT_TRUE(CheckServerOptions(defaults).ok());
   const auto request = MakeCudaKvRequest(defaults, Config(3, 163840));
   ASSERT_TRUE(request.ok()) << request.status();

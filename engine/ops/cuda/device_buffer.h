@@ -74,6 +74,13 @@ class DeviceArena {
   void RewindTo(size_t mark) {
     if (mark < used_bytes_) used_bytes_ = mark;
   }
+  // Marks everything below `mark` as in use: after replaying a CUDA graph whose buffers were
+  // taken from the arena when it was captured, so later allocations of the step do not overlap
+  // them. `mark` must be within the capacity.
+  void AdvanceTo(size_t mark) {
+    if (mark > used_bytes_) used_bytes_ = mark;
+    if (used_bytes_ > peak_bytes_) peak_bytes_ = used_bytes_;
+  }
 
   size_t capacity_bytes() const { return buffer_.size_bytes(); }
   size_t used_bytes() const { return used_bytes_; }
