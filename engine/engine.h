@@ -26,7 +26,10 @@ namespace moeserve::engine {
 class Engine;
 
 // Returned by Submit. Move-only; destroying it cancels the request if it is still running
-// (so a caller that goes away never leaks KV blocks). The sink must outlive the handle.
+// (so a caller that goes away never leaks KV blocks). Cancelling is asynchronous: the engine
+// still delivers the request's final event (finish reason "abort") to the sink afterwards, so
+// the sink must live until that final event has arrived (or the engine has shut down), not
+// merely as long as the handle.
 class RequestHandle {
  public:
   RequestHandle() = default;

@@ -391,7 +391,7 @@ const BpeModel::WordCache::Shard& BpeModel::WordCache::ShardFor(std::string_view
 
 bool BpeModel::WordCache::Lookup(std::string_view piece, std::vector<int32_t>& ids) const {
   const Shard& shard = ShardFor(piece);
-  absl::MutexLock lock(&shard.mu);
+  std::lock_guard lock(shard.mu);
   const auto it = shard.map.find(AsAbsl(piece));
   if (it == shard.map.end()) return false;
   ids.insert(ids.end(), it->second.begin(), it->second.end());
@@ -400,7 +400,7 @@ bool BpeModel::WordCache::Lookup(std::string_view piece, std::vector<int32_t>& i
 
 void BpeModel::WordCache::Insert(std::string_view piece, const Ids& ids) const {
   const Shard& shard = ShardFor(piece);
-  absl::MutexLock lock(&shard.mu);
+  std::lock_guard lock(shard.mu);
   if (shard.map.size() >= kMaxEntriesPerShard) shard.map.clear();
   shard.map.emplace(std::string(piece), ids);
 }

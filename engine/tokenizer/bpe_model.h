@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,7 +28,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 
 namespace moeserve::engine {
@@ -83,7 +83,7 @@ class BpeModel {
     static constexpr size_t kNumShards = 16;
     static constexpr size_t kMaxEntriesPerShard = 8192;
     struct Shard {
-      mutable absl::Mutex mu;
+      mutable std::mutex mu;  // std::mutex: TSan sees it (Debian builds absl::Mutex without)
       mutable absl::flat_hash_map<std::string, Ids> map ABSL_GUARDED_BY(mu);
     };
     const Shard& ShardFor(std::string_view piece) const;

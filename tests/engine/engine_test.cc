@@ -313,6 +313,8 @@ TEST_F(EngineTest, RejectsBadRequestsAndDuplicatesAndOverload) {
   ASSERT_TRUE(second.ok());
   EXPECT_EQ((*engine)->Submit(Greedy("z", {1, 2}, 4), &s3).status().code(),
             absl::StatusCode::kResourceExhausted);
+  // The running requests' final events go to s1 and s2, which must still exist (engine.h).
+  (*engine)->Shutdown(ShutdownMode::kAbort);
 }
 
 }  // namespace
