@@ -153,6 +153,7 @@ TEST_F(EngineTest, ArgmaxOnlyStepsChooseWhatTheSamplerChooses) {
     ASSERT_TRUE(sinks[i].WaitFinished());
     EXPECT_EQ(sinks[i].token_ids(), expected[i / 2]) << "request " << i;
   }
+  (*engine)->Shutdown(ShutdownMode::kDrain);  // the final stats snapshot
   ExpectNoLeak(**engine);
 }
 
