@@ -11,8 +11,27 @@ int64_t CommDataTypeSize(CommDataType type) {
       return 4;
     case CommDataType::kInt64:
       return 8;
+    case CommDataType::kBfloat16:
+      return 2;
   }
   return 0;
+}
+
+absl::Status Communicator::BroadcastBytes(std::string& bytes, int root) {
+  int64_t length = static_cast<int64_t>(bytes.size());
+  if (absl::Status s = Broadcast(&length, 1, CommDataType::kInt64, root); !s.ok()) return s;
+  if (length < 0) return absl::DataLossError(absl::StrCat("BroadcastBytes: length ", length));
+  if (rank() != root) bytes.resize(static_cast<size_t>(length));
+  if (length == 0) return absl::OkStatus();
+  // Broadcast counts elements: send whole int32 words, the last one padded.
+  const int64_t words = (length + 3) / 4;
+  std::string padded = bytes;
+  padded.resize(static_cast<size_t>(words * 4), '\0');
+  if (absl::Status s = Broadcast(padded.data(), words, CommDataType::kInt32, root); !s.ok()) {
+    return s;
+  }
+  bytes.assign(padded.data(), static_cast<size_t>(length));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<int64_t>> Communicator::AllToAllCounts(

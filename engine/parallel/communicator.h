@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,7 +21,9 @@
 
 namespace moeserve::engine {
 
-enum class CommDataType { kFloat32, kInt32, kInt64 };
+// kBfloat16 is for activations (the GPU forward all-reduces its bf16 partial sums); sums of
+// bf16 are accumulated in fp32 in ascending rank order by ThreadCommunicator and rounded once.
+enum class CommDataType { kFloat32, kInt32, kInt64, kBfloat16 };
 
 template <typename T>
 constexpr CommDataType CommDataTypeOf();
@@ -77,6 +80,11 @@ class Communicator {
   absl::Status Broadcast(absl::Span<T> data, int root) {
     return Broadcast(data.data(), static_cast<int64_t>(data.size()), CommDataTypeOf<T>(), root);
   }
+
+  // `bytes` on every rank = `bytes` on `root`, whatever its length (host memory in every
+  // implementation: the length goes first, then the payload). How a driving rank hands each
+  // step to the ranks of other processes (step_broadcast.h).
+  virtual absl::Status BroadcastBytes(std::string& bytes, int root);
 
   // The first half of a variable all-to-all: given how many elements this rank sends to each
   // peer, returns how many it will receive from each (an all-to-all of one int64 per pair).

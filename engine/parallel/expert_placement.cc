@@ -42,6 +42,29 @@ std::vector<std::vector<LayerPlacement::Replica>> LayerPlacement::ReplicasByExpe
   return replicas;
 }
 
+LocalExpertSlots ExpertSlotsOnRank(const LayerPlacement& layer, int64_t num_experts, int rank) {
+  const auto replicas = layer.ReplicasByExpert(num_experts);
+  LocalExpertSlots slots;
+  slots.num_experts = num_experts;
+  slots.num_slots = static_cast<int64_t>(layer.rank_experts[static_cast<size_t>(rank)].size());
+  for (const auto& copies : replicas) {
+    slots.max_replicas = std::max<int64_t>(slots.max_replicas, static_cast<int64_t>(copies.size()));
+  }
+  slots.replica_count.assign(static_cast<size_t>(num_experts), 1);
+  slots.local_slot.assign(static_cast<size_t>(num_experts * slots.max_replicas), -1);
+  for (int64_t e = 0; e < num_experts; ++e) {
+    const auto& copies = replicas[static_cast<size_t>(e)];
+    slots.replica_count[static_cast<size_t>(e)] =
+        std::max<int32_t>(1, static_cast<int32_t>(copies.size()));
+    for (size_t r = 0; r < copies.size(); ++r) {
+      if (copies[r].rank == rank) {
+        slots.local_slot[static_cast<size_t>(e * slots.max_replicas) + r] = copies[r].slot;
+      }
+    }
+  }
+  return slots;
+}
+
 bool ExpertPlacement::IsContiguousDefault() const {
   const LayerPlacement contiguous = ContiguousLayer(num_experts, num_ranks);
   for (const LayerPlacement& layer : layers) {

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/ops/moe/expert_slots.h"
 
 namespace moeserve::engine {
 
@@ -40,6 +41,11 @@ struct ExpertPlacement {
 
   bool IsContiguousDefault() const;
 };
+
+// Rank `rank`'s view of the layer when every rank sees every token (the GPU expert
+// parallelism): for each expert its replicas in ReplicasByExpert's order, so the replica that
+// computes token t is the one the CPU dispatch (PlanDispatch) picks for it.
+LocalExpertSlots ExpertSlotsOnRank(const LayerPlacement& layer, int64_t num_experts, int rank);
 
 // The contiguous partition for the given MoE layers (is_moe_layer[l]); num_experts % num_ranks
 // must be 0.

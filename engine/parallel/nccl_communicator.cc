@@ -29,6 +29,8 @@ ncclDataType_t NcclType(CommDataType type) {
       return ncclInt32;
     case CommDataType::kInt64:
       return ncclInt64;
+    case CommDataType::kBfloat16:
+      return ncclBfloat16;
   }
   return ncclFloat32;
 }
@@ -51,6 +53,7 @@ struct NcclCommunicator::State {
   int device = 0;
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  bool owns_stream = true;  // false: the caller's stream, collectives only enqueue
   int64_t* scratch = nullptr;  // device: Barrier's token and AllToAllCounts' staging
   int64_t scratch_elements = 0;
 
@@ -58,6 +61,8 @@ struct NcclCommunicator::State {
     MOESERVE_CUDA(cudaStreamSynchronize(stream));
     return absl::OkStatus();
   }
+  // The end of a collective: wait only in the synchronous mode.
+  absl::Status Done() { return owns_stream ? Sync() : absl::OkStatus(); }
   absl::Status EnsureScratch(int64_t elements) {
     if (elements <= scratch_elements) return absl::OkStatus();
     if (scratch != nullptr) MOESERVE_CUDA(cudaFree(scratch));
@@ -74,7 +79,31 @@ NcclCommunicator::~NcclCommunicator() {
   cudaSetDevice(state_->device);
   if (state_->comm != nullptr) ncclCommDestroy(state_->comm);
   if (state_->scratch != nullptr) cudaFree(state_->scratch);
-  if (state_->stream != nullptr) cudaStreamDestroy(state_->stream);
+  if (state_->stream != nullptr && state_->owns_stream) cudaStreamDestroy(state_->stream);
+}
+
+absl::StatusOr<std::string> NewNcclUniqueId() {
+  ncclUniqueId id;
+  MOESERVE_NCCL(ncclGetUniqueId(&id));
+  return std::string(reinterpret_cast<const char*>(&id), sizeof(id));
+}
+
+absl::StatusOr<std::string> ShareNcclUniqueId(const std::string& rendezvous, int node_rank,
+                                              int nnodes, std::chrono::milliseconds timeout) {
+  std::string id;
+  if (node_rank == 0) {
+    absl::StatusOr<std::string> fresh = NewNcclUniqueId();
+    if (!fresh.ok()) return fresh.status();
+    id = *std::move(fresh);
+  }
+  if (nnodes == 1) return id;
+  absl::StatusOr<std::string> shared = ExchangeBlob(rendezvous, node_rank, nnodes, id, timeout);
+  if (!shared.ok()) return shared.status();
+  if (shared->size() != sizeof(ncclUniqueId)) {
+    return absl::DataLossError(absl::StrCat("NCCL: the rendezvous returned ", shared->size(),
+                                            " bytes, a unique id has ", sizeof(ncclUniqueId)));
+  }
+  return shared;
 }
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const NcclOptions& o) {
@@ -90,27 +119,32 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const
   }
   MOESERVE_CUDA(cudaSetDevice(o.device));
 
-  ncclUniqueId id;
-  if (o.rank == 0) MOESERVE_NCCL(ncclGetUniqueId(&id));
-  if (o.world_size > 1) {
-    if (o.rendezvous.empty()) {
+  std::string id_bytes = o.unique_id;
+  if (id_bytes.empty()) {
+    if (o.world_size > 1 && o.rendezvous.empty()) {
       return absl::InvalidArgumentError(
-          "NCCL: a world of several ranks needs a rendezvous address");
+          "NCCL: a world of several ranks needs a rendezvous address or a shared unique id");
     }
-    const std::string mine(reinterpret_cast<const char*>(&id), sizeof(id));
-    absl::StatusOr<std::string> shared =
-        ExchangeBlob(o.rendezvous, o.rank, o.world_size, mine, o.timeout);
+    absl::StatusOr<std::string> shared = ShareNcclUniqueId(o.rendezvous, o.rank, o.world_size,
+                                                           o.timeout);
     if (!shared.ok()) return shared.status();
-    if (shared->size() != sizeof(id)) {
-      return absl::DataLossError(absl::StrCat("NCCL: the rendezvous returned ", shared->size(),
-                                              " bytes, a unique id has ", sizeof(id)));
-    }
-    std::memcpy(&id, shared->data(), sizeof(id));
+    id_bytes = *std::move(shared);
   }
+  ncclUniqueId id;
+  if (id_bytes.size() != sizeof(id)) {
+    return absl::InvalidArgumentError(absl::StrCat("NCCL: a unique id has ", sizeof(id),
+                                                   " bytes, got ", id_bytes.size()));
+  }
+  std::memcpy(&id, id_bytes.data(), sizeof(id));
 
   auto state = std::make_unique<State>();
   state->device = o.device;
-  MOESERVE_CUDA(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
+  if (o.stream != nullptr) {
+    state->stream = static_cast<cudaStream_t>(o.stream);
+    state->owns_stream = false;
+  } else {
+    MOESERVE_CUDA(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
+  }
   MOESERVE_NCCL(ncclCommInitRank(&state->comm, o.world_size, id, o.rank));
   return std::unique_ptr<NcclCommunicator>(
       new NcclCommunicator(o.rank, o.world_size, std::move(state)));
@@ -119,14 +153,14 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const
 absl::Status NcclCommunicator::AllReduceSum(void* data, int64_t count, CommDataType type) {
   MOESERVE_NCCL(ncclAllReduce(data, data, static_cast<size_t>(count), NcclType(type), ncclSum,
                               state_->comm, state_->stream));
-  return state_->Sync();
+  return state_->Done();
 }
 
 absl::Status NcclCommunicator::AllGather(const void* in, int64_t count, void* out,
                                          CommDataType type) {
   MOESERVE_NCCL(ncclAllGather(in, out, static_cast<size_t>(count), NcclType(type), state_->comm,
                               state_->stream));
-  return state_->Sync();
+  return state_->Done();
 }
 
 absl::Status NcclCommunicator::AllToAllV(const void* send, absl::Span<const int64_t> send_counts,
@@ -157,18 +191,51 @@ absl::Status NcclCommunicator::AllToAllV(const void* send, absl::Span<const int6
     recv_offset += recv_counts[peer];
   }
   MOESERVE_NCCL(ncclGroupEnd());
-  return state_->Sync();
+  return state_->Done();
 }
 
 absl::Status NcclCommunicator::Broadcast(void* data, int64_t count, CommDataType type, int root) {
   MOESERVE_NCCL(ncclBroadcast(data, data, static_cast<size_t>(count), NcclType(type), root,
                               state_->comm, state_->stream));
-  return state_->Sync();
+  return state_->Done();
 }
 
 absl::Status NcclCommunicator::Barrier() {
   if (absl::Status s = state_->EnsureScratch(1); !s.ok()) return s;
-  return AllReduceSum(state_->scratch, 1, CommDataType::kInt64);
+  if (absl::Status s = AllReduceSum(state_->scratch, 1, CommDataType::kInt64); !s.ok()) return s;
+  return state_->Sync();
+}
+
+absl::Status NcclCommunicator::BroadcastBytes(std::string& bytes, int root) {
+  // [length, payload words...] through the device scratch: two broadcasts, one wait each.
+  int64_t length = static_cast<int64_t>(bytes.size());
+  if (absl::Status s = state_->EnsureScratch(1); !s.ok()) return s;
+  MOESERVE_CUDA(cudaMemcpyAsync(state_->scratch, &length, sizeof(length), cudaMemcpyHostToDevice,
+                                state_->stream));
+  if (absl::Status s = Broadcast(state_->scratch, 1, CommDataType::kInt64, root); !s.ok()) {
+    return s;
+  }
+  MOESERVE_CUDA(cudaMemcpyAsync(&length, state_->scratch, sizeof(length), cudaMemcpyDeviceToHost,
+                                state_->stream));
+  if (absl::Status s = state_->Sync(); !s.ok()) return s;
+  if (length < 0) return absl::DataLossError(absl::StrCat("BroadcastBytes: length ", length));
+  if (length == 0) {
+    bytes.clear();
+    return absl::OkStatus();
+  }
+  const int64_t words = (length + 7) / 8;
+  if (absl::Status s = state_->EnsureScratch(words); !s.ok()) return s;
+  if (rank_ == root) {
+    MOESERVE_CUDA(cudaMemcpyAsync(state_->scratch, bytes.data(), static_cast<size_t>(length),
+                                  cudaMemcpyHostToDevice, state_->stream));
+  }
+  if (absl::Status s = Broadcast(state_->scratch, words, CommDataType::kInt64, root); !s.ok()) {
+    return s;
+  }
+  bytes.resize(static_cast<size_t>(length));
+  MOESERVE_CUDA(cudaMemcpyAsync(bytes.data(), state_->scratch, static_cast<size_t>(length),
+                                cudaMemcpyDeviceToHost, state_->stream));
+  return state_->Sync();
 }
 
 absl::StatusOr<std::vector<int64_t>> NcclCommunicator::AllToAllCounts(

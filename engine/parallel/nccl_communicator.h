@@ -3,10 +3,14 @@
 // Ranks may be threads of one process (one per local GPU) or separate processes on one or
 // several nodes. Rank 0 creates the NCCL unique id and spreads it through a rendezvous address
 // (rendezvous.h: "file:/shared/path" or "tcp:HOST:PORT"), then every rank calls
-// ncclCommInitRank on its device. Buffers passed to the collectives are device pointers;
-// each call enqueues on the communicator's stream and waits for it, so a collective has
-// finished when it returns, as with ThreadCommunicator. AllToAllCounts takes host counts and
-// stages them through the device. Built only with MOESERVE_CUDA (docs/parallel.md).
+// ncclCommInitRank on its device; ranks that are threads of one process share one id instead
+// (NewNcclUniqueId on one node, ShareNcclUniqueId once per process across nodes). Buffers
+// passed to the collectives are device pointers. By default each call enqueues on the
+// communicator's own stream and waits for it, so a collective has finished when it returns, as
+// with ThreadCommunicator; given the model's stream (NcclOptions::stream) it only enqueues, in
+// stream order with the surrounding kernels, which is what the GPU forward and its CUDA graphs
+// need. AllToAllCounts and BroadcastBytes take host memory and stage it through the device.
+// Built only with MOESERVE_CUDA (docs/parallel.md).
 #pragma once
 
 #include <chrono>
@@ -24,8 +28,23 @@ struct NcclOptions {
   int world_size = 1;
   int device = 0;               // CUDA device of this rank (local index)
   std::string rendezvous = "";  // "file:PATH" or "tcp:HOST:PORT" (rank 0's address)
+  // The NCCL unique id when the caller already has one (threads of one process); empty: rank 0
+  // makes one and spreads it through `rendezvous`.
+  std::string unique_id = "";
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // A cudaStream_t to queue the collectives on without waiting (null: an own stream, and each
+  // collective waits). The host must synchronise that stream before it reads a result.
+  void* stream = nullptr;
 };
+
+// A fresh NCCL unique id (ncclGetUniqueId), as bytes.
+absl::StatusOr<std::string> NewNcclUniqueId();
+
+// One id for a group spread over `nnodes` processes: node 0 makes it and publishes it at
+// `rendezvous` ("file:PATH" or "tcp:HOST:PORT", rendezvous.h); the other nodes read it. Called
+// once per process; its rank threads then pass the id in NcclOptions::unique_id.
+absl::StatusOr<std::string> ShareNcclUniqueId(const std::string& rendezvous, int node_rank,
+                                              int nnodes, std::chrono::milliseconds timeout);
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -44,6 +63,7 @@ class NcclCommunicator final : public Communicator {
   absl::Status Barrier() override;
   absl::StatusOr<std::vector<int64_t>> AllToAllCounts(
       absl::Span<const int64_t> send_counts) override;
+  absl::Status BroadcastBytes(std::string& bytes, int root) override;
 
   using Communicator::AllGather;
   using Communicator::AllReduceSum;

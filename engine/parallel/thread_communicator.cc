@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "engine/ops/dtype.h"
 
 namespace moeserve::engine {
 namespace {
@@ -16,6 +17,16 @@ void SumChunk(const std::vector<const void*>& inputs, int64_t begin, int64_t end
   for (size_t r = 1; r < inputs.size(); ++r) {
     const T* src = static_cast<const T*>(inputs[r]);
     for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
+  }
+}
+
+// bf16 sums: fp32 accumulation in ascending rank order, one rounding at the end.
+void SumBf16Chunk(const std::vector<const void*>& inputs, int64_t begin, int64_t end, void* out) {
+  uint16_t* dst = static_cast<uint16_t*>(out);
+  for (int64_t i = begin; i < end; ++i) {
+    float sum = 0.0f;
+    for (const void* input : inputs) sum += Bf16ToFloat(static_cast<const uint16_t*>(input)[i]);
+    dst[i] = FloatToBf16(sum);
   }
 }
 
@@ -93,6 +104,9 @@ absl::Status ThreadCommunicator::AllReduceSum(void* data, int64_t count, CommDat
         break;
       case CommDataType::kInt64:
         SumChunk<int64_t>(inputs, begin, end, g.scratch_.data());
+        break;
+      case CommDataType::kBfloat16:
+        SumBf16Chunk(inputs, begin, end, g.scratch_.data());
         break;
     }
   }

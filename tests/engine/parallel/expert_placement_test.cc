@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "engine/parallel/moe_dispatch.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -51,6 +52,55 @@ TEST(ExpertPlacementTest, BalancedPlacementIsValidAndReducesMaxOverMean) {
         EXPECT_LT(after, before) << ranks << " ranks, " << experts << " experts";
         EXPECT_LT(after, 1.35) << ranks << " ranks, " << experts << " experts";
       }
+    }
+  }
+}
+
+// The GPU's rank-local view (every rank sees every token) must pick, for each (token, expert),
+// exactly one rank: the replica the CPU dispatch sends the token to.
+TEST(ExpertPlacementTest, ExpertSlotsOnRankPickTheDispatchReplicaOnExactlyOneRank) {
+  TestRng rng(78);
+  for (int ranks : {2, 4}) {
+    const int64_t experts = 16, top_k = 3, tokens = 97;
+    const std::vector<bool> moe = {true};
+    absl::StatusOr<ExpertPlacement> placement = ComputeBalancedPlacement(
+        ZipfCounts(rng, experts, 1.5, 50000), moe, experts, ranks,
+        static_cast<int>(experts / ranks) + 3);
+    ASSERT_TRUE(placement.ok()) << placement.status();
+    const LayerPlacement& layer = placement->layers[0];
+    std::vector<int32_t> ids(static_cast<size_t>(tokens * top_k));
+    for (int64_t t = 0; t < tokens; ++t) {
+      const std::vector<int32_t> order = rng.Permutation(experts);
+      for (int64_t k = 0; k < top_k; ++k) ids[t * top_k + k] = order[k];
+    }
+    const DispatchPlan plan =
+        PlanDispatch(ids.data(), tokens, top_k, 0, layer.ReplicasByExpert(experts), ranks);
+    ids[5] = -1;  // an id the permutation drops stays dropped on every rank
+    std::vector<std::vector<int32_t>> local(static_cast<size_t>(ranks));
+    for (int r = 0; r < ranks; ++r) {
+      const LocalExpertSlots slots = ExpertSlotsOnRank(layer, experts, r);
+      EXPECT_EQ(slots.num_slots, static_cast<int64_t>(layer.rank_experts[r].size()));
+      local[r].resize(ids.size());
+      MapToLocalSlotsCpu(slots, ids.data(), tokens, top_k, local[r].data());
+    }
+    // The dispatch's (rank, slot) for each (token, pick).
+    std::vector<std::pair<int, int32_t>> dispatched(ids.size(), {-1, -1});
+    size_t entry = 0;
+    for (int r = 0; r < ranks; ++r) {
+      for (int64_t n = 0; n < plan.send_counts[r]; ++n, ++entry) {
+        dispatched[plan.token[entry] * top_k + plan.pick[entry]] = {r, plan.slot[entry]};
+      }
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      int owners = 0;
+      for (int r = 0; r < ranks; ++r) {
+        const int32_t slot = local[r][i];
+        if (slot < 0) continue;
+        ++owners;
+        EXPECT_EQ(layer.rank_experts[r][slot], ids[i]) << "pair " << i << " rank " << r;
+        EXPECT_EQ(dispatched[i], std::make_pair(r, slot)) << "pair " << i;
+      }
+      EXPECT_EQ(owners, ids[i] < 0 ? 0 : 1) << "pair " << i;
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/ops/dtype.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -63,6 +64,25 @@ TEST_P(ThreadCommunicatorTest, AllReduceSumEqualsAscendingRankSum) {
       ASSERT_EQ(ints[r], expected_ints) << "rank " << r;
     }
   }
+}
+
+TEST_P(ThreadCommunicatorTest, Bf16AllReduceAccumulatesInFp32AndRoundsOnce) {
+  const int world = GetParam();
+  TestRng rng(1500 + world);
+  ThreadCommGroup group(world);
+  const int64_t count = 1027;
+  std::vector<std::vector<uint16_t>> data(world);
+  for (int r = 0; r < world; ++r) data[r] = rng.NormalBf16(static_cast<size_t>(count));
+  std::vector<uint16_t> expected(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    float sum = 0.0f;
+    for (int r = 0; r < world; ++r) sum += Bf16ToFloat(data[r][i]);
+    expected[i] = FloatToBf16(sum);
+  }
+  ExpectAllOk(RunRanks(group, [&](int r) -> absl::Status {
+    return group.rank(r).AllReduceSum(data[r].data(), count, CommDataType::kBfloat16);
+  }));
+  for (int r = 0; r < world; ++r) ASSERT_EQ(data[r], expected) << "rank " << r;
 }
 
 TEST_P(ThreadCommunicatorTest, AllGatherConcatenatesInRankOrder) {
