@@ -102,10 +102,54 @@ std::vector<int32_t> EosTokenIds(const engine::ModelConfig& config,
   return ids;
 }
 
+// The ranks of one model-parallel group, as the CUDA loader takes them.
+engine::CudaRunnerOptions CudaGroupOptions(const ServerOptions& options,
+                                           std::optional<engine::ExpertPlacement> placement) {
+  return {.parallel = {.tensor_parallel_size = options.tensor_parallel_size,
+                       .expert_parallel_size = options.expert_parallel_size},
+          .placement = std::move(placement),
+          .nnodes = options.nnodes,
+          .node_rank = options.node_rank,
+          .rendezvous = options.rendezvous};
+}
+
+// --node-rank > 0: no gRPC, no engine; this node's GPUs run the steps node 0 announces, until
+// node 0 shuts down (exit 0) or a rank fails.
+int FollowNodeZero(const ServerOptions& options) {
+  absl::StatusOr<engine::ModelConfig> config =
+      engine::LoadModelConfig(options.model_dir + "/config.json");
+  if (!config.ok()) return Fail(absl::StrCat("cannot load the model: ", config.status().message()));
+  std::optional<engine::ExpertPlacement> placement;
+  if (!options.expert_placement.empty()) {
+    absl::StatusOr<engine::ExpertPlacement> loaded =
+        engine::LoadPlacementFile(options.expert_placement, engine::MoeLayerMask(*config));
+    if (!loaded.ok()) return Fail(absl::StrCat("--expert-placement: ", loaded.status().message()));
+    placement = *std::move(loaded);
+  }
+  absl::StatusOr<CudaKvRequest> kv = MakeCudaKvRequest(options, *config);
+  if (!kv.ok()) return Fail(std::string(kv.status().message()));
+  engine::CudaRunnerOptions cuda = CudaGroupOptions(options, std::move(placement));
+  cuda.gpu_memory_utilization = options.gpu_memory_utilization;
+  cuda.load = {.quantize_fp8 = options.quantization == "fp8"};
+  cuda.max_num_batched_tokens = options.max_num_batched_tokens;
+  cuda.max_num_seqs = options.max_num_seqs;
+  cuda.max_model_len = kv->max_model_len;
+  cuda.max_num_kv_blocks = kv->max_num_kv_blocks;
+  cuda.enforce_eager = options.enforce_eager;
+  LogInfo(absl::StrCat("node ", options.node_rank, " of ", options.nnodes, ": loading ",
+                       options.model_dir, ", rendezvous ", options.rendezvous));
+  absl::Status status = engine::RunCudaFollowerNode(options.model_dir, cuda,
+                                                    [](const std::string& line) { LogInfo(line); });
+  if (!status.ok()) return Fail(absl::StrCat("node ", options.node_rank, ": ", status.message()));
+  LogInfo("node 0 shut down the group; exiting");
+  return 0;
+}
+
 int Serve(const ServerOptions& options) {
   absl::StatusOr<engine::DeviceSelection> device = engine::SelectDevice(options.device);
   if (!device.ok()) return Fail(std::string(device.status().message()));
   LogInfo(absl::StrCat("device: ", device->description));
+  if (options.node_rank > 0) return FollowNodeZero(options);
   const std::string served_model_name = ServedModelName(options);
 
   ShutdownSignal signals;
@@ -172,21 +216,18 @@ int Serve(const ServerOptions& options) {
   absl::StatusOr<engine::EngineOptions> engine_options;
   std::string quantization;  // what the linears run in
   if (device->kind == engine::DeviceKind::kCuda) {
-    if (parallel.world_size() > 1 || placement.has_value()) {
-      return Fail(
-          "--device cuda: tensor/expert parallelism and --expert-placement run on the CPU "
-          "backend only for now; use --device cpu or leave them at 1");
-    }
     absl::StatusOr<CudaKvRequest> kv = MakeCudaKvRequest(options, config);
     if (!kv.ok()) return Fail(std::string(kv.status().message()));
-    absl::StatusOr<engine::CudaRunner> loaded = engine::LoadCudaRunner(
-        options.model_dir, {.gpu_memory_utilization = options.gpu_memory_utilization,
-                            .load = {.quantize_fp8 = options.quantization == "fp8"},
-                            .max_num_batched_tokens = options.max_num_batched_tokens,
-                            .max_num_seqs = options.max_num_seqs,
-                            .max_model_len = kv->max_model_len,
-                            .max_num_kv_blocks = kv->max_num_kv_blocks,
-                            .enforce_eager = options.enforce_eager});
+    engine::CudaRunnerOptions cuda_options = CudaGroupOptions(options, placement);
+    cuda_options.gpu_memory_utilization = options.gpu_memory_utilization;
+    cuda_options.load = {.quantize_fp8 = options.quantization == "fp8"};
+    cuda_options.max_num_batched_tokens = options.max_num_batched_tokens;
+    cuda_options.max_num_seqs = options.max_num_seqs;
+    cuda_options.max_model_len = kv->max_model_len;
+    cuda_options.max_num_kv_blocks = kv->max_num_kv_blocks;
+    cuda_options.enforce_eager = options.enforce_eager;
+    absl::StatusOr<engine::CudaRunner> loaded =
+        engine::LoadCudaRunner(options.model_dir, cuda_options);
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model on the GPU: ", loaded.status().message()));
     }

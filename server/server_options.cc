@@ -8,6 +8,7 @@
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/ops/dtype.h"
 #include "engine/parallel/parallel_config.h"
+#include "engine/parallel/rendezvous.h"
 #include "engine/runner/forward_batch.h"
 
 namespace moeserve::server {
@@ -120,6 +121,15 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--expert-placement", o.expert_placement,
                  "expert placement JSON (tools/expert_placement); needs "
                  "--expert-parallel-size > 1");
+  app.add_option("--nnodes", o.nnodes,
+                 "--device cuda: nodes the group spans, one moeserve process each")
+      ->capture_default_str();
+  app.add_option("--node-rank", o.node_rank,
+                 "this node's index; node 0 serves, the others follow its steps")
+      ->capture_default_str();
+  app.add_option("--rendezvous", o.rendezvous,
+                 "with --nnodes > 1: where node 0 publishes NCCL's id (file:PATH on a shared "
+                 "filesystem, or tcp:HOST:PORT of node 0)");
 }
 
 absl::Status CheckServerOptions(const ServerOptions& o) {
@@ -187,6 +197,30 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   }
   if (!o.expert_placement.empty() && o.expert_parallel_size < 2) {
     return Invalid("--expert-placement needs --expert-parallel-size > 1");
+  }
+  if (o.nnodes < 1) return Invalid(absl::StrCat("--nnodes must be >= 1, got ", o.nnodes));
+  if (o.node_rank < 0 || o.node_rank >= o.nnodes) {
+    return Invalid(
+        absl::StrCat("--node-rank must be in [0, --nnodes ", o.nnodes, "), got ", o.node_rank));
+  }
+  if (o.nnodes > 1) {
+    if (o.device != "cuda") {
+      return Invalid("--nnodes > 1 needs --device cuda (ranks on other nodes talk through NCCL)");
+    }
+    if (o.rendezvous.empty()) {
+      return Invalid("--nnodes > 1 needs --rendezvous (file:PATH or tcp:HOST:PORT of node 0)");
+    }
+    if (absl::Status s = engine::ValidateRendezvousAddress(o.rendezvous); !s.ok()) {
+      return Invalid(absl::StrCat("--rendezvous: ", s.message()));
+    }
+    const int world = std::max(o.tensor_parallel_size, o.expert_parallel_size);
+    if (world % o.nnodes != 0) {
+      return Invalid(absl::StrCat("--nnodes ", o.nnodes, " must divide the group of ", world,
+                                  " ranks (max of --tensor-parallel-size and "
+                                  "--expert-parallel-size)"));
+    }
+  } else if (!o.rendezvous.empty()) {
+    return Invalid("--rendezvous is for --nnodes > 1");
   }
   if (o.grpc_max_threads < 2) {
     // gRPC needs a poller and a worker; fewer deadlocks the server.

@@ -58,6 +58,11 @@ struct ServerOptions {
   int tensor_parallel_size = 1;  // --tensor-parallel-size: MLA heads, dense MLP, shared experts
   int expert_parallel_size = 1;  // --expert-parallel-size: routed experts over the ranks
   std::string expert_placement;  // --expert-placement: JSON from moeserve-expert-placement
+  // Several nodes (--device cuda): one process per node, `world / nnodes` GPUs each; node 0
+  // serves gRPC and schedules, the others follow its steps (docs/parallel.md).
+  int nnodes = 1;          // --nnodes
+  int node_rank = 0;       // --node-rank
+  std::string rendezvous;  // --rendezvous: file:PATH or tcp:HOST:PORT (node 0's address)
 
   // Security and limits (issue: untrusted clients). The API key may come from the environment
   // (MOESERVE_API_KEY) so it does not show in the process list.

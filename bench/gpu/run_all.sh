@@ -12,6 +12,7 @@
 #                latent_cache_cuda_test mla_absorb_cuda_test moeserve-bench-gpu-mla \
 #                moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test \
 #                moe_grouped_gemm_cuda_test deepseek_model_cuda_test \
+#                nccl_communicator_test cuda_rank_group_test \
 #                moeserve-bench-gpu-moe moeserve-bench-gpu-model
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
@@ -27,7 +28,8 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
            mla_decode_cuda_test mla_prefill_cuda_test latent_cache_cuda_test mla_absorb_cuda_test
            moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test
-           moe_grouped_gemm_cuda_test deepseek_model_cuda_test)
+           moe_grouped_gemm_cuda_test deepseek_model_cuda_test
+           nccl_communicator_test cuda_rank_group_test)  # these two skip below 2 GPUs
 gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
              moeserve-bench-gpu-mla moeserve-bench-gpu-moe moeserve-bench-gpu-model)
 
@@ -43,7 +45,7 @@ if [[ "${1:-}" == "--pack" ]]; then
     # (the GPU host has CUDA 13; libcublasLt alone is 541 MB).
     ldd "$bin" | awk '/=> \//{print $3}' | while read -r lib; do
       case "$(basename "$lib")" in
-        libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudart*|libcublas*) ;;
+        libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudart*|libcublas*|libnccl*) ;;
         # The host's own (newer) C++ runtime is preferred; these are used only if it is too old.
         libstdc++.so*|libgcc_s.so*) cp -Lu "$lib" "$carry/lib-compat/" ;;
         *) cp -Lu "$lib" "$carry/lib/" ;;
@@ -76,7 +78,15 @@ done
 if [[ -z "$cublas_dir" ]]; then
   cublas_dir="$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)"
 fi
-export LD_LIBRARY_PATH="$carry/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# libnccl.so.2 (218 MB, not carried either): the toolkit's, else PyTorch's nvidia-nccl wheel.
+nccl_dir=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+  [[ -e "$d/libnccl.so.2" ]] && { nccl_dir="$d"; break; }
+done
+if [[ -z "$nccl_dir" ]]; then
+  nccl_dir="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)"
+fi
+export LD_LIBRARY_PATH="$carry/lib${cublas_dir:+:$cublas_dir}${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Built with GCC 12: needs GLIBCXX_3.4.30 from the host's libstdc++, else the carried one.
 if ! grep -aq GLIBCXX_3.4.30 "$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')" 2>/dev/null; then
   export LD_LIBRARY_PATH="$carry/lib-compat:$LD_LIBRARY_PATH"

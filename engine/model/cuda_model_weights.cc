@@ -32,18 +32,24 @@ absl::StatusOr<CudaMlp> UploadMlp(const MlpWeights& mlp) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<MoeLayerCuda>> UploadMoe(CudaContext& context, CublasLtGemm& gemm,
-                                                        const ModelConfig& config,
-                                                        const MoeWeights& moe,
-                                                        const std::string& name) {
-  if (!moe.slot_experts.empty()) {
-    return absl::UnimplementedError(
-        absl::StrCat(name, ": expert parallelism is not supported by the CUDA backend yet"));
-  }
+absl::StatusOr<std::unique_ptr<MoeLayerCuda>> UploadMoe(
+    CudaContext& context, CublasLtGemm& gemm, const ModelConfig& config, const MoeWeights& moe,
+    const std::string& name, int64_t layer_index, const CudaWeightShard& shard) {
   MoeLayerHostWeights host;
+  if (!moe.slot_experts.empty()) {
+    if (shard.placement == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": an expert-parallel shard needs its expert placement"));
+    }
+    host.local_slots = ExpertSlotsOnRank(shard.placement->layers[static_cast<size_t>(layer_index)],
+                                         config.n_routed_experts, shard.ep_rank);
+  }
   host.hidden = config.hidden_size;
-  host.expert_width = config.moe_intermediate_size;
-  host.shared_width = moe.shared.has_value() ? moe.shared->width() : 0;
+  // The shard's width: moe_intermediate_size / tp when experts are split on it.
+  host.expert_width =
+      moe.experts.empty() ? config.moe_intermediate_size : moe.experts[0].down.in_features;
+  const bool with_shared = moe.shared.has_value() && shard.shared_experts;
+  host.shared_width = with_shared ? moe.shared->width() : 0;
   host.routing = MakeRoutingParams(config, moe);  // correction_bias: copied by Create
   host.router = FloatsToBf16(moe.router);
   host.experts.reserve(moe.experts.size());
@@ -52,7 +58,7 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> UploadMoe(CudaContext& context, Cu
                               QuantizeMlp(moe.experts[e], absl::StrCat(name, ".experts.", e)));
     host.experts.push_back(std::move(expert));
   }
-  if (moe.shared.has_value()) {
+  if (with_shared) {
     MOESERVE_ASSIGN_OR_RETURN(host.shared,
                               QuantizeMlp(*moe.shared, absl::StrCat(name, ".shared_experts")));
   }
@@ -118,7 +124,8 @@ absl::StatusOr<CudaLinear> UploadLinear(const LinearWeight& linear) {
 absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, CublasLtGemm& gemm,
                                                     const ModelConfig& config,
                                                     const DecoderLayerWeights& layer,
-                                                    int64_t layer_index) {
+                                                    int64_t layer_index,
+                                                    const CudaWeightShard& shard) {
   const std::string name = absl::StrCat("model.layers.", layer_index);
   CudaLayerWeights out;
   MOESERVE_ASSIGN_OR_RETURN(out.input_norm, UploadBf16(layer.input_norm));
@@ -144,7 +151,8 @@ absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, Cublas
   if (layer.dense_mlp.has_value()) {
     MOESERVE_ASSIGN_OR_RETURN(out.dense_mlp, UploadMlp(*layer.dense_mlp));
   } else {
-    MOESERVE_ASSIGN_OR_RETURN(out.moe, UploadMoe(context, gemm, config, *layer.moe, name + ".mlp"));
+    MOESERVE_ASSIGN_OR_RETURN(
+        out.moe, UploadMoe(context, gemm, config, *layer.moe, name + ".mlp", layer_index, shard));
   }
   return out;
 }
@@ -167,13 +175,14 @@ absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights
 
 absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
                                                     const ModelConfig& config,
-                                                    const ModelWeights& weights) {
+                                                    const ModelWeights& weights,
+                                                    const CudaWeightShard& shard) {
   CudaModelWeights out;
   MOESERVE_RETURN_IF_ERROR(UploadNonLayerWeights(config, weights, out));
   for (size_t l = 0; l < weights.layers.size(); ++l) {
-    MOESERVE_ASSIGN_OR_RETURN(
-        CudaLayerWeights layer,
-        UploadLayerWeights(context, gemm, config, weights.layers[l], static_cast<int64_t>(l)));
+    MOESERVE_ASSIGN_OR_RETURN(CudaLayerWeights layer,
+                              UploadLayerWeights(context, gemm, config, weights.layers[l],
+                                                 static_cast<int64_t>(l), shard));
     out.bytes += LayerBytes(layer);
     out.layers.push_back(std::move(layer));
   }

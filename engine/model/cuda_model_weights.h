@@ -22,6 +22,7 @@
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/ops/linear/gemm_cublaslt.h"
 #include "engine/ops/moe/moe_layer_cuda.h"
+#include "engine/parallel/expert_placement.h"
 
 namespace moeserve::engine {
 
@@ -79,6 +80,17 @@ struct CudaModelWeights {
   size_t bytes = 0;  // device bytes of all of the above
 };
 
+// What the upload of a model-parallel shard must know beyond the host weights' shapes (which
+// already hold only the rank's heads, widths and experts: WeightShard, weight_loader.h).
+struct CudaWeightShard {
+  // Expert parallelism: the layout and this rank's place in it (null: every expert is here).
+  const ExpertPlacement* placement = nullptr;
+  int ep_rank = 0;
+  // False on the expert-parallel ranks other than 0 when attention is not split: there the
+  // shared experts run whole on rank 0 only, so the ranks' summed MoE outputs count them once.
+  bool shared_experts = true;
+};
+
 // Host fp32 → device BF16.
 absl::StatusOr<DeviceBuffer> UploadBf16(const std::vector<float>& values);
 // A CPU-backend linear: FP8 ones are re-quantized to 128×128 blocks (exact for weights that
@@ -92,7 +104,8 @@ absl::StatusOr<CudaLinear> UploadFp8Linear(const Fp8BlockWeight& weight, int64_t
 absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, CublasLtGemm& gemm,
                                                     const ModelConfig& config,
                                                     const DecoderLayerWeights& layer,
-                                                    int64_t layer_index);
+                                                    int64_t layer_index,
+                                                    const CudaWeightShard& shard = {});
 
 // Everything but the layers: embeddings, final norm, lm_head and the RoPE table.
 absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights& weights,
@@ -100,6 +113,7 @@ absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights
 
 absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
                                                     const ModelConfig& config,
-                                                    const ModelWeights& weights);
+                                                    const ModelWeights& weights,
+                                                    const CudaWeightShard& shard = {});
 
 }  // namespace moeserve::engine

@@ -31,21 +31,7 @@ absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::LoadShard(
   if (rank.parallel.world_size() > 1 && rank.comm == nullptr) {
     return absl::InvalidArgumentError("a model-parallel rank needs a communicator");
   }
-  WeightShard shard;
-  shard.tp_rank = rank.tp_rank();
-  shard.tp_size = rank.tp_size();
-  shard.split_routed_experts = rank.tp_size() > 1 && rank.ep_size() == 1;
-  if (rank.ep_size() > 1) {
-    if (rank.placement == nullptr) {
-      return absl::InvalidArgumentError("expert parallelism needs an expert placement");
-    }
-    MOESERVE_RETURN_IF_ERROR(ValidatePlacement(*rank.placement, MoeLayerMask(config),
-                                               config.n_routed_experts, rank.ep_size()));
-    for (const LayerPlacement& layer : rank.placement->layers) {
-      shard.layer_experts.push_back(
-          layer.rank_experts.empty() ? std::vector<int32_t>{} : layer.rank_experts[rank.ep_rank()]);
-    }
-  }
+  MOESERVE_ASSIGN_OR_RETURN(WeightShard shard, WeightShardFor(rank, config));
   MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
   MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights,
                             LoadModelWeights(checkpoint, config, options, shard));

@@ -404,6 +404,7 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(const
                                            normed, stream);
     MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(launch, "input_layernorm"));
     MOESERVE_RETURN_IF_ERROR(Attention(l, in, normed, branch));
+    MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_attention_, branch, t * d));
     arena.RewindTo(mark);
     MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
         LaunchFusedAddRmsNormBf16(h, branch, layer.post_attention_norm.as<uint16_t>(), eps, t, d,
@@ -411,8 +412,10 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(const
         "post_attention_layernorm"));
     if (layer.moe != nullptr) {
       MOESERVE_RETURN_IF_ERROR(layer.moe->Forward(normed, t, branch));
+      MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_moe_, branch, t * d));
     } else {
       MOESERVE_RETURN_IF_ERROR(Mlp(*layer.dense_mlp, normed, t, branch));
+      MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_attention_, branch, t * d));
     }
   }
   arena.RewindTo(mark);
@@ -481,6 +484,26 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ReplayDecodeG
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.exec), stream));
   arena.AdvanceTo(graph.arena_end);
   return DeviceLogits{graph.logits, batch.num_seqs()};
+}
+
+absl::Status DeepseekModelCuda::SetRankGroup(Communicator* comm, const ParallelConfig& parallel) {
+  MOESERVE_RETURN_IF_ERROR(ValidateParallelConfig(parallel, config_));
+  if (parallel.world_size() > 1 &&
+      (comm == nullptr || comm->world_size() != parallel.world_size())) {
+    return absl::InvalidArgumentError(absl::StrCat("SetRankGroup: a group of ",
+                                                   parallel.world_size(),
+                                                   " ranks needs a communicator of as many"));
+  }
+  DestroyGraphs();  // captured without the collectives
+  comm_ = parallel.world_size() > 1 ? comm : nullptr;
+  reduce_attention_ = parallel.tensor_parallel_size > 1;
+  reduce_moe_ = parallel.world_size() > 1;
+  return absl::OkStatus();
+}
+
+absl::Status DeepseekModelCuda::AllReduceRows(bool needed, uint16_t* rows, int64_t count) {
+  if (!needed || comm_ == nullptr) return absl::OkStatus();
+  return comm_->AllReduceSum(rows, count, CommDataType::kBfloat16);
 }
 
 absl::Status DeepseekModelCuda::SetCudaGraphs(CudaGraphOptions options) {

@@ -22,6 +22,8 @@
 #include "engine/model/model_config.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/linear/gemm_cublaslt.h"
+#include "engine/parallel/communicator.h"
+#include "engine/parallel/parallel_config.h"
 #include "engine/runner/step_model.h"
 
 namespace moeserve::engine {
@@ -59,6 +61,14 @@ class DeepseekModelCuda final : public StepModel {
       CudaModelWeights weights, int64_t num_kv_blocks);
 
   ~DeepseekModelCuda() override;
+
+  // Makes this model one rank's shard of a model-parallel group (its weights uploaded with the
+  // rank's CudaWeightShard). Partial sums are all-reduced in bf16 over `comm`: after o_proj and
+  // the dense MLP when tensor_parallel_size > 1, after every MoE layer when either size is > 1.
+  // `comm` must queue on context().stream() without waiting (NcclOptions::stream), so the
+  // collectives sit in stream order between the kernels and a CUDA graph captures them; it
+  // must outlive the model. Every rank must then run the same steps (step_broadcast.h).
+  absl::Status SetRankGroup(Communicator* comm, const ParallelConfig& parallel);
 
   // InvalidArgument for sizes that are not ascending, not positive, above
   // MoeLayerCuda::kGroupedMaxTokens, or a max_model_len below 1 with sizes given. Drops graphs
@@ -124,6 +134,8 @@ class DeepseekModelCuda final : public StepModel {
   absl::Status AttendNaive(const CudaMlaWeights& w, const StepInputs& in, int64_t seq,
                            const uint16_t* q, const uint16_t* pages, uint16_t* attn);
   uint16_t* layer_pages(int64_t layer) const;
+  // Sums `rows` hidden-size bf16 rows over the group when `needed` (no-op otherwise).
+  absl::Status AllReduceRows(bool needed, uint16_t* rows, int64_t count);
 
   std::unique_ptr<CudaContext> context_;
   std::unique_ptr<CublasLtGemm> gemm_;
@@ -134,6 +146,9 @@ class DeepseekModelCuda final : public StepModel {
   DeviceBuffer expert_token_counts_;  // [layers, n_routed_experts] int64
   std::vector<uint8_t> staging_;      // the step's packed host inputs
   CudaGraphOptions graph_options_{.batch_sizes = {}};
+  Communicator* comm_ = nullptr;           // null: one rank
+  bool reduce_attention_ = false;          // o_proj and dense MLP outputs are partial sums (TP)
+  bool reduce_moe_ = false;                // MoE outputs are partial sums (TP or EP)
   std::map<int64_t, DecodeGraph> graphs_;  // by padded batch size
 };
 

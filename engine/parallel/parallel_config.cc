@@ -1,6 +1,7 @@
 #include "engine/parallel/parallel_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "engine/parallel/expert_placement.h"
 
 namespace moeserve::engine {
 namespace {
@@ -60,6 +61,28 @@ std::vector<bool> MoeLayerMask(const ModelConfig& config) {
   std::vector<bool> mask;
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) mask.push_back(config.IsMoeLayer(l));
   return mask;
+}
+
+absl::StatusOr<WeightShard> WeightShardFor(const RankContext& rank, const ModelConfig& config) {
+  WeightShard shard;
+  shard.tp_rank = rank.tp_rank();
+  shard.tp_size = rank.tp_size();
+  shard.split_routed_experts = rank.tp_size() > 1 && rank.ep_size() == 1;
+  if (rank.ep_size() > 1) {
+    if (rank.placement == nullptr) {
+      return absl::InvalidArgumentError("expert parallelism needs an expert placement");
+    }
+    if (absl::Status s = ValidatePlacement(*rank.placement, MoeLayerMask(config),
+                                           config.n_routed_experts, rank.ep_size());
+        !s.ok()) {
+      return s;
+    }
+    for (const LayerPlacement& layer : rank.placement->layers) {
+      shard.layer_experts.push_back(
+          layer.rank_experts.empty() ? std::vector<int32_t>{} : layer.rank_experts[rank.ep_rank()]);
+    }
+  }
+  return shard;
 }
 
 }  // namespace moeserve::engine

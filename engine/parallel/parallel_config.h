@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/model/model_config.h"
+#include "engine/model/weight_loader.h"
 
 namespace moeserve::engine {
 
@@ -47,6 +49,10 @@ struct RankContext {
   int tp_rank() const { return tp_size() > 1 ? rank : 0; }
   int ep_rank() const { return ep_size() > 1 ? rank : 0; }
 };
+
+// The rows, columns and experts rank `rank` loads (both backends). Expert parallelism needs
+// rank.placement, which is validated here against the config.
+absl::StatusOr<WeightShard> WeightShardFor(const RankContext& rank, const ModelConfig& config);
 
 // The contiguous [begin, end) share of `total` that part `index` of `parts` gets.
 struct IndexRange {

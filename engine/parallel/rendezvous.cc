@@ -153,7 +153,20 @@ absl::StatusOr<std::string> ExchangeBlob(const std::string& address, int rank, i
     return absl::InvalidArgumentError(
         absl::StrCat("rendezvous: rank ", rank, " outside a world of ", world_size));
   }
+  if (absl::Status s = ValidateRendezvousAddress(address); !s.ok()) return s;
   if (address.rfind("file:", 0) == 0) return ViaFile(address.substr(5), rank, blob, timeout);
+  const std::string host_port = address.substr(4);
+  const size_t colon = host_port.rfind(':');
+  return ViaTcp(host_port.substr(0, colon), host_port.substr(colon + 1), rank, world_size, blob,
+                timeout);
+}
+
+absl::Status ValidateRendezvousAddress(const std::string& address) {
+  if (address.rfind("file:", 0) == 0) {
+    if (address.size() > 5) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous address '", address, "' must be file:PATH"));
+  }
   if (address.rfind("tcp:", 0) == 0) {
     const std::string host_port = address.substr(4);
     const size_t colon = host_port.rfind(':');
@@ -163,8 +176,7 @@ absl::StatusOr<std::string> ExchangeBlob(const std::string& address, int rank, i
       return absl::InvalidArgumentError(
           absl::StrCat("rendezvous address '", address, "' must be tcp:HOST:PORT"));
     }
-    return ViaTcp(host_port.substr(0, colon), host_port.substr(colon + 1), rank, world_size, blob,
-                  timeout);
+    return absl::OkStatus();
   }
   return absl::InvalidArgumentError(
       absl::StrCat("rendezvous address '", address, "' must start with file: or tcp:"));

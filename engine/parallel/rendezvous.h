@@ -15,6 +15,10 @@
 
 namespace moeserve::engine {
 
+// OK for "file:PATH" (PATH non-empty) and "tcp:HOST:PORT" (port 1..65535); InvalidArgument
+// naming the address otherwise. The server checks `--rendezvous` with it before loading.
+absl::Status ValidateRendezvousAddress(const std::string& address);
+
 // Rank 0 passes its blob and gets it back; other ranks pass anything and get rank 0's.
 // world_size: rank 0 over TCP serves world_size − 1 peers before returning. Fails with
 // DeadlineExceeded after `timeout`, InvalidArgument for a malformed address.

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,83 +12,287 @@
 #include "engine/model/deepseek_model_cuda.h"
 #include "engine/model/model_config.h"
 #include "engine/ops/cuda/check.h"
+#include "engine/parallel/nccl_communicator.h"
+#include "engine/runner/cuda_rank_group.h"
 #include "engine/runner/forward_batch.h"
 #include "engine/runner/memory_planner.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
-absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
-                                          const CudaRunnerOptions& options) {
-  CudaRunner runner;
-  MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir + "/config.json"));
-  LoadOptions load = options.load;
-  if (config.fp8.has_value()) {
-    runner.quantization = "fp8 (checkpoint)";
+namespace {
+
+// What every rank (or the single GPU) needs, decided once from config.json.
+struct LoadPlan {
+  ModelConfig config;
+  LoadOptions load;
+  std::string quantization;
+  std::vector<std::string> log_lines;
+};
+
+absl::StatusOr<LoadPlan> PlanLoad(const std::string& model_dir, const CudaRunnerOptions& options) {
+  LoadPlan plan;
+  MOESERVE_ASSIGN_OR_RETURN(plan.config, LoadModelConfig(model_dir + "/config.json"));
+  plan.load = options.load;
+  if (plan.config.fp8.has_value()) {
+    plan.quantization = "fp8 (checkpoint)";
   } else {
-    runner.quantization = "fp8 (online)";
-    if (!load.quantize_fp8) {
-      load.quantize_fp8 = true;
-      runner.log_lines.push_back(
+    plan.quantization = "fp8 (online)";
+    if (!plan.load.quantize_fp8) {
+      plan.load.quantize_fp8 = true;
+      plan.log_lines.push_back(
           "BF16 checkpoint: quantizing its linears to FP8 at load (the CUDA backend runs MoE "
           "experts as FP8 block-scaled GEMMs), as --quantization fp8 would");
     }
   }
+  return plan;
+}
 
-  MOESERVE_ASSIGN_OR_RETURN(
-      std::unique_ptr<CudaContext> context,
-      CudaContext::Create({.device_index = options.device_index, .arena_bytes = 0}));
-  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<CublasLtGemm> gemm, CublasLtGemm::Create(*context));
+// One GPU's weights on the device and its arena reserved: everything before the KV plan.
+struct LoadedRank {
+  std::unique_ptr<CudaContext> context;
+  std::unique_ptr<CublasLtGemm> gemm;
   CudaModelWeights weights;
+  size_t arena_bytes = 0;
+};
+
+absl::StatusOr<LoadedRank> LoadRankWeights(const std::string& model_dir, const LoadPlan& plan,
+                                           const CudaRunnerOptions& options, int device,
+                                           const WeightShard& shard,
+                                           const CudaWeightShard& cuda_shard) {
+  LoadedRank rank;
+  MOESERVE_ASSIGN_OR_RETURN(rank.context,
+                            CudaContext::Create({.device_index = device, .arena_bytes = 0}));
+  MOESERVE_ASSIGN_OR_RETURN(rank.gemm, CublasLtGemm::Create(*rank.context));
   {
     // The host copy (fp32) lives only until the upload is done.
     MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
-    MOESERVE_ASSIGN_OR_RETURN(ModelWeights host, LoadModelWeights(checkpoint, config, load));
-    MOESERVE_ASSIGN_OR_RETURN(weights, UploadModelWeights(*context, *gemm, config, host));
+    MOESERVE_ASSIGN_OR_RETURN(ModelWeights host,
+                              LoadModelWeights(checkpoint, plan.config, plan.load, shard));
+    MOESERVE_ASSIGN_OR_RETURN(
+        rank.weights, UploadModelWeights(*rank.context, *rank.gemm, plan.config, host, cuda_shard));
   }
   const CudaStepLimits limits{.max_num_batched_tokens = options.max_num_batched_tokens,
                               .max_num_seqs = options.max_num_seqs,
                               .max_model_len = options.max_model_len};
-  const size_t arena_bytes =
-      DeepseekModelCuda::ActivationBytes(config, weights, limits, context->device().num_sms);
-  MOESERVE_RETURN_IF_ERROR(context->ReserveArena(arena_bytes));
-  MOESERVE_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  rank.arena_bytes = DeepseekModelCuda::ActivationBytes(plan.config, rank.weights, limits,
+                                                        rank.context->device().num_sms);
+  MOESERVE_RETURN_IF_ERROR(rank.context->ReserveArena(rank.arena_bytes));
+  return rank;
+}
 
+// The KV pool this device can hold now (call after everything else is allocated on it).
+absl::StatusOr<KvMemoryPlan> PlanDeviceKv(const ModelConfig& config,
+                                          const CudaRunnerOptions& options) {
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   size_t free_bytes = 0, total_bytes = 0;
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
-  MOESERVE_ASSIGN_OR_RETURN(
-      KvMemoryPlan plan,
-      PlanKvCache({.total_device_bytes = static_cast<int64_t>(total_bytes),
-                   .used_device_bytes = static_cast<int64_t>(total_bytes - free_bytes),
-                   .gpu_memory_utilization = options.gpu_memory_utilization,
-                   .kv_bytes_per_block = DeepseekModelCuda::KvBytesPerBlock(config),
-                   .max_model_len = options.max_model_len}));
-  runner.log_lines.push_back(absl::StrCat(
-      context->device().ToString(), ": weights ", FormatGiB(static_cast<int64_t>(weights.bytes)),
-      ", activation arena ", FormatGiB(static_cast<int64_t>(arena_bytes)), " (largest step ",
-      options.max_num_batched_tokens, " tokens, ", options.max_num_seqs, " sequences)"));
-  runner.log_lines.push_back(plan.summary);
-  if (options.max_num_kv_blocks > 0 && options.max_num_kv_blocks < plan.num_blocks) {
-    plan.num_blocks = options.max_num_kv_blocks;
-    runner.log_lines.push_back(absl::StrCat(
-        "KV cache capped at ", plan.num_blocks, " blocks = ", plan.num_blocks * kKvBlockSize,
-        " tokens by --kv-cache-tokens/--kv-cache-memory-bytes"));
-  }
+  return PlanKvCache({.total_device_bytes = static_cast<int64_t>(total_bytes),
+                      .used_device_bytes = static_cast<int64_t>(total_bytes - free_bytes),
+                      .gpu_memory_utilization = options.gpu_memory_utilization,
+                      .kv_bytes_per_block = DeepseekModelCuda::KvBytesPerBlock(config),
+                      .max_model_len = options.max_model_len});
+}
+
+int64_t CappedBlocks(int64_t planned, const CudaRunnerOptions& options) {
+  return options.max_num_kv_blocks > 0 ? std::min(planned, options.max_num_kv_blocks) : planned;
+}
+
+std::string DeviceLine(const LoadedRank& rank, const CudaRunnerOptions& options) {
+  return absl::StrCat(rank.context->device().ToString(), ": weights ",
+                      FormatGiB(static_cast<int64_t>(rank.weights.bytes)), ", activation arena ",
+                      FormatGiB(static_cast<int64_t>(rank.arena_bytes)), " (largest step ",
+                      options.max_num_batched_tokens, " tokens, ", options.max_num_seqs,
+                      " sequences)");
+}
+
+// Create + CUDA graphs; the model owns the rank's context, GEMM and weights from here on.
+absl::StatusOr<std::unique_ptr<DeepseekModelCuda>> FinishRank(LoadedRank rank,
+                                                              const ModelConfig& config,
+                                                              int64_t num_kv_blocks,
+                                                              const CudaRunnerOptions& options,
+                                                              NcclCommunicator* comm) {
   MOESERVE_ASSIGN_OR_RETURN(
       std::unique_ptr<DeepseekModelCuda> model,
-      DeepseekModelCuda::Create(std::move(context), std::move(gemm), std::move(config),
-                                std::move(weights), plan.num_blocks));
+      DeepseekModelCuda::Create(std::move(rank.context), std::move(rank.gemm), config,
+                                std::move(rank.weights), num_kv_blocks));
+  if (comm != nullptr) MOESERVE_RETURN_IF_ERROR(model->SetRankGroup(comm, options.parallel));
   CudaGraphOptions graphs{.max_model_len = options.max_model_len};
   if (options.enforce_eager) graphs.batch_sizes.clear();
   MOESERVE_RETURN_IF_ERROR(model->SetCudaGraphs(graphs));
-  runner.log_lines.push_back(
-      graphs.batch_sizes.empty()
-          ? std::string("decode steps run eagerly (--enforce-eager)")
-          : absl::StrCat("decode steps of up to ", graphs.batch_sizes.back(),
-                         " sequences replay CUDA graphs (padded to ",
-                         absl::StrJoin(graphs.batch_sizes, ", "), "; captured on first use)"));
-  runner.num_kv_blocks = plan.num_blocks;
-  runner.model = std::move(model);
+  return model;
+}
+
+std::string GraphLine(const CudaRunnerOptions& options) {
+  if (options.enforce_eager) return "decode steps run eagerly (--enforce-eager)";
+  const CudaGraphOptions graphs;
+  return absl::StrCat("decode steps of up to ", graphs.batch_sizes.back(),
+                      " sequences replay CUDA graphs (padded to ",
+                      absl::StrJoin(graphs.batch_sizes, ", "), "; captured on first use)");
+}
+
+absl::StatusOr<CudaRunner> LoadSingleGpu(const std::string& model_dir,
+                                         const CudaRunnerOptions& options, LoadPlan plan) {
+  CudaRunner runner;
+  runner.quantization = plan.quantization;
+  runner.log_lines = std::move(plan.log_lines);
+  MOESERVE_ASSIGN_OR_RETURN(
+      LoadedRank rank, LoadRankWeights(model_dir, plan, options, options.device_index, {}, {}));
+  MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
+  runner.log_lines.push_back(DeviceLine(rank, options));
+  runner.log_lines.push_back(kv.summary);
+  const int64_t blocks = CappedBlocks(kv.num_blocks, options);
+  if (blocks < kv.num_blocks) {
+    runner.log_lines.push_back(
+        absl::StrCat("KV cache capped at ", blocks, " blocks = ", blocks * kKvBlockSize,
+                     " tokens by --kv-cache-tokens/--kv-cache-memory-bytes"));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(runner.model,
+                            FinishRank(std::move(rank), plan.config, blocks, options, nullptr));
+  runner.log_lines.push_back(GraphLine(options));
+  runner.num_kv_blocks = blocks;
   return runner;
+}
+
+// This node's ranks of a model-parallel group, loaded on their GPUs in parallel and joined in
+// one NCCL communicator (collective with the other nodes' LoadLocalRanks).
+struct LocalRanks {
+  std::vector<CudaRank> ranks;
+  std::unique_ptr<RankThreadPool> pool;
+  int64_t num_kv_blocks = 0;
+};
+
+absl::StatusOr<LocalRanks> LoadLocalRanks(const std::string& model_dir,
+                                          const CudaRunnerOptions& options, LoadPlan& plan) {
+  const ParallelConfig& parallel = options.parallel;
+  MOESERVE_RETURN_IF_ERROR(ValidateParallelConfig(parallel, plan.config));
+  const int world = parallel.world_size();
+  if (options.nnodes < 1 || world % options.nnodes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nnodes ", options.nnodes, " does not divide the group of ", world, " ranks"));
+  }
+  if (options.node_rank < 0 || options.node_rank >= options.nnodes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node-rank ", options.node_rank, " outside [0, ", options.nnodes, ")"));
+  }
+  const int local_ranks = world / options.nnodes;
+  int devices = 0;
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&devices));
+  if (options.first_device < 0 || devices < options.first_device + local_ranks) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a group of ", world, " ranks over ", options.nnodes, " node(s) needs ", local_ranks,
+        " GPUs on this node from device ", options.first_device, "; it has ", devices));
+  }
+  std::optional<ExpertPlacement> placement = options.placement;
+  if (parallel.expert_parallel_size > 1 && !placement.has_value()) {
+    placement = ContiguousPlacement(MoeLayerMask(plan.config), plan.config.n_routed_experts,
+                                    parallel.expert_parallel_size);
+  }
+  MOESERVE_ASSIGN_OR_RETURN(std::string nccl_id,
+                            options.nnodes == 1
+                                ? NewNcclUniqueId()
+                                : ShareNcclUniqueId(options.rendezvous, options.node_rank,
+                                                    options.nnodes, std::chrono::minutes(10)));
+
+  LocalRanks out;
+  out.ranks.resize(static_cast<size_t>(local_ranks));
+  out.pool = std::make_unique<RankThreadPool>(local_ranks, 1);
+  std::vector<int64_t> group_blocks(static_cast<size_t>(local_ranks));
+  std::vector<std::string> device_lines(static_cast<size_t>(local_ranks));
+  const std::vector<absl::Status> statuses = out.pool->Run([&](int local) -> absl::Status {
+    const int global = options.node_rank * local_ranks + local;
+    const RankContext context{
+        .rank = global, .parallel = parallel, .placement = placement ? &*placement : nullptr};
+    MOESERVE_ASSIGN_OR_RETURN(WeightShard shard, WeightShardFor(context, plan.config));
+    // Without tensor parallelism the shared experts run whole on rank 0 only.
+    const CudaWeightShard cuda_shard{
+        .placement = context.placement,
+        .ep_rank = context.ep_rank(),
+        .shared_experts = parallel.tensor_parallel_size > 1 || global == 0};
+    const int device = options.first_device + local;
+    MOESERVE_ASSIGN_OR_RETURN(LoadedRank rank,
+                              LoadRankWeights(model_dir, plan, options, device, shard, cuda_shard));
+    CudaRank& mine = out.ranks[static_cast<size_t>(local)];
+    mine.device = device;
+    MOESERVE_ASSIGN_OR_RETURN(mine.comm,
+                              NcclCommunicator::Create({.rank = global,
+                                                        .world_size = world,
+                                                        .device = device,
+                                                        .unique_id = nccl_id,
+                                                        .stream = rank.context->stream()}));
+    MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
+    device_lines[static_cast<size_t>(local)] =
+        absl::StrCat("rank ", global, ": ", DeviceLine(rank, options), "; ", kv.summary);
+    // One pool size for the whole group: the smallest any rank can hold.
+    MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer mine_blocks, DeviceBuffer::Allocate(8));
+    MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer all_blocks,
+                              DeviceBuffer::Allocate(static_cast<size_t>(world) * 8));
+    const int64_t capped = CappedBlocks(kv.num_blocks, options);
+    MOESERVE_RETURN_IF_ERROR(mine_blocks.CopyFromHost(&capped, 8));
+    MOESERVE_RETURN_IF_ERROR(
+        mine.comm->AllGather(mine_blocks.data(), 1, all_blocks.data(), CommDataType::kInt64));
+    MOESERVE_RETURN_IF_ERROR(rank.context->Synchronize());
+    std::vector<int64_t> blocks(static_cast<size_t>(world));
+    MOESERVE_RETURN_IF_ERROR(all_blocks.CopyToHost(blocks.data(), blocks.size() * 8));
+    const int64_t group_min = *std::min_element(blocks.begin(), blocks.end());
+    group_blocks[static_cast<size_t>(local)] = group_min;
+    MOESERVE_ASSIGN_OR_RETURN(
+        mine.model, FinishRank(std::move(rank), plan.config, group_min, options, mine.comm.get()));
+    return absl::OkStatus();
+  });
+  for (const absl::Status& s : statuses) MOESERVE_RETURN_IF_ERROR(s);
+  for (std::string& line : device_lines) plan.log_lines.push_back(std::move(line));
+  out.num_kv_blocks = group_blocks[0];
+  plan.log_lines.push_back(
+      absl::StrCat("model split over ", world, " GPUs (", options.nnodes, " node(s), this is node ",
+                   options.node_rank, "): tensor parallel ", parallel.tensor_parallel_size,
+                   ", expert parallel ", parallel.expert_parallel_size,
+                   "; every rank holds the latent cache "
+                   "of ",
+                   out.num_kv_blocks, " blocks = ", out.num_kv_blocks * kKvBlockSize, " tokens"));
+  plan.log_lines.push_back(GraphLine(options));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
+                                          const CudaRunnerOptions& options) {
+  MOESERVE_ASSIGN_OR_RETURN(LoadPlan plan, PlanLoad(model_dir, options));
+  if (options.parallel.world_size() == 1 && options.nnodes == 1) {
+    return LoadSingleGpu(model_dir, options, std::move(plan));
+  }
+  if (options.node_rank != 0) {
+    return absl::InvalidArgumentError(
+        "only node 0 serves; the other nodes run RunCudaFollowerNode");
+  }
+  MOESERVE_ASSIGN_OR_RETURN(LocalRanks local, LoadLocalRanks(model_dir, options, plan));
+  CudaRunner runner;
+  runner.quantization = plan.quantization;
+  runner.log_lines = std::move(plan.log_lines);
+  runner.num_kv_blocks = local.num_kv_blocks;
+  runner.model = std::make_unique<CudaRankGroup>(std::move(local.ranks), std::move(local.pool),
+                                                 /*announce_steps=*/options.nnodes > 1);
+  return runner;
+}
+
+absl::Status RunCudaFollowerNode(const std::string& model_dir, const CudaRunnerOptions& options,
+                                 const std::function<void(const std::string&)>& log) {
+  if (options.node_rank < 1) {
+    return absl::InvalidArgumentError("RunCudaFollowerNode is for --node-rank 1 and above");
+  }
+  MOESERVE_ASSIGN_OR_RETURN(LoadPlan plan, PlanLoad(model_dir, options));
+  MOESERVE_ASSIGN_OR_RETURN(LocalRanks local, LoadLocalRanks(model_dir, options, plan));
+  for (const std::string& line : plan.log_lines) log(line);
+  log(absl::StrCat("node ", options.node_rank, " follows node 0's steps"));
+  absl::Status status = CudaRankGroup::Follow(local.ranks, *local.pool);
+  // Free each shard on its own device.
+  (void)local.pool->Run([&](int i) -> absl::Status {
+    MOESERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(local.ranks[static_cast<size_t>(i)].device));
+    local.ranks[static_cast<size_t>(i)].model.reset();
+    local.ranks[static_cast<size_t>(i)].comm.reset();
+    return absl::OkStatus();
+  });
+  return status;
 }
 
 }  // namespace moeserve::engine

@@ -7,14 +7,24 @@
 // activation arena for the largest step; give the memory `--gpu-memory-utilization` still
 // allows to the KV pool (memory_planner.h). The engine's EngineOptions::num_kv_blocks must then
 // be set to the result's num_kv_blocks. Builds without CUDA return FailedPrecondition.
+//
+// With a parallel size above 1 the model is split over this node's GPUs, one rank each
+// (CudaRankGroup, cuda_rank_group.h): every rank loads only its shard, joins one NCCL
+// communicator, plans its KV pool, and the group keeps the smallest pool any rank can hold.
+// Across nodes (nnodes > 1) node 0 calls LoadCudaRunner and serves; every other node calls
+// RunCudaFollowerNode, which loads its ranks and runs the steps node 0 announces.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model/weight_loader.h"
+#include "engine/parallel/expert_placement.h"
+#include "engine/parallel/parallel_config.h"
 #include "engine/runner/step_model.h"
 
 namespace moeserve::engine {
@@ -31,6 +41,20 @@ struct CudaRunnerOptions {
   int64_t max_num_kv_blocks = 0;
   // `--enforce-eager`: no CUDA graphs for decode steps.
   bool enforce_eager = false;
+
+  // Model parallelism (docs/parallel.md). world = parallel.world_size() ranks, world / nnodes
+  // per node, each on one local GPU (devices 0 .. world/nnodes - 1); this process is node
+  // `node_rank` and holds global ranks [node_rank · world/nnodes, ...). `rendezvous` ("file:PATH"
+  // or "tcp:HOST:PORT", node 0's address) spreads the NCCL id when nnodes > 1. `placement`: the
+  // expert layout (default: contiguous).
+  ParallelConfig parallel;
+  std::optional<ExpertPlacement> placement;
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string rendezvous;
+  // This node's ranks use devices first_device, first_device + 1, ... (tests run two "nodes"
+  // in one process on one machine's GPUs).
+  int first_device = 0;
 };
 
 struct CudaRunner {
@@ -43,5 +67,11 @@ struct CudaRunner {
 
 absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
                                           const CudaRunnerOptions& options);
+
+// A node other than 0 (options.node_rank > 0): loads this node's ranks, then runs the steps
+// node 0 announces until node 0 shuts down (OK) or a rank fails. `log` receives the startup
+// lines as LoadCudaRunner's log_lines.
+absl::Status RunCudaFollowerNode(const std::string& model_dir, const CudaRunnerOptions& options,
+                                 const std::function<void(const std::string&)>& log);
 
 }  // namespace moeserve::engine

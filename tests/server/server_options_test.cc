@@ -257,6 +257,44 @@ TEST(ServerOptionsTest, ParallelSizesReachTheEngineAndMustDivideTheModel) {
       0u);
 }
 
+TEST(ServerOptionsTest, MultiNodeFlagsAreCheckedBeforeLoading) {
+  const auto message = [](std::vector<std::string> args) {
+    std::vector<std::string> all = {"--model", "m"};
+    all.insert(all.end(), args.begin(), args.end());
+    return std::string(CheckServerOptions(Parse(all)).message());
+  };
+  EXPECT_EQ(message({"--device", "cuda", "--expert-parallel-size", "16", "--nnodes", "2",
+                     "--node-rank", "1", "--rendezvous", "tcp:10.0.0.1:29500"}),
+            "");
+  EXPECT_EQ(message({"--device", "cuda", "--tensor-parallel-size", "8", "--nnodes", "2",
+                     "--rendezvous", "file:/shared/nccl-id"}),
+            "");
+  EXPECT_EQ(message({"--nnodes", "0"}).rfind("--nnodes must be >= 1", 0), 0u);
+  EXPECT_EQ(message({"--nnodes", "2", "--node-rank", "2", "--device", "cuda"})
+                .rfind("--node-rank must be in [0, --nnodes 2)", 0),
+            0u);
+  EXPECT_EQ(message({"--node-rank", "-1"}).rfind("--node-rank must be in", 0), 0u);
+  EXPECT_EQ(message({"--nnodes", "2", "--expert-parallel-size", "2", "--rendezvous", "tcp:h:1"})
+                .rfind("--nnodes > 1 needs --device cuda", 0),
+            0u);
+  EXPECT_EQ(message({"--device", "cuda", "--nnodes", "2", "--expert-parallel-size", "2"})
+                .rfind("--nnodes > 1 needs --rendezvous", 0),
+            0u);
+  EXPECT_EQ(message({"--device", "cuda", "--nnodes", "2", "--expert-parallel-size", "2",
+                     "--rendezvous", "tcp:host"})
+                .rfind("--rendezvous: rendezvous address 'tcp:host' must be tcp:HOST:PORT", 0),
+            0u);
+  EXPECT_EQ(message({"--device", "cuda", "--nnodes", "2", "--expert-parallel-size", "2",
+                     "--rendezvous", "udp:h:1"})
+                .rfind("--rendezvous: rendezvous address 'udp:h:1' must start with", 0),
+            0u);
+  EXPECT_EQ(message({"--device", "cuda", "--nnodes", "2", "--expert-parallel-size", "3",
+                     "--rendezvous", "tcp:h:1"})
+                .rfind("--nnodes 2 must divide the group of 3 ranks", 0),
+            0u);
+  EXPECT_EQ(message({"--rendezvous", "tcp:h:1"}).rfind("--rendezvous is for --nnodes > 1", 0), 0u);
+}
+
 // The container image sets these variables (docker/Dockerfile) so that `docker run IMAGE` serves
 // its bundled model on 0.0.0.0 while arguments after the image name still win.
 TEST(ServerOptionsTest, EnvironmentSuppliesModelAddressAndPortsAndFlagsWin) {

@@ -11,6 +11,7 @@
 #include "engine/ops/cuda/check.h"
 #include "engine/ops/linear/fp8_quant_cuda.h"
 #include "engine/ops/linear/fp8_segmented_layout.h"
+#include "engine/ops/moe/expert_slots_cuda.h"
 #include "engine/ops/moe/moe_grouped_gemm_cuda.h"
 #include "engine/ops/moe/moe_permute.h"
 #include "engine/ops/moe/moe_permute_cuda.h"
@@ -50,6 +51,7 @@ struct ScratchSizes {
   void ForEach(Visit&& visit) const {
     visit(entries * 4);                // expert ids
     visit(entries * 4);                // route weights
+    visit(entries * 4);                // local slot ids (expert parallelism only; counted always)
     visit(entries * 4);                // scatter
     visit(rows * 4);                   // gather
     visit(num_experts * 4);            // counts
@@ -128,10 +130,33 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> MoeLayerCuda::Create(CudaContext& 
     return absl::InvalidArgumentError(absl::StrCat(
         "MoeLayerCuda: routing.num_experts=", r.num_experts, " routing.top_k=", r.top_k));
   }
-  if (static_cast<int64_t>(w.experts.size()) != r.num_experts) {
-    return absl::InvalidArgumentError(absl::StrCat("MoeLayerCuda: experts has ", w.experts.size(),
-                                                   " entries, routing.num_experts is ",
-                                                   r.num_experts));
+  const LocalExpertSlots& slots = w.local_slots;
+  const int64_t num_slots = slots.empty() ? r.num_experts : slots.num_slots;
+  if (static_cast<int64_t>(w.experts.size()) != num_slots) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MoeLayerCuda: experts has ", w.experts.size(), " entries, ",
+        slots.empty() ? "routing.num_experts is " : "local_slots.num_slots is ", num_slots));
+  }
+  if (!slots.empty() &&
+      (slots.num_experts != r.num_experts || slots.max_replicas < 1 ||
+       static_cast<int64_t>(slots.replica_count.size()) != r.num_experts ||
+       static_cast<int64_t>(slots.local_slot.size()) != r.num_experts * slots.max_replicas)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MoeLayerCuda: local_slots for ", slots.num_experts, " experts × ", slots.max_replicas,
+        " replicas do not match routing.num_experts=", r.num_experts));
+  }
+  for (int32_t slot : slots.local_slot) {
+    if (slot >= num_slots) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MoeLayerCuda: local_slots names slot ", slot, " of ", num_slots));
+    }
+  }
+  for (int32_t count : slots.replica_count) {
+    if (count < 1 || count > slots.max_replicas) {
+      return absl::InvalidArgumentError(absl::StrCat("MoeLayerCuda: local_slots.replica_count ",
+                                                     count, " outside [1, ", slots.max_replicas,
+                                                     "]"));
+    }
   }
   if (static_cast<int64_t>(w.router.size()) != r.num_experts * w.hidden) {
     return absl::InvalidArgumentError(absl::StrCat("MoeLayerCuda: router has ", w.router.size(),
@@ -146,7 +171,17 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> MoeLayerCuda::Create(CudaContext& 
   auto layer = std::unique_ptr<MoeLayerCuda>(new MoeLayerCuda(context, gemm));
   layer->hidden_ = w.hidden;
   layer->num_experts_ = r.num_experts;
+  layer->num_slots_ = num_slots;
   layer->routing_ = r;
+  if (!slots.empty()) {
+    layer->max_replicas_ = slots.max_replicas;
+    MOESERVE_ASSIGN_OR_RETURN(
+        layer->replica_count_,
+        DeviceBuffer::FromHost(slots.replica_count.data(), slots.replica_count.size() * 4));
+    MOESERVE_ASSIGN_OR_RETURN(
+        layer->local_slot_,
+        DeviceBuffer::FromHost(slots.local_slot.data(), slots.local_slot.size() * 4));
+  }
   MOESERVE_ASSIGN_OR_RETURN(
       layer->router_, DeviceBuffer::FromHost(w.router.data(), w.router.size() * sizeof(uint16_t)));
   if (r.correction_bias != nullptr) {
@@ -163,7 +198,7 @@ absl::StatusOr<std::unique_ptr<MoeLayerCuda>> MoeLayerCuda::Create(CudaContext& 
     MOESERVE_ASSIGN_OR_RETURN(layer->shared_,
                               Upload({&*w.shared}, w.hidden, w.shared_width, "shared"));
   }
-  layer->host_offsets_.resize(static_cast<size_t>(r.num_experts + 1));
+  layer->host_offsets_.resize(static_cast<size_t>(num_slots + 1));
   return layer;
 }
 
@@ -198,12 +233,12 @@ size_t MoeLayerCuda::ScratchBytes(int64_t num_tokens) const {
   const int64_t entries = num_tokens * routing_.top_k;
   const ScratchSizes sizes{
       entries,
-      MoePermutedRowsUpperBound(num_tokens, routing_.top_k, num_experts_, kSegmentAlignment),
+      MoePermutedRowsUpperBound(num_tokens, routing_.top_k, num_slots_, kSegmentAlignment),
       Fp8PaddedTokens(num_tokens),
       hidden_,
       experts_.width,
       shared_.has_value() ? shared_->width : 0,
-      num_experts_,
+      num_slots_,
       shared_.has_value()};
   size_t total = num_tokens * num_experts_ * sizeof(float) + DeviceArena::kAlignmentBytes;
   sizes.ForEach([&](int64_t bytes) {
@@ -263,13 +298,13 @@ absl::Status MoeLayerCuda::ForwardRouted(const uint16_t* x, int64_t num_tokens,
   const int64_t top_k = routing_.top_k, width = experts_.width;
   const int64_t entries = num_tokens * top_k;
   const int64_t max_rows =
-      MoePermutedRowsUpperBound(num_tokens, top_k, num_experts_, kSegmentAlignment);
+      MoePermutedRowsUpperBound(num_tokens, top_k, num_slots_, kSegmentAlignment);
   const int64_t hidden_groups = Groups(hidden_), width_groups = Groups(width);
 
   MOESERVE_ASSIGN_OR_RETURN(int32_t * scatter, Take<int32_t>(arena, entries * 4));
   MOESERVE_ASSIGN_OR_RETURN(int32_t * gather, Take<int32_t>(arena, max_rows * 4));
-  MOESERVE_ASSIGN_OR_RETURN(int32_t * counts, Take<int32_t>(arena, num_experts_ * 4));
-  MOESERVE_ASSIGN_OR_RETURN(int32_t * offsets, Take<int32_t>(arena, (num_experts_ + 1) * 4));
+  MOESERVE_ASSIGN_OR_RETURN(int32_t * counts, Take<int32_t>(arena, num_slots_ * 4));
+  MOESERVE_ASSIGN_OR_RETURN(int32_t * offsets, Take<int32_t>(arena, (num_slots_ + 1) * 4));
   MOESERVE_ASSIGN_OR_RETURN(uint8_t * xq, Take<uint8_t>(arena, max_rows * hidden_));
   MOESERVE_ASSIGN_OR_RETURN(float* xs, Take<float>(arena, max_rows * hidden_groups * 4));
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * h, Take<uint16_t>(arena, max_rows * 2 * width * 2));
@@ -277,17 +312,29 @@ absl::Status MoeLayerCuda::ForwardRouted(const uint16_t* x, int64_t num_tokens,
   MOESERVE_ASSIGN_OR_RETURN(float* as, Take<float>(arena, max_rows * width_groups * 4));
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * y, Take<uint16_t>(arena, max_rows * hidden_ * 2));
 
-  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchBuildMoePermutation(expert_ids, num_tokens, top_k, num_experts_, kSegmentAlignment,
-                                counts, offsets, gather, scatter, stream),
-      "LaunchBuildMoePermutation"));
-  if (expert_token_counts_ != nullptr) {
+  const int32_t* slot_ids = expert_ids;
+  if (max_replicas_ > 0) {
+    // Expert parallelism: the router's global ids become this rank's slots (-1: elsewhere);
+    // the global routing statistics are counted here, before the drop.
+    MOESERVE_ASSIGN_OR_RETURN(int32_t * local_ids, Take<int32_t>(arena, entries * 4));
     MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-        LaunchAccumulateExpertCounts(counts, num_experts_, expert_token_counts_, stream),
+        LaunchMapToLocalSlots(replica_count_.as<int32_t>(), local_slot_.as<int32_t>(), num_experts_,
+                              max_replicas_, expert_ids, num_tokens, top_k, local_ids,
+                              expert_token_counts_, stream),
+        "LaunchMapToLocalSlots"));
+    slot_ids = local_ids;
+  }
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchBuildMoePermutation(slot_ids, num_tokens, top_k, num_slots_, kSegmentAlignment, counts,
+                                offsets, gather, scatter, stream),
+      "LaunchBuildMoePermutation"));
+  if (expert_token_counts_ != nullptr && max_replicas_ == 0) {
+    MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+        LaunchAccumulateExpertCounts(counts, num_slots_, expert_token_counts_, stream),
         "LaunchAccumulateExpertCounts"));
   }
   MOESERVE_RETURN_IF_ERROR(
-      CudaLaunchStatus(LaunchMoeGatherQuantizeFp8(x, hidden_, top_k, gather, offsets, num_experts_,
+      CudaLaunchStatus(LaunchMoeGatherQuantizeFp8(x, hidden_, top_k, gather, offsets, num_slots_,
                                                   max_rows, xq, xs, stream),
                        "LaunchMoeGatherQuantizeFp8"));
   // The shared experts do not depend on the routing: queue them before the synchronisation.
@@ -333,7 +380,7 @@ absl::Status MoeLayerCuda::PerExpertGemms(const ExpertBuffers& b) {
                                                 cudaMemcpyDeviceToHost, cuda_stream));
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(cuda_stream));
 
-  for (int64_t e = 0; e < num_experts_; ++e) {
+  for (int64_t e = 0; e < num_slots_; ++e) {
     const int64_t begin = host_offsets_[e], rows = host_offsets_[e + 1] - begin;
     if (rows == 0) continue;  // an expert with no tokens costs nothing
     MOESERVE_RETURN_IF_ERROR(
@@ -341,9 +388,9 @@ absl::Status MoeLayerCuda::PerExpertGemms(const ExpertBuffers& b) {
                              GateUpView(experts_, e), b.h + begin * 2 * width, rows));
   }
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchSiluMulQuantizeFp8(b.h, b.max_rows, width, b.offsets, num_experts_, b.aq, b.as, stream),
+      LaunchSiluMulQuantizeFp8(b.h, b.max_rows, width, b.offsets, num_slots_, b.aq, b.as, stream),
       "LaunchSiluMulQuantizeFp8"));
-  for (int64_t e = 0; e < num_experts_; ++e) {
+  for (int64_t e = 0; e < num_slots_; ++e) {
     const int64_t begin = host_offsets_[e], rows = host_offsets_[e + 1] - begin;
     if (rows == 0) continue;
     MOESERVE_RETURN_IF_ERROR(gemm_.Fp8BlockScaled(b.aq + begin * width, b.as + begin * width_groups,
@@ -357,15 +404,15 @@ absl::Status MoeLayerCuda::GroupedExpertGemms(const ExpertBuffers& b) {
   const int64_t width = experts_.width;
   void* stream = context_.stream();
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchMoeGroupedFp8Gemm(b.xq, b.xs, b.offsets, num_experts_, experts_.gate_up.as<uint8_t>(),
+      LaunchMoeGroupedFp8Gemm(b.xq, b.xs, b.offsets, num_slots_, experts_.gate_up.as<uint8_t>(),
                               experts_.gate_up_scales.as<float>(), 2 * width, hidden_,
                               Fp8ScaleStride(hidden_), b.h, stream),
       "LaunchMoeGroupedFp8Gemm(gate_up)"));
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchSiluMulQuantizeFp8(b.h, b.max_rows, width, b.offsets, num_experts_, b.aq, b.as, stream),
+      LaunchSiluMulQuantizeFp8(b.h, b.max_rows, width, b.offsets, num_slots_, b.aq, b.as, stream),
       "LaunchSiluMulQuantizeFp8"));
   return CudaLaunchStatus(
-      LaunchMoeGroupedFp8Gemm(b.aq, b.as, b.offsets, num_experts_, experts_.down.as<uint8_t>(),
+      LaunchMoeGroupedFp8Gemm(b.aq, b.as, b.offsets, num_slots_, experts_.down.as<uint8_t>(),
                               experts_.down_scales.as<float>(), hidden_, width,
                               Fp8ScaleStride(width), b.y, stream),
       "LaunchMoeGroupedFp8Gemm(down)");

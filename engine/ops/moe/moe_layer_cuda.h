@@ -35,6 +35,7 @@
 #include "engine/ops/cuda/device_buffer.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/ops/linear/gemm_cublaslt.h"
+#include "engine/ops/moe/expert_slots.h"
 #include "engine/ops/moe/moe_route.h"
 
 namespace moeserve::engine {
@@ -63,8 +64,12 @@ struct MoeLayerHostWeights {
   // num_experts, top_k and the rule; correction_bias (host, [num_experts]) is copied to the device.
   RoutingParams routing;
   std::vector<uint16_t> router;            // [num_experts, hidden] bf16 (mlp.gate.weight)
-  std::vector<Fp8MlpHostWeights> experts;  // [num_experts]
+  std::vector<Fp8MlpHostWeights> experts;  // [num_experts], or [local_slots.num_slots]
   std::optional<Fp8MlpHostWeights> shared;
+  // Expert parallelism (expert_slots.h): this rank holds only these slots' experts and
+  // computes only the (token, expert) pairs mapped to them; the caller sums the ranks'
+  // outputs. Empty: every expert, slot = expert id.
+  LocalExpertSlots local_slots;
 };
 
 class MoeLayerCuda {
@@ -94,12 +99,15 @@ class MoeLayerCuda {
                              const float* route_weights, uint16_t* out);
 
   // Device int64 [num_experts] to which every Forward adds the tokens routed to each expert
-  // (null: not counted). Must outlive the layer's use of it.
+  // (null: not counted; under expert parallelism every rank counts every token). Must outlive
+  // the layer's use of it.
   void set_expert_token_counts(int64_t* device_counts) { expert_token_counts_ = device_counts; }
   // kAuto unless set; tests and benchmarks force either path.
   void set_expert_gemm(MoeExpertGemm mode) { expert_gemm_ = mode; }
 
   int64_t num_experts() const { return num_experts_; }
+  // Experts stored here: num_experts(), or the rank's slots under expert parallelism.
+  int64_t num_slots() const { return num_slots_; }
   // Device bytes of the router, experts and shared experts.
   size_t weight_bytes() const;
   int64_t top_k() const { return routing_.top_k; }
@@ -138,15 +146,20 @@ class MoeLayerCuda {
   CudaContext& context_;
   CublasLtGemm& gemm_;
   int64_t hidden_ = 0;
-  int64_t num_experts_ = 0;
-  RoutingParams routing_;  // correction_bias points into correction_bias_ (device)
+  int64_t num_experts_ = 0;  // the router's
+  int64_t num_slots_ = 0;    // stacked in experts_
+  RoutingParams routing_;    // correction_bias points into correction_bias_ (device)
   DeviceBuffer router_;
   DeviceBuffer correction_bias_;
   StackedMlps experts_;
   std::optional<StackedMlps> shared_;
   MoeExpertGemm expert_gemm_ = MoeExpertGemm::kAuto;
   int64_t* expert_token_counts_ = nullptr;
-  std::vector<int32_t> host_offsets_;  // [num_experts + 1], reused per Forward
+  // Expert parallelism only (empty otherwise): LocalExpertSlots on the device.
+  int64_t max_replicas_ = 0;
+  DeviceBuffer replica_count_;
+  DeviceBuffer local_slot_;
+  std::vector<int32_t> host_offsets_;  // [num_slots + 1], reused per Forward
 };
 
 }  // namespace moeserve::engine

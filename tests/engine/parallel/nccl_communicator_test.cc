@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "engine/ops/dtype.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -129,6 +130,47 @@ TEST_F(NcclCommunicatorTest, CollectivesMatchHostReferences) {
       cudaFree(p);
     }
   });
+}
+
+// The GPU forward's mode: ranks are threads sharing one id (no rendezvous), collectives queue
+// on the caller's stream without waiting; bf16 sums and host-memory BroadcastBytes.
+TEST_F(NcclCommunicatorTest, SharedIdStreamOrderedBf16AndBroadcastBytes) {
+  absl::StatusOr<std::string> id = NewNcclUniqueId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  testing::TestRng rng(901);
+  const int64_t n = 4099;
+  std::vector<std::vector<uint16_t>> data(world_);
+  for (int r = 0; r < world_; ++r) data[r] = rng.NormalBf16(n);
+  std::string payload(1001, '\0');
+  for (char& c : payload) c = static_cast<char>(rng.Int(0, 255));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world_; ++r) {
+    threads.emplace_back([&, r] {
+      cudaSetDevice(r);
+      cudaStream_t stream = nullptr;
+      cudaStreamCreate(&stream);
+      auto comm = NcclCommunicator::Create(
+          {.rank = r, .world_size = world_, .device = r, .unique_id = *id, .stream = stream});
+      ASSERT_TRUE(comm.ok()) << comm.status();
+      uint16_t* values = Upload(data[r]);
+      ASSERT_TRUE((*comm)->AllReduceSum(values, n, CommDataType::kBfloat16).ok());
+      cudaStreamSynchronize(stream);  // stream-ordered: the host waits before reading
+      const std::vector<uint16_t> got = Download(values, n);
+      for (int64_t i = 0; i < n; ++i) {
+        float sum = 0.0f;
+        for (int peer = 0; peer < world_; ++peer) sum += Bf16ToFloat(data[peer][i]);
+        // NCCL may round partial sums to bf16 on the way: a few bf16 ulps.
+        ASSERT_NEAR(Bf16ToFloat(got[i]), sum, 0.03f * (1.0f + std::fabs(sum))) << i;
+      }
+      std::string bytes = r == 0 ? payload : std::string("stale");
+      ASSERT_TRUE((*comm)->BroadcastBytes(bytes, 0).ok());
+      EXPECT_EQ(bytes, payload) << "rank " << r;
+      cudaFree(values);
+      comm->reset();
+      cudaStreamDestroy(stream);
+    });
+  }
+  for (std::thread& t : threads) t.join();
 }
 
 }  // namespace

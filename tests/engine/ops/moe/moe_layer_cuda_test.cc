@@ -27,6 +27,7 @@
 #include "engine/model/weights.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
+#include "engine/parallel/expert_placement.h"
 #include "tests/testing/cuda_test_util.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
@@ -290,6 +291,70 @@ TEST_F(MoeLayerCudaTest, SkewedRoutingMatchesCpu) {
   std::vector<int32_t> same(static_cast<size_t>(33 * 2));
   for (size_t i = 0; i < same.size(); ++i) same[i] = i % 2 == 0 ? 5 : 1;
   CheckRouted(*small, "small all to experts 5,1", same, 33, rng);
+}
+
+// GPU expert parallelism: every rank routes every token, computes only the pairs mapped to
+// its slots (ExpertSlotsOnRank) and rank 0 alone adds the shared experts; the ranks' outputs
+// summed must equal the whole layer, and every rank counts every routed token once.
+TEST_F(MoeLayerCudaTest, ExpertParallelRanksSumToTheWholeLayer) {
+  TestRng rng(testing::kDefaultTestSeed + 4);
+  const std::unique_ptr<TestMoe> moe = MakeMoe(rng, kSmallNoauxTc);
+  const int64_t experts = moe->config.n_routed_experts, hidden = moe->config.hidden_size;
+  std::unique_ptr<MoeLayerCuda> whole = Upload(*moe);
+  ASSERT_NE(whole, nullptr);
+  for (const int ranks : {2, 4}) {
+    // A skewed placement with two extra slots per rank: hot experts get replicas.
+    std::vector<int64_t> counts(static_cast<size_t>(experts));
+    for (int64_t e = 0; e < experts; ++e) counts[e] = 10000 / (1 + e);
+    absl::StatusOr<ExpertPlacement> placement = ComputeBalancedPlacement(
+        counts, {true}, experts, ranks, static_cast<int>(experts / ranks) + 2);
+    ASSERT_TRUE(placement.ok()) << placement.status();
+    const LayerPlacement& layer = placement->layers[0];
+    std::vector<std::unique_ptr<MoeLayerCuda>> shards;
+    std::vector<DeviceArray<int64_t>> shard_counts;
+    for (int r = 0; r < ranks; ++r) {
+      MoeLayerHostWeights host = moe->gpu;
+      host.experts.clear();
+      for (const int32_t e : layer.rank_experts[r]) host.experts.push_back(moe->gpu.experts[e]);
+      host.local_slots = ExpertSlotsOnRank(layer, experts, r);
+      if (r != 0) {
+        host.shared.reset();
+        host.shared_width = 0;
+      }
+      auto shard = MoeLayerCuda::Create(*context_, *gemm_, host);
+      ASSERT_TRUE(shard.ok()) << shard.status();
+      shard_counts.emplace_back(std::vector<int64_t>(static_cast<size_t>(experts), 0));
+      (*shard)->set_expert_token_counts(shard_counts.back().data());
+      shards.push_back(*std::move(shard));
+    }
+    DeviceArray<int64_t> whole_counts(std::vector<int64_t>(static_cast<size_t>(experts), 0));
+    whole->set_expert_token_counts(whole_counts.data());
+    for (const int64_t tokens : {int64_t{1}, int64_t{37}, int64_t{64}}) {
+      SCOPED_TRACE(std::to_string(ranks) + " ranks, T=" + std::to_string(tokens));
+      DeviceArray<uint16_t> x(rng.NormalBf16(static_cast<size_t>(tokens * hidden)));
+      for (const MoeExpertGemm mode : kModes) {
+        SCOPED_TRACE(ModeName(mode));
+        whole->set_expert_gemm(mode);
+        const std::vector<float> expected = RunOnGpu(*whole, tokens, hidden, [&](uint16_t* out) {
+          return whole->Forward(x.data(), tokens, out);
+        });
+        std::vector<float> summed(expected.size(), 0.0f);
+        for (auto& shard : shards) {
+          shard->set_expert_gemm(mode);
+          const std::vector<float> part = RunOnGpu(*shard, tokens, hidden, [&](uint16_t* out) {
+            return shard->Forward(x.data(), tokens, out);
+          });
+          for (size_t i = 0; i < summed.size(); ++i) summed[i] += part[i];
+        }
+        // Each rank rounds its partial sum to bf16 once; the whole layer rounds once overall.
+        EXPECT_LE(RelativeFrobenius(summed, expected), 1e-2) << CompareTensors(summed, expected);
+      }
+    }
+    const std::vector<int64_t> reference = whole_counts.Download();
+    for (int r = 0; r < ranks; ++r)
+      EXPECT_EQ(shard_counts[r].Download(), reference) << "rank " << r;
+    whole->set_expert_token_counts(nullptr);
+  }
 }
 
 TEST_F(MoeLayerCudaTest, RejectsInconsistentWeights) {
