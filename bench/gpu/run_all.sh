@@ -13,7 +13,7 @@
 #                moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test \
 #                moe_grouped_gemm_cuda_test deepseek_model_cuda_test \
 #                nccl_communicator_test cuda_rank_group_test \
-#                moeserve-bench-gpu-moe moeserve-bench-gpu-model
+#                moeserve-bench-gpu-moe moeserve-bench-gpu-model moeserve-bench-gpu-collectives
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
 #
@@ -31,7 +31,8 @@ gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
            moe_grouped_gemm_cuda_test deepseek_model_cuda_test
            nccl_communicator_test cuda_rank_group_test)  # these two skip below 2 GPUs
 gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
-             moeserve-bench-gpu-mla moeserve-bench-gpu-moe moeserve-bench-gpu-model)
+             moeserve-bench-gpu-mla moeserve-bench-gpu-moe moeserve-bench-gpu-model
+             moeserve-bench-gpu-collectives)  # the last one says so and exits below 2 GPUs
 
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"
