@@ -173,6 +173,29 @@ absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights
   return absl::OkStatus();
 }
 
+absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, CublasLtGemm& gemm,
+                                                      const Checkpoint& checkpoint,
+                                                      const ModelConfig& config,
+                                                      const LoadOptions& options,
+                                                      const WeightShard& shard,
+                                                      const CudaWeightShard& cuda_shard) {
+  CudaModelWeights out;
+  ModelWeights non_layer;
+  MOESERVE_RETURN_IF_ERROR(LoadModelWeightsByLayer(
+      checkpoint, config, options, shard, non_layer,
+      [&](int64_t index, DecoderLayerWeights&& host) -> absl::Status {
+        const DecoderLayerWeights layer = std::move(host);  // freed when this upload returns
+        MOESERVE_ASSIGN_OR_RETURN(
+            CudaLayerWeights uploaded,
+            UploadLayerWeights(context, gemm, config, layer, index, cuda_shard));
+        out.bytes += LayerBytes(uploaded);
+        out.layers.push_back(std::move(uploaded));
+        return absl::OkStatus();
+      }));
+  MOESERVE_RETURN_IF_ERROR(UploadNonLayerWeights(config, non_layer, out));
+  return out;
+}
+
 absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
                                                     const ModelConfig& config,
                                                     const ModelWeights& weights,

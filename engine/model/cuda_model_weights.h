@@ -4,7 +4,8 @@
 // (in the checkpoint or through `--quantization fp8`) as e4m3 [out, in] with 128×128 block
 // scales padded to Fp8ScaleStride; every other tensor in BF16; each MoE layer as a
 // MoeLayerCuda (stacked experts, router, shared experts). Built once at load by
-// UploadModelWeights from the CPU backend's ModelWeights, or layer by layer (the GPU benchmark
+// LoadCudaModelWeights (streamed from the checkpoint a layer at a time) or UploadModelWeights
+// (from the CPU backend's ModelWeights), or layer by layer (the GPU benchmark
 // makes random layers without ever holding a whole model on the host). Immutable afterwards;
 // owned by DeepseekModelCuda.
 #pragma once
@@ -16,7 +17,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/io/checkpoint.h"
 #include "engine/model/model_config.h"
+#include "engine/model/weight_loader.h"
 #include "engine/model/weights.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/linear/fp8_quant.h"
@@ -111,6 +114,17 @@ absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, Cublas
 absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights& weights,
                                    CudaModelWeights& out);
 
+// Streams a checkpoint onto the device (LoadModelWeightsByLayer): each layer is converted,
+// uploaded and dropped before the next, so the host holds one layer at a time — what makes
+// models larger than host memory in fp32 loadable. What the CUDA runner calls.
+absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, CublasLtGemm& gemm,
+                                                      const Checkpoint& checkpoint,
+                                                      const ModelConfig& config,
+                                                      const LoadOptions& options,
+                                                      const WeightShard& shard = {},
+                                                      const CudaWeightShard& cuda_shard = {});
+
+// The same from weights already on the host (tests and benchmarks).
 absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
                                                     const ModelConfig& config,
                                                     const ModelWeights& weights,

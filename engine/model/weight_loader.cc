@@ -288,9 +288,10 @@ absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
 
 }  // namespace
 
-absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
-                                              const LoadOptions& options,
-                                              const WeightShard& shard) {
+absl::Status LoadModelWeightsByLayer(
+    const Checkpoint& checkpoint, const ModelConfig& c, const LoadOptions& options,
+    const WeightShard& shard, ModelWeights& weights,
+    const std::function<absl::Status(int64_t, DecoderLayerWeights&&)>& on_layer) {
   if (shard.tp_size < 1 || shard.tp_rank < 0 || shard.tp_rank >= shard.tp_size ||
       c.num_attention_heads % shard.tp_size != 0) {
     return absl::InvalidArgumentError(absl::StrCat("weight shard ", shard.tp_rank, " of ",
@@ -303,7 +304,7 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
   }
   TensorFetcher fetch(checkpoint, c, options);
   const int64_t hidden = c.hidden_size;
-  ModelWeights weights;
+  weights = ModelWeights();
   MOESERVE_ASSIGN_OR_RETURN(weights.embed_tokens,
                             fetch.Dense("model.embed_tokens.weight", {c.vocab_size, hidden}));
   MOESERVE_ASSIGN_OR_RETURN(weights.final_norm, fetch.Dense("model.norm.weight", {hidden}));
@@ -334,8 +335,22 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
                                 LoadMlp(fetch, prefix + ".mlp", hidden, c.intermediate_size,
                                         Part(c.intermediate_size, shard.tp_size, shard.tp_rank)));
     }
-    weights.layers.push_back(std::move(layer));
+    MOESERVE_RETURN_IF_ERROR(on_layer(l, std::move(layer)));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
+                                              const LoadOptions& options,
+                                              const WeightShard& shard) {
+  ModelWeights weights;
+  std::vector<DecoderLayerWeights> layers;
+  MOESERVE_RETURN_IF_ERROR(LoadModelWeightsByLayer(checkpoint, c, options, shard, weights,
+                                                   [&](int64_t, DecoderLayerWeights&& layer) {
+                                                     layers.push_back(std::move(layer));
+                                                     return absl::OkStatus();
+                                                   }));
+  weights.layers = std::move(layers);
   return weights;
 }
 

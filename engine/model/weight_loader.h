@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,5 +46,15 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
                                               const ModelConfig& config,
                                               const LoadOptions& options = {},
                                               const WeightShard& shard = {});
+
+// The same load, streamed: the embeddings, final norm and lm_head go into `weights` (whose
+// layers stay empty), and each decoder layer is handed to on_layer(index, layer) in order as
+// soon as it is converted. A caller that uploads and drops each layer (the CUDA loader) holds
+// one layer's host copy at a time instead of the whole model's. An error from on_layer stops
+// the load and is returned.
+absl::Status LoadModelWeightsByLayer(
+    const Checkpoint& checkpoint, const ModelConfig& config, const LoadOptions& options,
+    const WeightShard& shard, ModelWeights& weights,
+    const std::function<absl::Status(int64_t, DecoderLayerWeights&&)>& on_layer);
 
 }  // namespace moeserve::engine

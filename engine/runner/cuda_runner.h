@@ -1,9 +1,9 @@
 // Loads a checkpoint onto a GPU and returns the StepModel the engine runs: the `--device cuda`
 // path of the server (and of tools and benchmarks that want the whole served model).
 //
-// Steps, each logged: read config.json and the weights on the host (a BF16 checkpoint is
-// quantized to FP8 at load, as `--quantization fp8`, because MoE experts run as FP8
-// block-scaled GEMMs); upload them (CudaModelWeights) and free the host copy; reserve the
+// Steps, each logged: read config.json; stream the weights onto the device a layer at a time
+// (a BF16 checkpoint is quantized to FP8 at load, as `--quantization fp8`, because MoE experts
+// run as FP8 block-scaled GEMMs; CudaModelWeights); reserve the
 // activation arena for the largest step; give the memory `--gpu-memory-utilization` still
 // allows to the KV pool (memory_planner.h). The engine's EngineOptions::num_kv_blocks must then
 // be set to the result's num_kv_blocks. Builds without CUDA return FailedPrecondition.

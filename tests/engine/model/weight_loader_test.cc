@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <numeric>
 
 #include "engine/io/safetensors_writer.h"
 #include "engine/model/deepseek_model.h"
@@ -91,6 +92,54 @@ TEST(WeightLoaderTest, LoadsMainStackAndLeavesMtpLayerOut) {
   EXPECT_TRUE(weights->layers[1].moe.has_value());
   EXPECT_EQ(weights->layers[1].moe->experts.size(), 16u);
   EXPECT_EQ(weights->layers[1].moe->correction_bias.size(), 16u);
+}
+
+// The streamed load hands every layer over in order, each equal to the whole load's, keeps
+// the non-layer tensors, and stops at the first error its callback returns.
+TEST(WeightLoaderTest, StreamedLoadEqualsTheWholeLoadLayerByLayer) {
+  const std::string dir = testing::TestCheckpointDir("tiny-v2-lite", true);
+  auto checkpoint = Checkpoint::Open(dir);
+  ASSERT_TRUE(checkpoint.ok());
+  auto config = LoadModelConfig(dir + "/config.json");
+  ASSERT_TRUE(config.ok());
+  const WeightShard shard{.tp_rank = 1, .tp_size = 2};
+  auto whole = LoadModelWeights(*checkpoint, *config, {}, shard);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ModelWeights non_layer;
+  std::vector<int64_t> order;
+  absl::Status status = LoadModelWeightsByLayer(
+      *checkpoint, *config, {}, shard, non_layer, [&](int64_t index, DecoderLayerWeights&& layer) {
+        const DecoderLayerWeights& expected = whole->layers[static_cast<size_t>(index)];
+        EXPECT_EQ(layer.input_norm, expected.input_norm) << index;
+        EXPECT_EQ(layer.attention.q_b_proj.has_value(), expected.attention.q_b_proj.has_value());
+        EXPECT_EQ(layer.attention.kv_b_proj.weight, expected.attention.kv_b_proj.weight) << index;
+        EXPECT_EQ(layer.attention.o_proj.weight, expected.attention.o_proj.weight) << index;
+        EXPECT_EQ(layer.moe.has_value(), expected.moe.has_value()) << index;
+        if (layer.moe.has_value()) {
+          EXPECT_EQ(layer.moe->experts.back().down.weight,
+                    expected.moe->experts.back().down.weight);
+        } else {
+          EXPECT_EQ(layer.dense_mlp->gate_up.weight, expected.dense_mlp->gate_up.weight);
+        }
+        order.push_back(index);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(status.ok()) << status;
+  std::vector<int64_t> expected_order(static_cast<size_t>(config->num_hidden_layers));
+  std::iota(expected_order.begin(), expected_order.end(), 0);
+  EXPECT_EQ(order, expected_order);
+  EXPECT_TRUE(non_layer.layers.empty());
+  EXPECT_EQ(non_layer.embed_tokens, whole->embed_tokens);
+  EXPECT_EQ(non_layer.lm_head.weight, whole->lm_head.weight);
+
+  int calls = 0;
+  status = LoadModelWeightsByLayer(*checkpoint, *config, {}, {}, non_layer,
+                                   [&](int64_t, DecoderLayerWeights&&) {
+                                     ++calls;
+                                     return absl::ResourceExhaustedError("device full");
+                                   });
+  EXPECT_EQ(status.message(), "device full");
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(WeightLoaderTest, Fp8WeightsDequantizeWithTheirBlockScales) {
