@@ -1,7 +1,8 @@
 // The FP8 MoE layer on the GPU (engine/ops/moe/moe_layer_cuda.h) at the V2-Lite shape (hidden
 // 2048, 64 experts of width 1408, top-6, 2 shared experts) for T = 1 … 4096 tokens: time per
 // Forward (router, permutation, expert FP8 GEMMs, fused SiLU·mul+requant, un-permute, shared
-// experts) with the per-expert cuBLASLt loop and (T ≤ 256) the grouped no-sync kernel, against
+// experts) with the per-expert cuBLASLt loop, the tensor-core grouped kernel (mma) and (T ≤ 256)
+// the CUDA-core grouped kernel, against
 // the memory floor, the bytes of the weights a step must
 // read (router, shared experts, and the experts uniform random routing touches on average,
 // E·(1 − (1 − k/E)^T)) over the measured device-to-device copy bandwidth.
@@ -86,8 +87,9 @@ int Main(int argc, char** argv) {
   report["benchmark"] = "gpu_moe_layer_v2_lite";
   report["iterations"] = iterations;
   report["copy_bandwidth_gbps"] = bandwidth / 1e9;
-  std::printf("copy bandwidth %.0f GB/s\n\n%6s %12s %10s %10s %8s %12s %8s\n", bandwidth / 1e9, "T",
-              "experts hit", "floor us", "loop us", "ratio", "grouped us", "ratio");
+  std::printf("copy bandwidth %.0f GB/s\n\n%6s %12s %10s %10s %8s %10s %8s %12s %8s\n",
+              bandwidth / 1e9, "T", "experts hit", "floor us", "loop us", "ratio", "mma us",
+              "ratio", "grouped us", "ratio");
   for (int64_t tokens = 1; tokens <= max_tokens; tokens *= 2) {
     auto time_mode = [&](engine::MoeExpertGemm mode) {
       (*layer)->set_expert_gemm(mode);
@@ -97,19 +99,23 @@ int Main(int argc, char** argv) {
       });
     };
     const double loop_ms = time_mode(engine::MoeExpertGemm::kPerExpertCublasLt);
+    const double mma_ms = time_mode(engine::MoeExpertGemm::kGroupedTensorCores);
     // The CUDA-core grouped kernel is for decode batches; past 256 tokens it only loses.
     const double grouped_ms =
         tokens <= 256 ? time_mode(engine::MoeExpertGemm::kGroupedNoSync) : 0.0;
     const double hit =
         kExperts * (1.0 - std::pow(1.0 - static_cast<double>(kTopK) / kExperts, tokens));
     const double floor_ms = (fixed_bytes + hit * expert_bytes) / bandwidth * 1e3;
-    std::printf("%6lld %12.1f %10.1f %10.1f %8.2f", static_cast<long long>(tokens), hit,
-                floor_ms * 1e3, loop_ms * 1e3, loop_ms / floor_ms);
+    std::printf("%6lld %12.1f %10.1f %10.1f %8.2f %10.1f %8.2f", static_cast<long long>(tokens),
+                hit, floor_ms * 1e3, loop_ms * 1e3, loop_ms / floor_ms, mma_ms * 1e3,
+                mma_ms / floor_ms);
     nlohmann::json row = {{"tokens", tokens},
                           {"expected_experts_hit", hit},
                           {"floor_us", floor_ms * 1e3},
                           {"per_expert_cublaslt_us", loop_ms * 1e3},
-                          {"per_expert_cublaslt_ratio_to_floor", loop_ms / floor_ms}};
+                          {"per_expert_cublaslt_ratio_to_floor", loop_ms / floor_ms},
+                          {"grouped_mma_us", mma_ms * 1e3},
+                          {"grouped_mma_ratio_to_floor", mma_ms / floor_ms}};
     if (grouped_ms > 0.0) {
       std::printf(" %12.1f %8.2f\n", grouped_ms * 1e3, grouped_ms / floor_ms);
       row["grouped_us"] = grouped_ms * 1e3;

@@ -18,9 +18,9 @@
 namespace moeserve::engine {
 
 struct LocalExpertSlots {
-  int64_t num_experts = 0;   // the router's experts
-  int64_t num_slots = 0;     // experts stored on this rank
-  int64_t max_replicas = 0;  // row width of local_slot
+  int64_t num_experts = 0;             // the router's experts
+  int64_t num_slots = 0;               // experts stored on this rank
+  int64_t max_replicas = 0;            // row width of local_slot
   std::vector<int32_t> replica_count;  // [num_experts], each >= 1
   // [num_experts, max_replicas]: replica r of expert e sits in this slot here, or -1 elsewhere.
   std::vector<int32_t> local_slot;

@@ -1,6 +1,6 @@
-#include "engine/ops/moe/expert_slots.h"
-
 #include <cstddef>
+
+#include "engine/ops/moe/expert_slots.h"
 
 namespace moeserve::engine {
 

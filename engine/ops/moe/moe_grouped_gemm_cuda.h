@@ -27,4 +27,14 @@ int LaunchMoeGroupedFp8Gemm(const uint8_t* x, const float* x_scales, const int32
                             int64_t num_experts, const uint8_t* w, const float* w_scales, int64_t n,
                             int64_t k, int64_t w_scale_stride, uint16_t* y, void* stream);
 
+// The same contract on tensor cores (moe_grouped_gemm_mma_cuda.cu): 64-row × 128-column tiles,
+// mma.sync e4m3 with per-128-K promotion, for segments of any length (prefill). max_rows: the
+// rows of x (an upper bound on offsets[num_experts], MoePermutedRowsUpperBound), which sizes
+// the grid without reading the offsets on the host. Needs k % 16 == 0, 16-B aligned x and w,
+// and ceil(max_rows / 64) + num_experts <= 65535.
+int LaunchMoeGroupedFp8GemmMma(const uint8_t* x, const float* x_scales, const int32_t* offsets,
+                               int64_t num_experts, int64_t max_rows, const uint8_t* w,
+                               const float* w_scales, int64_t n, int64_t k, int64_t w_scale_stride,
+                               uint16_t* y, void* stream);
+
 }  // namespace moeserve::engine

@@ -346,8 +346,10 @@ absl::Status MoeLayerCuda::ForwardRouted(const uint16_t* x, int64_t num_tokens,
   }
 
   const ExpertBuffers buffers{offsets, xq, xs, h, aq, as, y, max_rows};
-  if (UsesGroupedGemm(num_tokens)) {
-    MOESERVE_RETURN_IF_ERROR(GroupedExpertGemms(buffers));
+  if (expert_gemm_ == MoeExpertGemm::kGroupedTensorCores) {
+    MOESERVE_RETURN_IF_ERROR(GroupedExpertGemms(buffers, /*tensor_cores=*/true));
+  } else if (UsesGroupedGemm(num_tokens)) {
+    MOESERVE_RETURN_IF_ERROR(GroupedExpertGemms(buffers, /*tensor_cores=*/false));
   } else {
     MOESERVE_RETURN_IF_ERROR(PerExpertGemms(buffers));
   }
@@ -362,6 +364,8 @@ bool MoeLayerCuda::UsesGroupedGemm(int64_t num_tokens) const {
       return false;
     case MoeExpertGemm::kGroupedNoSync:
       return true;
+    case MoeExpertGemm::kGroupedTensorCores:
+      return false;  // ForwardRouted takes that path before asking
     case MoeExpertGemm::kAuto:
       break;
   }
@@ -400,22 +404,28 @@ absl::Status MoeLayerCuda::PerExpertGemms(const ExpertBuffers& b) {
   return absl::OkStatus();
 }
 
-absl::Status MoeLayerCuda::GroupedExpertGemms(const ExpertBuffers& b) {
+absl::Status MoeLayerCuda::GroupedExpertGemms(const ExpertBuffers& b, bool tensor_cores) {
   const int64_t width = experts_.width;
   void* stream = context_.stream();
-  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchMoeGroupedFp8Gemm(b.xq, b.xs, b.offsets, num_slots_, experts_.gate_up.as<uint8_t>(),
-                              experts_.gate_up_scales.as<float>(), 2 * width, hidden_,
-                              Fp8ScaleStride(hidden_), b.h, stream),
-      "LaunchMoeGroupedFp8Gemm(gate_up)"));
+  // Both kernels read the segment offsets on the device; only the math differs.
+  auto gemm = [&](const uint8_t* x, const float* xs, const StackedMlps& m, bool gate_up,
+                  uint16_t* y) {
+    const int64_t n = gate_up ? 2 * width : hidden_, k = gate_up ? hidden_ : width;
+    const uint8_t* w = gate_up ? m.gate_up.as<uint8_t>() : m.down.as<uint8_t>();
+    const float* ws = gate_up ? m.gate_up_scales.as<float>() : m.down_scales.as<float>();
+    return tensor_cores ? LaunchMoeGroupedFp8GemmMma(x, xs, b.offsets, num_slots_, b.max_rows, w,
+                                                     ws, n, k, Fp8ScaleStride(k), y, stream)
+                        : LaunchMoeGroupedFp8Gemm(x, xs, b.offsets, num_slots_, w, ws, n, k,
+                                                  Fp8ScaleStride(k), y, stream);
+  };
+  const char* name = tensor_cores ? "LaunchMoeGroupedFp8GemmMma" : "LaunchMoeGroupedFp8Gemm";
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(gemm(b.xq, b.xs, experts_, true, b.h),
+                                            absl::StrCat(name, "(gate_up)").c_str()));
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
       LaunchSiluMulQuantizeFp8(b.h, b.max_rows, width, b.offsets, num_slots_, b.aq, b.as, stream),
       "LaunchSiluMulQuantizeFp8"));
-  return CudaLaunchStatus(
-      LaunchMoeGroupedFp8Gemm(b.aq, b.as, b.offsets, num_slots_, experts_.down.as<uint8_t>(),
-                              experts_.down_scales.as<float>(), hidden_, width,
-                              Fp8ScaleStride(width), b.y, stream),
-      "LaunchMoeGroupedFp8Gemm(down)");
+  return CudaLaunchStatus(gemm(b.aq, b.as, experts_, false, b.y),
+                          absl::StrCat(name, "(down)").c_str());
 }
 
 }  // namespace moeserve::engine

@@ -12,10 +12,10 @@
 // Two ways to run the expert GEMMs (MoeExpertGemm): one cuBLASLt FP8 GEMM per non-empty expert,
 // which needs the segment offsets on the host — copied once per Forward, one stream
 // synchronisation per MoE layer, so that path cannot be captured in a CUDA graph — or the
-// grouped kernel of moe_grouped_gemm_cuda.h, which reads the offsets on the device (no host
-// synchronisation, graph-capturable) but uses CUDA cores, so it is only for decode-sized
-// batches. kAuto picks by token count. The tensor-core grouped path is planned in
-// docs/performance.md ("MoE on GPU").
+// grouped kernels of moe_grouped_gemm_cuda.h, which read the offsets on the device (no host
+// synchronisation, graph-capturable): one on CUDA cores for decode-sized batches, one on tensor
+// cores (mma.sync e4m3) for any size. kAuto picks by token count between the first and the
+// cuBLASLt loop; the tensor-core kernel is chosen explicitly until measured on a GPU.
 //
 // The experts' weights are stacked in one device buffer per tensor ([E, 2I, D], [E, D, I] and
 // their block scales), the layout a grouped GEMM also wants. Scratch comes from the context's
@@ -49,6 +49,10 @@ enum class MoeExpertGemm {
   // LaunchMoeGroupedFp8Gemm (moe_grouped_gemm_cuda.h): no host synchronisation, CUDA-graph
   // capturable, memory-bound CUDA-core math (fast only for short segments).
   kGroupedNoSync,
+  // LaunchMoeGroupedFp8GemmMma: no host synchronisation and tensor cores, for any segment
+  // length. Not kAuto's choice above kGroupedMaxTokens until it has been measured against the
+  // cuBLASLt loop on a GPU (docs/performance.md, "MoE on GPU").
+  kGroupedTensorCores,
 };
 
 // One SwiGLU MLP as FP8 blocks (QuantizeFp8BlockWeight's or the checkpoint's scale_inv).
@@ -141,7 +145,7 @@ class MoeLayerCuda {
   bool UsesGroupedGemm(int64_t num_tokens) const;
   // gate_up GEMMs, SiLU·mul + requantization, down GEMMs: h, aq, as and y from xq, xs.
   absl::Status PerExpertGemms(const ExpertBuffers& buffers);
-  absl::Status GroupedExpertGemms(const ExpertBuffers& buffers);
+  absl::Status GroupedExpertGemms(const ExpertBuffers& buffers, bool tensor_cores);
 
   CudaContext& context_;
   CublasLtGemm& gemm_;

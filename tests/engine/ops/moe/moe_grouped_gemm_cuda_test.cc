@@ -1,4 +1,5 @@
-// The grouped no-sync FP8 GEMM (moe_grouped_gemm_cuda.h) against a double-precision reference
+// Both grouped no-sync FP8 GEMMs (moe_grouped_gemm_cuda.h: CUDA cores and tensor cores) against
+// a double-precision reference
 // written here: for each row of each expert segment, the dequantized x row (E4M3 · its
 // segmented scale) times the dequantized expert weight (DequantizeFp8BlockWeight). Only fp32
 // summation order and the bf16 output differ, so the relative Frobenius error must be ≤ 1e-2
@@ -95,21 +96,28 @@ void CheckCase(TestRng& rng, const std::string& name, const std::vector<int32_t>
   DeviceArray<uint8_t> x_dev(x), w_dev(w);
   DeviceArray<float> x_scales_dev(x_scales), w_scales_dev(w_scales);
   DeviceArray<int32_t> offsets(p->offsets);
-  DeviceArray<uint16_t> y(static_cast<size_t>(max_rows * n));
-  y.Poison();
-  ASSERT_TRUE(LaunchedOk(LaunchMoeGroupedFp8Gemm(x_dev.data(), x_scales_dev.data(), offsets.data(),
-                                                 experts, w_dev.data(), w_scales_dev.data(), n, k,
-                                                 stride, y.data(), nullptr)));
-  const std::vector<uint16_t> y_host = y.Download();
-  std::vector<float> actual(expected.size());
-  for (size_t i = 0; i < actual.size(); ++i) actual[i] = Bf16ToFloat(y_host[i]);
-  const TensorError error = CompareTensors(actual, expected);
-  std::printf("%-22s T=%-4lld n=%-5lld k=%-5lld relative Frobenius error %.3g\n", name.c_str(),
-              static_cast<long long>(tokens), static_cast<long long>(n), static_cast<long long>(k),
-              std::sqrt(error.nmse));
-  EXPECT_LE(std::sqrt(error.nmse), 1e-2) << error;
-  for (size_t i = expected.size(); i < y_host.size(); ++i) {
-    ASSERT_EQ(y_host[i], 0xFFFF) << "element " << i << " past the last segment was written";
+  for (const bool tensor_cores : {false, true}) {
+    SCOPED_TRACE(tensor_cores ? "tensor cores" : "CUDA cores");
+    DeviceArray<uint16_t> y(static_cast<size_t>(max_rows * n));
+    y.Poison();
+    ASSERT_TRUE(LaunchedOk(
+        tensor_cores ? LaunchMoeGroupedFp8GemmMma(
+                           x_dev.data(), x_scales_dev.data(), offsets.data(), experts, max_rows,
+                           w_dev.data(), w_scales_dev.data(), n, k, stride, y.data(), nullptr)
+                     : LaunchMoeGroupedFp8Gemm(x_dev.data(), x_scales_dev.data(), offsets.data(),
+                                               experts, w_dev.data(), w_scales_dev.data(), n, k,
+                                               stride, y.data(), nullptr)));
+    const std::vector<uint16_t> y_host = y.Download();
+    std::vector<float> actual(expected.size());
+    for (size_t i = 0; i < actual.size(); ++i) actual[i] = Bf16ToFloat(y_host[i]);
+    const TensorError error = CompareTensors(actual, expected);
+    std::printf("%-22s %-4s T=%-4lld n=%-5lld k=%-5lld relative Frobenius error %.3g\n",
+                name.c_str(), tensor_cores ? "mma" : "cuda", static_cast<long long>(tokens),
+                static_cast<long long>(n), static_cast<long long>(k), std::sqrt(error.nmse));
+    EXPECT_LE(std::sqrt(error.nmse), 1e-2) << error;
+    for (size_t i = expected.size(); i < y_host.size(); ++i) {
+      ASSERT_EQ(y_host[i], 0xFFFF) << "element " << i << " past the last segment was written";
+    }
   }
 }
 
@@ -132,6 +140,10 @@ TEST_F(MoeGroupedGemmCudaTest, MatchesDequantizedReferenceOnExpertSegments) {
   CheckCase(rng, "all to one expert", std::vector<int32_t>(40, 3), 40, 1, 8, 4, 256, 384);
   // 128-row padding (DeepGEMM's contiguous layout), n not a multiple of 64, k = 208.
   CheckCase(rng, "padded to 128", DistinctRouting(rng, 9, 2, 8), 9, 2, 8, 128, 200, 208);
+  // Prefill-sized segments: several 64-row tiles per expert, a partial last tile, n and k
+  // that are not multiples of the 128-wide tiles.
+  CheckCase(rng, "prefill 300 tokens", DistinctRouting(rng, 300, 6, 16), 300, 6, 16, 4, 704, 400);
+  CheckCase(rng, "all to one, 3 tiles", std::vector<int32_t>(150, 5), 150, 1, 8, 4, 136, 272);
 }
 
 TEST_F(MoeGroupedGemmCudaTest, RejectsKNotAMultipleOf16) {

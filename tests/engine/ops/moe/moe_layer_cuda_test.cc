@@ -126,10 +126,18 @@ const TestMoe& V2LiteMoe() {
 
 // Both expert GEMM paths run on every case.
 constexpr MoeExpertGemm kModes[] = {MoeExpertGemm::kPerExpertCublasLt,
-                                    MoeExpertGemm::kGroupedNoSync};
+                                    MoeExpertGemm::kGroupedNoSync,
+                                    MoeExpertGemm::kGroupedTensorCores};
 
 const char* ModeName(MoeExpertGemm mode) {
-  return mode == MoeExpertGemm::kGroupedNoSync ? "grouped" : "cublaslt";
+  switch (mode) {
+    case MoeExpertGemm::kGroupedNoSync:
+      return "grouped";
+    case MoeExpertGemm::kGroupedTensorCores:
+      return "mma";
+    default:
+      return "cublaslt";
+  }
 }
 
 double RelativeFrobenius(const std::vector<float>& actual, const std::vector<float>& reference) {
