@@ -102,10 +102,17 @@ std::vector<int32_t> EosTokenIds(const engine::ModelConfig& config,
   return ids;
 }
 
-// The ranks of one model-parallel group, as the CUDA loader takes them.
-engine::CudaRunnerOptions CudaGroupOptions(const ServerOptions& options,
-                                           std::optional<engine::ExpertPlacement> placement) {
-  return {.parallel = {.tensor_parallel_size = options.tensor_parallel_size,
+// The CUDA loader's options from the flags (every node computes the same ones).
+engine::CudaRunnerOptions CudaLoadOptions(const ServerOptions& options, const CudaKvRequest& kv,
+                                          std::optional<engine::ExpertPlacement> placement) {
+  return {.gpu_memory_utilization = options.gpu_memory_utilization,
+          .load = {.quantize_fp8 = options.quantization == "fp8"},
+          .max_num_batched_tokens = options.max_num_batched_tokens,
+          .max_num_seqs = options.max_num_seqs,
+          .max_model_len = kv.max_model_len,
+          .max_num_kv_blocks = kv.max_num_kv_blocks,
+          .enforce_eager = options.enforce_eager,
+          .parallel = {.tensor_parallel_size = options.tensor_parallel_size,
                        .expert_parallel_size = options.expert_parallel_size},
           .placement = std::move(placement),
           .nnodes = options.nnodes,
@@ -128,14 +135,7 @@ int FollowNodeZero(const ServerOptions& options) {
   }
   absl::StatusOr<CudaKvRequest> kv = MakeCudaKvRequest(options, *config);
   if (!kv.ok()) return Fail(std::string(kv.status().message()));
-  engine::CudaRunnerOptions cuda = CudaGroupOptions(options, std::move(placement));
-  cuda.gpu_memory_utilization = options.gpu_memory_utilization;
-  cuda.load = {.quantize_fp8 = options.quantization == "fp8"};
-  cuda.max_num_batched_tokens = options.max_num_batched_tokens;
-  cuda.max_num_seqs = options.max_num_seqs;
-  cuda.max_model_len = kv->max_model_len;
-  cuda.max_num_kv_blocks = kv->max_num_kv_blocks;
-  cuda.enforce_eager = options.enforce_eager;
+  const engine::CudaRunnerOptions cuda = CudaLoadOptions(options, *kv, std::move(placement));
   LogInfo(absl::StrCat("node ", options.node_rank, " of ", options.nnodes, ": loading ",
                        options.model_dir, ", rendezvous ", options.rendezvous));
   absl::Status status = engine::RunCudaFollowerNode(options.model_dir, cuda,
@@ -218,16 +218,8 @@ int Serve(const ServerOptions& options) {
   if (device->kind == engine::DeviceKind::kCuda) {
     absl::StatusOr<CudaKvRequest> kv = MakeCudaKvRequest(options, config);
     if (!kv.ok()) return Fail(std::string(kv.status().message()));
-    engine::CudaRunnerOptions cuda_options = CudaGroupOptions(options, placement);
-    cuda_options.gpu_memory_utilization = options.gpu_memory_utilization;
-    cuda_options.load = {.quantize_fp8 = options.quantization == "fp8"};
-    cuda_options.max_num_batched_tokens = options.max_num_batched_tokens;
-    cuda_options.max_num_seqs = options.max_num_seqs;
-    cuda_options.max_model_len = kv->max_model_len;
-    cuda_options.max_num_kv_blocks = kv->max_num_kv_blocks;
-    cuda_options.enforce_eager = options.enforce_eager;
     absl::StatusOr<engine::CudaRunner> loaded =
-        engine::LoadCudaRunner(options.model_dir, cuda_options);
+        engine::LoadCudaRunner(options.model_dir, CudaLoadOptions(options, *kv, placement));
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model on the GPU: ", loaded.status().message()));
     }

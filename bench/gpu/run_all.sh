@@ -71,22 +71,17 @@ if [[ ! -x "$carry/bin/ops_cuda_test" ]]; then
   done
 fi
 
-# libcublasLt.so.13: the toolkit's lib dir, else the nvidia-cublas wheel of the host's Python.
-cublas_dir=""
-for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
-  [[ -e "$d/libcublasLt.so.13" ]] && { cublas_dir="$d"; break; }
-done
-if [[ -z "$cublas_dir" ]]; then
-  cublas_dir="$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)"
-fi
-# libnccl.so.2 (218 MB, not carried either): the toolkit's, else PyTorch's nvidia-nccl wheel.
-nccl_dir=""
-for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
-  [[ -e "$d/libnccl.so.2" ]] && { nccl_dir="$d"; break; }
-done
-if [[ -z "$nccl_dir" ]]; then
-  nccl_dir="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)"
-fi
+# The CUDA libraries not carried (libcublasLt.so.13 is 541 MB, libnccl.so.2 218 MB): the
+# toolkit's lib dir, else the nvidia-* wheel of the host's Python (PyTorch brings both).
+find_cuda_lib() {  # find_cuda_lib FILE PYTHON_MODULE
+  local d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+    [[ -e "$d/$1" ]] && { echo "$d"; return; }
+  done
+  python3 -c "import $2, os; print(os.path.join(list($2.__path__)[0], 'lib'))" 2>/dev/null || true
+}
+cublas_dir="$(find_cuda_lib libcublasLt.so.13 nvidia.cublas)"
+nccl_dir="$(find_cuda_lib libnccl.so.2 nvidia.nccl)"
 export LD_LIBRARY_PATH="$carry/lib${cublas_dir:+:$cublas_dir}${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Built with GCC 12: needs GLIBCXX_3.4.30 from the host's libstdc++, else the carried one.
 if ! grep -aq GLIBCXX_3.4.30 "$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')" 2>/dev/null; then
