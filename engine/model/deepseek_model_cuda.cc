@@ -461,25 +461,39 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ReplayDecodeG
   DeviceArena& arena = context_->arena();
   const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
   DecodeGraph& graph = graphs_[size];
-  if (graph.exec == nullptr) {
+  const size_t inputs_end = arena.used_bytes();
+  if (graph.exec == nullptr && !graph.eager_only) {
     // Eagerly once: creates the cuBLASLt plans and reports errors outside the capture (it
     // writes the same latents the replay writes again).
-    const size_t inputs_end = arena.used_bytes();
     MOESERVE_RETURN_IF_ERROR(RunStep(in).status());
     arena.RewindTo(inputs_end);
     MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     absl::StatusOr<DeviceLogits> captured = RunStep(in);
     cudaGraph_t captured_graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream, &captured_graph);
-    if (!captured.ok() || end != cudaSuccess) {
-      if (captured_graph != nullptr) (void)cudaGraphDestroy(captured_graph);
-      return captured.ok() ? CudaStatus(end, "cudaStreamEndCapture") : captured.status();
-    }
     cudaGraphExec_t exec = nullptr;
-    const cudaError_t instantiated = cudaGraphInstantiate(&exec, captured_graph, 0);
-    (void)cudaGraphDestroy(captured_graph);
-    MOESERVE_RETURN_IF_ERROR(CudaStatus(instantiated, "cudaGraphInstantiate"));
-    graph = {exec, captured->data, arena.used_bytes()};
+    absl::Status status =
+        !captured.ok() ? captured.status() : CudaStatus(end, "cudaStreamEndCapture");
+    if (status.ok())
+      status = CudaStatus(cudaGraphInstantiate(&exec, captured_graph, 0), "cudaGraphInstantiate");
+    if (captured_graph != nullptr) (void)cudaGraphDestroy(captured_graph);
+    // Every rank must make the same choice, or one would replay collectives the others never
+    // join: a capture that failed anywhere makes this size eager on every rank.
+    MOESERVE_ASSIGN_OR_RETURN(const bool everyone, EveryRankAgrees(status.ok()));
+    if (everyone) {
+      graph = {exec, captured->data, arena.used_bytes(), false};
+    } else {
+      if (exec != nullptr) (void)cudaGraphExecDestroy(exec);
+      graph.eager_only = true;
+      capture_failures_.push_back(status.ok() ? absl::AbortedError(absl::StrCat(
+                                                    "another rank failed to capture size ", size))
+                                              : status);
+    }
+  }
+  if (graph.eager_only) {
+    arena.RewindTo(inputs_end);
+    MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, RunStep(in));
+    return DeviceLogits{logits.data, batch.num_seqs()};
   }
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.exec), stream));
   arena.AdvanceTo(graph.arena_end);
@@ -499,6 +513,23 @@ absl::Status DeepseekModelCuda::SetRankGroup(Communicator* comm, const ParallelC
   reduce_attention_ = parallel.tensor_parallel_size > 1;
   reduce_moe_ = parallel.world_size() > 1;
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> DeepseekModelCuda::EveryRankAgrees(bool mine) {
+  if (comm_ == nullptr) return mine;
+  if (agreement_.size_bytes() == 0) {
+    MOESERVE_ASSIGN_OR_RETURN(agreement_, DeviceBuffer::Allocate(sizeof(int32_t)));
+  }
+  const int32_t failed = mine ? 0 : 1;
+  const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
+  MOESERVE_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(agreement_.data(), &failed, sizeof(failed), cudaMemcpyHostToDevice, stream));
+  MOESERVE_RETURN_IF_ERROR(comm_->AllReduceSum(agreement_.data(), 1, CommDataType::kInt32));
+  int32_t failures = 0;
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&failures, agreement_.data(), sizeof(failures),
+                                                cudaMemcpyDeviceToHost, stream));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return failures == 0;
 }
 
 absl::Status DeepseekModelCuda::AllReduceRows(bool needed, uint16_t* rows, int64_t count) {

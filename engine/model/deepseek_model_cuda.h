@@ -97,13 +97,16 @@ class DeepseekModelCuda final : public StepModel {
   CudaContext& context() { return *context_; }
   const CudaModelWeights& weights() const { return weights_; }
   size_t arena_peak_bytes() const { return context_->arena().peak_bytes(); }
+  // Decode graph sizes whose capture failed and now run eagerly, with the reason.
+  const std::vector<absl::Status>& capture_failures() const { return capture_failures_; }
 
  private:
   struct StepInputs;  // one step's device inputs and layout (deepseek_model_cuda.cc)
   struct DecodeGraph {
     void* exec = nullptr;  // cudaGraphExec_t
     const float* logits = nullptr;
-    size_t arena_end = 0;  // arena bytes in use once the graph's buffers are taken
+    size_t arena_end = 0;     // arena bytes in use once the graph's buffers are taken
+    bool eager_only = false;  // capture failed (on some rank): this size runs padded, eagerly
   };
 
   DeepseekModelCuda(std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm,
@@ -134,6 +137,9 @@ class DeepseekModelCuda final : public StepModel {
   absl::Status AttendNaive(const CudaMlaWeights& w, const StepInputs& in, int64_t seq,
                            const uint16_t* q, const uint16_t* pages, uint16_t* attn);
   uint16_t* layer_pages(int64_t layer) const;
+  // Whether every rank of the group passes `mine` = true (one tiny all-reduce and a host wait);
+  // `mine` alone without a group.
+  absl::StatusOr<bool> EveryRankAgrees(bool mine);
   // Sums `rows` hidden-size bf16 rows over the group when `needed` (no-op otherwise).
   absl::Status AllReduceRows(bool needed, uint16_t* rows, int64_t count);
 
@@ -146,7 +152,10 @@ class DeepseekModelCuda final : public StepModel {
   DeviceBuffer expert_token_counts_;  // [layers, n_routed_experts] int64
   std::vector<uint8_t> staging_;      // the step's packed host inputs
   CudaGraphOptions graph_options_{.batch_sizes = {}};
-  Communicator* comm_ = nullptr;           // null: one rank
+  Communicator* comm_ = nullptr;  // null: one rank
+  DeviceBuffer agreement_;        // EveryRankAgrees' int32, allocated on first use
+  // Why a graph size fell back to eager (kept for the log and tests).
+  std::vector<absl::Status> capture_failures_;
   bool reduce_attention_ = false;          // o_proj and dense MLP outputs are partial sums (TP)
   bool reduce_moe_ = false;                // MoE outputs are partial sums (TP or EP)
   std::map<int64_t, DecodeGraph> graphs_;  // by padded batch size

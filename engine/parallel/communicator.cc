@@ -20,7 +20,10 @@ int64_t CommDataTypeSize(CommDataType type) {
 absl::Status Communicator::BroadcastBytes(std::string& bytes, int root) {
   int64_t length = static_cast<int64_t>(bytes.size());
   if (absl::Status s = Broadcast(&length, 1, CommDataType::kInt64, root); !s.ok()) return s;
-  if (length < 0) return absl::DataLossError(absl::StrCat("BroadcastBytes: length ", length));
+  if (length < 0 || length > kMaxBroadcastBytes) {
+    return absl::DataLossError(
+        absl::StrCat("BroadcastBytes: length ", length, " outside [0, ", kMaxBroadcastBytes, "]"));
+  }
   if (rank() != root) bytes.resize(static_cast<size_t>(length));
   if (length == 0) return absl::OkStatus();
   // Broadcast counts elements: send whole int32 words, the last one padded.

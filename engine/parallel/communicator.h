@@ -81,9 +81,10 @@ class Communicator {
     return Broadcast(data.data(), static_cast<int64_t>(data.size()), CommDataTypeOf<T>(), root);
   }
 
-  // `bytes` on every rank = `bytes` on `root`, whatever its length (host memory in every
-  // implementation: the length goes first, then the payload). How a driving rank hands each
-  // step to the ranks of other processes (step_broadcast.h).
+  // `bytes` on every rank = `bytes` on `root` (host memory in every implementation: the length
+  // goes first, then the payload). How a driving rank hands each step to the ranks of other
+  // processes (step_broadcast.h). A length above kMaxBroadcastBytes fails on every rank.
+  static constexpr int64_t kMaxBroadcastBytes = int64_t{1} << 30;
   virtual absl::Status BroadcastBytes(std::string& bytes, int root);
 
   // The first half of a variable all-to-all: given how many elements this rank sends to each

@@ -53,7 +53,7 @@ struct NcclCommunicator::State {
   int device = 0;
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
-  bool owns_stream = true;  // false: the caller's stream, collectives only enqueue
+  bool owns_stream = true;     // false: the caller's stream, collectives only enqueue
   int64_t* scratch = nullptr;  // device: Barrier's token and AllToAllCounts' staging
   int64_t scratch_elements = 0;
 
@@ -77,7 +77,7 @@ NcclCommunicator::NcclCommunicator(int rank, int world_size, std::unique_ptr<Sta
 
 NcclCommunicator::~NcclCommunicator() {
   cudaSetDevice(state_->device);
-  if (state_->comm != nullptr) ncclCommDestroy(state_->comm);
+  if (state_->comm != nullptr && !aborted_.load()) ncclCommDestroy(state_->comm);
   if (state_->scratch != nullptr) cudaFree(state_->scratch);
   if (state_->stream != nullptr && state_->owns_stream) cudaStreamDestroy(state_->stream);
 }
@@ -125,15 +125,15 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const
       return absl::InvalidArgumentError(
           "NCCL: a world of several ranks needs a rendezvous address or a shared unique id");
     }
-    absl::StatusOr<std::string> shared = ShareNcclUniqueId(o.rendezvous, o.rank, o.world_size,
-                                                           o.timeout);
+    absl::StatusOr<std::string> shared =
+        ShareNcclUniqueId(o.rendezvous, o.rank, o.world_size, o.timeout);
     if (!shared.ok()) return shared.status();
     id_bytes = *std::move(shared);
   }
   ncclUniqueId id;
   if (id_bytes.size() != sizeof(id)) {
-    return absl::InvalidArgumentError(absl::StrCat("NCCL: a unique id has ", sizeof(id),
-                                                   " bytes, got ", id_bytes.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("NCCL: a unique id has ", sizeof(id), " bytes, got ", id_bytes.size()));
   }
   std::memcpy(&id, id_bytes.data(), sizeof(id));
 
@@ -145,12 +145,23 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const
   } else {
     MOESERVE_CUDA(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
   }
-  MOESERVE_NCCL(ncclCommInitRank(&state->comm, o.world_size, id, o.rank));
+  const ncclResult_t init = ncclCommInitRank(&state->comm, o.world_size, id, o.rank);
+  if (init != ncclSuccess) {
+    if (state->owns_stream) cudaStreamDestroy(state->stream);
+    return NcclError("ncclCommInitRank", init);
+  }
   return std::unique_ptr<NcclCommunicator>(
       new NcclCommunicator(o.rank, o.world_size, std::move(state)));
 }
 
+void NcclCommunicator::Abort() {
+  if (aborted_.exchange(true)) return;
+  cudaSetDevice(state_->device);
+  (void)ncclCommAbort(state_->comm);
+}
+
 absl::Status NcclCommunicator::AllReduceSum(void* data, int64_t count, CommDataType type) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
   MOESERVE_NCCL(ncclAllReduce(data, data, static_cast<size_t>(count), NcclType(type), ncclSum,
                               state_->comm, state_->stream));
   return state_->Done();
@@ -158,6 +169,7 @@ absl::Status NcclCommunicator::AllReduceSum(void* data, int64_t count, CommDataT
 
 absl::Status NcclCommunicator::AllGather(const void* in, int64_t count, void* out,
                                          CommDataType type) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
   MOESERVE_NCCL(ncclAllGather(in, out, static_cast<size_t>(count), NcclType(type), state_->comm,
                               state_->stream));
   return state_->Done();
@@ -166,6 +178,7 @@ absl::Status NcclCommunicator::AllGather(const void* in, int64_t count, void* ou
 absl::Status NcclCommunicator::AllToAllV(const void* send, absl::Span<const int64_t> send_counts,
                                          void* recv, absl::Span<const int64_t> recv_counts,
                                          CommDataType type) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
   if (static_cast<int>(send_counts.size()) != world_size_ ||
       static_cast<int>(recv_counts.size()) != world_size_) {
     return absl::InvalidArgumentError(absl::StrCat("AllToAllV: counts for ", send_counts.size(),
@@ -195,6 +208,7 @@ absl::Status NcclCommunicator::AllToAllV(const void* send, absl::Span<const int6
 }
 
 absl::Status NcclCommunicator::Broadcast(void* data, int64_t count, CommDataType type, int root) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
   MOESERVE_NCCL(ncclBroadcast(data, data, static_cast<size_t>(count), NcclType(type), root,
                               state_->comm, state_->stream));
   return state_->Done();
@@ -218,7 +232,10 @@ absl::Status NcclCommunicator::BroadcastBytes(std::string& bytes, int root) {
   MOESERVE_CUDA(cudaMemcpyAsync(&length, state_->scratch, sizeof(length), cudaMemcpyDeviceToHost,
                                 state_->stream));
   if (absl::Status s = state_->Sync(); !s.ok()) return s;
-  if (length < 0) return absl::DataLossError(absl::StrCat("BroadcastBytes: length ", length));
+  if (length < 0 || length > kMaxBroadcastBytes) {
+    return absl::DataLossError(
+        absl::StrCat("BroadcastBytes: length ", length, " outside [0, ", kMaxBroadcastBytes, "]"));
+  }
   if (length == 0) {
     bytes.clear();
     return absl::OkStatus();

@@ -13,6 +13,7 @@
 // Built only with MOESERVE_CUDA (docs/parallel.md).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -65,6 +66,12 @@ class NcclCommunicator final : public Communicator {
       absl::Span<const int64_t> send_counts) override;
   absl::Status BroadcastBytes(std::string& bytes, int root) override;
 
+  // ncclCommAbort: operations in flight on this communicator end (their waits return), and
+  // every later call fails with Aborted. Callable from another thread while a rank is blocked
+  // in a collective — what a rank that failed mid-step does to its local peers so that the
+  // group's threads all come back instead of waiting forever.
+  void Abort();
+
   using Communicator::AllGather;
   using Communicator::AllReduceSum;
   using Communicator::Broadcast;
@@ -76,6 +83,7 @@ class NcclCommunicator final : public Communicator {
   int rank_;
   int world_size_;
   std::unique_ptr<State> state_;
+  std::atomic<bool> aborted_{false};
 };
 
 }  // namespace moeserve::engine

@@ -23,9 +23,7 @@ class Writer {
   std::string Take() && { return std::move(out_); }
 
  private:
-  void Raw(const void* data, size_t bytes) {
-    out_.append(static_cast<const char*>(data), bytes);
-  }
+  void Raw(const void* data, size_t bytes) { out_.append(static_cast<const char*>(data), bytes); }
   std::string out_;
 };
 
@@ -109,8 +107,7 @@ absl::StatusOr<StepMessage> DecodeStep(const std::string& bytes) {
     if (!value.ok()) return value.status();
     fields[i] = *value;
   }
-  absl::StatusOr<StepMessage::Kind> kind =
-      CheckedEnum<StepMessage::Kind>(fields[0], 1, 3, "kind");
+  absl::StatusOr<StepMessage::Kind> kind = CheckedEnum<StepMessage::Kind>(fields[0], 1, 3, "kind");
   absl::StatusOr<MlaForm> form = CheckedEnum<MlaForm>(fields[1], 0, 2, "mla_form");
   absl::StatusOr<LogitsFor> logits = CheckedEnum<LogitsFor>(fields[2], 0, 1, "logits_for");
   absl::StatusOr<bool> quantize = CheckedEnum<bool>(fields[3], 0, 1, "quantize_activations");
@@ -131,14 +128,19 @@ absl::StatusOr<StepMessage> DecodeStep(const std::string& bytes) {
   b.max_blocks_per_seq = *width;
   if (!r.done()) return absl::DataLossError("step message: bytes left after the last field");
   // The shapes the forward relies on; ValidateForwardBatch checks the values on every rank.
+  // Division, not multiplication: a crafted width must not wrap the product.
   const size_t tokens = b.token_ids.size(), seqs = b.seq_lens.size();
+  const size_t table = b.block_tables.size();
+  const bool width_ok =
+      b.max_blocks_per_seq >= 0 && b.max_blocks_per_seq <= kMaxBlocksPerSeq &&
+      (seqs == 0 ? table == 0
+                 : table % seqs == 0 && table / seqs == static_cast<size_t>(b.max_blocks_per_seq));
   if (b.positions.size() != tokens || b.slot_mapping.size() != tokens ||
       (b.query_start_loc.size() != seqs + 1 && !(seqs == 0 && b.query_start_loc.empty())) ||
-      b.max_blocks_per_seq < 0 ||
-      static_cast<int64_t>(b.block_tables.size()) !=
-          static_cast<int64_t>(seqs) * b.max_blocks_per_seq) {
+      !width_ok) {
     return absl::DataLossError(absl::StrCat("step message: inconsistent batch shapes (", tokens,
-                                            " tokens, ", seqs, " sequences)"));
+                                            " tokens, ", seqs, " sequences, block table width ",
+                                            b.max_blocks_per_seq, ")"));
   }
   return step;
 }

@@ -40,8 +40,8 @@ absl::StatusOr<StepMessage> DecodeStep(const std::string& bytes);
 // Rank 0 broadcasts `step`; every other rank's `step` is replaced by it. Collective.
 absl::Status ExchangeStep(Communicator& comm, StepMessage& step);
 
-// A following rank's loop (any rank but 0): receive each step and run it, until kStop (returns OK) or an error
-// (the step's or the communicator's, returned as is).
+// A following rank's loop (any rank but 0): receive each step and run it, until kStop (returns OK)
+// or an error (the step's or the communicator's, returned as is).
 absl::Status FollowSteps(Communicator& comm,
                          const std::function<absl::Status(const StepMessage&)>& run_step);
 

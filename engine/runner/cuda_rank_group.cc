@@ -29,12 +29,24 @@ absl::Status RunRankStep(CudaRank& rank, const StepMessage& step, std::vector<fl
   return model.context().Synchronize();
 }
 
-// The first error, preferring a rank's own failure over what its peers then report.
+// The first error, preferring a rank's own failure over the Aborted its peers then report.
 absl::Status FirstError(const std::vector<absl::Status>& statuses) {
+  for (const absl::Status& s : statuses) {
+    if (!s.ok() && !absl::IsAborted(s)) return s;
+  }
   for (const absl::Status& s : statuses) {
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+// A rank that failed aborts every local communicator, so that its peers blocked in a collective
+// it will never join come back (with Aborted) instead of waiting forever.
+absl::Status AbortPeersOnError(absl::Status status, std::vector<CudaRank>& ranks) {
+  if (!status.ok()) {
+    for (CudaRank& rank : ranks) rank.comm->Abort();
+  }
+  return status;
 }
 
 }  // namespace
@@ -78,10 +90,13 @@ absl::Status CudaRankGroup::RunGroupStep(StepMessage step, std::vector<float>* l
     const StepMessage* mine = &step;
     if (announce_steps_) {
       MOESERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(rank.device));
-      MOESERVE_RETURN_IF_ERROR(ExchangeStep(*rank.comm, local == 0 ? step : received));
+      MOESERVE_RETURN_IF_ERROR(
+          AbortPeersOnError(ExchangeStep(*rank.comm, local == 0 ? step : received), ranks_));
       if (local != 0) mine = &received;
     }
-    return RunRankStep(rank, *mine, local == 0 ? logits : nullptr, local == 0 ? ids : nullptr);
+    return AbortPeersOnError(
+        RunRankStep(rank, *mine, local == 0 ? logits : nullptr, local == 0 ? ids : nullptr),
+        ranks_);
   });
   if (absl::Status s = FirstError(statuses); !s.ok()) {
     failed_ = true;
@@ -116,9 +131,11 @@ absl::Status CudaRankGroup::Follow(std::vector<CudaRank>& ranks, RankThreadPool&
   const std::vector<absl::Status> statuses = pool.Run([&](int local) -> absl::Status {
     CudaRank& rank = ranks[static_cast<size_t>(local)];
     MOESERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(rank.device));
-    return FollowSteps(*rank.comm, [&](const StepMessage& step) {
-      return RunRankStep(rank, step, nullptr, nullptr);
-    });
+    return AbortPeersOnError(FollowSteps(*rank.comm,
+                                         [&](const StepMessage& step) {
+                                           return RunRankStep(rank, step, nullptr, nullptr);
+                                         }),
+                             ranks);
   });
   return FirstError(statuses);
 }

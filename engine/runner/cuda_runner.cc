@@ -55,29 +55,32 @@ struct LoadedRank {
   size_t arena_bytes = 0;
 };
 
-absl::StatusOr<LoadedRank> LoadRankWeights(const std::string& model_dir, const LoadPlan& plan,
-                                           const CudaRunnerOptions& options, int device,
-                                           const WeightShard& shard,
-                                           const CudaWeightShard& cuda_shard) {
+// The rank's device context and GEMM handle: what the communicator needs before any weight.
+absl::StatusOr<LoadedRank> OpenRank(int device) {
   LoadedRank rank;
   MOESERVE_ASSIGN_OR_RETURN(rank.context,
                             CudaContext::Create({.device_index = device, .arena_bytes = 0}));
   MOESERVE_ASSIGN_OR_RETURN(rank.gemm, CublasLtGemm::Create(*rank.context));
+  return rank;
+}
+
+// Weights streamed onto the device a layer at a time (the host holds one layer's fp32 copy),
+// then the activation arena for the largest step.
+absl::Status LoadRankWeights(LoadedRank& rank, const std::string& model_dir, const LoadPlan& plan,
+                             const CudaRunnerOptions& options, const WeightShard& shard,
+                             const CudaWeightShard& cuda_shard) {
   {
-    // The host copy (fp32) lives only until the upload is done.
     MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
-    MOESERVE_ASSIGN_OR_RETURN(ModelWeights host,
-                              LoadModelWeights(checkpoint, plan.config, plan.load, shard));
     MOESERVE_ASSIGN_OR_RETURN(
-        rank.weights, UploadModelWeights(*rank.context, *rank.gemm, plan.config, host, cuda_shard));
+        rank.weights, LoadCudaModelWeights(*rank.context, *rank.gemm, checkpoint, plan.config,
+                                           plan.load, shard, cuda_shard));
   }
   const CudaStepLimits limits{.max_num_batched_tokens = options.max_num_batched_tokens,
                               .max_num_seqs = options.max_num_seqs,
                               .max_model_len = options.max_model_len};
   rank.arena_bytes = DeepseekModelCuda::ActivationBytes(plan.config, rank.weights, limits,
                                                         rank.context->device().num_sms);
-  MOESERVE_RETURN_IF_ERROR(rank.context->ReserveArena(rank.arena_bytes));
-  return rank;
+  return rank.context->ReserveArena(rank.arena_bytes);
 }
 
 // The KV pool this device can hold now (call after everything else is allocated on it).
@@ -135,8 +138,8 @@ absl::StatusOr<CudaRunner> LoadSingleGpu(const std::string& model_dir,
   CudaRunner runner;
   runner.quantization = plan.quantization;
   runner.log_lines = std::move(plan.log_lines);
-  MOESERVE_ASSIGN_OR_RETURN(
-      LoadedRank rank, LoadRankWeights(model_dir, plan, options, options.device_index, {}, {}));
+  MOESERVE_ASSIGN_OR_RETURN(LoadedRank rank, OpenRank(options.device_index));
+  MOESERVE_RETURN_IF_ERROR(LoadRankWeights(rank, model_dir, plan, options, {}, {}));
   MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
   runner.log_lines.push_back(DeviceLine(rank, options));
   runner.log_lines.push_back(kv.summary);
@@ -151,6 +154,79 @@ absl::StatusOr<CudaRunner> LoadSingleGpu(const std::string& model_dir,
   runner.log_lines.push_back(GraphLine(options));
   runner.num_kv_blocks = blocks;
   return runner;
+}
+
+// What every node must agree on to run the same steps: the group's shape, the limits that size
+// arenas, pools and CUDA graphs, the placement and the model (FNV-1a over a canonical string;
+// every node runs the same build).
+int64_t GroupFingerprint(const CudaRunnerOptions& o,
+                         const std::optional<ExpertPlacement>& placement,
+                         const ModelConfig& config) {
+  const std::string canonical =
+      absl::StrCat("tp=", o.parallel.tensor_parallel_size, " ep=", o.parallel.expert_parallel_size,
+                   " nnodes=", o.nnodes, " eager=", o.enforce_eager, " len=", o.max_model_len,
+                   " tokens=", o.max_num_batched_tokens, " seqs=", o.max_num_seqs,
+                   " kv_cap=", o.max_num_kv_blocks, " fp8=", o.load.quantize_fp8,
+                   " layers=", config.num_hidden_layers, " vocab=", config.vocab_size,
+                   " hidden=", config.hidden_size, " experts=", config.n_routed_experts,
+                   " placement=", placement.has_value() ? PlacementToJson(*placement) : "none");
+  uint64_t hash = 1469598103934665603ull;
+  for (const unsigned char c : canonical) hash = (hash ^ c) * 1099511628211ull;
+  return static_cast<int64_t>(hash >> 1);
+}
+
+// One all-reduce of the largest activation a step sends ([max tokens, hidden] bf16), so NCCL's
+// lazily created connections and buffers exist before the KV plan reads the free memory.
+absl::Status WarmUpAllReduce(NcclCommunicator& comm, CudaContext& context,
+                             const ModelConfig& config, const CudaRunnerOptions& options) {
+  const int64_t count = std::max<int64_t>(options.max_num_batched_tokens, 1) * config.hidden_size;
+  MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer data,
+                            DeviceBuffer::Allocate(static_cast<size_t>(count) * 2));
+  MOESERVE_RETURN_IF_ERROR(data.Fill(0));
+  MOESERVE_RETURN_IF_ERROR(comm.AllReduceSum(data.data(), count, CommDataType::kBfloat16));
+  return context.Synchronize();
+}
+
+// The load's agreement, reached by every rank whatever happened to it: an AllGather of (ok,
+// KV blocks it can hold, fingerprint). Returns the group's pool size (the smallest), or the
+// rank's own error, or the first failed rank's number, or a fingerprint mismatch naming node
+// 0's and this node's options.
+absl::StatusOr<int64_t> AgreeOnLoad(NcclCommunicator& comm, CudaContext& context,
+                                    const absl::Status& loaded, int64_t blocks,
+                                    int64_t fingerprint) {
+  const int world = comm.world_size();
+  const int64_t mine[3] = {loaded.ok() ? 1 : 0, blocks, fingerprint};
+  MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer device_mine, DeviceBuffer::Allocate(sizeof(mine)));
+  MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer device_all,
+                            DeviceBuffer::Allocate(static_cast<size_t>(world) * sizeof(mine)));
+  const cudaStream_t stream = static_cast<cudaStream_t>(context.stream());
+  // On the communicator's stream: a plain cudaMemcpy would not order before it.
+  MOESERVE_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(device_mine.data(), mine, sizeof(mine), cudaMemcpyHostToDevice, stream));
+  MOESERVE_RETURN_IF_ERROR(
+      comm.AllGather(device_mine.data(), 3, device_all.data(), CommDataType::kInt64));
+  std::vector<int64_t> all(static_cast<size_t>(world) * 3);
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(all.data(), device_all.data(), all.size() * 8,
+                                                cudaMemcpyDeviceToHost, stream));
+  MOESERVE_RETURN_IF_ERROR(context.Synchronize());
+  if (!loaded.ok()) return loaded;
+  int64_t smallest = blocks;
+  for (int r = 0; r < world; ++r) {
+    if (all[r * 3] != 1) {
+      return absl::AbortedError(absl::StrCat("rank ", r,
+                                             " of the group failed to load (its "
+                                             "node's log says why)"));
+    }
+    if (all[r * 3 + 2] != all[2]) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rank ", r,
+          " was started with other options than rank 0 (parallel sizes, "
+          "--max-model-len, --max-num-batched-tokens, --max-num-seqs, KV caps, --enforce-eager, "
+          "--quantization, --expert-placement or the model): every node needs the same flags"));
+    }
+    smallest = std::min(smallest, all[r * 3 + 1]);
+  }
+  return smallest;
 }
 
 // This node's ranks of a model-parallel group, loaded on their GPUs in parallel and joined in
@@ -195,48 +271,50 @@ absl::StatusOr<LocalRanks> LoadLocalRanks(const std::string& model_dir,
 
   LocalRanks out;
   out.ranks.resize(static_cast<size_t>(local_ranks));
-  out.pool = std::make_unique<RankThreadPool>(local_ranks, 1);
+  // OpenMP threads split over the ranks: the host-side conversion of each rank's layers uses them.
+  out.pool = std::make_unique<RankThreadPool>(local_ranks);
   std::vector<int64_t> group_blocks(static_cast<size_t>(local_ranks));
   std::vector<std::string> device_lines(static_cast<size_t>(local_ranks));
+  const int64_t fingerprint = GroupFingerprint(options, placement, plan.config);
   const std::vector<absl::Status> statuses = out.pool->Run([&](int local) -> absl::Status {
     const int global = options.node_rank * local_ranks + local;
-    const RankContext context{
-        .rank = global, .parallel = parallel, .placement = placement ? &*placement : nullptr};
-    MOESERVE_ASSIGN_OR_RETURN(WeightShard shard, WeightShardFor(context, plan.config));
-    // Without tensor parallelism the shared experts run whole on rank 0 only.
-    const CudaWeightShard cuda_shard{
-        .placement = context.placement,
-        .ep_rank = context.ep_rank(),
-        .shared_experts = parallel.tensor_parallel_size > 1 || global == 0};
     const int device = options.first_device + local;
-    MOESERVE_ASSIGN_OR_RETURN(LoadedRank rank,
-                              LoadRankWeights(model_dir, plan, options, device, shard, cuda_shard));
     CudaRank& mine = out.ranks[static_cast<size_t>(local)];
     mine.device = device;
+    // The communicator first: after it, a rank that fails still meets its peers in the
+    // agreement below instead of leaving them blocked in a collective.
+    MOESERVE_ASSIGN_OR_RETURN(LoadedRank rank, OpenRank(device));
     MOESERVE_ASSIGN_OR_RETURN(mine.comm,
                               NcclCommunicator::Create({.rank = global,
                                                         .world_size = world,
                                                         .device = device,
                                                         .unique_id = nccl_id,
                                                         .stream = rank.context->stream()}));
-    MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
-    device_lines[static_cast<size_t>(local)] =
-        absl::StrCat("rank ", global, ": ", DeviceLine(rank, options), "; ", kv.summary);
-    // One pool size for the whole group: the smallest any rank can hold.
-    MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer mine_blocks, DeviceBuffer::Allocate(8));
-    MOESERVE_ASSIGN_OR_RETURN(DeviceBuffer all_blocks,
-                              DeviceBuffer::Allocate(static_cast<size_t>(world) * 8));
-    const int64_t capped = CappedBlocks(kv.num_blocks, options);
-    MOESERVE_RETURN_IF_ERROR(mine_blocks.CopyFromHost(&capped, 8));
-    MOESERVE_RETURN_IF_ERROR(
-        mine.comm->AllGather(mine_blocks.data(), 1, all_blocks.data(), CommDataType::kInt64));
-    MOESERVE_RETURN_IF_ERROR(rank.context->Synchronize());
-    std::vector<int64_t> blocks(static_cast<size_t>(world));
-    MOESERVE_RETURN_IF_ERROR(all_blocks.CopyToHost(blocks.data(), blocks.size() * 8));
-    const int64_t group_min = *std::min_element(blocks.begin(), blocks.end());
-    group_blocks[static_cast<size_t>(local)] = group_min;
+    const RankContext context{
+        .rank = global, .parallel = parallel, .placement = placement ? &*placement : nullptr};
+    int64_t capped_blocks = 0;
+    const absl::Status loaded = [&]() -> absl::Status {
+      MOESERVE_ASSIGN_OR_RETURN(WeightShard shard, WeightShardFor(context, plan.config));
+      // Without tensor parallelism the shared experts run whole on rank 0 only.
+      const CudaWeightShard cuda_shard{
+          .placement = context.placement,
+          .ep_rank = context.ep_rank(),
+          .shared_experts = parallel.tensor_parallel_size > 1 || global == 0};
+      MOESERVE_RETURN_IF_ERROR(LoadRankWeights(rank, model_dir, plan, options, shard, cuda_shard));
+      // NCCL sets up its connections and buffers on first use: before the KV plan measures.
+      MOESERVE_RETURN_IF_ERROR(WarmUpAllReduce(*mine.comm, *rank.context, plan.config, options));
+      MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
+      device_lines[static_cast<size_t>(local)] =
+          absl::StrCat("rank ", global, ": ", DeviceLine(rank, options), "; ", kv.summary);
+      capped_blocks = CappedBlocks(kv.num_blocks, options);
+      return absl::OkStatus();
+    }();
     MOESERVE_ASSIGN_OR_RETURN(
-        mine.model, FinishRank(std::move(rank), plan.config, group_min, options, mine.comm.get()));
+        int64_t group_blocks_min,
+        AgreeOnLoad(*mine.comm, *rank.context, loaded, capped_blocks, fingerprint));
+    group_blocks[static_cast<size_t>(local)] = group_blocks_min;
+    MOESERVE_ASSIGN_OR_RETURN(mine.model, FinishRank(std::move(rank), plan.config, group_blocks_min,
+                                                     options, mine.comm.get()));
     return absl::OkStatus();
   });
   for (const absl::Status& s : statuses) MOESERVE_RETURN_IF_ERROR(s);

@@ -46,6 +46,17 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, int64_t vocab_size,
       b.query_start_loc.front() != 0 || b.query_start_loc.back() != num_tokens) {
     return absl::InvalidArgumentError("ForwardBatch: query_start_loc does not cover the tokens");
   }
+  for (int64_t s = 0; s < b.num_seqs(); ++s) {
+    if (b.query_start_loc[s + 1] < b.query_start_loc[s]) {
+      return absl::InvalidArgumentError("ForwardBatch: query_start_loc decreases");
+    }
+  }
+  // Bounded first, so the products below cannot overflow (a batch may come off the wire:
+  // step_broadcast.h).
+  if (b.max_blocks_per_seq < 0 || b.max_blocks_per_seq > kMaxBlocksPerSeq) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ForwardBatch: max_blocks_per_seq ", b.max_blocks_per_seq));
+  }
   if (static_cast<int64_t>(b.block_tables.size()) != b.num_seqs() * b.max_blocks_per_seq) {
     return absl::InvalidArgumentError("ForwardBatch: block_tables size != num_seqs * width");
   }
@@ -55,7 +66,8 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, int64_t vocab_size,
                                                      " is outside the vocabulary [0, ", vocab_size,
                                                      ")"));
     }
-    if (b.slot_mapping[t] >= num_kv_blocks * kKvBlockSize) {
+    // -1 marks a padding token that writes no KV (decode_padding.h); other negatives are bad.
+    if (b.slot_mapping[t] < -1 || b.slot_mapping[t] >= num_kv_blocks * kKvBlockSize) {
       return absl::InvalidArgumentError(
           absl::StrCat("slot ", b.slot_mapping[t], " at index ", t, " is beyond the KV pages"));
     }

@@ -17,11 +17,14 @@ namespace moeserve::engine {
 
 // Tokens per KV block (DESIGN.md §3; FlashMLA's page size).
 inline constexpr int64_t kKvBlockSize = 64;
+// Block table width limit (2^24 blocks = 2^30 tokens per sequence): keeps index products in
+// range when a batch is checked (ValidateForwardBatch).
+inline constexpr int64_t kMaxBlocksPerSeq = int64_t{1} << 24;
 
 struct ForwardBatch {
-  std::vector<int32_t> token_ids;        // [num_tokens]
-  std::vector<int32_t> positions;        // [num_tokens] absolute, 0-based
-  std::vector<int64_t> slot_mapping;     // [num_tokens] block_id * kKvBlockSize + offset
+  std::vector<int32_t> token_ids;     // [num_tokens]
+  std::vector<int32_t> positions;     // [num_tokens] absolute, 0-based
+  std::vector<int64_t> slot_mapping;  // [num_tokens] block_id * kKvBlockSize + offset; -1: no write
   std::vector<int32_t> query_start_loc;  // [num_seqs + 1]
   std::vector<int32_t> seq_lens;         // [num_seqs] context length including this step
   std::vector<int32_t> block_tables;     // [num_seqs, max_blocks_per_seq], padded with 0

@@ -63,9 +63,9 @@ TEST(ExpertPlacementTest, ExpertSlotsOnRankPickTheDispatchReplicaOnExactlyOneRan
   for (int ranks : {2, 4}) {
     const int64_t experts = 16, top_k = 3, tokens = 97;
     const std::vector<bool> moe = {true};
-    absl::StatusOr<ExpertPlacement> placement = ComputeBalancedPlacement(
-        ZipfCounts(rng, experts, 1.5, 50000), moe, experts, ranks,
-        static_cast<int>(experts / ranks) + 3);
+    absl::StatusOr<ExpertPlacement> placement =
+        ComputeBalancedPlacement(ZipfCounts(rng, experts, 1.5, 50000), moe, experts, ranks,
+                                 static_cast<int>(experts / ranks) + 3);
     ASSERT_TRUE(placement.ok()) << placement.status();
     const LayerPlacement& layer = placement->layers[0];
     std::vector<int32_t> ids(static_cast<size_t>(tokens * top_k));

@@ -34,6 +34,9 @@ T* Upload(const std::vector<T>& host) {
   T* device = nullptr;
   cudaMalloc(&device, std::max<size_t>(1, host.size()) * sizeof(T));
   cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  // A pageable cudaMemcpy may return before the DMA lands; the communicator's streams are
+  // non-blocking and would not wait for it.
+  cudaDeviceSynchronize();
   return device;
 }
 

@@ -102,6 +102,14 @@ TEST(StepBroadcastTest, CorruptFieldsAreRefusedByName) {
   EXPECT_NE(with_word(4, 3).message().find("quantize_activations"), std::string::npos);
   // token_ids' count claims more than the message holds.
   EXPECT_NE(with_word(5, int64_t{1} << 40).message().find("token_ids"), std::string::npos);
+  // A block table width crafted so that seqs × width wraps to the table's size.
+  {
+    StepMessage step = RandomStep(rng);
+    step.batch.block_tables.resize(step.batch.seq_lens.size() - 1);
+    step.batch.max_blocks_per_seq = 0x5555555555555556;
+    const absl::Status status = DecodeStep(EncodeStep(step)).status();
+    EXPECT_TRUE(absl::IsDataLoss(status)) << status;
+  }
   // Random single-byte corruption: decoded or refused, never a crash.
   for (int i = 0; i < 2000; ++i) {
     std::string bytes = full;
@@ -180,9 +188,8 @@ TEST(StepBroadcastTest, FollowerErrorEndsItsLoop) {
     driver = ExchangeStep(group.rank(0), step);
   });
   std::thread t1([&] {
-    follower = FollowSteps(group.rank(1), [](const StepMessage&) {
-      return absl::InternalError("the shard failed");
-    });
+    follower = FollowSteps(
+        group.rank(1), [](const StepMessage&) { return absl::InternalError("the shard failed"); });
   });
   t0.join();
   t1.join();
@@ -215,12 +222,12 @@ TEST_P(FollowedShardTest, FollowedGroupEqualsSingleRank) {
     std::vector<absl::Status> statuses(2);
     for (int r = 0; r < 2; ++r) {
       loaders.emplace_back([&, r] {
-        absl::StatusOr<std::unique_ptr<DeepseekModel>> shard = DeepseekModel::LoadShard(
-            dir, {},
-            RankContext{.rank = r,
-                        .parallel = parallel,
-                        .comm = &group.rank(r),
-                        .placement = c.ep > 1 ? &placement : nullptr});
+        absl::StatusOr<std::unique_ptr<DeepseekModel>> shard =
+            DeepseekModel::LoadShard(dir, {},
+                                     RankContext{.rank = r,
+                                                 .parallel = parallel,
+                                                 .comm = &group.rank(r),
+                                                 .placement = c.ep > 1 ? &placement : nullptr});
         statuses[r] = shard.status();
         if (shard.ok()) shards[r] = *std::move(shard);
       });

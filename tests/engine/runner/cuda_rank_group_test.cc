@@ -2,9 +2,10 @@
 // model on one GPU: tensor parallel, expert parallel (with replicas of hot experts) and both,
 // on tiny-v2-lite and tiny-v3. Logits of a prefill step and of teacher-forced decode steps
 // (eager and through CUDA graphs) must agree to the bf16 rounding of the all-reduced partial
-// sums, greedy choices outside near ties on ≥ 99 %, and the routing counts exactly. Then two
-// "nodes" in one process (node 0 serves, node 1 follows its announced steps through a TCP
-// rendezvous) equal the single GPU, and node 1 returns OK when node 0 shuts down.
+// sums, greedy choices outside near ties on ≥ 99 %, and the routing counts (every token once
+// per layer; ≥ 99 % the same experts). Then two "nodes" in one process (node 0 serves, node 1
+// follows its announced steps; the NCCL id through a file rendezvous) equal the single GPU, and
+// node 1 returns OK when node 0 shuts down.
 // Needs at least 2 GPUs; skips with the count elsewhere.
 #include "engine/runner/cuda_rank_group.h"
 
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <random>
@@ -122,7 +124,24 @@ void ExpectSameModel(StepModel& reference, StepModel& split, uint32_t seed) {
             << " outside near ties\n";
   EXPECT_LT(worst, 5e-2);
   EXPECT_GE(static_cast<double>(agreed), 0.99 * static_cast<double>(decided));
-  EXPECT_EQ(split.expert_token_counts(), reference.expert_token_counts());
+  // Routing counts: every token once per MoE layer exactly; per expert, bf16 differences in the
+  // residual may flip near-tied top-k choices, so ≥ 99 % of the routed tokens must coincide.
+  const std::vector<int64_t> a = split.expert_token_counts(), b = reference.expert_token_counts();
+  ASSERT_EQ(a.size(), b.size());
+  const int64_t experts = reference.config().n_routed_experts;
+  int64_t common = 0, total = 0;
+  for (size_t layer = 0; layer * experts < a.size(); ++layer) {
+    int64_t sum_a = 0, sum_b = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      const size_t i = layer * experts + e;
+      sum_a += a[i];
+      sum_b += b[i];
+      common += std::min(a[i], b[i]);
+    }
+    EXPECT_EQ(sum_a, sum_b) << "layer " << layer;
+    total += sum_b;
+  }
+  EXPECT_GE(static_cast<double>(common), 0.99 * static_cast<double>(total));
 }
 
 class CudaRankGroupTest : public testing::CudaTest, public ::testing::WithParamInterface<Case> {

@@ -1,0 +1,62 @@
+// ValidateForwardBatch, the check every backend (and every follower rank, on batches that came
+// off the wire) runs before any work: a valid batch passes, and each corruption — including
+// ones crafted to overflow index arithmetic — is InvalidArgument, never an out-of-bounds read.
+#include "engine/runner/forward_batch.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+#include "tests/testing/random.h"
+
+namespace moeserve::engine {
+namespace {
+
+constexpr int64_t kVocab = 1000;
+constexpr int64_t kBlocks = 16;
+
+ForwardBatch ValidBatch() {
+  testing::TestRng rng(91);
+  ForwardBatchBuilder builder;
+  builder.AddSequence({3, 7}, 70, {5, 6, 7});
+  builder.AddSequence({1}, 0, std::vector<int32_t>(20, 9));
+  builder.AddSequence({2, 4, 5}, 130, {static_cast<int32_t>(rng.Int(0, kVocab - 1))});
+  return std::move(builder).Build();
+}
+
+TEST(ValidateForwardBatchTest, ValidBatchPasses) {
+  EXPECT_TRUE(ValidateForwardBatch(ValidBatch(), kVocab, kBlocks).ok());
+}
+
+TEST(ValidateForwardBatchTest, EveryCorruptionIsInvalidArgument) {
+  const std::vector<std::pair<std::string, std::function<void(ForwardBatch&)>>> corruptions = {
+      {"token outside the vocabulary", [](ForwardBatch& b) { b.token_ids[1] = kVocab; }},
+      {"negative token", [](ForwardBatch& b) { b.token_ids[0] = -1; }},
+      {"negative slot", [](ForwardBatch& b) { b.slot_mapping[2] = -5; }},
+      {"slot past the pool", [](ForwardBatch& b) { b.slot_mapping[0] = kBlocks * 64; }},
+      {"query_start_loc jumps past the tokens",
+       [](ForwardBatch& b) { b.query_start_loc[1] = 100000; }},
+      {"query_start_loc decreases", [](ForwardBatch& b) { b.query_start_loc[2] = 1; }},
+      {"positions size", [](ForwardBatch& b) { b.positions.pop_back(); }},
+      {"negative width", [](ForwardBatch& b) { b.max_blocks_per_seq = -1; }},
+      // 3 × 0x5555555555555556 wraps to 2 in 64 bits: must not pass as a 2-entry table.
+      {"width crafted to wrap the product",
+       [](ForwardBatch& b) {
+         b.block_tables.resize(2);
+         b.max_blocks_per_seq = 0x5555555555555556;
+       }},
+      {"block outside the pool", [](ForwardBatch& b) { b.block_tables[0] = kBlocks; }},
+      {"seq_len beyond its table", [](ForwardBatch& b) { b.seq_lens[1] = 65; }},
+      {"positions not the context's last", [](ForwardBatch& b) { b.positions[0] = 3; }},
+  };
+  for (const auto& [name, corrupt] : corruptions) {
+    ForwardBatch batch = ValidBatch();
+    corrupt(batch);
+    const absl::Status status = ValidateForwardBatch(batch, kVocab, kBlocks);
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << name << ": " << status;
+  }
+}
+
+}  // namespace
+}  // namespace moeserve::engine
