@@ -3,9 +3,13 @@
 // Tiles of 64 segment rows × 128 output columns, one CTA of 4 warps each. The CTA finds its
 // (expert, first row) from the device offsets (no host synchronisation: the grid is sized by
 // the rows bound the host knows), then walks K in 128-wide blocks — the scale granularity of
-// both operands (reference §4) — DeepGEMM-style: the block's products are accumulated exactly
-// in fp32 by mma.sync m16n8k32 e4m3 × e4m3, then multiplied by the row's activation scale and
+// both operands (reference §4) — DeepGEMM-style: the block's products are accumulated in fp32
+// on the tensor cores by mma.sync m16n8k32 e4m3 × e4m3, then multiplied by the row's
+// activation scale and
 // the tile's weight scale (one per 128 output columns) and added to the output accumulators.
+// On Hopper this mma.sync form has no native FP8 path: ptxas widens e4m3 to f16 (exactly) and
+// issues f16 HMMA (NVIDIA/cutlass#1986), so the numbers are right but the FP8 WGMMA rate needs
+// wgmma (docs/performance.md).
 // Operands are staged through shared memory, zero-padded past the segment's last row, the
 // weight's last row and K; rows of other experts are never read.
 //
