@@ -4,21 +4,6 @@
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
-namespace {
-
-// The first error, preferring a rank's own failure over the Aborted its peers then see.
-absl::Status FirstError(const std::vector<absl::Status>& statuses) {
-  for (const absl::Status& s : statuses) {
-    if (!s.ok() && !absl::IsAborted(s)) return s;
-  }
-  for (const absl::Status& s : statuses) {
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<ParallelModel>> ParallelModel::Load(
     const std::string& model_dir, const LoadOptions& options, const ParallelConfig& parallel,
     std::optional<ExpertPlacement> placement, int omp_threads_per_rank) {
@@ -52,7 +37,7 @@ absl::StatusOr<std::unique_ptr<ParallelModel>> ParallelModel::Load(
                                 DeepseekModel::LoadShard(model_dir, options, context));
       return absl::OkStatus();
     });
-    MOESERVE_RETURN_IF_ERROR(FirstError(statuses));
+    MOESERVE_RETURN_IF_ERROR(FirstRankError(statuses));
   }
   for (const auto& shard : model->owned_) model->shards_.push_back(shard.get());
   return model;
@@ -97,7 +82,7 @@ absl::StatusOr<std::vector<float>> ParallelModel::Forward(const ForwardBatch& ba
     if (rank == 0) logits = *std::move(result);
     return absl::OkStatus();
   });
-  MOESERVE_RETURN_IF_ERROR(FirstError(statuses));
+  MOESERVE_RETURN_IF_ERROR(FirstRankError(statuses));
   return logits;
 }
 

@@ -55,4 +55,14 @@ void RankThreadPool::ThreadMain(int rank) {
   }
 }
 
+absl::Status FirstRankError(const std::vector<absl::Status>& statuses) {
+  for (const absl::Status& s : statuses) {
+    if (!s.ok() && !absl::IsAborted(s)) return s;
+  }
+  for (const absl::Status& s : statuses) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace moeserve::engine

@@ -17,6 +17,10 @@
 
 namespace moeserve::engine {
 
+// The first error of a group's step, preferring a rank's own failure over the Aborted its
+// peers report once it aborted the group.
+absl::Status FirstRankError(const std::vector<absl::Status>& statuses);
+
 class RankThreadPool {
  public:
   // omp_threads_per_rank <= 0: the machine's OpenMP threads divided evenly, at least 1.

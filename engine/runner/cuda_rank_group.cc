@@ -29,17 +29,6 @@ absl::Status RunRankStep(CudaRank& rank, const StepMessage& step, std::vector<fl
   return model.context().Synchronize();
 }
 
-// The first error, preferring a rank's own failure over the Aborted its peers then report.
-absl::Status FirstError(const std::vector<absl::Status>& statuses) {
-  for (const absl::Status& s : statuses) {
-    if (!s.ok() && !absl::IsAborted(s)) return s;
-  }
-  for (const absl::Status& s : statuses) {
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
 // A rank that failed aborts every local communicator, so that its peers blocked in a collective
 // it will never join come back (with Aborted) instead of waiting forever.
 absl::Status AbortPeersOnError(absl::Status status, std::vector<CudaRank>& ranks) {
@@ -98,7 +87,7 @@ absl::Status CudaRankGroup::RunGroupStep(StepMessage step, std::vector<float>* l
         RunRankStep(rank, *mine, local == 0 ? logits : nullptr, local == 0 ? ids : nullptr),
         ranks_);
   });
-  if (absl::Status s = FirstError(statuses); !s.ok()) {
+  if (absl::Status s = FirstRankError(statuses); !s.ok()) {
     failed_ = true;
     return s;
   }
@@ -137,7 +126,7 @@ absl::Status CudaRankGroup::Follow(std::vector<CudaRank>& ranks, RankThreadPool&
                                          }),
                              ranks);
   });
-  return FirstError(statuses);
+  return FirstRankError(statuses);
 }
 
 }  // namespace moeserve::engine

@@ -1,15 +1,15 @@
 // LaunchMoeGroupedFp8GemmMma: the grouped FP8 GEMM of moe_grouped_gemm_cuda.h on tensor cores.
 //
 // Tiles of 64 segment rows × 128 output columns, one CTA of 4 warps each. The CTA finds its
-// (expert, first row) from the device offsets (no host synchronisation: the grid is sized by
-// the rows bound the host knows), then walks K in 128-wide blocks — the scale granularity of
-// both operands (reference §4) — DeepGEMM-style: the block's products are accumulated in fp32
-// on the tensor cores by mma.sync m16n8k32 e4m3 × e4m3, then multiplied by the row's
-// activation scale and the tile's weight scale (one per 128 output columns) and added to the
-// output accumulators. On Hopper this mma.sync form has no native FP8 path: ptxas widens e4m3 to f16 (exactly) and
-// issues f16 HMMA (NVIDIA/cutlass#1986), so the numbers are right but the FP8 WGMMA rate needs
-// wgmma (docs/performance.md). Operands are staged through shared memory, zero-padded past the segment's last row, the
-// weight's last row and K; rows of other experts are never read.
+// (expert, first row) from the device offsets (no host synchronisation: the grid is sized by the
+// rows bound the host knows), then walks K in 128-wide blocks — the scale granularity of both
+// operands (reference §4) — DeepGEMM-style: the block's products are accumulated in fp32 on the
+// tensor cores by mma.sync m16n8k32 e4m3 × e4m3, then multiplied by the row's activation scale and
+// the tile's weight scale (one per 128 output columns) and added to the output accumulators. On
+// Hopper this mma.sync form has no native FP8 path: ptxas widens e4m3 to f16 (exactly) and issues
+// f16 HMMA (NVIDIA/cutlass#1986), so the numbers are right but the FP8 WGMMA rate needs wgmma
+// (docs/performance.md). Operands are staged through shared memory, zero-padded past the segment's
+// last row, the weight's last row and K; rows of other experts are never read.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k32 with 8-bit A/B; g = lane / 4, t = lane % 4), four
 // consecutive e4m3 per 32-bit register:
