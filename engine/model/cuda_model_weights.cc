@@ -196,20 +196,4 @@ absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, Cubl
   return out;
 }
 
-absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
-                                                    const ModelConfig& config,
-                                                    const ModelWeights& weights,
-                                                    const CudaWeightShard& shard) {
-  CudaModelWeights out;
-  MOESERVE_RETURN_IF_ERROR(UploadNonLayerWeights(config, weights, out));
-  for (size_t l = 0; l < weights.layers.size(); ++l) {
-    MOESERVE_ASSIGN_OR_RETURN(CudaLayerWeights layer,
-                              UploadLayerWeights(context, gemm, config, weights.layers[l],
-                                                 static_cast<int64_t>(l), shard));
-    out.bytes += LayerBytes(layer);
-    out.layers.push_back(std::move(layer));
-  }
-  return out;
-}
-
 }  // namespace moeserve::engine

@@ -4,10 +4,9 @@
 // (in the checkpoint or through `--quantization fp8`) as e4m3 [out, in] with 128×128 block
 // scales padded to Fp8ScaleStride; every other tensor in BF16; each MoE layer as a
 // MoeLayerCuda (stacked experts, router, shared experts). Built once at load by
-// LoadCudaModelWeights (streamed from the checkpoint a layer at a time) or UploadModelWeights
-// (from the CPU backend's ModelWeights), or layer by layer (the GPU benchmark
-// makes random layers without ever holding a whole model on the host). Immutable afterwards;
-// owned by DeepseekModelCuda.
+// LoadCudaModelWeights (streamed from the checkpoint a layer at a time), or layer by layer (the GPU
+// benchmark makes random layers without ever holding a whole model on the host). Immutable
+// afterwards; owned by DeepseekModelCuda.
 #pragma once
 
 #include <cstdint>
@@ -123,11 +122,5 @@ absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, Cubl
                                                       const LoadOptions& options,
                                                       const WeightShard& shard = {},
                                                       const CudaWeightShard& cuda_shard = {});
-
-// The same from weights already on the host (tests and benchmarks).
-absl::StatusOr<CudaModelWeights> UploadModelWeights(CudaContext& context, CublasLtGemm& gemm,
-                                                    const ModelConfig& config,
-                                                    const ModelWeights& weights,
-                                                    const CudaWeightShard& shard = {});
 
 }  // namespace moeserve::engine

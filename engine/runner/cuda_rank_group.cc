@@ -11,11 +11,11 @@
 namespace moeserve::engine {
 namespace {
 
-// One rank's part of a step. Rank 0 of the group passes `logits` or `ids`; the others only run
-// the same device work (the collectives pair up) and wait for it.
+// One rank's part of a step, on a thread whose current device is the rank's. Rank 0 of the
+// group passes `logits` or `ids`; the others only run the same device work (the collectives pair
+// up) and wait for it.
 absl::Status RunRankStep(CudaRank& rank, const StepMessage& step, std::vector<float>* logits,
                          std::vector<int32_t>* ids) {
-  MOESERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(rank.device));
   DeepseekModelCuda& model = *rank.model;
   if (logits != nullptr) {
     MOESERVE_ASSIGN_OR_RETURN(*logits, model.Forward(step.batch, step.options));
@@ -75,10 +75,10 @@ absl::Status CudaRankGroup::RunGroupStep(StepMessage step, std::vector<float>* l
   MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(step.batch, config().vocab_size, num_kv_blocks()));
   const std::vector<absl::Status> statuses = pool_->Run([&](int local) -> absl::Status {
     CudaRank& rank = ranks_[static_cast<size_t>(local)];
+    MOESERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(rank.device));
     StepMessage received;
     const StepMessage* mine = &step;
     if (announce_steps_) {
-      MOESERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(rank.device));
       MOESERVE_RETURN_IF_ERROR(
           AbortPeersOnError(ExchangeStep(*rank.comm, local == 0 ? step : received), ranks_));
       if (local != 0) mine = &received;

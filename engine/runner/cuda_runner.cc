@@ -253,10 +253,10 @@ absl::StatusOr<LocalRanks> LoadLocalRanks(const std::string& model_dir,
   const int local_ranks = world / options.nnodes;
   int devices = 0;
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&devices));
-  if (options.first_device < 0 || devices < options.first_device + local_ranks) {
+  if (options.device_index < 0 || devices < options.device_index + local_ranks) {
     return absl::FailedPreconditionError(absl::StrCat(
         "a group of ", world, " ranks over ", options.nnodes, " node(s) needs ", local_ranks,
-        " GPUs on this node from device ", options.first_device, "; it has ", devices));
+        " GPUs on this node from device ", options.device_index, "; it has ", devices));
   }
   std::optional<ExpertPlacement> placement = options.placement;
   if (parallel.expert_parallel_size > 1 && !placement.has_value()) {
@@ -278,7 +278,7 @@ absl::StatusOr<LocalRanks> LoadLocalRanks(const std::string& model_dir,
   const int64_t fingerprint = GroupFingerprint(options, placement, plan.config);
   const std::vector<absl::Status> statuses = out.pool->Run([&](int local) -> absl::Status {
     const int global = options.node_rank * local_ranks + local;
-    const int device = options.first_device + local;
+    const int device = options.device_index + local;
     CudaRank& mine = out.ranks[static_cast<size_t>(local)];
     mine.device = device;
     // The communicator first: after it, a rank that fails still meets its peers in the

@@ -30,7 +30,7 @@
 namespace moeserve::engine {
 
 struct CudaRunnerOptions {
-  int device_index = 0;
+  int device_index = 0;  // the GPU; with model parallelism this node's first (ranks take the next)
   double gpu_memory_utilization = 0.9;
   LoadOptions load;
   // The largest step (EngineOptions of the same names).
@@ -43,18 +43,15 @@ struct CudaRunnerOptions {
   bool enforce_eager = false;
 
   // Model parallelism (docs/parallel.md). world = parallel.world_size() ranks, world / nnodes
-  // per node, each on one local GPU (devices 0 .. world/nnodes - 1); this process is node
-  // `node_rank` and holds global ranks [node_rank · world/nnodes, ...). `rendezvous` ("file:PATH"
-  // or "tcp:HOST:PORT", node 0's address) spreads the NCCL id when nnodes > 1. `placement`: the
+  // per node, one GPU each from device_index on; this process is node `node_rank` and holds
+  // global ranks [node_rank · world/nnodes, ...). `rendezvous` ("file:PATH" or
+  // "tcp:HOST:PORT", node 0's address) spreads the NCCL id when nnodes > 1. `placement`: the
   // expert layout (default: contiguous).
   ParallelConfig parallel;
   std::optional<ExpertPlacement> placement;
   int nnodes = 1;
   int node_rank = 0;
   std::string rendezvous;
-  // This node's ranks use devices first_device, first_device + 1, ... (tests run two "nodes"
-  // in one process on one machine's GPUs).
-  int first_device = 0;
 };
 
 struct CudaRunner {

@@ -216,7 +216,7 @@ TEST_P(CudaRankGroupTest, TwoNodesInOneProcessEqualOneGpu) {
   node0.nnodes = node1.nnodes = 2;
   node0.rendezvous = node1.rendezvous = rendezvous;
   node1.node_rank = 1;
-  node1.first_device = world / 2;
+  node1.device_index = world / 2;  // this node's first GPU
   absl::Status follower;
   std::thread follower_thread([&] {
     follower = RunCudaFollowerNode(
