@@ -1,8 +1,8 @@
 // FP8 block-scaled GEMM (cuBLASLt BLK128x128 × VEC128, reference §5.3) next to cuBLASLt BF16 on
 // the same DeepSeek-V3 and V2-Lite projection shapes, Y[M, N] = X[M, K]·W[N, K]ᵀ, for
 // M = 1 … 8192 tokens. TFLOPS = 2·M·N·K / time; the FP8 time is the GEMM alone (activation
-// quantization excluded, as it fuses into the previous op), and the path column says whether
-// cuBLASLt's block-scaled kernel or the dequantize-to-BF16 fallback ran.
+// quantization excluded, as it fuses into the previous op), and the path column says which of
+// cuBLASLt's block-scaled operand orders (Fp8GemmPath) or the dequantize-to-BF16 fallback ran.
 //   moeserve-bench-gpu-gemm [--out bench/results/gpu_gemm.json] [--max-m 8192]
 #include <cuda_runtime_api.h>
 
@@ -122,7 +122,7 @@ int Main(int argc, char** argv) {
     std::string shape;
     int64_t m, n, k;
     double fp8_ms, bf16_ms;
-    bool fp8_native;
+    engine::Fp8GemmPath fp8_path;
   };
   std::vector<Row> rows;
   for (const Shape& s : kShapes) {
@@ -134,7 +134,8 @@ int Main(int argc, char** argv) {
                     x_bf16.as<uint16_t>(), m, padded, s.k, x_fp8.as<uint8_t>(),
                     x_scales.as<float>(), stream)),
                 "LaunchQuantizeActivationsFp8Bf16");
-      auto path = (*gemm)->Fp8PathFor(w, padded);
+      auto path = (*gemm)->Fp8PathFor(
+          {x_fp8.as<uint8_t>(), x_scales.as<float>(), w, y.as<uint16_t>(), padded});
       MustOk(path.status());
       const double fp8_ms = TimeMs(stream, 3, iterations, [&] {
         MustOk((*gemm)->Fp8BlockScaled(x_fp8.as<uint8_t>(), x_scales.as<float>(), w,
@@ -144,8 +145,7 @@ int Main(int argc, char** argv) {
         MustOk((*gemm)->Bf16(x_bf16.as<uint16_t>(), w_bf16.as<uint16_t>(), y.data(),
                              engine::GemmOutputType::kBf16, m, s.n, s.k));
       });
-      rows.push_back({s.name, m, s.n, s.k, fp8_ms, bf16_ms,
-                      *path == engine::Fp8GemmPath::kCublasLtBlockScaled});
+      rows.push_back({s.name, m, s.n, s.k, fp8_ms, bf16_ms, *path});
       std::fprintf(stderr, ".");
     }
   }
@@ -160,7 +160,7 @@ int Main(int argc, char** argv) {
     const double flops = 2.0 * static_cast<double>(r.m) * r.n * r.k;
     const double fp8_tflops = flops / (r.fp8_ms * 1e-3) / 1e12;
     const double bf16_tflops = flops / (r.bf16_ms * 1e-3) / 1e12;
-    const char* path = r.fp8_native ? "cublaslt-block-scaled" : "bf16-fallback";
+    const char* path = engine::Fp8GemmPathName(r.fp8_path);
     std::printf("%-24s %6lld %6lld %6lld %10.1f %10.1f %10.1f %10.1f %7.2f  %s\n", r.shape.c_str(),
                 static_cast<long long>(r.m), static_cast<long long>(r.n),
                 static_cast<long long>(r.k), r.fp8_ms * 1e3, fp8_tflops, r.bf16_ms * 1e3,

@@ -5,22 +5,31 @@
 //  * Fp8BlockScaled: DeepSeek's FP8 linears (reference §4, §5.3). W is E4M3 with one fp32
 //    scale per 128×128 block (the checkpoint's weight_scale_inv, rows padded to a stride of
 //    Fp8ScaleStride(K)); X is E4M3 with one fp32 scale per token per 128 channels in the
-//    transposed [L, Tp] layout LaunchQuantizeActivationsFp8* writes. cuBLASLt gets A = W in
-//    BLK128x128_32F and B = X in VEC128_32F, TRANSA = T, TRANSB = N, fast accumulation off
-//    (the §5.3 recipe, no copies). Where cuBLASLt has no such algorithm (GPUs other than
-//    sm_90, N or Tp not multiples of 4, K not a multiple of 16, a heuristic that returns
-//    nothing) both operands are dequantized to BF16 and the BF16 GEMM runs instead.
+//    transposed [L, Tp] layout LaunchQuantizeActivationsFp8* writes. Three paths, tried in
+//    this order (Fp8GemmPath):
+//      1. A = W in BLK128x128_32F, B = X in VEC128_32F, TRANSA = T, TRANSB = N, fast
+//         accumulation off: the §5.3 recipe, Y written in place;
+//      2. the operands swapped as in NVIDIA's LtBlk128x128Fp8Matmul sample (A = X in VEC128,
+//         B = W in BLK128x128): cuBLASLt writes Yᵀ into scratch and a transpose kernel makes Y.
+//         The scale buffers are the same memory in both assignments;
+//      3. where cuBLASLt has neither (GPUs other than sm_90, N or Tp not multiples of 4, K not
+//         a multiple of 16, a pointer not 16-B aligned, a heuristic with no answer) both
+//         operands are dequantized to BF16 and the BF16 GEMM runs instead.
 //
-// Heuristics are queried once per (kind, shape) and cached with their descriptors; the
-// workspace is allocated once at Create. Owns the cuBLASLt handle; one per CudaContext.
-// Engine thread only (the plan cache and the fallback scratch are unsynchronised).
+// Heuristics are queried once per plan key and cached with their descriptors. The key holds
+// the shape and the alignment of every operand pointer (which also goes to the heuristic as
+// CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), so an algorithm is never reused on a pointer it was
+// not chosen for; FP8 plans are queried with the call's real scale pointers set, as the
+// sample does, and the pointers are re-set on every call. The workspace is allocated once at
+// Create. Owns the cuBLASLt handle; one per CudaContext.
+// Engine thread only (the plan cache and the scratch are unsynchronised).
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -51,7 +60,22 @@ struct Fp8WeightView {
   int64_t scale_stride = 0;  // Fp8ScaleStride(k)
 };
 
-enum class Fp8GemmPath { kCublasLtBlockScaled, kDequantizedBf16 };
+// In the order Fp8BlockScaled tries them; see the file comment.
+enum class Fp8GemmPath {
+  kCublasLtBlockScaled,            // A = W (BLK128x128), B = X (VEC128): Y in place
+  kCublasLtBlockScaledTransposed,  // A = X (VEC128), B = W (BLK128x128): Yᵀ, then a transpose
+  kDequantizedBf16,                // both dequantized, BF16 GEMM
+};
+const char* Fp8GemmPathName(Fp8GemmPath path);
+
+// The device operands of one FP8 block-scaled GEMM (see CublasLtGemm::Fp8BlockScaled).
+struct Fp8GemmOperands {
+  const uint8_t* xq = nullptr;      // [padded_tokens, k] e4m3
+  const float* x_scales = nullptr;  // [ceil(k/128), padded_tokens] fp32
+  Fp8WeightView w;
+  uint16_t* y = nullptr;  // [padded_tokens, n] bf16
+  int64_t padded_tokens = 0;
+};
 
 // `batch` independent GEMMs Y_b[m, n] = X_b[m, k] · W_b[n, k]ᵀ over strided views (strides in
 // elements): X_b = x + b·x_batch_stride with rows x_ld apart, likewise W_b and Y_b. MLA's weight
@@ -67,7 +91,9 @@ class CublasLtGemm {
  public:
   struct Options {
     size_t workspace_bytes = size_t{32} << 20;  // reference §5.2: ~32 MiB is enough
-    bool force_fp8_fallback = false;            // tests and benchmarks of the fallback
+    // Tests and benchmarks: the first FP8 path to try. A later path still serves shapes the
+    // chosen one cannot; kDequantizedBf16 forces the fallback.
+    Fp8GemmPath first_fp8_path = Fp8GemmPath::kCublasLtBlockScaled;
   };
 
   // Creates the cuBLASLt handle and workspace. `context` must outlive the object.
@@ -93,23 +119,47 @@ class CublasLtGemm {
   absl::Status Fp8BlockScaled(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
                               uint16_t* y, int64_t padded_tokens);
 
-  // The path Fp8BlockScaled takes for this shape (queries and caches the heuristic).
-  absl::StatusOr<Fp8GemmPath> Fp8PathFor(const Fp8WeightView& w, int64_t padded_tokens);
+  // The path Fp8BlockScaled takes for these operands (queries and caches the heuristic).
+  absl::StatusOr<Fp8GemmPath> Fp8PathFor(const Fp8GemmOperands& operands);
 
   const CudaContext& context() const { return context_; }
 
  private:
   struct Plan;
-  using PlanKey = std::tuple<int, int64_t, int64_t, int64_t>;  // kind, m(=N), n(=T), k
+  // cuBLASLt's column-major problem D[m, n] = op(A)[m, k] · op(B)[k, n], TRANSA = T,
+  // TRANSB = N, with the alignment in bytes (a power of two, at most 256) of each pointer.
+  struct PlanKey {
+    int kind = 0;
+    int64_t m = 0, n = 0, k = 0;
+    uint32_t align_a = 0, align_b = 0, align_d = 0, align_a_scale = 0, align_b_scale = 0;
+
+    bool operator==(const PlanKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const PlanKey& key) {
+      return H::combine(std::move(h), key.kind, key.m, key.n, key.k, key.align_a, key.align_b,
+                        key.align_d, key.align_a_scale, key.align_b_scale);
+    }
+  };
+  // The scale pointers an FP8 plan is queried (and later run) with.
+  struct ScalePointers {
+    const float* a = nullptr;
+    const float* b = nullptr;
+  };
+  struct Fp8Choice {
+    Fp8GemmPath path = Fp8GemmPath::kDequantizedBf16;
+    Plan* plan = nullptr;  // null for the fallback
+  };
 
   CublasLtGemm(CudaContext& context, const Options& options, void* handle, DeviceBuffer workspace);
-  // The cached plan for a shape; nullptr inside an OK result when cuBLASLt has no algorithm.
-  absl::StatusOr<Plan*> GetPlan(int kind, int64_t n, int64_t t, int64_t k);
-  absl::StatusOr<Plan*> GetBatchedPlan(const StridedBatchedShape& shape);
-  // Fills plan.has_algo and plan.algo from cuBLASLt's heuristic.
-  absl::Status ChooseAlgorithm(Plan& plan);
-  absl::Status Fp8Fallback(const uint8_t* xq, const float* x_scales, const Fp8WeightView& w,
-                           uint16_t* y, int64_t padded_tokens);
+  // The cached plan for `key`; nullptr inside an OK result when cuBLASLt has no algorithm.
+  absl::StatusOr<Plan*> GetPlan(const PlanKey& key, const ScalePointers& scales);
+  absl::StatusOr<Plan*> GetBatchedPlan(const StridedBatchedShape& shape, const void* x,
+                                       const void* w, const void* y);
+  // Fills plan.has_algo and plan.algo from cuBLASLt's heuristic for operands aligned as `key`.
+  absl::Status ChooseAlgorithm(Plan& plan, const PlanKey& key);
+  absl::StatusOr<Fp8Choice> ChooseFp8(const Fp8GemmOperands& operands);
+  absl::Status RunPlan(const Plan& plan, const void* a, const void* b, void* d);
+  absl::Status Fp8Fallback(const Fp8GemmOperands& operands);
   absl::Status EnsureScratch(size_t bytes);
 
   // Constant after construction.
@@ -119,8 +169,10 @@ class CublasLtGemm {
   DeviceBuffer workspace_;
   // Engine thread only.
   absl::flat_hash_map<PlanKey, std::unique_ptr<Plan>> plans_;
-  absl::flat_hash_map<std::array<int64_t, 10>, std::unique_ptr<Plan>> batched_plans_;
-  DeviceBuffer scratch_;  // dequantized operands of the fallback; grows, never shrinks
+  absl::flat_hash_map<std::array<int64_t, 13>, std::unique_ptr<Plan>> batched_plans_;
+  // Yᵀ of the transposed FP8 path, or the dequantized operands of the fallback; grows, never
+  // shrinks.
+  DeviceBuffer scratch_;
 };
 
 }  // namespace moeserve::engine

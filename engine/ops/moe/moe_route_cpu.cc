@@ -11,6 +11,10 @@ namespace {
 
 constexpr float kMasked = -std::numeric_limits<float>::infinity();
 
+// A NaN (a diverged activation or bias) reads as −inf, so it is never chosen over a finite
+// value and the sorts below see a strict weak order. The CUDA router does the same.
+float NanAsMasked(float value) { return std::isnan(value) ? kMasked : value; }
+
 // Indices of the `count` largest values, descending; ties to the lower index.
 void TopIndices(const std::vector<float>& values, int64_t count, std::vector<int32_t>& out) {
   out.resize(values.size());
@@ -21,9 +25,14 @@ void TopIndices(const std::vector<float>& values, int64_t count, std::vector<int
   out.resize(static_cast<size_t>(count));
 }
 
+// Logits already NaN-free; all −inf gives all-zero scores (no expert has any weight).
 void Softmax(const float* logits, int64_t n, float* out) {
   float max_logit = logits[0];
   for (int64_t i = 1; i < n; ++i) max_logit = std::max(max_logit, logits[i]);
+  if (max_logit == kMasked) {
+    std::fill(out, out + n, 0.0f);
+    return;
+  }
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     out[i] = std::exp(logits[i] - max_logit);
@@ -63,17 +72,20 @@ void RouteCpu(const RoutingParams& p, const float* logits, int64_t num_tokens, i
   const int64_t e_count = p.num_experts;
 #pragma omp parallel for if (num_tokens * e_count > 4096)
   for (int64_t t = 0; t < num_tokens; ++t) {
-    const float* row = logits + t * e_count;
+    std::vector<float> row(logits + t * e_count, logits + (t + 1) * e_count);
+    for (float& logit : row) logit = NanAsMasked(logit);
     std::vector<float> scores(static_cast<size_t>(e_count));
     if (p.rule == RoutingRule::kSigmoidNoauxTc) {
       for (int64_t e = 0; e < e_count; ++e) scores[e] = 1.0f / (1.0f + std::exp(-row[e]));
     } else {
-      Softmax(row, e_count, scores.data());
+      Softmax(row.data(), e_count, scores.data());
     }
     // The bias only decides the selection; weights come from the unbiased scores.
     std::vector<float> selection = scores;
     if (p.correction_bias != nullptr) {
-      for (int64_t e = 0; e < e_count; ++e) selection[e] += p.correction_bias[e];
+      for (int64_t e = 0; e < e_count; ++e) {
+        selection[e] = NanAsMasked(selection[e] + p.correction_bias[e]);
+      }
     }
     if (p.rule != RoutingRule::kSoftmaxGreedy && p.num_groups > 1) MaskGroups(p, selection);
 

@@ -20,7 +20,14 @@ struct RouteArgs {
   const float* correction_bias;
 };
 
+// A NaN logit or bias reads as −inf (as in RouteCpu), so it never wins over a finite value;
+// reduce.cuh's Better() would otherwise keep a NaN that arrived first.
+__device__ __forceinline__ float NanAsMasked(float value) {
+  return isnan(value) ? -INFINITY : value;
+}
+
 // The best candidate among a thread's strided elements of `values` that `taken` does not mark.
+// `values` are NaN-free (NanAsMasked on load).
 __device__ cuda::ArgMaxPair ThreadBest(const float* values, const unsigned char* taken, int n) {
   cuda::ArgMaxPair best{-INFINITY, 0x7fffffff};
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -35,8 +42,8 @@ __device__ cuda::ArgMaxPair ThreadBest(const float* values, const unsigned char*
 __global__ void RouteKernel(RouteArgs a, const float* __restrict__ logits,
                             int32_t* __restrict__ expert_ids, float* __restrict__ weights) {
   extern __shared__ float shared[];
-  float* scores = shared;                      // [E] unbiased scores (the weights)
-  float* selection = shared + a.num_experts;   // [E] biased, group-masked (the choice)
+  float* scores = shared;                     // [E] unbiased scores (the weights)
+  float* selection = shared + a.num_experts;  // [E] biased, group-masked (the choice)
   unsigned char* taken = reinterpret_cast<unsigned char*>(shared + 2 * a.num_experts);
   __shared__ float group_scores[kMaxGroups];
   __shared__ unsigned char group_kept[kMaxGroups];
@@ -48,23 +55,29 @@ __global__ void RouteKernel(RouteArgs a, const float* __restrict__ logits,
 
   if (a.rule == RoutingRule::kSigmoidNoauxTc) {
     for (int e = threadIdx.x; e < e_count; e += blockDim.x) {
-      scores[e] = 1.0f / (1.0f + expf(-row[e]));
+      scores[e] = 1.0f / (1.0f + expf(-NanAsMasked(row[e])));
     }
   } else {
     float local_max = -INFINITY;
-    for (int e = threadIdx.x; e < e_count; e += blockDim.x) local_max = fmaxf(local_max, row[e]);
+    for (int e = threadIdx.x; e < e_count; e += blockDim.x) {
+      local_max = fmaxf(local_max, NanAsMasked(row[e]));
+    }
     const float max_logit = cuda::BlockReduceMax(local_max);
     float local_sum = 0.0f;
     for (int e = threadIdx.x; e < e_count; e += blockDim.x) {
-      scores[e] = expf(row[e] - max_logit);
+      // All −inf: every score 0, as RouteCpu (no expert gets weight).
+      scores[e] = max_logit == -INFINITY ? 0.0f : expf(NanAsMasked(row[e]) - max_logit);
       local_sum += scores[e];
     }
     const float sum = cuda::BlockReduceSum(local_sum);
-    for (int e = threadIdx.x; e < e_count; e += blockDim.x) scores[e] /= sum;
+    for (int e = threadIdx.x; e < e_count; e += blockDim.x) {
+      if (sum > 0.0f) scores[e] /= sum;
+    }
   }
   __syncthreads();
   for (int e = threadIdx.x; e < e_count; e += blockDim.x) {
-    selection[e] = a.correction_bias != nullptr ? scores[e] + a.correction_bias[e] : scores[e];
+    selection[e] =
+        NanAsMasked(a.correction_bias != nullptr ? scores[e] + a.correction_bias[e] : scores[e]);
     taken[e] = 0;
   }
   __syncthreads();
@@ -133,17 +146,21 @@ __global__ void RouteKernel(RouteArgs a, const float* __restrict__ logits,
 int LaunchRouteCuda(const RoutingParams& p, const float* logits, int64_t num_tokens,
                     int32_t* expert_ids, float* weights, void* stream) {
   const bool grouped = p.rule != RoutingRule::kSoftmaxGreedy && p.num_groups > 1;
-  if (p.num_experts <= 0 || p.top_k <= 0 || p.top_k > p.num_experts ||
-      p.top_k > kThreadsPerBlock ||
+  if (p.num_experts <= 0 || p.top_k <= 0 || p.top_k > p.num_experts || p.top_k > kThreadsPerBlock ||
       (grouped && (p.num_groups > kMaxGroups || p.num_experts % p.num_groups != 0 ||
                    p.topk_groups > p.num_groups ||
                    (p.rule == RoutingRule::kSigmoidNoauxTc && p.num_experts / p.num_groups < 2)))) {
     return static_cast<int>(cudaErrorInvalidValue);
   }
   if (num_tokens == 0) return cudaSuccess;
-  const RouteArgs args{p.rule,          static_cast<int>(p.num_experts), static_cast<int>(p.top_k),
-                       static_cast<int>(p.num_groups), static_cast<int>(p.topk_groups),
-                       p.renormalize,   p.scaling,                      p.correction_bias};
+  const RouteArgs args{p.rule,
+                       static_cast<int>(p.num_experts),
+                       static_cast<int>(p.top_k),
+                       static_cast<int>(p.num_groups),
+                       static_cast<int>(p.topk_groups),
+                       p.renormalize,
+                       p.scaling,
+                       p.correction_bias};
   const size_t shared_bytes = p.num_experts * (2 * sizeof(float) + 1);
   RouteKernel<<<static_cast<unsigned>(num_tokens), kThreadsPerBlock, shared_bytes,
                 static_cast<cudaStream_t>(stream)>>>(args, logits, expert_ids, weights);

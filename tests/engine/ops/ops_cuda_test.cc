@@ -10,6 +10,7 @@
 #include <limits>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/ops/activation/silu_mul.h"
@@ -18,6 +19,7 @@
 #include "engine/ops/embedding/embedding_cuda.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/ops/linear/fp8_quant_cuda.h"
+#include "engine/ops/linear/transpose_cuda.h"
 #include "engine/ops/moe/moe_route.h"
 #include "engine/ops/moe/moe_route_cuda.h"
 #include "engine/ops/rope/rope.h"
@@ -231,6 +233,31 @@ TEST_F(Fp8QuantCudaTest, DequantizeKernelsInvertTheLayouts) {
   EXPECT_TRUE(MaxRelErrorAtMost(Bf16ToFloats(out.Download()), expected, 1e-2));
 }
 
+// ---------------------------------------------------------------- BF16 transpose
+using TransposeCudaTest = CudaTest;
+
+// Exact: a transpose moves bits. Shapes cover whole tiles, ragged edges and single rows/columns
+// (Yᵀ of a one-token GEMM is [N, 4] after padding; [N, 1] and [1, N] are the degenerate ends).
+TEST_F(TransposeCudaTest, MovesEveryElementExactly) {
+  TestRng rng;
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
+           {64, 32}, {7168, 4}, {4096, 40}, {37, 1000}, {1, 577}, {577, 1}, {24576, 132}}) {
+    SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols));
+    const std::vector<uint16_t> in = rng.NormalBf16(static_cast<size_t>(rows * cols));
+    DeviceArray<uint16_t> in_dev(in);
+    DeviceArray<uint16_t> out_dev(in.size());
+    out_dev.Poison();
+    ASSERT_TRUE(
+        LaunchedOk(LaunchTransposeBf16(in_dev.data(), rows, cols, out_dev.data(), nullptr)));
+    const std::vector<uint16_t> out = out_dev.Download();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        ASSERT_EQ(out[c * rows + r], in[r * cols + c]) << "element (" << r << ", " << c << ")";
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- MoE router
 using RouteCudaTest = CudaTest;
 
@@ -239,9 +266,14 @@ struct RouterCase {
   RoutingParams params;
 };
 
-void CheckRouting(TestRng& rng, RoutingParams params, int64_t tokens) {
+// `nan_fraction` of the logits become NaN (a diverged activation): the kernel must read them as
+// −inf, as RouteCpu does, so a NaN expert is never chosen over a finite one.
+void CheckRouting(TestRng& rng, RoutingParams params, int64_t tokens, double nan_fraction = 0.0) {
   const int64_t e = params.num_experts, k = params.top_k;
-  const std::vector<float> logits = rng.NormalFloats(static_cast<size_t>(tokens * e), 2.0);
+  std::vector<float> logits = rng.NormalFloats(static_cast<size_t>(tokens * e), 2.0);
+  for (float& logit : logits) {
+    if (rng.Uniform(0.0, 1.0) < nan_fraction) logit = std::numeric_limits<float>::quiet_NaN();
+  }
   std::vector<float> bias;
   if (params.rule == RoutingRule::kSigmoidNoauxTc) bias = rng.UniformFloats(e, -0.5, 0.5);
   std::vector<int32_t> ids_cpu(static_cast<size_t>(tokens * k));
@@ -270,6 +302,8 @@ void CheckRouting(TestRng& rng, RoutingParams params, int64_t tokens) {
     ASSERT_EQ(gpu, cpu) << "token " << t;
     for (int64_t i = 0; i < k; ++i) {
       const int32_t expert = ids[t * k + i];
+      // At these sizes every token keeps far more than top_k finite logits.
+      ASSERT_FALSE(std::isnan(logits[t * e + expert])) << "token " << t << " chose NaN expert";
       for (int64_t j = 0; j < k; ++j) {
         if (ids_cpu[t * k + j] != expert) continue;
         const float expected = weights_cpu[t * k + j];
@@ -307,6 +341,27 @@ TEST_F(RouteCudaTest, MatchesCpuForAllThreeRules) {
     SCOPED_TRACE(c.name);
     CheckRouting(rng, c.params, 1);
     CheckRouting(rng, c.params, 133);
+  }
+}
+
+TEST_F(RouteCudaTest, NanLogitsAreNeverChosenAndMatchCpu) {
+  TestRng rng(testing::kDefaultTestSeed + 7);
+  RoutingParams v3;
+  v3.rule = RoutingRule::kSigmoidNoauxTc;
+  v3.num_experts = 256;
+  v3.top_k = 8;
+  v3.num_groups = 8;
+  v3.topk_groups = 4;
+  v3.renormalize = true;
+  v3.scaling = 2.5f;
+  RoutingParams v2_lite;
+  v2_lite.rule = RoutingRule::kSoftmaxGreedy;
+  v2_lite.num_experts = 64;
+  v2_lite.top_k = 6;
+  for (const RouterCase& c : {RouterCase{"V3", v3}, RouterCase{"V2-Lite", v2_lite}}) {
+    SCOPED_TRACE(c.name);
+    // The first candidate each thread sees is often a NaN at 30 %: the case that went wrong.
+    CheckRouting(rng, c.params, 64, 0.3);
   }
 }
 

@@ -4,14 +4,19 @@
 //  * FP8 block-scaled (reference §5.3): W quantized with QuantizeFp8BlockWeight, X by the CUDA
 //    activation quantizer; the reference is GemmCpu on both operands dequantized in fp32, so
 //    only accumulation order and the bf16 output differ: relative Frobenius error ≤ 1e-2.
-//    Both the cuBLASLt path (where the GPU has it) and the dequantize-then-BF16 fallback run.
+//    All three paths run: the recipe's operand order, the sample's (Yᵀ, then a transpose) and
+//    the dequantize-then-BF16 fallback. On a GPU with block-scaled FP8 (sm_90), a shape that
+//    meets cuBLASLt's documented rules must take a cuBLASLt path: the fallback there fails the
+//    test instead of passing slowly (issue 19).
 // Outputs are NaN-poisoned first. Skips without a CUDA device.
 #include "engine/ops/linear/gemm_cublaslt.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -78,7 +83,12 @@ class CublasLtGemmTest : public CudaTest {
     auto gemm = CublasLtGemm::Create(*context_);
     ASSERT_TRUE(gemm.ok()) << gemm.status();
     gemm_ = *std::move(gemm);
-    auto fallback = CublasLtGemm::Create(*context_, {.force_fp8_fallback = true});
+    auto transposed = CublasLtGemm::Create(
+        *context_, {.first_fp8_path = Fp8GemmPath::kCublasLtBlockScaledTransposed});
+    ASSERT_TRUE(transposed.ok()) << transposed.status();
+    transposed_ = *std::move(transposed);
+    auto fallback =
+        CublasLtGemm::Create(*context_, {.first_fp8_path = Fp8GemmPath::kDequantizedBf16});
     ASSERT_TRUE(fallback.ok()) << fallback.status();
     fallback_ = *std::move(fallback);
     std::printf("device: %s\n", context_->device().ToString().c_str());
@@ -86,6 +96,7 @@ class CublasLtGemmTest : public CudaTest {
 
   std::unique_ptr<CudaContext> context_;
   std::unique_ptr<CublasLtGemm> gemm_;
+  std::unique_ptr<CublasLtGemm> transposed_;  // starts at the sample's operand order
   std::unique_ptr<CublasLtGemm> fallback_;
 };
 
@@ -118,8 +129,11 @@ TEST_F(CublasLtGemmTest, Bf16MatchesFp32Reference) {
   }
 }
 
-// Runs one FP8 GEMM through `gemm` and compares with the fp32 dequantized reference.
-void CheckFp8(CublasLtGemm& gemm, TestRng& rng, const ProjectionShape& shape, int64_t tokens) {
+// Runs one FP8 GEMM through `gemm` and compares with the fp32 dequantized reference. On sm_90
+// the path must be one of `allowed` (cuBLASLt's rules: N and T padded to 4, K a multiple of 16,
+// all pointers 16-B aligned, which DeviceArray's cudaMalloc gives).
+void CheckFp8(CublasLtGemm& gemm, TestRng& rng, const ProjectionShape& shape, int64_t tokens,
+              std::initializer_list<Fp8GemmPath> allowed) {
   const int64_t padded = Fp8PaddedTokens(tokens);
   const int64_t groups = (shape.k + kFp8BlockSize - 1) / kFp8BlockSize;
   const std::vector<float> w = rng.NormalFloats(static_cast<size_t>(shape.n * shape.k), 0.02);
@@ -138,11 +152,15 @@ void CheckFp8(CublasLtGemm& gemm, TestRng& rng, const ProjectionShape& shape, in
       x_dev.data(), tokens, padded, shape.k, xq_dev.data(), x_scales_dev.data(), nullptr)));
   const Fp8WeightView view{w_dev.data(), w_scales_dev.data(), shape.n, shape.k,
                            Fp8ScaleStride(shape.k)};
-  auto path = gemm.Fp8PathFor(view, padded);
+  auto path = gemm.Fp8PathFor({xq_dev.data(), x_scales_dev.data(), view, y_dev.data(), padded});
   ASSERT_TRUE(path.ok()) << path.status();
-  std::printf(
-      "%-24s T=%-5lld path=%s\n", shape.name, static_cast<long long>(tokens),
-      *path == Fp8GemmPath::kCublasLtBlockScaled ? "cublaslt-block-scaled" : "bf16-fallback");
+  std::printf("%-24s T=%-5lld path=%s\n", shape.name, static_cast<long long>(tokens),
+              Fp8GemmPathName(*path));
+  if (gemm.context().device().supports_block_scaled_fp8() && shape.n % 4 == 0 &&
+      shape.k % 16 == 0) {
+    EXPECT_NE(std::find(allowed.begin(), allowed.end(), *path), allowed.end())
+        << "took " << Fp8GemmPathName(*path) << " on " << gemm.context().device().ToString();
+  }
   const absl::Status s =
       gemm.Fp8BlockScaled(xq_dev.data(), x_scales_dev.data(), view, y_dev.data(), padded);
   ASSERT_TRUE(s.ok()) << s;
@@ -170,7 +188,20 @@ TEST_F(CublasLtGemmTest, Fp8BlockScaledMatchesDequantizedReference) {
   for (const ProjectionShape& shape : kShapes) {
     for (const int64_t tokens : {int64_t{1}, int64_t{37}, int64_t{128}}) {
       SCOPED_TRACE(std::string(shape.name) + " T=" + std::to_string(tokens));
-      CheckFp8(*gemm_, rng, shape, tokens);
+      CheckFp8(*gemm_, rng, shape, tokens,
+               {Fp8GemmPath::kCublasLtBlockScaled, Fp8GemmPath::kCublasLtBlockScaledTransposed});
+    }
+  }
+}
+
+// The sample's operand order (A = X in VEC128, B = W in BLK128x128) writes Yᵀ; the transpose
+// must give the same Y. Runs wherever cuBLASLt has that order, not only as a fallback.
+TEST_F(CublasLtGemmTest, Fp8TransposedOperandOrderMatchesDequantizedReference) {
+  TestRng rng(testing::kDefaultTestSeed + 2);
+  for (const ProjectionShape& shape : kShapes) {
+    for (const int64_t tokens : {int64_t{1}, int64_t{37}, int64_t{128}}) {
+      SCOPED_TRACE(std::string(shape.name) + " T=" + std::to_string(tokens) + " transposed");
+      CheckFp8(*transposed_, rng, shape, tokens, {Fp8GemmPath::kCublasLtBlockScaledTransposed});
     }
   }
 }
@@ -179,7 +210,7 @@ TEST_F(CublasLtGemmTest, Fp8FallbackMatchesDequantizedReference) {
   TestRng rng(testing::kDefaultTestSeed + 1);
   for (const ProjectionShape& shape : kShapes) {
     SCOPED_TRACE(std::string(shape.name) + " fallback");
-    CheckFp8(*fallback_, rng, shape, 9);
+    CheckFp8(*fallback_, rng, shape, 9, {Fp8GemmPath::kDequantizedBf16});
   }
 }
 

@@ -366,5 +366,64 @@ TEST(RouteCpuTest, TiesGoToTheLowerIndex) {
   EXPECT_EQ(Route(p, {0, 1, 1, 0, 0, 1, 1, 0}).ids, (std::vector<int32_t>{1, 2, 0}));
 }
 
+// A NaN logit (a diverged activation) reads as −inf: the routing equals the reference's on the
+// same logits with −inf in place of each NaN, so a NaN expert never beats a finite one; a row
+// of NaN routes to the lowest experts with zero weight instead of spreading NaN.
+TEST(RouteCpuTest, NanLogitsReadAsMinusInfinity) {
+  TestRng rng(testing::kDefaultTestSeed + 9);
+  RoutingParams v3;
+  v3.rule = RoutingRule::kSigmoidNoauxTc;
+  v3.num_experts = 256;
+  v3.top_k = 8;
+  v3.num_groups = 8;
+  v3.topk_groups = 4;
+  v3.renormalize = true;
+  v3.scaling = 2.5f;
+  const std::vector<float> bias = RandomBias(rng, 256);
+  v3.correction_bias = bias.data();
+  RoutingParams v2;
+  v2.rule = RoutingRule::kSoftmaxGroupLimited;
+  v2.num_experts = 160;
+  v2.top_k = 6;
+  v2.num_groups = 8;
+  v2.topk_groups = 3;
+  RoutingParams v2_lite;
+  v2_lite.rule = RoutingRule::kSoftmaxGreedy;
+  v2_lite.num_experts = 64;
+  v2_lite.top_k = 6;
+  for (const RoutingParams& p : {v3, v2, v2_lite}) {
+    SCOPED_TRACE(std::to_string(p.num_experts) + " experts");
+    const int64_t tokens = 50;
+    std::vector<float> with_nan = rng.NormalFloats(static_cast<size_t>(tokens * p.num_experts));
+    std::vector<float> with_neg_inf = with_nan;
+    for (size_t i = 0; i < with_nan.size(); ++i) {
+      if (rng.Uniform(0.0, 1.0) < 0.3) {
+        with_nan[i] = std::numeric_limits<float>::quiet_NaN();
+        with_neg_inf[i] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    ExpectMatchesReference(p, with_neg_inf);
+    const RouteOutput nan_out = Route(p, with_nan);
+    const RouteOutput inf_out = Route(p, with_neg_inf);
+    EXPECT_EQ(nan_out.ids, inf_out.ids);
+    EXPECT_EQ(nan_out.weights, inf_out.weights);
+    for (size_t i = 0; i < nan_out.ids.size(); ++i) {
+      const int64_t token = static_cast<int64_t>(i) / p.top_k;
+      ASSERT_FALSE(std::isnan(with_nan[token * p.num_experts + nan_out.ids[i]])) << "slot " << i;
+    }
+
+    const RouteOutput all_nan =
+        Route(p, std::vector<float>(static_cast<size_t>(p.num_experts),
+                                    std::numeric_limits<float>::quiet_NaN()));
+    const std::set<int32_t> distinct(all_nan.ids.begin(), all_nan.ids.end());
+    EXPECT_EQ(distinct.size(), static_cast<size_t>(p.top_k));
+    for (const int32_t id : all_nan.ids) {
+      EXPECT_GE(id, 0);
+      EXPECT_LT(id, p.num_experts);
+    }
+    for (const float w : all_nan.weights) EXPECT_TRUE(std::isfinite(w)) << w;
+  }
+}
+
 }  // namespace
 }  // namespace moeserve::engine
