@@ -1,7 +1,10 @@
 // CPU prefill and decode throughput of a DeepSeek checkpoint (default: a freshly generated
-// tiny-v3) at several batch sizes. Prints a table and writes JSON with device, date, commit.
+// tiny-v3) at several batch sizes, for each CPU kernel set side by side (fast: checkpoint
+// precision on the best instruction set; reference: fp32 on the portable kernel), with the
+// bytes of linear weights each holds. Prints a table and writes JSON with device, date, commit.
 //   moeserve-bench-cpu-forward [--model DIR] [--batch-sizes 1,8,32] [--prompt-len 128]
-//                              [--decode-steps 32] [--output FILE]
+//                              [--decode-steps 32] [--cpu-kernels fast,reference]
+//                              [--quantization fp8] [--output FILE]
 #include <omp.h>
 
 #include <chrono>
@@ -12,10 +15,13 @@
 #include "bench/bench_model.h"
 #include "bench/bench_report.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/model/weight_loader.h"
+#include "engine/ops/cpu/cpu_features.h"
 #include "engine/runner/offline_runner.h"
 
 namespace {
 
+using moeserve::engine::CpuKernels;
 using moeserve::engine::DeepseekModel;
 using moeserve::engine::ForwardOptions;
 using moeserve::engine::OfflineRunner;
@@ -62,6 +68,28 @@ Row Measure(const DeepseekModel& model, int64_t batch, int64_t prompt_len, int64
              1e3 * decode_s / decode_steps};
 }
 
+// Bytes of every linear and expert weight as held (scales included).
+size_t LinearBytes(const moeserve::engine::ModelWeights& w) {
+  size_t bytes = w.lm_head.size_bytes();
+  auto mlp = [&](const moeserve::engine::MlpWeights& m) {
+    bytes += m.gate_up.size_bytes() + m.down.size_bytes();
+  };
+  for (const auto& layer : w.layers) {
+    const auto& a = layer.attention;
+    for (const auto* linear :
+         {a.q_proj ? &*a.q_proj : nullptr, a.q_a_proj ? &*a.q_a_proj : nullptr,
+          a.q_b_proj ? &*a.q_b_proj : nullptr, &a.kv_a_proj, &a.kv_b_proj, &a.o_proj}) {
+      if (linear != nullptr) bytes += linear->size_bytes();
+    }
+    if (layer.dense_mlp) mlp(*layer.dense_mlp);
+    if (layer.moe) {
+      for (const auto& expert : layer.moe->experts) mlp(expert);
+      if (layer.moe->shared) mlp(*layer.moe->shared);
+    }
+  }
+  return bytes;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +101,13 @@ int main(int argc, char** argv) {
   app.add_option("--batch-sizes", batch_sizes)->delimiter(',');
   app.add_option("--prompt-len", prompt_len);
   app.add_option("--decode-steps", decode_steps);
+  std::vector<std::string> kernel_sets = {"fast", "reference"};
+  std::string quantization;
+  app.add_option("--cpu-kernels", kernel_sets, "kernel sets to compare")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"fast", "reference"}));
+  app.add_option("--quantization", quantization, "fp8: quantize linears at load")
+      ->check(CLI::IsMember({"", "fp8"}));
   app.add_option("--output", output, "JSON report path");
   CLI11_PARSE(app, argc, argv);
 
@@ -82,31 +117,41 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string model_name = bench_model->name;
-  auto model = DeepseekModel::Load(bench_model->dir);
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
-    return 1;
-  }
-
   nlohmann::json report = moeserve::bench::MeasurementContext();
   report["benchmark"] = "cpu_forward";
   report["model"] = model_name;
   report["threads"] = omp_get_max_threads();
   report["prompt_len"] = prompt_len;
   report["decode_steps"] = decode_steps;
-  std::printf("CPU forward, %s, %d threads, prompt %lld tokens, %lld decode steps\n",
+  report["cpu"] = moeserve::engine::CpuFeaturesString();
+  report["quantization"] = quantization.empty() ? "none" : quantization;
+  std::printf("CPU forward, %s, %d threads, prompt %lld tokens, %lld decode steps, CPU %s\n",
               model_name.c_str(), omp_get_max_threads(), static_cast<long long>(prompt_len),
-              static_cast<long long>(decode_steps));
-  std::printf("%6s | %18s | %17s | %15s\n", "batch", "prefill tokens/s", "decode tokens/s",
-              "decode step ms");
-  for (int64_t batch : batch_sizes) {
-    const Row row = Measure(**model, batch, prompt_len, decode_steps);
-    std::printf("%6lld | %18.1f | %17.1f | %15.2f\n", static_cast<long long>(row.batch),
-                row.prefill_tokens_per_s, row.decode_tokens_per_s, row.decode_step_ms);
-    report["results"].push_back({{"batch", row.batch},
-                                 {"prefill_tokens_per_s", row.prefill_tokens_per_s},
-                                 {"decode_tokens_per_s", row.decode_tokens_per_s},
-                                 {"decode_step_ms", row.decode_step_ms}});
+              static_cast<long long>(decode_steps), moeserve::engine::CpuFeaturesString().c_str());
+  std::printf("%9s | %10s | %6s | %18s | %17s | %15s\n", "kernels", "linear MiB", "batch",
+              "prefill tokens/s", "decode tokens/s", "decode step ms");
+  for (const std::string& kernels : kernel_sets) {
+    const moeserve::engine::LoadOptions load{
+        .quantize_fp8 = quantization == "fp8",
+        .cpu_kernels = kernels == "reference" ? CpuKernels::kReference : CpuKernels::kFast};
+    auto model = DeepseekModel::Load(bench_model->dir, load);
+    if (!model.ok()) {
+      std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+      return 1;
+    }
+    const double linear_mib = LinearBytes((*model)->weights()) / 1048576.0;
+    for (int64_t batch : batch_sizes) {
+      const Row row = Measure(**model, batch, prompt_len, decode_steps);
+      std::printf("%9s | %10.1f | %6lld | %18.1f | %17.1f | %15.2f\n", kernels.c_str(), linear_mib,
+                  static_cast<long long>(row.batch), row.prefill_tokens_per_s,
+                  row.decode_tokens_per_s, row.decode_step_ms);
+      report["results"].push_back({{"cpu_kernels", kernels},
+                                   {"linear_weight_mib", linear_mib},
+                                   {"batch", row.batch},
+                                   {"prefill_tokens_per_s", row.prefill_tokens_per_s},
+                                   {"decode_tokens_per_s", row.decode_tokens_per_s},
+                                   {"decode_step_ms", row.decode_step_ms}});
+    }
   }
   return moeserve::bench::WriteReport(output, report) ? 0 : 1;
 }

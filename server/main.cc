@@ -21,6 +21,8 @@
 #include "engine/engine.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/model/weight_loader.h"
+#include "engine/ops/cpu/cpu_features.h"
 #include "engine/ops/dtype.h"
 #include "engine/parallel/expert_placement.h"
 #include "engine/parallel/parallel_model.h"
@@ -228,8 +230,14 @@ int Serve(const ServerOptions& options) {
     quantization = cuda.quantization;
     engine_options = MakeCudaEngineOptions(options, config, kv->max_model_len, cuda.num_kv_blocks);
   } else {
-    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded = engine::ParallelModel::Load(
-        options.model_dir, {.quantize_fp8 = options.quantization == "fp8"}, parallel, placement);
+    const engine::LoadOptions load{.quantize_fp8 = options.quantization == "fp8",
+                                   .cpu_kernels = options.cpu_kernels == "reference"
+                                                      ? engine::CpuKernels::kReference
+                                                      : engine::CpuKernels::kFast};
+    LogInfo(
+        absl::StrCat("CPU kernels: ", options.cpu_kernels, "; CPU ", engine::CpuFeaturesString()));
+    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded =
+        engine::ParallelModel::Load(options.model_dir, load, parallel, placement);
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
     }

@@ -57,6 +57,11 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "fp8: quantize the checkpoint's linear weights to 128x128 FP8 blocks at load, "
                  "DeepSeek's recipe (default: as the checkpoint is)")
       ->check(CLI::IsMember({"", "fp8"}));
+  app.add_option("--cpu-kernels", o.cpu_kernels,
+                 "--device cpu: fast (weights in checkpoint precision, AVX-512/AVX2 chosen at run "
+                 "time) or reference (fp32 weights, portable kernel)")
+      ->check(CLI::IsMember({"fast", "reference"}))
+      ->capture_default_str();
   app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                  "--device cuda: share of GPU memory for weights, activations and the KV cache, "
                  "which gets what the others leave")
@@ -146,6 +151,10 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (!o.quantization.empty() && o.quantization != "fp8") {
     return Invalid(
         absl::StrCat("--quantization must be fp8 (or unset), got '", o.quantization, "'"));
+  }
+  if (o.cpu_kernels != "fast" && o.cpu_kernels != "reference") {
+    return Invalid(
+        absl::StrCat("--cpu-kernels must be fast or reference, got '", o.cpu_kernels, "'"));
   }
   if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
     return Invalid(

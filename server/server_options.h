@@ -33,6 +33,10 @@ struct ServerOptions {
   // "" = as the checkpoint is (FP8 checkpoints stay FP8); "fp8" = quantize a BF16/F16/F32
   // checkpoint's linear weights to 128x128 FP8 blocks at load (engine::LoadOptions).
   std::string quantization;
+  // --device cpu: "fast" = weights in checkpoint precision on this CPU's best instruction set
+  // (AVX-512 / AVX2 / portable); "reference" = every linear in fp32 on the portable kernel, the
+  // exact backend the golden tests pin (engine::CpuKernels).
+  std::string cpu_kernels = "fast";
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).
   double gpu_memory_utilization = 0.9;

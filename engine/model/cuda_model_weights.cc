@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/linear.h"
 #include "engine/model/moe_layer.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/rope/rope.h"
@@ -10,6 +11,16 @@
 
 namespace moeserve::engine {
 namespace {
+
+// The FP8 bytes and 128×128 scales of an FP8 linear: the checkpoint's own where the CPU loader
+// kept them, otherwise quantized from the fp32 values (an FP8 checkpoint held dequantized
+// requantizes to the same bytes wherever a block's amax reaches 448).
+Fp8BlockWeight HostFp8(const LinearWeight& linear) {
+  if (linear.format == WeightFormat::kFp8Block128) {
+    return Fp8BlockWeight{linear.weight_fp8, linear.scale_inv};
+  }
+  return QuantizeFp8BlockWeight(DequantizeLinear(linear), linear.out_features, linear.in_features);
+}
 
 absl::StatusOr<Fp8MlpHostWeights> QuantizeMlp(const MlpWeights& mlp, const std::string& name) {
   if (!mlp.gate_up.fp8 || !mlp.down.fp8) {
@@ -19,9 +30,8 @@ absl::StatusOr<Fp8MlpHostWeights> QuantizeMlp(const MlpWeights& mlp, const std::
         "BF16 checkpoint with --quantization fp8"));
   }
   Fp8MlpHostWeights out;
-  out.gate_up =
-      QuantizeFp8BlockWeight(mlp.gate_up.weight, mlp.gate_up.out_features, mlp.gate_up.in_features);
-  out.down = QuantizeFp8BlockWeight(mlp.down.weight, mlp.down.out_features, mlp.down.in_features);
+  out.gate_up = HostFp8(mlp.gate_up);
+  out.down = HostFp8(mlp.down);
   return out;
 }
 
@@ -110,14 +120,12 @@ absl::StatusOr<CudaLinear> UploadFp8Linear(const Fp8BlockWeight& weight, int64_t
 
 absl::StatusOr<CudaLinear> UploadLinear(const LinearWeight& linear) {
   if (linear.fp8) {
-    return UploadFp8Linear(
-        QuantizeFp8BlockWeight(linear.weight, linear.out_features, linear.in_features),
-        linear.out_features, linear.in_features);
+    return UploadFp8Linear(HostFp8(linear), linear.out_features, linear.in_features);
   }
   CudaLinear out;
   out.out_features = linear.out_features;
   out.in_features = linear.in_features;
-  MOESERVE_ASSIGN_OR_RETURN(out.weight, UploadBf16(linear.weight));
+  MOESERVE_ASSIGN_OR_RETURN(out.weight, UploadBf16(DequantizeLinear(linear)));
   return out;
 }
 

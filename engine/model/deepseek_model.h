@@ -43,6 +43,7 @@ class DeepseekModel {
 
   const ModelConfig& config() const { return config_; }
   const RankContext& rank() const { return rank_; }
+  const ModelWeights& weights() const { return weights_; }
 
   // KV pages sized for this model: num_blocks blocks of kKvBlockSize tokens per layer.
   KvPages MakeKvPages(int64_t num_blocks) const;

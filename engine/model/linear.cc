@@ -1,11 +1,47 @@
 #include "engine/model/linear.h"
 
+#include <algorithm>
 #include <vector>
 
+#include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
-#include "engine/ops/linear/gemm.h"
 
 namespace moeserve::engine {
+
+WeightMatrixView LinearWeight::view() const {
+  WeightMatrixView v{format, nullptr, nullptr, out_features, in_features};
+  switch (format) {
+    case WeightFormat::kF32:
+      v.data = weight.data();
+      break;
+    case WeightFormat::kBf16:
+      v.data = weight_bf16.data();
+      break;
+    case WeightFormat::kFp8Block128:
+      v.data = weight_fp8.data();
+      v.scale_inv = scale_inv.data();
+      break;
+  }
+  return v;
+}
+
+size_t LinearWeight::size_bytes() const {
+  return weight.size() * sizeof(float) + weight_bf16.size() * sizeof(uint16_t) + weight_fp8.size() +
+         scale_inv.size() * sizeof(float);
+}
+
+std::vector<float> DequantizeLinear(const LinearWeight& linear) {
+  switch (linear.format) {
+    case WeightFormat::kF32:
+      return linear.weight;
+    case WeightFormat::kBf16:
+      return Bf16ToFloats(linear.weight_bf16);
+    case WeightFormat::kFp8Block128:
+      return DequantizeFp8BlockWeight(linear.weight_fp8, linear.scale_inv, linear.out_features,
+                                      linear.in_features);
+  }
+  return {};
+}
 
 void ApplyLinear(const LinearWeight& linear, const float* x, int64_t rows, int64_t ldx,
                  bool quantize_activations, float* y, int64_t ldy, bool accumulate) {
@@ -17,11 +53,10 @@ void ApplyLinear(const LinearWeight& linear, const float* x, int64_t rows, int64
       std::copy(x + r * ldx, x + r * ldx + k, quantized.begin() + r * k);
     }
     RoundTripActivationsFp8(absl::MakeSpan(quantized), rows, k);
-    GemmCpu(quantized.data(), k, linear.weight.data(), y, ldy, rows, linear.out_features, k,
-            accumulate);
+    WeightGemmCpu(quantized.data(), k, linear.view(), y, ldy, rows, accumulate, linear.isa);
     return;
   }
-  GemmCpu(x, ldx, linear.weight.data(), y, ldy, rows, linear.out_features, k, accumulate);
+  WeightGemmCpu(x, ldx, linear.view(), y, ldy, rows, accumulate, linear.isa);
 }
 
 }  // namespace moeserve::engine

@@ -1,5 +1,6 @@
-// One nn.Linear on the CPU backend: y = x · Wᵀ, with the input rounded through FP8 first when
-// the weight was FP8 and activation quantization is on (reference §4).
+// One nn.Linear on the CPU backend: y = x · Wᵀ, with W in its held format (weights.h) and the
+// input rounded through FP8 first when the weight was FP8 and activation quantization is on
+// (reference §4). The layers (MLA, MLP, MoE, lm_head) call ApplyLinear.
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
-#include "engine/ops/linear/gemm.h"
+#include "engine/ops/linear/weight_gemm.h"
 #include "engine/ops/norm/rms_norm.h"
 #include "engine/runner/attention_order.h"
 
@@ -89,8 +89,10 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
       const float* src = q + (tokens[i] * d.heads + h) * d.qk;
       std::copy(src, src + d.nope, q_nope.begin() + i * d.nope);
     }
-    GemmCpu(q_nope.data(), d.nope, w.w_uk_t.data() + h * d.rank * d.nope, q_mqa.data() + h * d.kv,
-            d.heads * d.kv, n, d.rank, d.nope);
+    const WeightMatrixView w_uk_t{WeightFormat::kF32, w.w_uk_t.data() + h * d.rank * d.nope,
+                                  nullptr, d.rank, d.nope};
+    WeightGemmCpu(q_nope.data(), d.nope, w_uk_t, q_mqa.data() + h * d.kv, d.heads * d.kv, n,
+                  /*accumulate=*/false, w.kv_b_proj.isa);
   }
 
   std::vector<float> o_lat(static_cast<size_t>(n * d.heads * d.rank));
@@ -111,8 +113,10 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
 
   std::vector<float> o_heads(static_cast<size_t>(n * d.heads * d.v));
   for (int64_t h = 0; h < d.heads; ++h) {
-    GemmCpu(o_lat.data() + h * d.rank, d.heads * d.rank, w.w_uv.data() + h * d.v * d.rank,
-            o_heads.data() + h * d.v, d.heads * d.v, n, d.v, d.rank);
+    const WeightMatrixView w_uv{WeightFormat::kF32, w.w_uv.data() + h * d.v * d.rank, nullptr, d.v,
+                                d.rank};
+    WeightGemmCpu(o_lat.data() + h * d.rank, d.heads * d.rank, w_uv, o_heads.data() + h * d.v,
+                  d.heads * d.v, n, /*accumulate=*/false, w.kv_b_proj.isa);
   }
   for (int64_t i = 0; i < n; ++i) {
     std::copy(o_heads.begin() + i * d.heads * d.v, o_heads.begin() + (i + 1) * d.heads * d.v,

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/model/linear.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/status_macros.h"
@@ -37,13 +38,47 @@ Slice Part(int64_t total, int parts, int index) {
 }
 
 // Copies rows × cols of a row-major [*, full_cols] matrix.
-std::vector<float> CutOut(const std::vector<float>& full, int64_t full_cols, Slice rows,
-                          int64_t num_rows, Slice cols, int64_t num_cols) {
-  std::vector<float> out(static_cast<size_t>(num_rows * num_cols));
+template <typename T>
+std::vector<T> CutOut(const T* full, int64_t full_cols, Slice rows, int64_t num_rows, Slice cols,
+                      int64_t num_cols) {
+  std::vector<T> out(static_cast<size_t>(num_rows * num_cols));
   for (int64_t i = 0; i < num_rows; ++i) {
-    const float* src = full.data() + (rows.begin + i) * full_cols + cols.begin;
+    const T* src = full + (rows.begin + i) * full_cols + cols.begin;
     std::copy(src, src + num_cols, out.begin() + i * num_cols);
   }
+  return out;
+}
+std::vector<float> CutOut(const std::vector<float>& full, int64_t full_cols, Slice rows,
+                          int64_t num_rows, Slice cols, int64_t num_cols) {
+  return CutOut(full.data(), full_cols, rows, num_rows, cols, num_cols);
+}
+
+// [a; b]: a's rows, then b's, in a's format where both share it (and, for FP8, a's rows end on
+// a 128-row block boundary so the scale rows stack too); otherwise both dequantized to fp32.
+LinearWeight StackRows(LinearWeight a, LinearWeight b) {
+  LinearWeight out;
+  out.out_features = a.out_features + b.out_features;
+  out.in_features = a.in_features;
+  out.fp8 = a.fp8 && b.fp8;
+  out.isa = a.isa;
+  const bool same = a.format == b.format &&
+                    (a.format != WeightFormat::kFp8Block128 || a.out_features % kFp8BlockSize == 0);
+  if (!same) {
+    out.weight = DequantizeLinear(a);
+    const std::vector<float> rest = DequantizeLinear(b);
+    out.weight.insert(out.weight.end(), rest.begin(), rest.end());
+    return out;
+  }
+  auto append = [](auto& to, auto& from) { to.insert(to.end(), from.begin(), from.end()); };
+  out.format = a.format;
+  out.weight = std::move(a.weight);
+  append(out.weight, b.weight);
+  out.weight_bf16 = std::move(a.weight_bf16);
+  append(out.weight_bf16, b.weight_bf16);
+  out.weight_fp8 = std::move(a.weight_fp8);
+  append(out.weight_fp8, b.weight_fp8);
+  out.scale_inv = std::move(a.scale_inv);
+  append(out.scale_inv, b.scale_inv);
   return out;
 }
 
@@ -68,26 +103,43 @@ class TensorFetcher {
   // A linear weight [out, in]: floating, or F8_E4M3 with its block scales. `quantizable`:
   // whether LoadOptions::quantize_fp8 applies (false for lm_head). rows/cols: the part a
   // tensor-parallel rank holds; only it is converted (online FP8 quantization excepted, whose
-  // 128×128 blocks need the whole tensor).
+  // 128×128 blocks need the whole tensor). Held as weights.h says: BF16 and FP8 as they are
+  // for the fast kernels, unless sliced (FP8 slices become fp32: a slice need not keep whole
+  // 128×128 blocks), fp32 for the reference kernels.
   absl::StatusOr<LinearWeight> Linear(const std::string& prefix, int64_t out, int64_t in,
                                       bool quantizable = true, Slice rows = {}, Slice cols = {}) {
     const std::string name = prefix + ".weight";
     absl::StatusOr<TensorView> view = Fetch(name, {out, in});
     if (!view.ok()) return view.status();
     const bool sliced = rows.size >= 0 || cols.size >= 0;
+    const bool fast = options_.cpu_kernels == CpuKernels::kFast;
     LinearWeight linear;
     linear.out_features = rows.Size(out);
     linear.in_features = cols.Size(in);
-    if (IsFloatingDType(view->info->dtype)) {
+    linear.isa = fast ? BestCpuIsa() : CpuIsa::kPortable;
+    const DType dtype = view->info->dtype;
+    if (IsFloatingDType(dtype)) {
       if (quantizable && options_.quantize_fp8) {
         // Online quantization: what an FP8 checkpoint of these exact values would hold.
         std::vector<float> full = ToFloat(*view);
-        const Fp8BlockWeight quantized = QuantizeFp8BlockWeight(full, out, in);
+        Fp8BlockWeight quantized = QuantizeFp8BlockWeight(full, out, in);
+        linear.fp8 = true;
+        if (fast && !sliced) {
+          linear.format = WeightFormat::kFp8Block128;
+          linear.weight_fp8 = std::move(quantized.fp8);
+          linear.scale_inv = std::move(quantized.scale_inv);
+          return linear;
+        }
         full = DequantizeFp8BlockWeight(quantized.fp8, quantized.scale_inv, out, in);
         linear.weight = sliced
                             ? CutOut(full, in, rows, linear.out_features, cols, linear.in_features)
                             : std::move(full);
-        linear.fp8 = true;
+        return linear;
+      }
+      if (fast && dtype == DType::kBF16) {
+        linear.format = WeightFormat::kBf16;
+        linear.weight_bf16 = CutOut(reinterpret_cast<const uint16_t*>(view->bytes.data()), in, rows,
+                                    linear.out_features, cols, linear.in_features);
         return linear;
       }
       linear.weight = sliced ? ToFloatSlice(*view, in, rows, linear.out_features, cols,
@@ -95,8 +147,8 @@ class TensorFetcher {
                              : ToFloat(*view);
       return linear;
     }
-    if (view->info->dtype != DType::kF8E4M3) {
-      return Error(*view, absl::StrCat("has dtype ", DTypeName(view->info->dtype),
+    if (dtype != DType::kF8E4M3) {
+      return Error(*view, absl::StrCat("has dtype ", DTypeName(dtype),
                                        "; expected F8_E4M3, F32, BF16 or F16"));
     }
     const int64_t block_rows = config_.fp8 ? config_.fp8->weight_block_rows : kFp8BlockSize;
@@ -115,11 +167,25 @@ class TensorFetcher {
         return Error(*scale, absl::StrCat("has a non-finite scale at index ", i));
       }
     }
+    // e4m3 has no infinities; S.1111.111 is NaN (reference §4). A NaN weight would turn every
+    // logit it touches into NaN, so it is refused here rather than served.
+    const absl::Span<const uint8_t> bytes = view->bytes;
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      if ((bytes[i] & 0x7F) == 0x7F) {
+        return Error(*view, absl::StrCat("has a NaN (0x", absl::Hex(bytes[i]), ") at element ", i));
+      }
+    }
+    linear.fp8 = true;
+    if (fast && !sliced && block_rows == kFp8BlockSize && block_cols == kFp8BlockSize) {
+      linear.format = WeightFormat::kFp8Block128;
+      linear.weight_fp8.assign(bytes.begin(), bytes.end());
+      linear.scale_inv = std::move(scales);
+      return linear;
+    }
     linear.weight =
         sliced ? ToFloatSlice(*view, in, rows, linear.out_features, cols, linear.in_features,
                               scales, block_rows, block_cols)
                : DequantizeFp8BlockWeight(view->bytes, scales, out, in, block_rows, block_cols);
-    linear.fp8 = true;
     return linear;
   }
 
@@ -186,11 +252,7 @@ absl::StatusOr<MlpWeights> LoadMlp(TensorFetcher& fetch, const std::string& pref
   MOESERVE_ASSIGN_OR_RETURN(up, fetch.Linear(prefix + ".up_proj", width, hidden, true, part));
   MOESERVE_ASSIGN_OR_RETURN(mlp.down,
                             fetch.Linear(prefix + ".down_proj", hidden, width, true, {}, part));
-  mlp.gate_up.out_features = 2 * part.Size(width);
-  mlp.gate_up.in_features = hidden;
-  mlp.gate_up.fp8 = gate.fp8 && up.fp8;
-  mlp.gate_up.weight = std::move(gate.weight);
-  mlp.gate_up.weight.insert(mlp.gate_up.weight.end(), up.weight.begin(), up.weight.end());
+  mlp.gate_up = StackRows(std::move(gate), std::move(up));
   return mlp;
 }
 
@@ -201,8 +263,9 @@ void SplitAbsorbedWeights(const ModelConfig& c, int64_t heads, MlaWeights& mla) 
   const int64_t rank = c.kv_lora_rank;
   mla.w_uk_t.resize(static_cast<size_t>(heads * rank * nope));
   mla.w_uv.resize(static_cast<size_t>(heads * v * rank));
+  const std::vector<float> kv_b = DequantizeLinear(mla.kv_b_proj);
   for (int64_t h = 0; h < heads; ++h) {
-    const float* head = mla.kv_b_proj.weight.data() + h * (nope + v) * rank;
+    const float* head = kv_b.data() + h * (nope + v) * rank;
     for (int64_t d = 0; d < nope; ++d) {
       for (int64_t r = 0; r < rank; ++r) {
         mla.w_uk_t[(h * rank + r) * nope + d] = head[d * rank + r];
@@ -312,6 +375,8 @@ absl::Status LoadModelWeightsByLayer(
     weights.lm_head.out_features = c.vocab_size;
     weights.lm_head.in_features = hidden;
     weights.lm_head.weight = weights.embed_tokens;
+    weights.lm_head.isa =
+        options.cpu_kernels == CpuKernels::kFast ? BestCpuIsa() : CpuIsa::kPortable;
   } else {
     MOESERVE_ASSIGN_OR_RETURN(weights.lm_head, fetch.Linear("lm_head", c.vocab_size, hidden,
                                                             /*quantizable=*/false));

@@ -2,9 +2,9 @@
 //
 // Checks every tensor the config implies against the checkpoint: present, a floating dtype,
 // exactly the expected shape; FP8 tensors need a finite F32 weight_scale_inv of shape
-// [ceil(out/128), ceil(in/128)]. Errors name the tensor, the file and both shapes. Tensors of
-// the MTP layer (index num_hidden_layers, reference §2.2) are not part of the main stack and
-// are left alone. Called by DeepseekModel::Load.
+// [ceil(out/128), ceil(in/128)] and no NaN byte (0x7F, 0xFF). Errors name the tensor, the file and
+// both shapes. Tensors of the MTP layer (index num_hidden_layers, reference §2.2) are not part of
+// the main stack and are left alone. Called by DeepseekModel::Load.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,16 @@
 
 namespace moeserve::engine {
 
+// Which CPU kernels the weights are held for (the server's `--cpu-kernels`).
+enum class CpuKernels {
+  // Linear and expert weights stay in checkpoint precision (BF16, FP8 + block scales; F16 and
+  // F32 become fp32) and run on the best instruction set of this CPU (weight_gemm.h).
+  kFast,
+  // Every linear dequantized to fp32 at load and run by the portable GemmCpu: the exact
+  // backend the golden tests against transformers pin down.
+  kReference,
+};
+
 // How to load (the server's and tools' `--quantization` flag maps here).
 struct LoadOptions {
   // `--quantization fp8`: quantize every floating (BF16/F16/F32) linear weight of the decoder
@@ -28,6 +38,7 @@ struct LoadOptions {
   // scales. Not quantized, as in DeepSeek's FP8 checkpoints (reference §4): embeddings,
   // lm_head, norms, the router. Weights already in FP8 are left as they are.
   bool quantize_fp8 = false;
+  CpuKernels cpu_kernels = CpuKernels::kFast;
 };
 
 // The part of the weights one rank of a model-parallel group holds (engine/parallel): only

@@ -1,5 +1,9 @@
-// The weights of a DeepSeek model as the CPU backend holds them: fp32, dequantized once at load.
+// The weights of a DeepSeek model as the CPU backend holds them.
 //
+// Linear and expert weights keep their checkpoint precision (BF16, or FP8 e4m3 with 128×128
+// block scales) and are converted in registers by the GEMM (ops/linear/weight_gemm.h); with
+// LoadOptions::cpu_kernels = kReference, or where a layout does not fit the kernels, they are
+// dequantized to fp32 once at load. Norms, embeddings, routers and biases are fp32.
 // FP8 linears remember that they were FP8 so the forward pass can quantize their input
 // activations (reference §4), making CPU numerics mirror the GPU's FP8 GEMMs. gate_proj and
 // up_proj are fused into one [2I, D] matrix per MLP (one GEMM, then SiLU·mul).
@@ -10,14 +14,30 @@
 #include <optional>
 #include <vector>
 
+#include "engine/ops/cpu/cpu_features.h"
+#include "engine/ops/linear/weight_gemm.h"
+
 namespace moeserve::engine {
 
+// y = x · Wᵀ for W [out_features, in_features], held in `format`; only that format's vectors
+// are filled.
 struct LinearWeight {
   int64_t out_features = 0;
   int64_t in_features = 0;
-  std::vector<float> weight;  // [out_features, in_features], y = x · weightᵀ
-  bool fp8 = false;           // stored as F8_E4M3 + weight_scale_inv in the checkpoint
+  WeightFormat format = WeightFormat::kF32;
+  std::vector<float> weight;          // kF32
+  std::vector<uint16_t> weight_bf16;  // kBf16: bf16 bits
+  std::vector<uint8_t> weight_fp8;    // kFp8Block128: e4m3 bytes
+  std::vector<float> scale_inv;       // kFp8Block128: [ceil(out/128), ceil(in/128)]
+  bool fp8 = false;  // F8_E4M3 in the checkpoint (or quantized at load): inputs go through FP8
+  CpuIsa isa = CpuIsa::kPortable;  // the GEMM implementation this weight runs on
+
+  WeightMatrixView view() const;
+  size_t size_bytes() const;  // the weight and its scales as held
 };
+
+// The fp32 values W stands for (what the reference backend holds), whatever its format.
+std::vector<float> DequantizeLinear(const LinearWeight& linear);
 
 struct MlpWeights {
   LinearWeight gate_up;  // [2 * width, hidden]: rows [0, width) gate_proj, then up_proj

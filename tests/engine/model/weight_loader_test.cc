@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 
 #include "engine/io/safetensors_writer.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/model/linear.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "tests/testing/test_checkpoints.h"
 
@@ -112,14 +114,19 @@ TEST(WeightLoaderTest, StreamedLoadEqualsTheWholeLoadLayerByLayer) {
         const DecoderLayerWeights& expected = whole->layers[static_cast<size_t>(index)];
         EXPECT_EQ(layer.input_norm, expected.input_norm) << index;
         EXPECT_EQ(layer.attention.q_b_proj.has_value(), expected.attention.q_b_proj.has_value());
-        EXPECT_EQ(layer.attention.kv_b_proj.weight, expected.attention.kv_b_proj.weight) << index;
-        EXPECT_EQ(layer.attention.o_proj.weight, expected.attention.o_proj.weight) << index;
+        EXPECT_EQ(DequantizeLinear(layer.attention.kv_b_proj),
+                  DequantizeLinear(expected.attention.kv_b_proj))
+            << index;
+        EXPECT_EQ(DequantizeLinear(layer.attention.o_proj),
+                  DequantizeLinear(expected.attention.o_proj))
+            << index;
         EXPECT_EQ(layer.moe.has_value(), expected.moe.has_value()) << index;
         if (layer.moe.has_value()) {
-          EXPECT_EQ(layer.moe->experts.back().down.weight,
-                    expected.moe->experts.back().down.weight);
+          EXPECT_EQ(DequantizeLinear(layer.moe->experts.back().down),
+                    DequantizeLinear(expected.moe->experts.back().down));
         } else {
-          EXPECT_EQ(layer.dense_mlp->gate_up.weight, expected.dense_mlp->gate_up.weight);
+          EXPECT_EQ(DequantizeLinear(layer.dense_mlp->gate_up),
+                    DequantizeLinear(expected.dense_mlp->gate_up));
         }
         order.push_back(index);
         return absl::OkStatus();
@@ -130,7 +137,7 @@ TEST(WeightLoaderTest, StreamedLoadEqualsTheWholeLoadLayerByLayer) {
   EXPECT_EQ(order, expected_order);
   EXPECT_TRUE(non_layer.layers.empty());
   EXPECT_EQ(non_layer.embed_tokens, whole->embed_tokens);
-  EXPECT_EQ(non_layer.lm_head.weight, whole->lm_head.weight);
+  EXPECT_EQ(DequantizeLinear(non_layer.lm_head), DequantizeLinear(whole->lm_head));
 
   int calls = 0;
   status = LoadModelWeightsByLayer(*checkpoint, *config, {}, {}, non_layer,
@@ -156,11 +163,16 @@ TEST(WeightLoaderTest, Fp8WeightsDequantizeWithTheirBlockScales) {
   ASSERT_EQ(s.info->shape, (std::vector<int64_t>{5, 2}));
   const LinearWeight& linear = weights->layers[0].attention.kv_a_proj;
   EXPECT_TRUE(linear.fp8);
+  // Held as the checkpoint's bytes and scales by the fast kernels.
+  EXPECT_EQ(linear.format, WeightFormat::kFp8Block128);
+  EXPECT_TRUE(std::equal(linear.weight_fp8.begin(), linear.weight_fp8.end(), w.bytes.begin(),
+                         w.bytes.end()));
+  const std::vector<float> dequantized = DequantizeLinear(linear);
   for (int64_t row : {0, 127, 128, 511, 512, 575}) {
     for (int64_t col : {0, 127, 128, 255}) {
       const float scale = LoadAsFloat(s.bytes.data(), DType::kF32, (row / 128) * 2 + col / 128);
       const float expected = Fp8E4M3ToFloat(w.bytes[row * 256 + col]) * scale;
-      EXPECT_EQ(linear.weight[row * 256 + col], expected) << row << "," << col;
+      EXPECT_EQ(dequantized[row * 256 + col], expected) << row << "," << col;
     }
   }
 }
@@ -204,6 +216,15 @@ TEST(WeightLoaderTest, NanInFp8ScalesIsAnError) {
   });
   ExpectLoadError(dir, absl::StatusCode::kInvalidArgument,
                   {"model.layers.1.mlp.experts.3.down_proj.weight_scale_inv", "non-finite"});
+}
+
+TEST(WeightLoaderTest, NanInFp8WeightIsAnError) {
+  const std::string dir = MutatedCheckpoint("tiny-v3", true, "nan_fp8", [](auto& tensors) {
+    OwnedTensor* t = FindTensor(tensors, "model.layers.1.mlp.experts.3.down_proj.weight");
+    t->bytes[77] = 0xFF;  // e4m3 S.1111.111: NaN
+  });
+  ExpectLoadError(dir, absl::StatusCode::kInvalidArgument,
+                  {"model.layers.1.mlp.experts.3.down_proj.weight", "NaN", "element 77"});
 }
 
 TEST(WeightLoaderTest, Fp8WeightWithoutScaleIsAnError) {
@@ -251,17 +272,18 @@ void ExpectOnlineQuantized(const LinearWeight& plain, const LinearWeight& online
   ASSERT_FALSE(plain.fp8);
   EXPECT_TRUE(online.fp8);
   const int64_t rows = plain.out_features, cols = plain.in_features;
+  const std::vector<float> plain_values = DequantizeLinear(plain);
   std::vector<float> expected;
   if (split_rows == 0) {
-    expected = QuantizeRoundTrip(plain.weight.data(), rows, cols);
+    expected = QuantizeRoundTrip(plain_values.data(), rows, cols);
   } else {  // fused gate_up: gate and up were quantized as the checkpoint's two tensors
-    expected = QuantizeRoundTrip(plain.weight.data(), split_rows, cols);
+    expected = QuantizeRoundTrip(plain_values.data(), split_rows, cols);
     const std::vector<float> up =
-        QuantizeRoundTrip(plain.weight.data() + split_rows * cols, rows - split_rows, cols);
+        QuantizeRoundTrip(plain_values.data() + split_rows * cols, rows - split_rows, cols);
     expected.insert(expected.end(), up.begin(), up.end());
   }
-  EXPECT_EQ(online.weight, expected);
-  EXPECT_NE(online.weight, plain.weight);  // quantization did change the values
+  EXPECT_EQ(DequantizeLinear(online), expected);
+  EXPECT_NE(DequantizeLinear(online), plain_values);  // quantization did change the values
 }
 
 void ExpectMlpOnlineQuantized(const MlpWeights& plain, const MlpWeights& online,
@@ -283,7 +305,7 @@ TEST(WeightLoaderTest, OnlineFp8QuantizationMatchesDeepSeekBlockRecipe) {
   EXPECT_EQ(online->embed_tokens, plain->embed_tokens);
   EXPECT_EQ(online->final_norm, plain->final_norm);
   EXPECT_FALSE(online->lm_head.fp8);
-  EXPECT_EQ(online->lm_head.weight, plain->lm_head.weight);
+  EXPECT_EQ(DequantizeLinear(online->lm_head), DequantizeLinear(plain->lm_head));
   ASSERT_EQ(online->layers.size(), plain->layers.size());
   int64_t moe_layers = 0;
   for (size_t l = 0; l < plain->layers.size(); ++l) {

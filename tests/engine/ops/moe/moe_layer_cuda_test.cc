@@ -64,7 +64,10 @@ void MakeMlp(TestRng& rng, int64_t hidden, int64_t width, Fp8MlpHostWeights& gpu
     const double a = std::sqrt(3.0 / static_cast<double>(cols));
     const std::vector<float> w = rng.UniformFloats(static_cast<size_t>(rows * cols), -a, a);
     q = QuantizeFp8BlockWeight(w, rows, cols);
-    l = LinearWeight{rows, cols, DequantizeFp8BlockWeight(q.fp8, q.scale_inv, rows, cols), true};
+    l = LinearWeight{.out_features = rows,
+                     .in_features = cols,
+                     .weight = DequantizeFp8BlockWeight(q.fp8, q.scale_inv, rows, cols),
+                     .fp8 = true};
   };
   linear(2 * width, hidden, gpu.gate_up, cpu.gate_up);
   linear(hidden, width, gpu.down, cpu.down);

@@ -1,0 +1,65 @@
+// WeightGemmCpu for AVX2 + FMA: 8 fp32 lanes, for x86-64 CPUs without AVX-512. Compiled with
+// -mavx2 -mfma for this file only (engine/CMakeLists.txt); called only when
+// CpuIsaAvailable(kAvx2).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "engine/ops/linear/weight_gemm.h"
+
+namespace moeserve::engine {
+namespace {
+
+struct Simd {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+
+  static V Zero() { return _mm256_setzero_ps(); }
+  static V Set1(float v) { return _mm256_set1_ps(v); }
+  static V Load(const float* p) { return _mm256_loadu_ps(p); }
+  static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+
+  // A fixed tree: (lanes 0-3 + lanes 4-7), then pairs, then the last two.
+  static float Reduce(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+
+  static V LoadBf16(const uint16_t* p) {
+    const __m256i wide =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+
+  // As the AVX-512 version (weight_gemm_avx512.cc): rebased exponent, subnormals fixed as
+  // 2v − 2^-6, then the sign.
+  static V LoadE4m3(const uint8_t* p) {
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i magnitude =
+        _mm256_add_epi32(_mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7F)), 20),
+                         _mm256_set1_epi32(120 << 23));
+    const V v = _mm256_castsi256_ps(magnitude);
+    const __m256i subnormal =
+        _mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x78)), _mm256_setzero_si256());
+    const V fixed = _mm256_sub_ps(_mm256_add_ps(v, v), _mm256_set1_ps(0x1p-6f));
+    const V value = _mm256_blendv_ps(v, fixed, _mm256_castsi256_ps(subnormal));
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_castps_si256(value), sign));
+  }
+};
+
+#include "engine/ops/linear/weight_gemm_simd.h"
+
+}  // namespace
+
+void WeightGemmAvx2(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
+                    int64_t m, bool accumulate) {
+  GemmDispatchFormat(x, ldx, w, y, ldy, m, accumulate);
+}
+
+}  // namespace moeserve::engine
