@@ -83,6 +83,23 @@ struct CublasLtGemm::Plan {
   cublasLtMatmulAlgo_t algo{};
   bool has_algo = false;
 
+  // The descriptor (fp32 compute and scale, TRANSA = T, TRANSB = N) and the three layouts:
+  // A stored K×m, B stored K×n, D m×n, with the given leading dimensions.
+  absl::Status CreateTn(cudaDataType_t ab_type, cudaDataType_t d_type, int64_t m, int64_t n,
+                        int64_t k, int64_t lda, int64_t ldb, int64_t ldd) {
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(
+        cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const int32_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&a, ab_type, k, m, lda));
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&b, ab_type, k, n, ldb));
+    MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&d, d_type, m, n, ldd));
+    return absl::OkStatus();
+  }
+
   ~Plan() {
     if (d != nullptr) (void)cublasLtMatrixLayoutDestroy(d);
     if (b != nullptr) (void)cublasLtMatrixLayoutDestroy(b);
@@ -159,13 +176,8 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(const PlanKey& key,
   const bool fp8 = key.kind == kFp8WeightIsA || key.kind == kFp8WeightIsB;
   const cudaDataType_t ab_type = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
   const cudaDataType_t d_type = key.kind == kBf16OutF32 ? CUDA_R_32F : CUDA_R_16BF;
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const int32_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+  MOESERVE_RETURN_IF_ERROR(
+      plan->CreateTn(ab_type, d_type, key.m, key.n, key.k, key.k, key.k, key.m));
   if (fp8) {
     // The weight carries 128×128 block scales, the activations 1×128 (reference §5.2).
     const int32_t weight_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
@@ -187,13 +199,6 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(const PlanKey& key,
     MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scales.b, sizeof scales.b));
   }
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&plan->a, ab_type, key.k, key.m, key.k));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&plan->b, ab_type, key.k, key.n, key.k));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&plan->d, d_type, key.m, key.n, key.m));
-
   MOESERVE_RETURN_IF_ERROR(ChooseAlgorithm(*plan, key));
   Plan* raw = plan->has_algo ? plan.get() : nullptr;
   plans_.emplace(key, std::move(plan));
@@ -253,19 +258,8 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetBatchedPlan(const StridedBa
     return it->second->has_algo ? it->second.get() : nullptr;
   }
   auto plan = std::make_unique<Plan>();
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const int32_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_16BF, s.k, s.n, s.w_ld));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_16BF, s.k, s.m, s.x_ld));
-  MOESERVE_CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_16BF, s.n, s.m, s.y_ld));
+  MOESERVE_RETURN_IF_ERROR(
+      plan->CreateTn(CUDA_R_16BF, CUDA_R_16BF, s.n, s.m, s.k, s.w_ld, s.x_ld, s.y_ld));
   const int32_t batch = static_cast<int32_t>(s.batch);
   const std::pair<cublasLtMatrixLayout_t, int64_t> layouts[] = {
       {plan->a, s.w_batch_stride}, {plan->b, s.x_batch_stride}, {plan->d, s.y_batch_stride}};
