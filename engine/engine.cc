@@ -210,12 +210,16 @@ void Engine::Run() {
       loop_.RunOnce();
     }
     const bool done = shutdown.has_value() && !loop_.HasWork();
+    bool finished = false;
     {
       std::lock_guard lock(mu_);
       loop_.FillStats(stats_);
       stats_.num_waiting += static_cast<int64_t>(inbox_.size());
-      if (done && inbox_.empty()) return;
+      finished = done && inbox_.empty();
     }
+    // Stats first, then the events: a client that has its final event sees it in Stats().
+    loop_.DeliverEvents();
+    if (finished) return;
   }
 }
 

@@ -29,7 +29,16 @@ void EngineLoop::EndSequence(Sequence* sequence, TokenEvent final_event) {
     metrics_->OnRequestFinished(*final_event.finish, final_event.usage, final_event.timestamps);
   }
   if (request_ended_) request_ended_(owned->request.request_id);
-  owned->sink->OnEvent(std::move(final_event));
+  Emit(owned->sink, std::move(final_event));
+}
+
+void EngineLoop::Emit(TokenSink* sink, TokenEvent event) {
+  pending_events_.emplace_back(sink, std::move(event));
+}
+
+void EngineLoop::DeliverEvents() {
+  for (auto& [sink, event] : pending_events_) sink->OnEvent(std::move(event));
+  pending_events_.clear();
 }
 
 bool EngineLoop::AbortRequest(const std::string& request_id) {
@@ -79,7 +88,7 @@ void EngineLoop::RunOnce() {
     if (event.finish) {
       EndSequence(s, std::move(event));
     } else {
-      s->sink->OnEvent(std::move(event));
+      Emit(s->sink, std::move(event));
     }
   }
   ++total_steps_;

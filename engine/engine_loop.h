@@ -8,6 +8,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/engine_options.h"
 #include "engine/engine_stats.h"
@@ -41,8 +43,12 @@ class EngineLoop {
   bool AbortRequest(const std::string& request_id);
   void AbortAll();
 
-  // Runs one step if there is work.
+  // Runs one step if there is work. The step's events (and those of AbortRequest/AbortAll)
+  // are held until DeliverEvents, so that the caller can publish the stats of the step first:
+  // a client that has seen a request's final event then never scrapes it as still running.
   void RunOnce();
+  // Hands the held events to their sinks, in the order they were made.
+  void DeliverEvents();
 
   bool HasWork() const { return scheduler_.HasWork(); }
   void FillStats(EngineStats& stats) const;
@@ -52,6 +58,9 @@ class EngineLoop {
   void EndSequence(Sequence* sequence, TokenEvent final_event);
   // First-token or inter-token latency of a token just appended to `s`.
   void RecordTokenLatency(Sequence& s);
+
+  // Queues `event` for `sink` (delivered by DeliverEvents).
+  void Emit(TokenSink* sink, TokenEvent event);
 
   const Tokenizer* tokenizer_;
   MetricsRecorder* metrics_;
@@ -63,6 +72,7 @@ class EngineLoop {
   int64_t total_steps_ = 0;
   int64_t total_generated_tokens_ = 0;
   StepStats last_step_;
+  std::vector<std::pair<TokenSink*, TokenEvent>> pending_events_;
 };
 
 }  // namespace moeserve::engine

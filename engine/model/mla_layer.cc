@@ -52,7 +52,8 @@ void AttendNaive(const Dims& d, const MlaWeights& w, const ForwardBatch& batch, 
                       .rope_dim = d.rope,
                       .v_dim = d.v,
                       .softmax_scale = scale,
-                      .out = attn + first * d.heads * d.v};
+                      .out = attn + first * d.heads * d.v,
+                      .isa = w.kv_b_proj.isa};
   MhaPrefillCpu(args);
 }
 
@@ -108,7 +109,8 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
                      .v_dim = d.rank,
                      .block_size = kKvBlockSize,
                      .softmax_scale = scale,
-                     .out = o_lat.data()};
+                     .out = o_lat.data(),
+                     .isa = w.kv_b_proj.isa};
   MlaDecodeCpu(args);
 
   std::vector<float> o_heads(static_cast<size_t>(n * d.heads * d.v));

@@ -1,12 +1,105 @@
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "engine/ops/attention/mla_decode.h"
+#include "engine/ops/linear/gemm_nn.h"
+#include "engine/ops/linear/weight_gemm.h"
 
 namespace moeserve::engine {
+namespace {
+
+// Columns of the latent value one thread sums for all heads: a multiple of every ISA's GemmNn
+// tile (64 AVX-512, 32 AVX2 columns).
+constexpr int64_t kColumnSlice = 128;
+
+// One query token against its visible keys, block by block of the paged cache (each block's
+// rows are contiguous [block_size, kv_dim]): scores [heads, visible] = Q·blockᵀ for all heads
+// at once, softmax per head, then out = Σ_blocks P_block · c_kv_block.
+void DecodeOneQuery(const MlaDecodeArgs& a, const int32_t* block_table, int64_t token,
+                    int64_t visible, std::vector<float>& probs) {
+  const float* q = a.q + token * a.num_heads * a.kv_dim;
+  float* out = a.out + token * a.num_heads * a.v_dim;
+  if (visible <= 0) {  // as the reference: out = 0, lse = +inf
+    std::fill(out, out + a.num_heads * a.v_dim, 0.0f);
+    if (a.lse != nullptr) {
+      std::fill(a.lse + token * a.num_heads, a.lse + (token + 1) * a.num_heads,
+                std::numeric_limits<float>::infinity());
+    }
+    return;
+  }
+  probs.resize(static_cast<size_t>(a.num_heads * visible));
+  const int64_t num_blocks = (visible + a.block_size - 1) / a.block_size;
+  auto block_keys = [&](int64_t b) {
+    return a.pages + static_cast<int64_t>(block_table[b]) * a.block_size * a.kv_dim;
+  };
+  // Threads take whole blocks (their score columns are disjoint); the GEMM inside then runs on
+  // one thread. One parallel region per query instead of one per block.
+  const bool parallel = a.num_heads * visible * a.kv_dim > (1 << 16);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    const int64_t j0 = b * a.block_size;
+    const int64_t rows = std::min(a.block_size, visible - j0);
+    const WeightMatrixView keys{WeightFormat::kF32, block_keys(b), nullptr, rows, a.kv_dim};
+    WeightGemmCpu(q, a.kv_dim, keys, probs.data() + j0, visible, a.num_heads,
+                  /*accumulate=*/false, a.isa);
+  }
+  std::vector<float> sums(static_cast<size_t>(a.num_heads)), maxima(sums.size());
+  for (int64_t h = 0; h < a.num_heads; ++h) {
+    float* row = probs.data() + h * visible;
+    float max_score = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < visible; ++j) {
+      row[j] *= a.softmax_scale;
+      max_score = std::max(max_score, row[j]);
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < visible; ++j) {
+      row[j] = std::exp(row[j] - max_score);
+      sum += row[j];
+    }
+    sums[h] = sum;
+    maxima[h] = max_score;
+  }
+  // Threads take column slices of out; each slice still sums the blocks in order, so the
+  // result does not depend on the number of threads.
+  const int64_t num_slices = (a.v_dim + kColumnSlice - 1) / kColumnSlice;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < num_slices; ++c) {
+    const int64_t c0 = c * kColumnSlice;
+    const int64_t width = std::min(kColumnSlice, a.v_dim - c0);
+    for (int64_t b = 0; b < num_blocks; ++b) {
+      const int64_t j0 = b * a.block_size;
+      const int64_t rows = std::min(a.block_size, visible - j0);
+      GemmNnCpu(probs.data() + j0, visible, block_keys(b) + c0, a.kv_dim, out + c0, a.v_dim,
+                a.num_heads, width, rows, /*accumulate=*/b > 0, a.isa);
+    }
+  }
+  for (int64_t h = 0; h < a.num_heads; ++h) {
+    const float inv_sum = sums[h] > 0.0f ? 1.0f / sums[h] : 0.0f;
+    for (int64_t d = 0; d < a.v_dim; ++d) out[h * a.v_dim + d] *= inv_sum;
+    if (a.lse != nullptr) {
+      a.lse[token * a.num_heads + h] =
+          sums[h] > 0.0f ? maxima[h] + std::log(sums[h]) : std::numeric_limits<float>::infinity();
+    }
+  }
+}
+
+}  // namespace
 
 void MlaDecodeCpu(const MlaDecodeArgs& a) {
+  if (a.isa != CpuIsa::kPortable) {
+    std::vector<float> probs;
+    for (int64_t s = 0; s < a.num_seqs; ++s) {
+      const int64_t q_begin = a.query_start_loc[s];
+      const int64_t num_queries = a.query_start_loc[s + 1] - q_begin;
+      for (int64_t i = 0; i < num_queries; ++i) {
+        DecodeOneQuery(a, a.block_tables + s * a.max_blocks_per_seq, q_begin + i,
+                       a.seq_lens[s] - num_queries + i + 1, probs);
+      }
+    }
+    return;
+  }
   for (int64_t s = 0; s < a.num_seqs; ++s) {
     const int64_t q_begin = a.query_start_loc[s];
     const int64_t num_queries = a.query_start_loc[s + 1] - q_begin;

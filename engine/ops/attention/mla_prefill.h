@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "engine/ops/cpu/cpu_features.h"
+
 namespace moeserve::engine {
 
 struct MhaPrefillArgs {
@@ -23,6 +25,10 @@ struct MhaPrefillArgs {
   int64_t v_dim = 128;
   float softmax_scale = 0.0f;
   float* out = nullptr;  // [num_queries, num_heads, v_dim]
+  // kPortable: the scalar reference loops. kAvx2/kAvx512: per head, S = Q·Kᵀ by WeightGemmCpu
+  // and P·V by GemmNnCpu on that instruction set; every query's result is independent of the
+  // other queries and of masked keys in its call, so chunking and batching do not change it.
+  CpuIsa isa = CpuIsa::kPortable;
 };
 
 void MhaPrefillCpu(const MhaPrefillArgs& args);

@@ -11,8 +11,8 @@
 // Implementations, side by side, tested against each other (weight_gemm_test.cc):
 //   kPortable — dequantizes 64 weight rows at a time and runs GemmCpu on them: bit-identical to
 //               the fp32 reference backend on the dequantized weights;
-//   kAvx2     — 8-lane FMA micro-tiles (weight_gemm_avx2.cc);
-//   kAvx512   — 16-lane FMA micro-tiles (weight_gemm_avx512.cc).
+//   kAvx2     — 8-lane FMA micro-tiles (kernels_avx2.cc);
+//   kAvx512   — 16-lane FMA micro-tiles (kernels_avx512.cc).
 // The model's linears (engine/model/linear.h) call it with BestCpuIsa().
 #pragma once
 

@@ -1,6 +1,6 @@
-// The micro-kernel shared by weight_gemm_avx2.cc and weight_gemm_avx512.cc (not a public
-// header). Each of those files defines `struct Simd` (its vector type, lane count and the
-// intrinsics for loads, conversions, FMA and the horizontal sum) inside an anonymous namespace
+// The micro-kernel shared by kernels_avx2.cc and kernels_avx512.cc (not a public
+// header). Each of those files includes its `struct Simd` (engine/ops/cpu/simd_*.h: vector type,
+// lane count, loads, conversions, FMA, the horizontal sum) inside an anonymous namespace
 // and then includes this file there, so each copy is compiled with its own target flags and the
 // two never meet at link time.
 //

@@ -4,6 +4,9 @@
 //   and 200 keys in pages with shuffled block ids, several causal queries per sequence, and lse;
 // - MhaPrefillCpu (naive form) vs causal multi-head attention over k = [k_nope | shared k_pe];
 // - WriteLatentCacheCpu / GatherLatentCacheCpu round trips, padding slots skipped.
+// Both attention ops run on every instruction set this CPU has (the scalar reference and the
+// GEMM-based AVX2/AVX-512 paths, against the same double references); the SIMD paths must also
+// give a query bit-identical results whether it is prefilled in one chunk or several.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
+#include "engine/ops/cpu/cpu_features.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
 
@@ -122,7 +126,16 @@ void ReferenceDecode(const DecodeCase& dc, const PagedCache& cache, const std::v
   }
 }
 
-void CheckDecode(TestRng& rng, const DecodeCase& dc) {
+// The instruction sets of the attention ops that this CPU can run.
+std::vector<CpuIsa> AvailableIsas() {
+  std::vector<CpuIsa> isas;
+  for (const CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    if (CpuIsaAvailable(isa)) isas.push_back(isa);
+  }
+  return isas;
+}
+
+void CheckDecodeOnIsa(TestRng& rng, const DecodeCase& dc, CpuIsa isa) {
   const PagedCache cache = MakePagedCache(rng, dc.seq_lens, dc.block_size, dc.kv_dim);
   std::vector<int32_t> query_start_loc = {0};
   for (int32_t n : dc.queries_per_seq) query_start_loc.push_back(query_start_loc.back() + n);
@@ -147,6 +160,7 @@ void CheckDecode(TestRng& rng, const DecodeCase& dc) {
   args.softmax_scale = kV3SoftmaxScale;
   args.out = out.data();
   args.lse = lse.data();
+  args.isa = isa;
   MlaDecodeCpu(args);
 
   std::vector<double> out_ref;
@@ -155,6 +169,13 @@ void CheckDecode(TestRng& rng, const DecodeCase& dc) {
   EXPECT_TRUE(MaxRelErrorAtMost(out, out_ref, 1e-5));
   for (size_t i = 0; i < lse.size(); ++i) {
     EXPECT_NEAR(lse[i], lse_ref[i], 1e-5 * std::max(1.0, std::fabs(lse_ref[i]))) << "lse " << i;
+  }
+}
+
+void CheckDecode(TestRng& rng, const DecodeCase& dc) {
+  for (const CpuIsa isa : AvailableIsas()) {
+    SCOPED_TRACE(CpuIsaName(isa));
+    CheckDecodeOnIsa(rng, dc, isa);
   }
 }
 
@@ -221,9 +242,15 @@ TEST(MlaDecodeCpuTest, QueryWithNoKeysGetsZeroOutputAndInfiniteLse) {
   args.softmax_scale = kV3SoftmaxScale;
   args.out = out.data();
   args.lse = lse.data();
-  MlaDecodeCpu(args);
-  for (float v : out) EXPECT_EQ(v, 0.0f);
-  for (float v : lse) EXPECT_EQ(v, std::numeric_limits<float>::infinity());
+  for (const CpuIsa isa : AvailableIsas()) {
+    SCOPED_TRACE(CpuIsaName(isa));
+    std::fill(out.begin(), out.end(), kNaN);
+    std::fill(lse.begin(), lse.end(), kNaN);
+    args.isa = isa;
+    MlaDecodeCpu(args);
+    for (float v : out) EXPECT_EQ(v, 0.0f);
+    for (float v : lse) EXPECT_EQ(v, std::numeric_limits<float>::infinity());
+  }
 }
 
 // ---------- Prefill (MHA form).
@@ -255,8 +282,6 @@ TEST(MhaPrefillCpuTest, MatchesNaiveCausalAttention) {
     const int64_t k_pe_offset = c.k_pe_stride - c.rope_dim;
     const std::vector<float> k_pe_rows =
         rng.NormalFloats(static_cast<size_t>(c.ctx * c.k_pe_stride));
-    std::vector<float> out(static_cast<size_t>(c.num_queries * c.num_heads * c.v_dim), kNaN);
-
     MhaPrefillArgs args;
     args.q = q.data();
     args.k_nope_v = k_nope_v.data();
@@ -269,12 +294,10 @@ TEST(MhaPrefillCpuTest, MatchesNaiveCausalAttention) {
     args.rope_dim = c.rope_dim;
     args.v_dim = c.v_dim;
     args.softmax_scale = kV3SoftmaxScale;
-    args.out = out.data();
-    MhaPrefillCpu(args);
 
     // Naive causal MHA: k_h = [k_nope_h | k_pe] (k_pe shared by all heads), v_h; query i is at
     // absolute position ctx − n + i and sees keys at positions ≤ its own.
-    std::vector<double> expected(out.size(), 0.0);
+    std::vector<double> expected(static_cast<size_t>(c.num_queries * c.num_heads * c.v_dim), 0.0);
     for (int64_t i = 0; i < c.num_queries; ++i) {
       const int64_t position = c.ctx - c.num_queries + i;
       for (int64_t h = 0; h < c.num_heads; ++h) {
@@ -301,7 +324,53 @@ TEST(MhaPrefillCpuTest, MatchesNaiveCausalAttention) {
         }
       }
     }
-    EXPECT_TRUE(MaxRelErrorAtMost(out, expected, 1e-5));
+    for (const CpuIsa isa : AvailableIsas()) {
+      SCOPED_TRACE(CpuIsaName(isa));
+      std::vector<float> out(static_cast<size_t>(c.num_queries * c.num_heads * c.v_dim), kNaN);
+      args.out = out.data();
+      args.isa = isa;
+      MhaPrefillCpu(args);
+      EXPECT_TRUE(MaxRelErrorAtMost(out, expected, 1e-5));
+    }
+  }
+}
+
+// Chunked prefill: the last n queries of a prompt computed as one chunk over the whole context,
+// or as two chunks (the first over a shorter context), give each query bit-identical outputs
+// on every instruction set: its result depends only on the keys it sees.
+TEST(MhaPrefillCpuTest, QueriesAreBitIdenticalWhateverTheChunking) {
+  TestRng rng(testing::kDefaultTestSeed + 3);
+  const int64_t ctx = 150, n = 90, split = 37, heads = 3, nope = 128, rope = 64, v = 128;
+  const int64_t qk_dim = nope + rope, kv_width = nope + v;
+  const std::vector<float> q = rng.NormalFloats(static_cast<size_t>(n * heads * qk_dim));
+  const std::vector<float> k_nope_v = rng.NormalFloats(static_cast<size_t>(ctx * heads * kv_width));
+  const std::vector<float> k_pe = rng.NormalFloats(static_cast<size_t>(ctx * rope));
+  auto run = [&](int64_t first_query, int64_t num_queries, int64_t context, CpuIsa isa) {
+    std::vector<float> out(static_cast<size_t>(num_queries * heads * v), kNaN);
+    MhaPrefillArgs args{.q = q.data() + first_query * heads * qk_dim,
+                        .k_nope_v = k_nope_v.data(),
+                        .k_pe = k_pe.data(),
+                        .k_pe_stride = rope,
+                        .num_queries = num_queries,
+                        .ctx = context,
+                        .num_heads = heads,
+                        .nope_dim = nope,
+                        .rope_dim = rope,
+                        .v_dim = v,
+                        .softmax_scale = kV3SoftmaxScale,
+                        .out = out.data(),
+                        .isa = isa};
+    MhaPrefillCpu(args);
+    return out;
+  };
+  for (const CpuIsa isa : AvailableIsas()) {
+    SCOPED_TRACE(CpuIsaName(isa));
+    const std::vector<float> whole = run(0, n, ctx, isa);
+    std::vector<float> chunked = run(0, split, ctx - n + split, isa);
+    const std::vector<float> rest = run(split, n - split, ctx, isa);
+    chunked.insert(chunked.end(), rest.begin(), rest.end());
+    ASSERT_EQ(chunked.size(), whole.size());
+    for (size_t i = 0; i < whole.size(); ++i) ASSERT_EQ(chunked[i], whole[i]) << "element " << i;
   }
 }
 

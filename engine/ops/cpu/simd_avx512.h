@@ -1,15 +1,7 @@
-// WeightGemmCpu for AVX-512 (F/BW/VL/DQ): 16 fp32 lanes. Compiled with -mavx512* for this file
-// only (engine/CMakeLists.txt); called only when CpuIsaAvailable(kAvx512).
-#include <immintrin.h>
-
-#include <algorithm>
-#include <cstdint>
-#include <cstring>
-
-#include "engine/ops/linear/weight_gemm.h"
-
-namespace moeserve::engine {
-namespace {
+// `struct Simd` for AVX-512 (F/BW/VL/DQ): 16 fp32 lanes, the vector vocabulary of the CPU
+// kernel templates (ops/linear/*_simd.h). Not a public header: include it inside an anonymous
+// namespace of a file compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq, after
+// <immintrin.h>, so its copy never meets another ISA's at link time.
 
 struct Simd {
   using V = __m512;
@@ -18,6 +10,7 @@ struct Simd {
   static V Zero() { return _mm512_setzero_ps(); }
   static V Set1(float v) { return _mm512_set1_ps(v); }
   static V Load(const float* p) { return _mm512_loadu_ps(p); }
+  static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float Reduce(V v) { return _mm512_reduce_add_ps(v); }
@@ -46,14 +39,3 @@ struct Simd {
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
   }
 };
-
-#include "engine/ops/linear/weight_gemm_simd.h"
-
-}  // namespace
-
-void WeightGemmAvx512(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
-                      int64_t m, bool accumulate) {
-  GemmDispatchFormat(x, ldx, w, y, ldy, m, accumulate);
-}
-
-}  // namespace moeserve::engine

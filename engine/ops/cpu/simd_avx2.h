@@ -1,16 +1,5 @@
-// WeightGemmCpu for AVX2 + FMA: 8 fp32 lanes, for x86-64 CPUs without AVX-512. Compiled with
-// -mavx2 -mfma for this file only (engine/CMakeLists.txt); called only when
-// CpuIsaAvailable(kAvx2).
-#include <immintrin.h>
-
-#include <algorithm>
-#include <cstdint>
-#include <cstring>
-
-#include "engine/ops/linear/weight_gemm.h"
-
-namespace moeserve::engine {
-namespace {
+// `struct Simd` for AVX2 + FMA: 8 fp32 lanes (see simd_avx512.h). Not a public header: include
+// it inside an anonymous namespace of a file compiled with -mavx2 -mfma, after <immintrin.h>.
 
 struct Simd {
   using V = __m256;
@@ -19,6 +8,7 @@ struct Simd {
   static V Zero() { return _mm256_setzero_ps(); }
   static V Set1(float v) { return _mm256_set1_ps(v); }
   static V Load(const float* p) { return _mm256_loadu_ps(p); }
+  static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 
@@ -36,7 +26,7 @@ struct Simd {
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
   }
 
-  // As the AVX-512 version (weight_gemm_avx512.cc): rebased exponent, subnormals fixed as
+  // As the AVX-512 version (simd_avx512.h): rebased exponent, subnormals fixed as
   // 2v − 2^-6, then the sign.
   static V LoadE4m3(const uint8_t* p) {
     const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
@@ -52,14 +42,3 @@ struct Simd {
     return _mm256_castsi256_ps(_mm256_or_si256(_mm256_castps_si256(value), sign));
   }
 };
-
-#include "engine/ops/linear/weight_gemm_simd.h"
-
-}  // namespace
-
-void WeightGemmAvx2(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
-                    int64_t m, bool accumulate) {
-  GemmDispatchFormat(x, ldx, w, y, ldy, m, accumulate);
-}
-
-}  // namespace moeserve::engine

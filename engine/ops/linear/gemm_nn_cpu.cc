@@ -1,0 +1,42 @@
+#include <cmath>
+#include <vector>
+
+#include "engine/ops/linear/gemm_nn.h"
+
+namespace moeserve::engine {
+namespace {
+
+void GemmNnPortable(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
+                    int64_t m, int64_t n, int64_t k, bool accumulate) {
+#pragma omp parallel for schedule(static) if (m * n * k > (1 << 16))
+  for (int64_t i = 0; i < m; ++i) {
+    std::vector<float> acc(static_cast<size_t>(n), 0.0f);
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const float xv = x[i * ldx + kk];
+      const float* row = v + kk * ldv;
+      for (int64_t j = 0; j < n; ++j) acc[j] = std::fma(xv, row[j], acc[j]);
+    }
+    float* out = y + i * ldy;
+    for (int64_t j = 0; j < n; ++j) out[j] = accumulate ? out[j] + acc[j] : acc[j];
+  }
+}
+
+}  // namespace
+
+void GemmNnCpu(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
+               int64_t m, int64_t n, int64_t k, bool accumulate, CpuIsa isa) {
+  if (m <= 0 || n <= 0) return;
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      GemmNnAvx512(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
+      return;
+    case CpuIsa::kAvx2:
+      GemmNnAvx2(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
+      return;
+    case CpuIsa::kPortable:
+      GemmNnPortable(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
+      return;
+  }
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,33 @@
+// The AVX2 + FMA builds of ops/linear's CPU kernels, WeightGemmCpu and GemmNnCpu: 8 fp32 lanes,
+// for x86-64 CPUs without AVX-512. Compiled with -mavx2 -mfma for this file only
+// (engine/CMakeLists.txt); called only when CpuIsaAvailable(kAvx2).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "engine/ops/linear/gemm_nn.h"
+#include "engine/ops/linear/weight_gemm.h"
+
+namespace moeserve::engine {
+namespace {
+
+#include "engine/ops/cpu/simd_avx2.h"
+#include "engine/ops/linear/gemm_nn_simd.h"
+#include "engine/ops/linear/weight_gemm_simd.h"
+
+}  // namespace
+
+void WeightGemmAvx2(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
+                    int64_t m, bool accumulate) {
+  GemmDispatchFormat(x, ldx, w, y, ldy, m, accumulate);
+}
+
+void GemmNnAvx2(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
+                int64_t m, int64_t n, int64_t k, bool accumulate) {
+  GemmNnAllTiles(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
+}
+
+}  // namespace moeserve::engine
