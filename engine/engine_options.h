@@ -11,8 +11,13 @@ struct EngineOptions {
   int64_t num_kv_blocks = 256;           // of 64 tokens each (from the memory planner or a flag)
   int64_t max_num_seqs = 64;             // running sequences per step
   int64_t max_num_batched_tokens = 512;  // token budget of one step (chunked prefill)
-  int64_t max_model_len = 4096;          // prompt + generated tokens of one sequence
-  int64_t max_waiting_requests = 1024;   // beyond this Submit answers ResourceExhausted
+  // Prompts prefilled in one step at most (vLLM's max_num_partial_prefills), and the chunk cap
+  // of each while several compete (long_prefill_token_threshold; 0 = a quarter of the budget):
+  // a short prompt behind a long one starts within a step (engine/scheduler/scheduler.h).
+  int64_t max_num_partial_prefills = 4;
+  int64_t long_prefill_token_threshold = 0;
+  int64_t max_model_len = 4096;         // prompt + generated tokens of one sequence
+  int64_t max_waiting_requests = 1024;  // beyond this Submit answers ResourceExhausted
   // Blocks kept free when admitting new prompts, so running decodes rarely preempt (vLLM's
   // watermark, 1% by default).
   double admission_watermark = 0.01;

@@ -73,6 +73,14 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
       ->capture_default_str();
   app.add_option("--max-num-seqs", o.max_num_seqs, "sequences running at once")
       ->capture_default_str();
+  app.add_option("--max-num-partial-prefills", o.max_num_partial_prefills,
+                 "prompts prefilled in one engine step at most")
+      ->capture_default_str();
+  app.add_option("--long-prefill-token-threshold", o.long_prefill_token_threshold,
+                 "while several prompts wait, each prefill chunk takes at most this many tokens, "
+                 "so short prompts are not held up by long ones (0 = a quarter of "
+                 "--max-num-batched-tokens)")
+      ->capture_default_str();
   auto* kv_bytes = app.add_option("--kv-cache-memory-bytes", o.kv_cache_memory_bytes,
                                   "KV cache size in bytes (whole 64-token blocks)");
   auto* kv_tokens =
@@ -165,6 +173,14 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return s;
   }
   if (absl::Status s = CheckPositive("--max-num-seqs", o.max_num_seqs); !s.ok()) return s;
+  if (absl::Status s = CheckPositive("--max-num-partial-prefills", o.max_num_partial_prefills);
+      !s.ok()) {
+    return s;
+  }
+  if (o.long_prefill_token_threshold < 0) {
+    return Invalid(absl::StrCat("--long-prefill-token-threshold must be >= 0, got ",
+                                o.long_prefill_token_threshold));
+  }
   if (o.max_queue < 0) return Invalid(absl::StrCat("--max-queue must be >= 0, got ", o.max_queue));
   if (o.kv_cache_memory_bytes < 0) {
     return Invalid(
@@ -286,6 +302,8 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
   options.num_kv_blocks = *blocks;
   options.max_num_seqs = o.max_num_seqs;
   options.max_num_batched_tokens = o.max_num_batched_tokens;
+  options.max_num_partial_prefills = o.max_num_partial_prefills;
+  options.long_prefill_token_threshold = o.long_prefill_token_threshold;
   options.max_model_len = max_model_len;
   options.max_waiting_requests = o.max_queue;
   options.enable_prefix_caching = o.enable_prefix_caching;

@@ -44,6 +44,8 @@ struct ServerOptions {
 
   // Engine limits (0 = unset where noted).
   int64_t max_num_batched_tokens = 512;
+  int64_t max_num_partial_prefills = 4;      // prompts prefilled in one step at most
+  int64_t long_prefill_token_threshold = 0;  // chunk cap while prompts compete; 0 = budget / 4
   int64_t max_num_seqs = 64;
   int64_t kv_cache_memory_bytes = 0;  // 0 = unset
   int64_t kv_cache_tokens = 0;        // 0 = unset

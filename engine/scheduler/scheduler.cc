@@ -51,51 +51,71 @@ void Scheduler::Preempt(Sequence* victim) {
 ScheduledBatch Scheduler::Schedule() {
   ScheduledBatch batch;
   int64_t budget = options_.max_num_batched_tokens;
+  std::vector<Sequence*> scheduled;
   const auto add = [&](Sequence* s, int64_t n) {
     const bool samples = s->num_computed_tokens + n == s->num_tokens();
     batch.sequences.push_back({s, n, samples});
     (n == 1 && s->num_computed_tokens >= s->num_prompt_tokens ? batch.num_decode_tokens
                                                               : batch.num_prefill_tokens) += n;
     budget -= n;
+    scheduled.push_back(s);
   };
-
-  // 1. Running sequences, most important first.
-  std::sort(running_.begin(), running_.end(), ServedBefore);
-  std::vector<Sequence*> scheduled;
-  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
-    Sequence* s = running_[i];
-    const int64_t n = std::min(s->num_uncomputed(), budget);
-    if (n <= 0) continue;
-    bool preempted_self = false;
+  // Finds KV blocks for n more tokens of running sequence s, preempting less important running
+  // sequences; false when s itself had to give way.
+  const auto make_room = [&](Sequence* s, int64_t n) {
     while (!kv_cache_.Allocate(s->block_table, s->num_computed_tokens + n)) {
       Sequence* victim = PreemptionVictim();
       if (std::find(scheduled.begin(), scheduled.end(), victim) != scheduled.end() || victim == s) {
         // Nothing less important left to take from: this sequence waits instead.
         Preempt(s);
         ++batch.num_preempted;
-        preempted_self = true;
-        break;
+        return false;
       }
       Preempt(victim);
       ++batch.num_preempted;
     }
-    if (preempted_self) {
-      --i;  // running_ shrank at this position
-      continue;
-    }
-    add(s, n);
-    scheduled.push_back(s);
+    return true;
+  };
+
+  // 1. Decodes of running sequences, most important first: one token each.
+  std::sort(running_.begin(), running_.end(), ServedBefore);
+  const std::vector<Sequence*> by_service = running_;
+  for (Sequence* s : by_service) {
+    if (budget <= 0) break;
+    if (s->status != SequenceStatus::kRunning || s->num_uncomputed() != 1) continue;
+    if (make_room(s, 1)) add(s, 1);
   }
 
-  // 2. Waiting sequences in order, unless this step had to preempt.
+  // 2. Prefill chunks: running sequences' partial prefills, then new admissions. A long prompt
+  //    takes at most long_prefill_token_threshold tokens while another prompt is waiting for
+  //    the step, so short prompts behind it start at once (vLLM's partial prefills).
+  const int64_t partial_prefills = std::count_if(
+      by_service.begin(), by_service.end(),
+      [](Sequence* s) { return s->status == SequenceStatus::kRunning && s->num_uncomputed() > 1; });
+  const bool can_admit = static_cast<int64_t>(running_.size()) < options_.max_num_seqs;
+  const bool prompts_compete =
+      partial_prefills + (can_admit ? static_cast<int64_t>(waiting_.size()) : 0) > 1;
+  const int64_t chunk_cap = prompts_compete ? LongPrefillThreshold() : budget;
+  int64_t num_prefills = 0;
+  for (Sequence* s : by_service) {
+    if (budget <= 0 || num_prefills >= options_.max_num_partial_prefills) break;
+    if (s->status != SequenceStatus::kRunning || s->num_uncomputed() <= 1) continue;
+    const int64_t n = std::min({s->num_uncomputed(), budget, chunk_cap});
+    if (!make_room(s, n)) continue;
+    add(s, n);
+    ++num_prefills;
+  }
+
+  // 3. Waiting sequences in order, unless this step had to preempt.
   while (batch.num_preempted == 0 && budget > 0 && !waiting_.empty() &&
+         num_prefills < options_.max_num_partial_prefills &&
          static_cast<int64_t>(running_.size()) < options_.max_num_seqs) {
     Sequence* s = waiting_.front();
     const bool first_admission = !s->timestamps.scheduled.has_value();
     int64_t cached = 0;
     if (s->block_table.empty()) cached = kv_cache_.MatchPrefix(s->tokens, s->block_table);
     const int64_t computed = cached;
-    const int64_t n = std::min(s->num_tokens() - computed, budget);
+    const int64_t n = std::min({s->num_tokens() - computed, budget, chunk_cap});
     const int64_t needed = kv_cache_.BlocksNeeded(s->block_table, computed + n);
     // The watermark keeps room for running decodes; with nothing running it would only
     // keep a large prompt out forever.
@@ -114,8 +134,16 @@ ScheduledBatch Scheduler::Schedule() {
     waiting_.erase(waiting_.begin());
     running_.push_back(s);
     add(s, n);
+    ++num_prefills;
   }
   return batch;
+}
+
+int64_t Scheduler::LongPrefillThreshold() const {
+  const int64_t threshold = options_.long_prefill_token_threshold > 0
+                                ? options_.long_prefill_token_threshold
+                                : options_.max_num_batched_tokens / 4;
+  return std::max<int64_t>(threshold, 1);
 }
 
 void Scheduler::CommitComputed(const ScheduledBatch& batch) {

@@ -1,15 +1,17 @@
 // Iteration-level scheduling: which sequences run in the next step, and with how many tokens.
 //
 // Rules (vLLM's V1 scheduler, chunked prefill always on):
-//  1. Running sequences first, in priority then arrival order: decodes take one token, and a
-//     sequence whose prompt is still being prefilled takes the next chunk, all within the
-//     step's token budget. When a running sequence needs a KV block and none is available,
-//     the lowest-priority, latest-arrived running sequence is preempted (recompute: its blocks
-//     are freed, it returns to the waiting queue keeping its generated tokens).
-//  2. Then waiting sequences in priority then arrival order, strictly (no skipping ahead):
-//     each reuses its longest cached prefix, takes a chunk of what remains, and is admitted
-//     only if the blocks leave the admission watermark free. No admissions in a step that
-//     preempted.
+//  1. Decodes of running sequences first, in priority then arrival order, one token each,
+//     within the step's token budget. When a running sequence needs a KV block and none is
+//     available, the lowest-priority, latest-arrived running sequence is preempted (recompute:
+//     its blocks are freed, it returns to the waiting queue keeping its generated tokens).
+//  2. Then prefill chunks, at most max_num_partial_prefills per step: running sequences whose
+//     prompt is still being prefilled, then waiting sequences in priority then arrival order,
+//     strictly (no skipping ahead). A waiting sequence reuses its longest cached prefix and is
+//     admitted only if the blocks leave the admission watermark free; no admissions in a step
+//     that preempted. While more than one prompt competes for the step, each chunk is capped at
+//     long_prefill_token_threshold, so a short prompt that arrives behind a long one is
+//     prefilled in the next step instead of after it (vLLM's partial prefills).
 // The scheduler owns every Sequence and the KvCacheManager; engine thread only.
 #pragma once
 
@@ -59,6 +61,8 @@ class Scheduler {
 
  private:
   void Preempt(Sequence* victim);
+  // The chunk cap of a prefill while prompts compete (EngineOptions).
+  int64_t LongPrefillThreshold() const;
   // The running sequence to preempt: the lowest priority, latest arrival.
   Sequence* PreemptionVictim() const;
 

@@ -66,6 +66,10 @@ TEST(ServerOptionsTest, FlagsReachTheOptions) {
                                  "256",
                                  "--max-num-seqs",
                                  "8",
+                                 "--max-num-partial-prefills",
+                                 "3",
+                                 "--long-prefill-token-threshold",
+                                 "64",
                                  "--kv-cache-tokens",
                                  "1000",
                                  "--max-queue",
@@ -88,6 +92,8 @@ TEST(ServerOptionsTest, FlagsReachTheOptions) {
   EXPECT_EQ(o.device, "cpu");
   EXPECT_EQ(o.max_num_batched_tokens, 256);
   EXPECT_EQ(o.max_num_seqs, 8);
+  EXPECT_EQ(o.max_num_partial_prefills, 3);
+  EXPECT_EQ(o.long_prefill_token_threshold, 64);
   EXPECT_EQ(o.kv_cache_tokens, 1000);
   EXPECT_EQ(o.max_queue, 5);
   EXPECT_EQ(o.max_model_len, 512);
@@ -139,6 +145,11 @@ TEST(ServerOptionsTest, ChecksNameTheFlag) {
       0u);
   EXPECT_EQ(check({"--max-num-seqs", "0"}).rfind("--max-num-seqs", 0), 0u);
   EXPECT_EQ(check({"--max-num-batched-tokens", "0"}).rfind("--max-num-batched-tokens", 0), 0u);
+  EXPECT_EQ(check({"--max-num-partial-prefills", "0"}).rfind("--max-num-partial-prefills", 0), 0u);
+  EXPECT_EQ(
+      check({"--long-prefill-token-threshold", "-1"}).rfind("--long-prefill-token-threshold", 0),
+      0u);
+  EXPECT_EQ(check({"--cpu-kernels", "reference"}), "");
   EXPECT_EQ(check({"--max-queue", "-1"}).rfind("--max-queue", 0), 0u);
   EXPECT_EQ(check({"--kv-cache-tokens", "-5"}).rfind("--kv-cache-tokens", 0), 0u);
   EXPECT_EQ(check({"--shutdown-grace-seconds", "-1"}).rfind("--shutdown-grace-seconds", 0), 0u);

@@ -28,9 +28,10 @@ struct MlaDecodeArgs {
   float softmax_scale = 0.0f;  // τ = qk_head_dim^-1/2 · m², never kv_dim^-1/2
   float* out = nullptr;        // [num_tokens, num_heads, v_dim]
   float* lse = nullptr;        // [num_tokens, num_heads] natural log; optional
-  // kPortable: the scalar reference loops. kAvx2/kAvx512: per query token and cache block,
-  // S = Q·blockᵀ by WeightGemmCpu (all heads at once, the block read in place) and P·V by
-  // GemmNnCpu; keys past a query's visible range are never read (they may hold anything).
+  // kPortable: the scalar reference loops. kAvx2/kAvx512: per group of a sequence's queries
+  // and cache block, S = Q·blockᵀ by WeightGemmCpu (all queries and heads at once, the block
+  // read in place) and P·V by GemmNnCpu; keys past a sequence's length are never read (they may
+  // hold anything), and a query's result does not depend on the other queries of its call.
   CpuIsa isa = CpuIsa::kPortable;
 };
 

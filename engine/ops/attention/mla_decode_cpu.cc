@@ -14,40 +14,43 @@ namespace {
 // tile (64 AVX-512, 32 AVX2 columns).
 constexpr int64_t kColumnSlice = 128;
 
-// One query token against its visible keys, block by block of the paged cache (each block's
-// rows are contiguous [block_size, kv_dim]): scores [heads, visible] = Q·blockᵀ for all heads
-// at once, softmax per head, then out = Σ_blocks P_block · c_kv_block.
-void DecodeOneQuery(const MlaDecodeArgs& a, const int32_t* block_table, int64_t token,
-                    int64_t visible, std::vector<float>& probs) {
-  const float* q = a.q + token * a.num_heads * a.kv_dim;
-  float* out = a.out + token * a.num_heads * a.v_dim;
-  if (visible <= 0) {  // as the reference: out = 0, lse = +inf
-    std::fill(out, out + a.num_heads * a.v_dim, 0.0f);
-    if (a.lse != nullptr) {
-      std::fill(a.lse + token * a.num_heads, a.lse + (token + 1) * a.num_heads,
-                std::numeric_limits<float>::infinity());
-    }
-    return;
-  }
-  probs.resize(static_cast<size_t>(a.num_heads * visible));
-  const int64_t num_blocks = (visible + a.block_size - 1) / a.block_size;
+// Scores held per group of queries: [rows, keys] fp32 at most this many floats (32 MiB), so
+// a 128-head model prefilling a long chunk takes its queries a few at a time.
+constexpr int64_t kMaxGroupScores = int64_t{8} << 20;
+
+// Queries [first, first + count) of one sequence (consecutive tokens; query i of the group sees
+// keys [0, visible_first + i)) against the paged cache, block by block (each block's rows are
+// contiguous [block_size, kv_dim]): scores [count · heads, keys] = Q·blockᵀ for every query and
+// head at once, a causal softmax per row, then out = Σ_blocks P_block · c_kv_block.
+// A query's keys past its own visible range get probability 0 and so add exactly nothing, and
+// keys past the group's last visible one are never read (they may hold anything): each query's
+// result is the same bits as when it is the only query of a decode step (batch invariance).
+void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_t first,
+                      int64_t count, int64_t visible_first, std::vector<float>& probs) {
+  const int64_t rows = count * a.num_heads;
+  const int64_t keys = visible_first + count - 1;  // the last query's visible range
+  const float* q = a.q + first * a.num_heads * a.kv_dim;
+  float* out = a.out + first * a.num_heads * a.v_dim;
+  probs.resize(static_cast<size_t>(rows * keys));
+  const int64_t num_blocks = (keys + a.block_size - 1) / a.block_size;
   auto block_keys = [&](int64_t b) {
     return a.pages + static_cast<int64_t>(block_table[b]) * a.block_size * a.kv_dim;
   };
   // Threads take whole blocks (their score columns are disjoint); the GEMM inside then runs on
-  // one thread. One parallel region per query instead of one per block.
-  const bool parallel = a.num_heads * visible * a.kv_dim > (1 << 16);
+  // one thread. One parallel region per group instead of one per block.
+  const bool parallel = rows * keys * a.kv_dim > (1 << 16);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t b = 0; b < num_blocks; ++b) {
     const int64_t j0 = b * a.block_size;
-    const int64_t rows = std::min(a.block_size, visible - j0);
-    const WeightMatrixView keys{WeightFormat::kF32, block_keys(b), nullptr, rows, a.kv_dim};
-    WeightGemmCpu(q, a.kv_dim, keys, probs.data() + j0, visible, a.num_heads,
-                  /*accumulate=*/false, a.isa);
+    const int64_t block_rows = std::min(a.block_size, keys - j0);
+    const WeightMatrixView block{WeightFormat::kF32, block_keys(b), nullptr, block_rows, a.kv_dim};
+    WeightGemmCpu(q, a.kv_dim, block, probs.data() + j0, keys, rows, /*accumulate=*/false, a.isa);
   }
-  std::vector<float> sums(static_cast<size_t>(a.num_heads)), maxima(sums.size());
-  for (int64_t h = 0; h < a.num_heads; ++h) {
-    float* row = probs.data() + h * visible;
+  std::vector<float> sums(static_cast<size_t>(rows)), maxima(sums.size());
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = probs.data() + r * keys;
+    const int64_t visible = visible_first + r / a.num_heads;
     float max_score = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < visible; ++j) {
       row[j] *= a.softmax_scale;
@@ -58,8 +61,9 @@ void DecodeOneQuery(const MlaDecodeArgs& a, const int32_t* block_table, int64_t 
       row[j] = std::exp(row[j] - max_score);
       sum += row[j];
     }
-    sums[h] = sum;
-    maxima[h] = max_score;
+    std::fill(row + visible, row + keys, 0.0f);
+    sums[r] = sum;
+    maxima[r] = max_score;
   }
   // Threads take column slices of out; each slice still sums the blocks in order, so the
   // result does not depend on the number of threads.
@@ -70,18 +74,44 @@ void DecodeOneQuery(const MlaDecodeArgs& a, const int32_t* block_table, int64_t 
     const int64_t width = std::min(kColumnSlice, a.v_dim - c0);
     for (int64_t b = 0; b < num_blocks; ++b) {
       const int64_t j0 = b * a.block_size;
-      const int64_t rows = std::min(a.block_size, visible - j0);
-      GemmNnCpu(probs.data() + j0, visible, block_keys(b) + c0, a.kv_dim, out + c0, a.v_dim,
-                a.num_heads, width, rows, /*accumulate=*/b > 0, a.isa);
+      const int64_t block_rows = std::min(a.block_size, keys - j0);
+      GemmNnCpu(probs.data() + j0, keys, block_keys(b) + c0, a.kv_dim, out + c0, a.v_dim, rows,
+                width, block_rows, /*accumulate=*/b > 0, a.isa);
     }
   }
-  for (int64_t h = 0; h < a.num_heads; ++h) {
-    const float inv_sum = sums[h] > 0.0f ? 1.0f / sums[h] : 0.0f;
-    for (int64_t d = 0; d < a.v_dim; ++d) out[h * a.v_dim + d] *= inv_sum;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float inv_sum = sums[r] > 0.0f ? 1.0f / sums[r] : 0.0f;
+    for (int64_t d = 0; d < a.v_dim; ++d) out[r * a.v_dim + d] *= inv_sum;
     if (a.lse != nullptr) {
-      a.lse[token * a.num_heads + h] =
-          sums[h] > 0.0f ? maxima[h] + std::log(sums[h]) : std::numeric_limits<float>::infinity();
+      a.lse[first * a.num_heads + r] =
+          sums[r] > 0.0f ? maxima[r] + std::log(sums[r]) : std::numeric_limits<float>::infinity();
     }
+  }
+}
+
+// The queries of one sequence, in groups whose scores fit kMaxGroupScores. Queries that see no
+// key get out = 0 and lse = +inf, as the reference.
+void AttendSequence(const MlaDecodeArgs& a, int64_t s, std::vector<float>& probs) {
+  const int64_t q_begin = a.query_start_loc[s];
+  const int64_t num_queries = a.query_start_loc[s + 1] - q_begin;
+  const int64_t seq_len = a.seq_lens[s];
+  const int32_t* block_table = a.block_tables + s * a.max_blocks_per_seq;
+  int64_t i = 0;
+  for (; i < num_queries && seq_len - num_queries + i + 1 <= 0; ++i) {
+    const int64_t token = q_begin + i;
+    float* out = a.out + token * a.num_heads * a.v_dim;
+    std::fill(out, out + a.num_heads * a.v_dim, 0.0f);
+    if (a.lse != nullptr) {
+      std::fill(a.lse + token * a.num_heads, a.lse + (token + 1) * a.num_heads,
+                std::numeric_limits<float>::infinity());
+    }
+  }
+  const int64_t per_group =
+      std::max<int64_t>(1, kMaxGroupScores / std::max<int64_t>(1, a.num_heads * seq_len));
+  while (i < num_queries) {
+    const int64_t count = std::min(per_group, num_queries - i);
+    AttendQueryGroup(a, block_table, q_begin + i, count, seq_len - num_queries + i + 1, probs);
+    i += count;
   }
 }
 
@@ -90,14 +120,7 @@ void DecodeOneQuery(const MlaDecodeArgs& a, const int32_t* block_table, int64_t 
 void MlaDecodeCpu(const MlaDecodeArgs& a) {
   if (a.isa != CpuIsa::kPortable) {
     std::vector<float> probs;
-    for (int64_t s = 0; s < a.num_seqs; ++s) {
-      const int64_t q_begin = a.query_start_loc[s];
-      const int64_t num_queries = a.query_start_loc[s + 1] - q_begin;
-      for (int64_t i = 0; i < num_queries; ++i) {
-        DecodeOneQuery(a, a.block_tables + s * a.max_blocks_per_seq, q_begin + i,
-                       a.seq_lens[s] - num_queries + i + 1, probs);
-      }
-    }
+    for (int64_t s = 0; s < a.num_seqs; ++s) AttendSequence(a, s, probs);
     return;
   }
   for (int64_t s = 0; s < a.num_seqs; ++s) {

@@ -160,5 +160,59 @@ TEST(SchedulerTest, DecodesComeBeforeNewPrefillsAndPrefillIsChunked) {
   EXPECT_EQ(second.num_prefill_tokens, 31);
 }
 
+// A short prompt that arrives while a long one is being prefilled is prefilled in the very
+// next step (the long prompt's chunk shrinks to long_prefill_token_threshold meanwhile), decodes
+// still come first, and the long prompt takes the whole budget again once it is alone.
+TEST(SchedulerTest, ShortPromptBehindALongOneStartsInTheNextStep) {
+  std::mt19937 rng(6);
+  EngineOptions options{.num_kv_blocks = 256, .max_num_batched_tokens = 64};
+  Scheduler scheduler(options);
+  scheduler.Add(MakeSequence("decoding", 3, 50, 0, 0, rng, {}));
+  ScheduledBatch first = scheduler.Schedule();
+  scheduler.CommitComputed(first);
+  scheduler.AppendToken(*first.sequences[0].sequence, 1);
+  scheduler.Add(MakeSequence("long", 4000, 1, 0, 1, rng, {}));
+  ScheduledBatch second = scheduler.Schedule();  // the long prompt alone: all the budget left
+  ASSERT_EQ(second.sequences.size(), 2u);
+  EXPECT_EQ(second.sequences[1].num_new_tokens, 63);
+  scheduler.CommitComputed(second);
+  scheduler.AppendToken(*second.sequences[0].sequence, 1);
+
+  scheduler.Add(MakeSequence("short", 8, 1, 0, 2, rng, {}));
+  ScheduledBatch third = scheduler.Schedule();
+  ASSERT_EQ(third.sequences.size(), 3u);
+  EXPECT_EQ(third.sequences[0].sequence->request.request_id, "decoding");
+  EXPECT_EQ(third.sequences[0].num_new_tokens, 1);
+  EXPECT_EQ(third.sequences[1].sequence->request.request_id, "long");
+  EXPECT_EQ(third.sequences[1].num_new_tokens, 16);  // a quarter of the budget
+  EXPECT_EQ(third.sequences[2].sequence->request.request_id, "short");
+  EXPECT_EQ(third.sequences[2].num_new_tokens, 8);
+  EXPECT_TRUE(third.sequences[2].samples);  // its first token comes out of this step
+  scheduler.CommitComputed(third);
+  scheduler.AppendToken(*third.sequences[0].sequence, 1);
+  scheduler.Finish(third.sequences[2].sequence);
+
+  ScheduledBatch fourth = scheduler.Schedule();  // alone again: the rest of the budget
+  ASSERT_EQ(fourth.sequences.size(), 2u);
+  EXPECT_EQ(fourth.sequences[1].sequence->request.request_id, "long");
+  EXPECT_EQ(fourth.sequences[1].num_new_tokens, 63);
+}
+
+// No more than max_num_partial_prefills prompts are prefilled in one step.
+TEST(SchedulerTest, PartialPrefillsPerStepAreBounded) {
+  std::mt19937 rng(7);
+  EngineOptions options{.num_kv_blocks = 256,
+                        .max_num_batched_tokens = 1000,
+                        .max_num_partial_prefills = 2,
+                        .long_prefill_token_threshold = 100};
+  Scheduler scheduler(options);
+  for (int i = 0; i < 5; ++i) {
+    scheduler.Add(MakeSequence(absl::StrCat("p", i), 300, 1, 0, i, rng, {}));
+  }
+  ScheduledBatch batch = scheduler.Schedule();
+  ASSERT_EQ(batch.sequences.size(), 2u);
+  for (const ScheduledSequence& e : batch.sequences) EXPECT_EQ(e.num_new_tokens, 100);
+}
+
 }  // namespace
 }  // namespace moeserve::engine

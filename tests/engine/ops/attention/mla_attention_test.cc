@@ -253,6 +253,53 @@ TEST(MlaDecodeCpuTest, QueryWithNoKeysGetsZeroOutputAndInfiniteLse) {
   }
 }
 
+// A chunk of queries attended together (the absorbed prefill the CPU engine uses) gives each
+// query the same bits as attending it alone in a one-token step over the keys it sees, on every
+// instruction set: the engine's greedy output must not depend on how a prompt was split.
+TEST(MlaDecodeCpuTest, QueriesTogetherEqualEachQueryAloneBitForBit) {
+  TestRng rng(testing::kDefaultTestSeed + 4);
+  const int64_t seq_len = 150, n = 40, heads = 3, kv_dim = 576, v_dim = 512, block = 64;
+  const PagedCache cache = MakePagedCache(rng, {static_cast<int32_t>(seq_len)}, block, kv_dim);
+  const std::vector<float> q = rng.NormalFloats(static_cast<size_t>(n * heads * kv_dim));
+  for (const CpuIsa isa : AvailableIsas()) {
+    SCOPED_TRACE(CpuIsaName(isa));
+    auto run = [&](int64_t first, int64_t count, int32_t len) {
+      std::vector<float> out(static_cast<size_t>(count * heads * v_dim), kNaN);
+      std::vector<float> lse(static_cast<size_t>(count * heads), kNaN);
+      const int32_t query_start_loc[] = {0, static_cast<int32_t>(count)};
+      MlaDecodeArgs args{.q = q.data() + first * heads * kv_dim,
+                         .pages = cache.pages.data(),
+                         .block_tables = cache.block_tables.data(),
+                         .query_start_loc = query_start_loc,
+                         .seq_lens = &len,
+                         .max_blocks_per_seq = cache.max_blocks_per_seq,
+                         .num_seqs = 1,
+                         .num_heads = heads,
+                         .kv_dim = kv_dim,
+                         .v_dim = v_dim,
+                         .block_size = block,
+                         .softmax_scale = kV3SoftmaxScale,
+                         .out = out.data(),
+                         .lse = lse.data(),
+                         .isa = isa};
+      MlaDecodeCpu(args);
+      out.insert(out.end(), lse.begin(), lse.end());
+      return out;
+    };
+    const std::vector<float> together = run(0, n, static_cast<int32_t>(seq_len));
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<float> alone = run(i, 1, static_cast<int32_t>(seq_len - n + i + 1));
+      for (int64_t e = 0; e < heads * v_dim; ++e) {
+        ASSERT_EQ(alone[e], together[i * heads * v_dim + e]) << "query " << i << " element " << e;
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        ASSERT_EQ(alone[heads * v_dim + h], together[n * heads * v_dim + i * heads + h])
+            << "query " << i << " lse " << h;
+      }
+    }
+  }
+}
+
 // ---------- Prefill (MHA form).
 
 struct PrefillCase {
