@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 
@@ -26,6 +27,7 @@
 #include "engine/ops/dtype.h"
 #include "engine/parallel/expert_placement.h"
 #include "engine/parallel/parallel_model.h"
+#include "engine/runner/cpu_memory_plan.h"
 #include "engine/runner/cuda_runner.h"
 #include "engine/runner/device.h"
 #include "engine/runner/forward_batch.h"
@@ -49,6 +51,18 @@ namespace {
 int Fail(const std::string& message) {
   LogError(message);
   return 1;
+}
+
+// Runs a loader, turning std::bad_alloc into ResourceExhausted: the memory plan is an estimate,
+// and memory another process takes meanwhile must not abort us without a word.
+template <typename Loader>
+auto LoadOrOutOfMemory(const Loader& loader) -> decltype(loader()) {
+  try {
+    return loader();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "out of host memory (std::bad_alloc); free memory or lower --kv-cache-tokens");
+  }
 }
 
 // {"grpc_port": N, "metrics_port": M}, written to a temporary file and renamed into place, so
@@ -236,8 +250,23 @@ int Serve(const ServerOptions& options) {
                                                       : engine::CpuKernels::kFast};
     LogInfo(
         absl::StrCat("CPU kernels: ", options.cpu_kernels, "; CPU ", engine::CpuFeaturesString()));
-    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded =
-        engine::ParallelModel::Load(options.model_dir, load, parallel, placement);
+    engine_options = MakeEngineOptions(options, config);
+    if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
+    // Refuse a model that cannot fit before reading a byte of it (DESIGN.md §4).
+    absl::StatusOr<engine::CpuMemoryPlan> plan = engine::PlanCpuModelMemory(
+        options.model_dir, config, load,
+        engine::CpuServingShape{
+            .num_kv_blocks = engine_options->num_kv_blocks,
+            .kv_bytes_per_block =
+                engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock(),
+            .max_num_batched_tokens = engine_options->max_num_batched_tokens,
+            .max_num_seqs = engine_options->max_num_seqs,
+            .max_model_len = engine_options->max_model_len,
+            .world_size = parallel.world_size()});
+    if (!plan.ok()) return Fail(absl::StrCat("cannot load the model: ", plan.status().message()));
+    LogInfo(plan->summary);
+    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded = LoadOrOutOfMemory(
+        [&] { return engine::ParallelModel::Load(options.model_dir, load, parallel, placement); });
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
     }
@@ -249,7 +278,6 @@ int Serve(const ServerOptions& options) {
           placement ? absl::StrCat(", placement ", options.expert_placement) : std::string()));
     }
     quantization = config.fp8 ? "fp8" : options.quantization == "fp8" ? "fp8 (online)" : "none";
-    engine_options = MakeEngineOptions(options, config);
   }
   if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
   PrometheusMetrics::Options metrics_options{.model_name = served_model_name,
@@ -269,10 +297,12 @@ int Serve(const ServerOptions& options) {
   }
 
   GatedMetricsRecorder engine_metrics(&metrics);
-  absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
-      cpu_model != nullptr
-          ? engine::Engine::Create(*cpu_model, tokenizer->get(), *engine_options, &engine_metrics)
-          : engine::Engine::Create(*cuda.model, tokenizer->get(), *engine_options, &engine_metrics);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = LoadOrOutOfMemory([&] {
+    return cpu_model != nullptr ? engine::Engine::Create(*cpu_model, tokenizer->get(),
+                                                         *engine_options, &engine_metrics)
+                                : engine::Engine::Create(*cuda.model, tokenizer->get(),
+                                                         *engine_options, &engine_metrics);
+  });
   if (!engine.ok())
     return Fail(absl::StrCat("cannot start the engine: ", engine.status().message()));
   metrics.SetStatsSource([&engine] { return (*engine)->Stats(); });

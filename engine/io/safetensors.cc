@@ -316,4 +316,16 @@ absl::Span<const uint8_t> SafetensorsFile::Data(const TensorInfo& info) const {
   return absl::Span<const uint8_t>(mapping_ + data_offset_ + info.data_begin, info.num_bytes());
 }
 
+void SafetensorsFile::DropPages(const TensorInfo& info) const {
+  if (info.data_begin > info.data_end || info.data_end > data_size()) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(mapping_ + data_offset_ + info.data_begin);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(mapping_ + data_offset_ + info.data_end);
+  // Only pages wholly inside the tensor: its neighbours may still be needed.
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  if (first >= last) return;
+  // Advice only: on failure the pages simply stay resident until the file is closed.
+  madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 }  // namespace moeserve::engine

@@ -77,6 +77,11 @@ class SafetensorsFile {
   // Bytes of that tensor (no alignment assumed: offsets in the file are arbitrary). `info` must
   // come from this file; an info whose range is not inside the data buffer yields an empty span.
   absl::Span<const uint8_t> Data(const TensorInfo& info) const;
+  // Tells the kernel this process is done with that tensor's bytes: the whole pages inside its
+  // range leave the mapping's resident set (a later Data() reads them from the file again). The
+  // weight loader calls it after converting each tensor, so loading holds at most one tensor of
+  // the mapping resident besides the converted weights.
+  void DropPages(const TensorInfo& info) const;
 
   // Size of the whole file, and where the data buffer starts in it (8 + header length). Useful
   // to loaders that read with pread/O_DIRECT instead of touching the mapping.

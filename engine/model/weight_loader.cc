@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/model/linear.h"
@@ -93,6 +94,7 @@ class TensorFetcher {
                                            const std::vector<int64_t>& shape) {
     absl::StatusOr<TensorView> view = Fetch(name, shape);
     if (!view.ok()) return view.status();
+    const absl::Cleanup drop = [&] { DropPages(*view); };
     if (!IsFloatingDType(view->info->dtype)) {
       return Error(*view, absl::StrCat("has dtype ", DTypeName(view->info->dtype),
                                        "; expected F32, BF16 or F16"));
@@ -111,6 +113,7 @@ class TensorFetcher {
     const std::string name = prefix + ".weight";
     absl::StatusOr<TensorView> view = Fetch(name, {out, in});
     if (!view.ok()) return view.status();
+    const absl::Cleanup drop = [&] { DropPages(*view); };
     const bool sliced = rows.size >= 0 || cols.size >= 0;
     const bool fast = options_.cpu_kernels == CpuKernels::kFast;
     LinearWeight linear;
@@ -157,6 +160,7 @@ class TensorFetcher {
     absl::StatusOr<TensorView> scale =
         Fetch(scale_name, {CeilDiv(out, block_rows), CeilDiv(in, block_cols)});
     if (!scale.ok()) return scale.status();
+    const absl::Cleanup drop_scale = [&] { DropPages(*scale); };
     if (scale->info->dtype != DType::kF32) {
       return Error(*scale,
                    absl::StrCat("has dtype ", DTypeName(scale->info->dtype), "; expected F32"));
@@ -190,6 +194,10 @@ class TensorFetcher {
   }
 
  private:
+  // Once a tensor is converted its mapped bytes are not needed again: dropping them keeps the
+  // load's peak RSS at the converted weights plus one tensor, not plus the whole file.
+  static void DropPages(const TensorView& view) { view.file->DropPages(*view.info); }
+
   absl::StatusOr<TensorView> Fetch(const std::string& name, const std::vector<int64_t>& shape) {
     absl::StatusOr<TensorView> view = checkpoint_.Get(name);
     if (!view.ok()) return view.status();

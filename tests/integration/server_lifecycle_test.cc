@@ -318,5 +318,19 @@ TEST(ServerLifecycleTest, BadFlagsFailBeforeLoading) {
       << ReadFile(dir / "log2");
 }
 
+// A KV cache larger than the machine: refused by the CPU memory plan, before any weight is read,
+// with both figures; never std::bad_alloc (an abort) or the OOM killer.
+TEST(ServerLifecycleTest, KvCacheLargerThanMemoryIsAStartupErrorWithTheFigures) {
+  const fs::path dir = TempDir("moeserve_memory_plan");
+  const pid_t pid = Spawn({"--model", TestCheckpointDir("tiny-v3", false), "--port", "0",
+                           "--metrics-port", "0", "--kv-cache-memory-bytes", "9223372036854775807"},
+                          dir / "log");
+  EXPECT_EQ(WaitExit(pid), 1);
+  const std::string log = ReadFile(dir / "log");
+  EXPECT_NE(log.find("the model does not fit in memory: it needs"), std::string::npos) << log;
+  EXPECT_NE(log.find(") are available ("), std::string::npos) << log;
+  EXPECT_EQ(log.find("bad_alloc"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace moeserve::testing

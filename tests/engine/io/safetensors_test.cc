@@ -105,6 +105,32 @@ TEST(SafetensorsTest, RoundTrip_PreservesBytesShapesDtypesAndMetadata) {
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 }
 
+// DropPages releases a tensor's pages, not its bytes: every tensor, its neighbours included,
+// still reads back exactly (tensors of several pages, and ones sharing pages with others).
+TEST(SafetensorsTest, DropPages_KeepsEveryTensorReadable) {
+  ScopedTempDir dir;
+  const std::string path = dir.File("model.safetensors");
+  std::vector<Fixture> fixtures = MixedFixtures();
+  fixtures.push_back({"big.a", DType::kBF16, {3, 5000}, RandomBytes(30000, 91)});
+  fixtures.push_back({"big.b", DType::kF32, {4099}, RandomBytes(4 * 4099, 92)});
+  fixtures.push_back({"small.c", DType::kU8, {13}, RandomBytes(13, 93)});
+  ASSERT_TRUE(WriteSafetensors(path, ToWrite(fixtures)).ok());
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  for (int round = 0; round < 2; ++round) {
+    for (const Fixture& x : fixtures) {
+      SCOPED_TRACE(x.name);
+      const TensorInfo* info = (*file)->Find(x.name);
+      ASSERT_NE(info, nullptr);
+      EXPECT_EQ(ToVector((*file)->Data(*info)), x.bytes);
+      (*file)->DropPages(*info);
+    }
+  }
+  TensorInfo outside = *(*file)->Find("big.a");
+  outside.data_end = (*file)->data_size() + 4096;  // not this file's: ignored, no crash
+  (*file)->DropPages(outside);
+}
+
 TEST(SafetensorsTest, Write_LaysOutDataInGivenOrderAndReaderSortsByOffset) {
   ScopedTempDir dir;
   const std::string path = dir.File("x.safetensors");
