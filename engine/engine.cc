@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include "absl/strings/str_cat.h"
+#include "engine/ops/cpu/cpu_threads.h"
 
 namespace moeserve::engine {
 
@@ -188,6 +189,7 @@ void Engine::Shutdown(ShutdownMode mode) {
 }
 
 void Engine::Run() {
+  SetCpuThreadsOfThisThread(options_.cpu_threads);
   while (true) {
     std::vector<Submission> submissions;
     std::vector<std::string> cancels;

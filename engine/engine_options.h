@@ -30,6 +30,10 @@ struct EngineOptions {
   // ParallelModel the engine is created with; a plain DeepseekModel is one rank.
   int tensor_parallel_size = 1;
   int expert_parallel_size = 1;
+  // Threads the CPU kernels of one rank use when the engine's loop thread runs the forward
+  // (engine/ops/cpu/cpu_threads.h); 0: every CPU the process may use. Rank threads of a
+  // ParallelModel have their own count, given at its Load.
+  int cpu_threads = 0;
 };
 
 }  // namespace moeserve::engine

@@ -7,6 +7,7 @@
 // (the file, the flag) and exits 1.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "engine/model/deepseek_model.h"
 #include "engine/model/weight_loader.h"
 #include "engine/ops/cpu/cpu_features.h"
+#include "engine/ops/cpu/cpu_threads.h"
 #include "engine/ops/dtype.h"
 #include "engine/parallel/expert_placement.h"
 #include "engine/parallel/parallel_model.h"
@@ -248,8 +250,10 @@ int Serve(const ServerOptions& options) {
                                    .cpu_kernels = options.cpu_kernels == "reference"
                                                       ? engine::CpuKernels::kReference
                                                       : engine::CpuKernels::kFast};
-    LogInfo(
-        absl::StrCat("CPU kernels: ", options.cpu_kernels, "; CPU ", engine::CpuFeaturesString()));
+    const int threads = options.threads > 0 ? options.threads : engine::CpusAllowed();
+    LogInfo(absl::StrCat("CPU kernels: ", options.cpu_kernels, " on ", threads, " threads (",
+                         engine::CpusAllowed(), " CPUs allowed); CPU ",
+                         engine::CpuFeaturesString()));
     engine_options = MakeEngineOptions(options, config);
     if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
     // Refuse a model that cannot fit before reading a byte of it (DESIGN.md §4).
@@ -265,8 +269,10 @@ int Serve(const ServerOptions& options) {
             .world_size = parallel.world_size()});
     if (!plan.ok()) return Fail(absl::StrCat("cannot load the model: ", plan.status().message()));
     LogInfo(plan->summary);
-    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded = LoadOrOutOfMemory(
-        [&] { return engine::ParallelModel::Load(options.model_dir, load, parallel, placement); });
+    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded = LoadOrOutOfMemory([&] {
+      return engine::ParallelModel::Load(options.model_dir, load, parallel, placement,
+                                         std::max(1, threads / parallel.world_size()));
+    });
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
     }

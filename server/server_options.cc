@@ -62,6 +62,10 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "time) or reference (fp32 weights, portable kernel)")
       ->check(CLI::IsMember({"fast", "reference"}))
       ->capture_default_str();
+  app.add_option("--threads", o.threads,
+                 "--device cpu: threads of the CPU kernels in all, split evenly over the ranks "
+                 "(0: every CPU this process may use, from its affinity mask)")
+      ->capture_default_str();
   app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                  "--device cuda: share of GPU memory for weights, activations and the KV cache, "
                  "which gets what the others leave")
@@ -163,6 +167,9 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (o.cpu_kernels != "fast" && o.cpu_kernels != "reference") {
     return Invalid(
         absl::StrCat("--cpu-kernels must be fast or reference, got '", o.cpu_kernels, "'"));
+  }
+  if (o.threads < 0 || o.threads > kMaxThreads) {
+    return Invalid(absl::StrCat("--threads must be in [0, ", kMaxThreads, "], got ", o.threads));
   }
   if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
     return Invalid(
@@ -303,6 +310,7 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
   options.max_num_seqs = o.max_num_seqs;
   options.max_num_batched_tokens = o.max_num_batched_tokens;
   options.max_num_partial_prefills = o.max_num_partial_prefills;
+  options.cpu_threads = o.threads;
   options.long_prefill_token_threshold = o.long_prefill_token_threshold;
   options.max_model_len = max_model_len;
   options.max_waiting_requests = o.max_queue;

@@ -22,6 +22,7 @@ namespace moeserve::server {
 // The KV cache when neither --kv-cache-tokens nor --kv-cache-memory-bytes is given: enough for
 // the bundled model's context on a laptop-sized CPU budget.
 inline constexpr int64_t kDefaultKvCacheTokens = 4096;
+inline constexpr int kMaxThreads = 4096;  // --threads beyond any machine is a typo
 
 struct ServerOptions {
   std::string model_dir;          // --model: HF checkpoint directory with tokenizer.json
@@ -37,6 +38,7 @@ struct ServerOptions {
   // (AVX-512 / AVX2 / portable); "reference" = every linear in fp32 on the portable kernel, the
   // exact backend the golden tests pin (engine::CpuKernels).
   std::string cpu_kernels = "fast";
+  int threads = 0;  // --threads: CPU kernel threads in all; 0 = the CPUs this process may use
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).
   double gpu_memory_utilization = 0.9;

@@ -231,6 +231,19 @@ TEST(ServerOptionsTest, MaxModelLenMustFitCapacityAndPositions) {
       beyond_positions.status().message().rfind("--max-model-len 4096 exceeds the model's", 0), 0u);
 }
 
+TEST(ServerOptionsTest, ThreadsAreBoundedAndReachTheEngine) {
+  for (const char* bad : {"-1", "4097"}) {
+    const absl::Status s = CheckServerOptions(Parse({"--model", "m", "--threads", bad}));
+    EXPECT_EQ(std::string(s.message()).rfind("--threads", 0), 0u) << bad << ": " << s;
+  }
+  const ServerOptions o = Parse({"--model", "m", "--threads", "3"});
+  EXPECT_TRUE(CheckServerOptions(o).ok());
+  EXPECT_EQ(Parse({"--model", "m"}).threads, 0);
+  const auto e = MakeEngineOptions(o, Config());
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->cpu_threads, 3);
+}
+
 TEST(ServerOptionsTest, ParallelSizesReachTheEngineAndMustDivideTheModel) {
   ServerOptions o =
       Parse({"--model", "m", "--tensor-parallel-size", "2", "--expert-parallel-size", "2"});

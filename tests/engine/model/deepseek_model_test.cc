@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
+#include "engine/ops/cpu/cpu_threads.h"
 #include "engine/runner/offline_runner.h"
 #include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
@@ -129,6 +131,39 @@ TEST_P(DeepseekModelTest, BatchInvariance_GreedyLogitsBitIdenticalAloneAndBatche
   auto b = batch_runner.Step(batch, options);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(std::memcmp(a->data(), b->data() + vocab_, vocab_ * sizeof(float)), 0);
+}
+
+// --threads changes who computes an output, never how: every kernel gives each output element to
+// one thread with a fixed summation order, so logits are bit-identical on 1, 2 or 3 threads
+// (3 splits the work unevenly), for a prefill of two prompts and the decode steps after it.
+TEST_P(DeepseekModelTest, ThreadCountDoesNotChangeLogits) {
+  const std::vector<std::vector<int32_t>> prompts = {RandomTokens(rng_, 37, vocab_),
+                                                     RandomTokens(rng_, 5, vocab_)};
+  const std::vector<std::vector<int32_t>> next = {RandomTokens(rng_, 1, vocab_),
+                                                  RandomTokens(rng_, 1, vocab_)};
+  auto run_on = [&](int threads) {
+    std::vector<float> all;
+    std::thread worker([&] {
+      SetCpuThreadsOfThisThread(threads);
+      EXPECT_EQ(CpuThreadsOfThisThread(), threads);
+      OfflineRunner runner(*model_, 2, 64);
+      for (const auto* step : {&prompts, &next, &next}) {
+        auto logits = runner.Step(*step, ForwardOptions{});
+        ASSERT_TRUE(logits.ok()) << logits.status();
+        all.insert(all.end(), logits->begin(), logits->end());
+      }
+    });
+    worker.join();
+    return all;
+  };
+  const std::vector<float> one = run_on(1);
+  ASSERT_FALSE(one.empty());
+  for (int threads : {2, 3}) {
+    const std::vector<float> many = run_on(threads);
+    ASSERT_EQ(many.size(), one.size());
+    EXPECT_EQ(std::memcmp(many.data(), one.data(), one.size() * sizeof(float)), 0)
+        << threads << " threads";
+  }
 }
 
 TEST_P(DeepseekModelTest, RejectsTokenOutsideVocabulary) {
