@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "engine/model/forward_options.h"
+#include "engine/batch/forward_options.h"
 
 namespace moeserve::engine {
 

@@ -5,11 +5,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "engine/batch/forward_batch.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/ops/dtype.h"
 #include "engine/parallel/parallel_config.h"
 #include "engine/parallel/rendezvous.h"
-#include "engine/runner/forward_batch.h"
 
 namespace moeserve::server {
 namespace {

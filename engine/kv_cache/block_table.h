@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/batch/forward_batch.h"
 #include "engine/kv_cache/block_pool.h"
-#include "engine/runner/forward_batch.h"
 
 namespace moeserve::engine {
 

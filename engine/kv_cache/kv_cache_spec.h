@@ -12,9 +12,9 @@
 
 #include <cstdint>
 
+#include "engine/batch/forward_batch.h"
 #include "engine/model/model_config.h"
 #include "engine/ops/dtype.h"
-#include "engine/runner/forward_batch.h"
 
 namespace moeserve::engine {
 

@@ -4,7 +4,7 @@
 #include <cstddef>
 
 #include "absl/strings/str_cat.h"
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 
 namespace moeserve::engine {
 namespace {

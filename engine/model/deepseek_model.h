@@ -17,14 +17,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/model/forward_options.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/batch/forward_options.h"
+#include "engine/batch/kv_pages.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weight_loader.h"
 #include "engine/model/weights.h"
 #include "engine/ops/rope/rope.h"
 #include "engine/parallel/parallel_config.h"
-#include "engine/runner/forward_batch.h"
-#include "engine/runner/kv_pages.h"
 
 namespace moeserve::engine {
 

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/batch/attention_order.h"
+#include "engine/batch/decode_padding.h"
 #include "engine/ops/activation/silu_mul_cuda.h"
 #include "engine/ops/attention/latent_cache_cuda.h"
 #include "engine/ops/attention/mla_absorb_cuda.h"
@@ -18,8 +20,6 @@
 #include "engine/ops/linear/fp8_quant_cuda.h"
 #include "engine/ops/norm/rms_norm_cuda.h"
 #include "engine/ops/rope/rope_cuda.h"
-#include "engine/runner/attention_order.h"
-#include "engine/runner/decode_padding.h"
 #include "engine/sampling/argmax_cuda.h"
 #include "engine/status_macros.h"
 

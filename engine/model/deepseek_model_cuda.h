@@ -1,4 +1,5 @@
-// A DeepSeek-V2/V3 causal LM on one GPU: the CUDA backend behind the StepModel seam.
+// A DeepSeek-V2/V3 causal LM on one GPU: the CUDA backend (the runner puts it behind its
+// StepModel seam with CudaStepModel, engine/runner/cuda_step_model.h).
 //
 // The same forward as DeepseekModel (deepseek_model.h), on device weights (CudaModelWeights:
 // FP8 block-scaled or BF16 linears, FP8 MoE experts) and a BF16 paged latent cache of
@@ -18,13 +19,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/batch/forward_options.h"
 #include "engine/model/cuda_model_weights.h"
 #include "engine/model/model_config.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/linear/gemm_cublaslt.h"
 #include "engine/parallel/communicator.h"
 #include "engine/parallel/parallel_config.h"
-#include "engine/runner/step_model.h"
 
 namespace moeserve::engine {
 
@@ -45,7 +47,7 @@ struct CudaGraphOptions {
   int64_t max_model_len = 0;
 };
 
-class DeepseekModelCuda final : public StepModel {
+class DeepseekModelCuda {
  public:
   // Bytes of latent cache per block over all layers (BF16, 64 × 576 per layer).
   static int64_t KvBytesPerBlock(const ModelConfig& config);
@@ -60,7 +62,7 @@ class DeepseekModelCuda final : public StepModel {
       std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm, ModelConfig config,
       CudaModelWeights weights, int64_t num_kv_blocks);
 
-  ~DeepseekModelCuda() override;
+  ~DeepseekModelCuda();
 
   // Makes this model one rank's shard of a model-parallel group (its weights uploaded with the
   // rank's CudaWeightShard). Partial sums are all-reduced in bf16 over `comm`: after o_proj and
@@ -75,15 +77,15 @@ class DeepseekModelCuda final : public StepModel {
   // captured before.
   absl::Status SetCudaGraphs(CudaGraphOptions options);
 
-  const ModelConfig& config() const override { return config_; }
+  const ModelConfig& config() const { return config_; }
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
-                                             const ForwardOptions& options) override;
+                                             const ForwardOptions& options);
   // The argmax runs on the device; only [num_seqs] ids are copied back.
   absl::StatusOr<std::vector<int32_t>> ForwardArgmax(const ForwardBatch& batch,
-                                                     const ForwardOptions& options) override;
-  int64_t num_kv_blocks() const override { return num_kv_blocks_; }
-  int64_t kv_bytes_per_token() const override;
-  std::vector<int64_t> expert_token_counts() const override;
+                                                     const ForwardOptions& options);
+  int64_t num_kv_blocks() const { return num_kv_blocks_; }
+  int64_t kv_bytes_per_token() const;
+  std::vector<int64_t> expert_token_counts() const;
 
   // Forward without the copy to the host: fp32 logits stay in the arena until the next step,
   // [rows, vocab] with rows = num_seqs or num_tokens (benchmarks time this, plus an argmax).

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <vector>
 
+#include "engine/batch/attention_order.h"
 #include "engine/model/linear.h"
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
 #include "engine/ops/linear/weight_gemm.h"
 #include "engine/ops/norm/rms_norm.h"
-#include "engine/runner/attention_order.h"
 
 namespace moeserve::engine {
 namespace {

@@ -8,11 +8,11 @@
 
 #include <cstdint>
 
-#include "engine/model/forward_options.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/batch/forward_options.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weights.h"
 #include "engine/ops/rope/rope.h"
-#include "engine/runner/forward_batch.h"
 
 namespace moeserve::engine {
 

@@ -1,6 +1,6 @@
 // Collective communication between the ranks of one model-parallel group.
 //
-// The tensor- and expert-parallel forward (engine/model, engine/parallel/expert_parallel_moe)
+// The tensor- and expert-parallel forward (engine/model, engine/model/expert_parallel_moe)
 // talks to its peers only through this interface, so the same code runs with ranks that are
 // threads of one process (ThreadCommunicator, CPU tests and the CPU backend) and with one GPU
 // per rank (NcclCommunicator). Every rank calls the same collectives in the same order with

@@ -16,9 +16,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/model/forward_options.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/batch/forward_options.h"
 #include "engine/parallel/communicator.h"
-#include "engine/runner/forward_batch.h"
 
 namespace moeserve::engine {
 

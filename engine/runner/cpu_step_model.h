@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
+#include "engine/batch/kv_pages.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/parallel/parallel_model.h"
-#include "engine/runner/kv_pages.h"
 #include "engine/runner/step_model.h"
 
 namespace moeserve::engine {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/batch/forward_batch.h"
 #include "engine/io/checkpoint.h"
 #include "engine/model/cuda_model_weights.h"
 #include "engine/model/deepseek_model_cuda.h"
@@ -14,7 +15,7 @@
 #include "engine/ops/cuda/check.h"
 #include "engine/parallel/nccl_communicator.h"
 #include "engine/runner/cuda_rank_group.h"
-#include "engine/runner/forward_batch.h"
+#include "engine/runner/cuda_step_model.h"
 #include "engine/runner/memory_planner.h"
 #include "engine/status_macros.h"
 
@@ -149,8 +150,9 @@ absl::StatusOr<CudaRunner> LoadSingleGpu(const std::string& model_dir,
         absl::StrCat("KV cache capped at ", blocks, " blocks = ", blocks * kKvBlockSize,
                      " tokens by --kv-cache-tokens/--kv-cache-memory-bytes"));
   }
-  MOESERVE_ASSIGN_OR_RETURN(runner.model,
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<DeepseekModelCuda> model,
                             FinishRank(std::move(rank), plan.config, blocks, options, nullptr));
+  runner.model = std::make_unique<CudaStepModel>(std::move(model));
   runner.log_lines.push_back(GraphLine(options));
   runner.num_kv_blocks = blocks;
   return runner;

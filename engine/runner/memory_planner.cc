@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 
 namespace moeserve::engine {
 std::string FormatGiB(int64_t bytes) {

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/batch/forward_batch.h"
 #include "engine/runner/cpu_step_model.h"
-#include "engine/runner/forward_batch.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/batch/kv_pages.h"
 #include "engine/model/deepseek_model.h"
-#include "engine/runner/kv_pages.h"
 
 namespace moeserve::engine {
 

@@ -2,21 +2,21 @@
 // the backend's own paged latent KV cache.
 //
 // The model runner turns the scheduler's batch into a ForwardBatch, calls Forward, and samples
-// from the logits it returns; it does not know where the step ran. Two implementations:
-// CpuStepModel (engine/runner/cpu_step_model.h: a DeepseekModel or a tensor/expert-parallel
-// group of them, with host KV pages) and DeepseekModelCuda (engine/model/deepseek_model_cuda.h:
-// device weights and KV pages). Block ids in the batch are the scheduler's KvCacheManager's, so
-// the backend's KV pool must have as many blocks as EngineOptions::num_kv_blocks.
-// Engine thread only.
+// from the logits it returns; it does not know where the step ran. Implementations, all here in
+// runner/ adapting a model below: CpuStepModel (cpu_step_model.h: a DeepseekModel or a
+// tensor/expert-parallel group of them, with host KV pages), CudaStepModel (cuda_step_model.h:
+// one GPU's DeepseekModelCuda, device weights and KV pages) and CudaRankGroup (several GPUs). Block
+// ids in the batch are the scheduler's KvCacheManager's, so the backend's KV pool must have as many
+// blocks as EngineOptions::num_kv_blocks. Engine thread only.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/model/forward_options.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/batch/forward_options.h"
 #include "engine/model/model_config.h"
-#include "engine/runner/forward_batch.h"
 
 namespace moeserve::engine {
 

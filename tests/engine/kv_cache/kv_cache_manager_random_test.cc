@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "engine/batch/forward_batch.h"
 #include "engine/kv_cache/block_table.h"
 #include "engine/kv_cache/kv_cache_manager.h"
-#include "engine/runner/forward_batch.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random.h"
 

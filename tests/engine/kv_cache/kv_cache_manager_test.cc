@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "engine/batch/forward_batch.h"
 #include "engine/kv_cache/block_table.h"
-#include "engine/runner/forward_batch.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random.h"
 

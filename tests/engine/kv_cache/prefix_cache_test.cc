@@ -5,7 +5,7 @@
 #include <set>
 #include <vector>
 
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 #include "gtest/gtest.h"
 #include "tests/testing/random.h"
 

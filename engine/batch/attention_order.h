@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/model/forward_options.h"
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/batch/forward_options.h"
 
 namespace moeserve::engine {
 

@@ -1,4 +1,4 @@
-#include "engine/runner/attention_order.h"
+#include "engine/batch/attention_order.h"
 
 namespace moeserve::engine {
 

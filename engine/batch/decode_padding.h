@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 
 namespace moeserve::engine {
 

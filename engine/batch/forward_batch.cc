@@ -1,4 +1,4 @@
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 
 #include <algorithm>
 

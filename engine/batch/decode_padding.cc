@@ -1,4 +1,4 @@
-#include "engine/runner/decode_padding.h"
+#include "engine/batch/decode_padding.h"
 
 #include <algorithm>
 

@@ -1,7 +1,7 @@
 // ValidateForwardBatch, the check every backend (and every follower rank, on batches that came
 // off the wire) runs before any work: a valid batch passes, and each corruption — including
 // ones crafted to overflow index arithmetic — is InvalidArgument, never an out-of-bounds read.
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "engine/parallel/expert_parallel_moe.h"
+#include "engine/model/expert_parallel_moe.h"
 
 #include <algorithm>
 #include <vector>

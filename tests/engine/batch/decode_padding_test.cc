@@ -1,7 +1,7 @@
 // PadDecodeBatch on the CPU backend: the real rows' logits of a padded decode step equal the
 // unpadded step's, and the pads write nothing into the KV pages. This is the host half of the
 // CUDA backend's graph replay (deepseek_model_cuda.h), checked where no GPU is needed.
-#include "engine/runner/decode_padding.h"
+#include "engine/batch/decode_padding.h"
 
 #include <gtest/gtest.h>
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/runner/forward_batch.h"
+#include "engine/batch/forward_batch.h"
 
 namespace moeserve::engine {
 

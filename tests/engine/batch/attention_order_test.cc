@@ -2,7 +2,7 @@
 // logit_rows, gives the same logits as on the caller's batch, for mixed prefill/decode steps
 // and every MLA form. This is the host half of the CUDA backend's step (deepseek_model_cuda.h),
 // checked where no GPU is needed.
-#include "engine/runner/attention_order.h"
+#include "engine/batch/attention_order.h"
 
 #include <gtest/gtest.h>
 
