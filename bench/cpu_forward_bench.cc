@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   std::string quantization;
   app.add_option("--cpu-kernels", kernel_sets, "kernel sets to compare")
       ->delimiter(',')
-      ->check(CLI::IsMember({"fast", "reference"}));
+      ->check(CLI::IsMember({"fast", "bf16", "reference"}));
   app.add_option("--quantization", quantization, "fp8: quantize linears at load")
       ->check(CLI::IsMember({"", "fp8"}));
   app.add_option("--output", output, "JSON report path");
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
   for (const std::string& kernels : kernel_sets) {
     const moeserve::engine::LoadOptions load{
         .quantize_fp8 = quantization == "fp8",
-        .cpu_kernels = kernels == "reference" ? CpuKernels::kReference : CpuKernels::kFast};
+        .cpu_kernels = *moeserve::engine::ParseCpuKernels(kernels)};
     auto model = DeepseekModel::Load(bench_model->dir, load);
     if (!model.ok()) {
       std::fprintf(stderr, "%s\n", model.status().ToString().c_str());

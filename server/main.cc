@@ -247,9 +247,7 @@ int Serve(const ServerOptions& options) {
     engine_options = MakeCudaEngineOptions(options, config, kv->max_model_len, cuda.num_kv_blocks);
   } else {
     const engine::LoadOptions load{.quantize_fp8 = options.quantization == "fp8",
-                                   .cpu_kernels = options.cpu_kernels == "reference"
-                                                      ? engine::CpuKernels::kReference
-                                                      : engine::CpuKernels::kFast};
+                                   .cpu_kernels = *engine::ParseCpuKernels(options.cpu_kernels)};
     const int threads = options.threads > 0 ? options.threads : engine::CpusAllowed();
     LogInfo(absl::StrCat("CPU kernels: ", options.cpu_kernels, " on ", threads, " threads (",
                          engine::CpusAllowed(), " CPUs allowed); CPU ",

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/batch/forward_batch.h"
 #include "engine/kv_cache/kv_cache_spec.h"
+#include "engine/model/weight_loader.h"
 #include "engine/ops/dtype.h"
 #include "engine/parallel/parallel_config.h"
 #include "engine/parallel/rendezvous.h"
@@ -59,8 +60,9 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
       ->check(CLI::IsMember({"", "fp8"}));
   app.add_option("--cpu-kernels", o.cpu_kernels,
                  "--device cpu: fast (weights in checkpoint precision, AVX-512/AVX2 chosen at run "
-                 "time) or reference (fp32 weights, portable kernel)")
-      ->check(CLI::IsMember({"fast", "reference"}))
+                 "time), bf16 (as fast, BF16 linears on AVX-512-BF16 dot products with "
+                 "bf16-rounded inputs) or reference (fp32 weights, portable kernel)")
+      ->check(CLI::IsMember({"fast", "bf16", "reference"}))
       ->capture_default_str();
   app.add_option("--threads", o.threads,
                  "--device cpu: threads of the CPU kernels in all, split evenly over the ranks "
@@ -164,9 +166,9 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return Invalid(
         absl::StrCat("--quantization must be fp8 (or unset), got '", o.quantization, "'"));
   }
-  if (o.cpu_kernels != "fast" && o.cpu_kernels != "reference") {
+  if (!engine::ParseCpuKernels(o.cpu_kernels).has_value()) {
     return Invalid(
-        absl::StrCat("--cpu-kernels must be fast or reference, got '", o.cpu_kernels, "'"));
+        absl::StrCat("--cpu-kernels must be fast, bf16 or reference, got '", o.cpu_kernels, "'"));
   }
   if (o.threads < 0 || o.threads > kMaxThreads) {
     return Invalid(absl::StrCat("--threads must be in [0, ", kMaxThreads, "], got ", o.threads));

@@ -35,7 +35,8 @@ struct ServerOptions {
   // checkpoint's linear weights to 128x128 FP8 blocks at load (engine::LoadOptions).
   std::string quantization;
   // --device cpu: "fast" = weights in checkpoint precision on this CPU's best instruction set
-  // (AVX-512 / AVX2 / portable); "reference" = every linear in fp32 on the portable kernel, the
+  // (AVX-512 / AVX2 / portable); "bf16" = the same, BF16 linears on vdpbf16ps with their inputs
+  // rounded to bf16; "reference" = every linear in fp32 on the portable kernel, the
   // exact backend the golden tests pin (engine::CpuKernels).
   std::string cpu_kernels = "fast";
   int threads = 0;  // --threads: CPU kernel threads in all; 0 = the CPUs this process may use

@@ -115,11 +115,11 @@ class TensorFetcher {
     if (!view.ok()) return view.status();
     const absl::Cleanup drop = [&] { DropPages(*view); };
     const bool sliced = rows.size >= 0 || cols.size >= 0;
-    const bool fast = options_.cpu_kernels == CpuKernels::kFast;
+    const bool fast = options_.cpu_kernels != CpuKernels::kReference;
     LinearWeight linear;
     linear.out_features = rows.Size(out);
     linear.in_features = cols.Size(in);
-    linear.isa = fast ? BestCpuIsa() : CpuIsa::kPortable;
+    linear.isa = LinearIsaFor(options_.cpu_kernels);
     const DType dtype = view->info->dtype;
     if (IsFloatingDType(dtype)) {
       if (quantizable && options_.quantize_fp8) {
@@ -359,6 +359,26 @@ absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
 
 }  // namespace
 
+std::optional<CpuKernels> ParseCpuKernels(std::string_view name) {
+  if (name == "fast") return CpuKernels::kFast;
+  if (name == "bf16") return CpuKernels::kFastBf16;
+  if (name == "reference") return CpuKernels::kReference;
+  return std::nullopt;
+}
+
+CpuIsa LinearIsaFor(CpuKernels kernels) {
+  switch (kernels) {
+    case CpuKernels::kReference:
+      return CpuIsa::kPortable;
+    case CpuKernels::kFastBf16:
+      if (CpuIsaAvailable(CpuIsa::kAvx512Bf16)) return CpuIsa::kAvx512Bf16;
+      return BestCpuIsa();
+    case CpuKernels::kFast:
+      return BestCpuIsa();
+  }
+  return CpuIsa::kPortable;
+}
+
 absl::Status LoadModelWeightsByLayer(
     const Checkpoint& checkpoint, const ModelConfig& c, const LoadOptions& options,
     const WeightShard& shard, ModelWeights& weights,
@@ -383,8 +403,7 @@ absl::Status LoadModelWeightsByLayer(
     weights.lm_head.out_features = c.vocab_size;
     weights.lm_head.in_features = hidden;
     weights.lm_head.weight = weights.embed_tokens;
-    weights.lm_head.isa =
-        options.cpu_kernels == CpuKernels::kFast ? BestCpuIsa() : CpuIsa::kPortable;
+    weights.lm_head.isa = LinearIsaFor(options.cpu_kernels);
   } else {
     MOESERVE_ASSIGN_OR_RETURN(weights.lm_head, fetch.Linear("lm_head", c.vocab_size, hidden,
                                                             /*quantizable=*/false));

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,10 +25,19 @@ enum class CpuKernels {
   // Linear and expert weights stay in checkpoint precision (BF16, FP8 + block scales; F16 and
   // F32 become fp32) and run on the best instruction set of this CPU (weight_gemm.h).
   kFast,
+  // As kFast, but BF16 linears run on AVX-512-BF16 dot products (vdpbf16ps) where the CPU has
+  // them, their inputs rounded to bf16 (docs/cpu-numerics.md): ~1.7× the GEMM throughput of
+  // kFast, results within bf16 tolerance of it. `--cpu-kernels bf16`.
+  kFastBf16,
   // Every linear dequantized to fp32 at load and run by the portable GemmCpu: the exact
   // backend the golden tests against transformers pin down.
   kReference,
 };
+
+// "fast", "bf16", "reference" (the `--cpu-kernels` values); nullopt for anything else.
+std::optional<CpuKernels> ParseCpuKernels(std::string_view name);
+// The instruction set a kernel set's linears run on, on this CPU.
+CpuIsa LinearIsaFor(CpuKernels kernels);
 
 // How to load (the server's and tools' `--quantization` flag maps here).
 struct LoadOptions {

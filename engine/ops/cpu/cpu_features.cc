@@ -46,6 +46,8 @@ bool CpuIsaAvailable(CpuIsa isa) {
       return f.avx2_fma;
     case CpuIsa::kAvx512:
       return f.avx512 && f.avx2_fma;
+    case CpuIsa::kAvx512Bf16:
+      return f.avx512 && f.avx2_fma && f.avx512_bf16;
   }
   return false;
 }
@@ -64,6 +66,8 @@ const char* CpuIsaName(CpuIsa isa) {
       return "avx2";
     case CpuIsa::kAvx512:
       return "avx512";
+    case CpuIsa::kAvx512Bf16:
+      return "avx512_bf16";
   }
   return "unknown";
 }

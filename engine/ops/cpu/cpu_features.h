@@ -15,6 +15,9 @@ enum class CpuIsa {
   kPortable,
   kAvx2,    // AVX2 + FMA (Haswell, Zen)
   kAvx512,  // AVX-512 F/BW/VL/DQ (Skylake-SP and later, Zen 4)
+  // AVX-512 plus BF16 dot products (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4): BF16
+  // weights multiply bf16-rounded activations; everything else runs as kAvx512.
+  kAvx512Bf16,
 };
 
 struct CpuFeatures {
@@ -26,7 +29,8 @@ struct CpuFeatures {
 
 const CpuFeatures& DetectedCpuFeatures();
 
-// The newest instruction set the CPU supports.
+// The newest instruction set the CPU supports whose results equal the portable kernel's up to
+// fp32 summation order (kAvx512Bf16, which rounds inputs to bf16, is asked for by name).
 CpuIsa BestCpuIsa();
 bool CpuIsaAvailable(CpuIsa isa);
 const char* CpuIsaName(CpuIsa isa);

@@ -27,6 +27,7 @@ void GemmNnCpu(const float* x, int64_t ldx, const float* v, int64_t ldv, float* 
                int64_t m, int64_t n, int64_t k, bool accumulate, CpuIsa isa) {
   if (m <= 0 || n <= 0) return;
   switch (isa) {
+    case CpuIsa::kAvx512Bf16:  // no BF16 operand here: the fp32 AVX-512 kernel
     case CpuIsa::kAvx512:
       GemmNnAvx512(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
       return;

@@ -12,7 +12,10 @@
 //   kPortable — dequantizes 64 weight rows at a time and runs GemmCpu on them: bit-identical to
 //               the fp32 reference backend on the dequantized weights;
 //   kAvx2     — 8-lane FMA micro-tiles (kernels_avx2.cc);
-//   kAvx512   — 16-lane FMA micro-tiles (kernels_avx512.cc).
+//   kAvx512   — 16-lane FMA micro-tiles (kernels_avx512.cc);
+//   kAvx512Bf16 — BF16 weights: x rounded to bf16 once, vdpbf16ps micro-tiles
+//               (kernels_avx512_bf16.cc); other formats as kAvx512. The one path whose result
+//               is not "GemmCpu up to summation order": it is GemmCpu on bf16-rounded x.
 // The model's linears (engine/model/linear.h) call it with BestCpuIsa().
 #pragma once
 
@@ -49,5 +52,7 @@ void WeightGemmAvx2(const float* x, int64_t ldx, const WeightMatrixView& w, floa
                     int64_t m, bool accumulate);
 void WeightGemmAvx512(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
                       int64_t m, bool accumulate);
+void WeightGemmAvx512Bf16(const float* x, int64_t ldx, const WeightMatrixView& w, float* y,
+                          int64_t ldy, int64_t m, bool accumulate);
 
 }  // namespace moeserve::engine

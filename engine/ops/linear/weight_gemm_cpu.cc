@@ -78,6 +78,9 @@ void WeightGemmCpu(const float* x, int64_t ldx, const WeightMatrixView& w, float
                    int64_t m, bool accumulate, CpuIsa isa) {
   if (m == 0 || w.rows == 0) return;
   switch (isa) {
+    case CpuIsa::kAvx512Bf16:
+      WeightGemmAvx512Bf16(x, ldx, w, y, ldy, m, accumulate);
+      return;
     case CpuIsa::kAvx512:
       WeightGemmAvx512(x, ldx, w, y, ldy, m, accumulate);
       return;

@@ -180,6 +180,28 @@ INSTANTIATE_TEST_SUITE_P(Presets, DeepseekModelTest,
                                            Preset{"tiny-v3", false}, Preset{"tiny-v3", true}),
                          PresetName);
 
+// `--cpu-kernels bf16` keeps batch invariance: a sequence's logits are bit-identical alone and
+// batched with others, like every other kernel set's.
+TEST(DeepseekModelBf16KernelsTest, BatchInvariance_LogitsBitIdenticalAloneAndBatched) {
+  auto model = DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false),
+                                   {.cpu_kernels = CpuKernels::kFastBf16});
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::mt19937 rng(20261205);
+  const int64_t vocab = (*model)->config().vocab_size;
+  const std::vector<int32_t> target = RandomTokens(rng, 13, vocab);
+  const std::vector<std::vector<int32_t>> batch = {RandomTokens(rng, 40, vocab), target,
+                                                   RandomTokens(rng, 3, vocab)};
+  OfflineRunner alone_runner(**model, 1, 64), batch_runner(**model, 3, 64, 99);
+  auto a = alone_runner.Step({target}, ForwardOptions{});
+  auto b = batch_runner.Step(batch, ForwardOptions{});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(std::memcmp(a->data(), b->data() + vocab, vocab * sizeof(float)), 0);
+  auto alone = GenerateGreedy(**model, {target}, 6, ForwardOptions{});
+  auto together = GenerateGreedy(**model, batch, 6, ForwardOptions{});
+  ASSERT_TRUE(alone.ok() && together.ok());
+  EXPECT_EQ((*alone)[0], (*together)[1]);
+}
+
 TEST(DeepseekModelFp8Test, ActivationQuantizationPerturbsButKeepsLogits) {
   // With FP8 weights, rounding activations through e4m3 (about 3.6% RMS error per value,
   // compounded over ~6 quantized linears per layer and occasional routing flips) must move the

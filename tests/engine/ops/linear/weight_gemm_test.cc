@@ -4,7 +4,8 @@
 // themselves):
 //  * kPortable must equal the fp32 reference bit for bit (it is the reference backend's math);
 //  * the SIMD paths must agree within 1e-5 of Σ|x·w| per element (only the fp32 summation
-//    order differs);
+//    order differs); kAvx512Bf16 on BF16 weights against GemmCpu on x rounded to bf16 (its one
+//    intended difference, ~2^-9 relative, far outside that tolerance if it were missing);
 //  * every path is batch-invariant: a row computed alone equals the same row in a batch, bit for
 //    bit, with and without accumulation;
 //  * e4m3 conversion is exact for all 254 finite byte values, subnormals included.
@@ -118,7 +119,9 @@ TEST_P(WeightGemmTest, MatchesFp32ReferenceOnDequantizedWeights) {
       const std::vector<float> x = rng.UniformFloats(static_cast<size_t>(s.m * s.ldx), -1, 1);
       const std::vector<float> y0 = rng.UniformFloats(static_cast<size_t>(s.m * s.ldy), -1, 1);
       std::vector<float> expected = y0, actual = y0;
-      GemmCpu(x.data(), s.ldx, w.dequantized.data(), expected.data(), s.ldy, s.m, s.n, s.k,
+      const bool rounds_x = isa == CpuIsa::kAvx512Bf16 && format == WeightFormat::kBf16;
+      const std::vector<float> x_used = rounds_x ? Bf16ToFloats(FloatsToBf16(x)) : x;
+      GemmCpu(x_used.data(), s.ldx, w.dequantized.data(), expected.data(), s.ldy, s.m, s.n, s.k,
               accumulate);
       WeightGemmCpu(x.data(), s.ldx, w.view(), actual.data(), s.ldy, s.m, accumulate, isa);
       for (int64_t i = 0; i < s.m; ++i) {
@@ -134,7 +137,7 @@ TEST_P(WeightGemmTest, MatchesFp32ReferenceOnDequantizedWeights) {
           }
           double magnitude = accumulate ? std::fabs(y0[at]) : 0.0;
           for (int64_t kk = 0; kk < s.k; ++kk) {
-            magnitude += std::fabs(x[i * s.ldx + kk] * w.dequantized[j * s.k + kk]);
+            magnitude += std::fabs(x_used[i * s.ldx + kk] * w.dequantized[j * s.k + kk]);
           }
           ASSERT_LE(std::fabs(actual[at] - expected[at]), 1e-5 * magnitude + 1e-30)
               << "(" << i << ", " << j << "): " << actual[at] << " vs " << expected[at];
@@ -173,7 +176,10 @@ INSTANTIATE_TEST_SUITE_P(AllIsasAndFormats, WeightGemmTest,
                                            Case{CpuIsa::kAvx2, WeightFormat::kFp8Block128},
                                            Case{CpuIsa::kAvx512, WeightFormat::kF32},
                                            Case{CpuIsa::kAvx512, WeightFormat::kBf16},
-                                           Case{CpuIsa::kAvx512, WeightFormat::kFp8Block128}),
+                                           Case{CpuIsa::kAvx512, WeightFormat::kFp8Block128},
+                                           Case{CpuIsa::kAvx512Bf16, WeightFormat::kF32},
+                                           Case{CpuIsa::kAvx512Bf16, WeightFormat::kBf16},
+                                           Case{CpuIsa::kAvx512Bf16, WeightFormat::kFp8Block128}),
                          CaseName);
 
 // Every finite e4m3 byte, as one weight row against unit x vectors: y[j] is exactly the
@@ -188,7 +194,8 @@ TEST(WeightGemmFp8Test, EveryFiniteE4m3ByteConvertsExactly) {
   const WeightMatrixView view{WeightFormat::kFp8Block128, bytes.data(), scale_inv.data(), rows,
                               cols};
   const std::vector<float> x = {1.0f};
-  for (const CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+  for (const CpuIsa isa :
+       {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
     if (!CpuIsaAvailable(isa)) continue;
     SCOPED_TRACE(CpuIsaName(isa));
     std::vector<float> y(static_cast<size_t>(rows), std::nanf(""));
