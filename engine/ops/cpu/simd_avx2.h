@@ -28,6 +28,7 @@ struct Simd {
 
   // As the AVX-512 version (simd_avx512.h): rebased exponent, subnormals fixed as
   // 2v − 2^-6, then the sign.
+  static constexpr float kE4m3Unit = 1.0f;  // LoadE4m3 gives the value itself
   static V LoadE4m3(const uint8_t* p) {
     const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     const __m256i magnitude =

@@ -22,20 +22,18 @@ struct Simd {
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
   }
 
-  // e4m3 (bias 7, reference §4) → fp32 exactly, without ever forming an fp32 subnormal (which
-  // would cost a microcode assist per multiply): exponent and mantissa move into place with the
-  // exponent rebased by 120 = 127 − 7; e = 0 lanes (e4m3 subnormals and zero) then hold
-  // 2^-7·(1 + m/8) and become 2^-6·m/8 as 2v − 2^-6, exact by Sterbenz. 0x7F/0xFF (NaN) are
-  // refused by the loader.
+  // e4m3 (bias 7, reference §4) → fp32, as the value times 2^-8 (kE4m3Unit): the seven
+  // exponent and mantissa bits shifted into an fp16 (bias 15) are that value exactly, e4m3
+  // subnormals becoming fp16 subnormals, and vcvtph2ps widens them exactly. The caller folds
+  // 2^8 into the block scale, so (v · 2^-8) · (scale · 2^8) rounds like v · scale. Three
+  // integer ops and one conversion per 16 weights: decode of FP8 weights is bound by this
+  // conversion, not by memory. 0x7F/0xFF (NaN) are refused by the loader.
+  static constexpr float kE4m3Unit = 0x1p-8f;
   static V LoadE4m3(const uint8_t* p) {
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m512i magnitude =
-        _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x7F)), 20),
-                         _mm512_set1_epi32(120 << 23));
-    V v = _mm512_castsi512_ps(magnitude);
-    const __mmask16 subnormal = _mm512_testn_epi32_mask(b, _mm512_set1_epi32(0x78));
-    v = _mm512_mask_sub_ps(v, subnormal, _mm512_add_ps(v, v), _mm512_set1_ps(0x1p-6f));
-    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i half =
+        _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
+                        _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
+    return _mm512_cvtph_ps(half);
   }
 };

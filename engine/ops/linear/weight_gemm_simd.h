@@ -29,7 +29,8 @@ struct WeightElement<WeightFormat::kFp8Block128> {
   using Type = uint8_t;
 };
 
-// kLanes weights of one row starting at column kk, as fp32 (without the FP8 scale).
+// kLanes weights of one row starting at column kk, as fp32 (without the FP8 scale; FP8 as its
+// value times Simd::kE4m3Unit, which the scale multiplies back).
 template <WeightFormat kFormat>
 inline Simd::V LoadWeights(const typename WeightElement<kFormat>::Type* p) {
   if constexpr (kFormat == WeightFormat::kF32) {
@@ -71,7 +72,7 @@ void MicroTile(const float* x, int64_t ldx, const WeightMatrixView& w, int64_t n
       V wv = LoadWeights<kFormat>(ws[j]);
       if constexpr (kFormat == WeightFormat::kFp8Block128) {
         // kk is a multiple of kLanes, which divides 128: one scale for the whole step.
-        wv = Simd::Mul(wv, Simd::Set1(scales[j][kk / 128]));
+        wv = Simd::Mul(wv, Simd::Set1(scales[j][kk / 128] * (1.0f / Simd::kE4m3Unit)));
       }
       for (int i = 0; i < kRowsM; ++i) acc[i][j] = Simd::Fma(xv[i], wv, acc[i][j]);
     }
