@@ -25,15 +25,16 @@ struct Simd {
   // e4m3 (bias 7, reference §4) → fp32, as the value times 2^-8 (kE4m3Unit): the seven
   // exponent and mantissa bits shifted into an fp16 (bias 15) are that value exactly, e4m3
   // subnormals becoming fp16 subnormals, and vcvtph2ps widens them exactly. The caller folds
-  // 2^8 into the block scale, so (v · 2^-8) · (scale · 2^8) rounds like v · scale. Three
-  // integer ops and one conversion per 16 weights: decode of FP8 weights is bound by this
-  // conversion, not by memory. 0x7F/0xFF (NaN) are refused by the loader.
+  // 2^8 into the block scale, so (v · 2^-8) · (scale · 2^8) rounds like v · scale. The byte is
+  // sign-extended, so after the shift by 7 its sign sits in bits 14 and 15 and clearing bit 14
+  // leaves the fp16 sign: two integer ops and one conversion per 16 weights (decode of FP8
+  // weights is bound by this conversion, not by memory). 0x7F/0xFF (NaN) are refused by the
+  // loader.
   static constexpr float kE4m3Unit = 0x1p-8f;
   static V LoadE4m3(const uint8_t* p) {
-    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     const __m256i half =
-        _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
-                        _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
+        _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16(static_cast<int16_t>(0xBFFF)));
     return _mm512_cvtph_ps(half);
   }
 };

@@ -2,10 +2,11 @@
 // block scales) and converted to fp32 in registers, never expanded in memory (issue 20).
 //
 // x and y are fp32 and every product is accumulated in fp32; each weight element is the exact
-// value the checkpoint encodes (a BF16 widened, or e4m3 × its block's scale_inv, the same fp32
-// product DequantizeFp8BlockWeight computes), so the result equals GemmCpu on the dequantized
-// matrix up to the order of the fp32 sums. Every implementation reduces each output element in
-// one fixed order whatever M is and whichever thread computes it: greedy output is
+// value the checkpoint encodes (a BF16 widened, or an e4m3 exactly widened and then scaled by
+// its block's scale_inv as DequantizeFp8BlockWeight does), so the result equals GemmCpu on the
+// dequantized matrix up to the order of the fp32 roundings (the SIMD paths scale x by the block
+// scale rather than every weight: (x·s)·w for x·(w·s)). Every implementation reduces each output
+// element in one fixed order whatever M is and whichever thread computes it: greedy output is
 // bit-identical alone or batched (DESIGN.md §4) for any one instruction set.
 //
 // Implementations, side by side, tested against each other (weight_gemm_test.cc):
@@ -14,8 +15,9 @@
 //   kAvx2     — 8-lane FMA micro-tiles (kernels_avx2.cc);
 //   kAvx512   — 16-lane FMA micro-tiles (kernels_avx512.cc);
 //   kAvx512Bf16 — BF16 weights: x rounded to bf16 once, vdpbf16ps micro-tiles
-//               (kernels_avx512_bf16.cc); other formats as kAvx512. The one path whose result
-//               is not "GemmCpu up to summation order": it is GemmCpu on bf16-rounded x.
+//               (kernels_avx512_bf16.cc); FP8 and fp32 as kAvx512 (docs/cpu-numerics.md).
+//               The one path whose result is not "GemmCpu up to summation order": it is
+//               GemmCpu on bf16-rounded x.
 // The model's linears (engine/model/linear.h) call it with BestCpuIsa().
 #pragma once
 

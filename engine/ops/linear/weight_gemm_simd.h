@@ -51,14 +51,14 @@ void MicroTile(const float* x, int64_t ldx, const WeightMatrixView& w, int64_t n
   const int64_t k = w.cols;
   const int64_t col_blocks = (k + 127) / 128;  // FP8 scale blocks per row (reference §4)
   const Element* wr[kTileN];
-  const float* scales[kTileN] = {};
   for (int j = 0; j < kTileN; ++j) {
     const int64_t row = n0 + std::min<int64_t>(j, rows_n - 1);
     wr[j] = static_cast<const Element*>(w.data) + row * k;
-    if constexpr (kFormat == WeightFormat::kFp8Block128) {
-      scales[j] = w.scale_inv + (row / 128) * col_blocks;
-    }
   }
+  // The tile's rows share one 128-row scale block (n0 is a multiple of kTileN, which divides
+  // 128), so the FP8 scale multiplies x once per step instead of each weight row.
+  const float* scales =
+      kFormat == WeightFormat::kFp8Block128 ? w.scale_inv + (n0 / 128) * col_blocks : nullptr;
   V acc[kRowsM][kTileN];
   for (int i = 0; i < kRowsM; ++i) {
     for (int j = 0; j < kTileN; ++j) acc[i][j] = Simd::Zero();
@@ -68,12 +68,13 @@ void MicroTile(const float* x, int64_t ldx, const WeightMatrixView& w, int64_t n
   auto step = [&](const float* const* xs, const Element* const* ws, int64_t kk) {
     V xv[kRowsM];
     for (int i = 0; i < kRowsM; ++i) xv[i] = Simd::Load(xs[i]);
+    if constexpr (kFormat == WeightFormat::kFp8Block128) {
+      // kk is a multiple of kLanes, which divides 128: one scale for the whole step.
+      const V scale = Simd::Set1(scales[kk / 128] * (1.0f / Simd::kE4m3Unit));
+      for (int i = 0; i < kRowsM; ++i) xv[i] = Simd::Mul(xv[i], scale);
+    }
     for (int j = 0; j < kTileN; ++j) {
-      V wv = LoadWeights<kFormat>(ws[j]);
-      if constexpr (kFormat == WeightFormat::kFp8Block128) {
-        // kk is a multiple of kLanes, which divides 128: one scale for the whole step.
-        wv = Simd::Mul(wv, Simd::Set1(scales[j][kk / 128] * (1.0f / Simd::kE4m3Unit)));
-      }
+      const V wv = LoadWeights<kFormat>(ws[j]);
       for (int i = 0; i < kRowsM; ++i) acc[i][j] = Simd::Fma(xv[i], wv, acc[i][j]);
     }
   };
