@@ -30,14 +30,14 @@ absl::StatusOr<Fp8MlpHostWeights> QuantizeMlp(const MlpWeights& mlp, const std::
         "BF16 checkpoint with --quantization fp8"));
   }
   Fp8MlpHostWeights out;
-  out.gate_up = HostFp8(mlp.gate_up);
+  out.gate_up = HostFp8(StackedGateUp(mlp));
   out.down = HostFp8(mlp.down);
   return out;
 }
 
 absl::StatusOr<CudaMlp> UploadMlp(const MlpWeights& mlp) {
   CudaMlp out;
-  MOESERVE_ASSIGN_OR_RETURN(out.gate_up, UploadLinear(mlp.gate_up));
+  MOESERVE_ASSIGN_OR_RETURN(out.gate_up, UploadLinear(StackedGateUp(mlp)));
   MOESERVE_ASSIGN_OR_RETURN(out.down, UploadLinear(mlp.down));
   return out;
 }
@@ -153,8 +153,8 @@ absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, Cublas
   MOESERVE_ASSIGN_OR_RETURN(mla.kv_a_norm, UploadBf16(a.kv_a_norm));
   MOESERVE_ASSIGN_OR_RETURN(mla.kv_b_proj, UploadLinear(a.kv_b_proj));
   MOESERVE_ASSIGN_OR_RETURN(mla.o_proj, UploadLinear(a.o_proj));
-  MOESERVE_ASSIGN_OR_RETURN(mla.w_uk_t, UploadBf16(a.w_uk_t));
-  MOESERVE_ASSIGN_OR_RETURN(mla.w_uv, UploadBf16(a.w_uv));
+  MOESERVE_ASSIGN_OR_RETURN(mla.w_uk_t, UploadBf16(DequantizeLinear(a.w_uk_t)));
+  MOESERVE_ASSIGN_OR_RETURN(mla.w_uv, UploadBf16(DequantizeLinear(a.w_uv)));
 
   if (layer.dense_mlp.has_value()) {
     MOESERVE_ASSIGN_OR_RETURN(out.dense_mlp, UploadMlp(*layer.dense_mlp));

@@ -11,7 +11,13 @@ void MlpForward(const MlpWeights& mlp, const float* x, int64_t rows, bool quanti
                 float* out, bool accumulate) {
   const int64_t width = mlp.width();
   std::vector<float> gate_up(static_cast<size_t>(rows * 2 * width));
-  ApplyLinear(mlp.gate_up, x, rows, mlp.gate_up.in_features, quantize_activations, gate_up.data());
+  const int64_t hidden = mlp.gate_up.in_features;
+  if (mlp.up.has_value()) {  // held apart (weights.h): both write into the stacked layout
+    ApplyLinear(mlp.gate_up, x, rows, hidden, quantize_activations, gate_up.data(), 2 * width);
+    ApplyLinear(*mlp.up, x, rows, hidden, quantize_activations, gate_up.data() + width, 2 * width);
+  } else {
+    ApplyLinear(mlp.gate_up, x, rows, hidden, quantize_activations, gate_up.data());
+  }
   std::vector<float> activated(static_cast<size_t>(rows * width));
   SiluMulCpu(gate_up.data(), rows, width, activated.data());
   ApplyLinear(mlp.down, activated.data(), rows, width, quantize_activations, out, -1, accumulate);

@@ -43,6 +43,40 @@ std::vector<float> DequantizeLinear(const LinearWeight& linear) {
   return {};
 }
 
+bool CanStackRows(const LinearWeight& a, const LinearWeight& b) {
+  return a.format == b.format &&
+         (a.format != WeightFormat::kFp8Block128 || a.out_features % kFp8BlockSize == 0);
+}
+
+LinearWeight StackRows(LinearWeight a, LinearWeight b) {
+  LinearWeight out;
+  out.out_features = a.out_features + b.out_features;
+  out.in_features = a.in_features;
+  out.fp8 = a.fp8 && b.fp8;
+  out.isa = a.isa;
+  if (!CanStackRows(a, b)) {
+    out.weight = DequantizeLinear(a);
+    const std::vector<float> rest = DequantizeLinear(b);
+    out.weight.insert(out.weight.end(), rest.begin(), rest.end());
+    return out;
+  }
+  auto append = [](auto& to, auto& from) { to.insert(to.end(), from.begin(), from.end()); };
+  out.format = a.format;
+  out.weight = std::move(a.weight);
+  append(out.weight, b.weight);
+  out.weight_bf16 = std::move(a.weight_bf16);
+  append(out.weight_bf16, b.weight_bf16);
+  out.weight_fp8 = std::move(a.weight_fp8);
+  append(out.weight_fp8, b.weight_fp8);
+  out.scale_inv = std::move(a.scale_inv);
+  append(out.scale_inv, b.scale_inv);
+  return out;
+}
+
+LinearWeight StackedGateUp(const MlpWeights& mlp) {
+  return mlp.up.has_value() ? StackRows(mlp.gate_up, *mlp.up) : mlp.gate_up;
+}
+
 void ApplyLinear(const LinearWeight& linear, const float* x, int64_t rows, int64_t ldx,
                  bool quantize_activations, float* y, int64_t ldy, bool accumulate) {
   if (ldy < 0) ldy = linear.out_features;

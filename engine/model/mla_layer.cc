@@ -5,6 +5,7 @@
 
 #include "engine/batch/attention_order.h"
 #include "engine/model/linear.h"
+#include "engine/model/mla_absorbed_weights.h"
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
@@ -84,16 +85,17 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
       std::copy(q_pe, q_pe + d.rope, q_mqa.begin() + (i * d.heads + h) * d.kv + d.rank);
     }
   }
-  std::vector<float> q_nope(static_cast<size_t>(n * d.nope));
+  // One head per thread: each head's GEMM is too small to split (its K is 128), and its
+  // arithmetic is the same whichever thread runs it.
+#pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < d.heads; ++h) {
+    std::vector<float> q_nope(static_cast<size_t>(n * d.nope));
     for (int64_t i = 0; i < n; ++i) {
       const float* src = q + (tokens[i] * d.heads + h) * d.qk;
       std::copy(src, src + d.nope, q_nope.begin() + i * d.nope);
     }
-    const WeightMatrixView w_uk_t{WeightFormat::kF32, w.w_uk_t.data() + h * d.rank * d.nope,
-                                  nullptr, d.rank, d.nope};
-    WeightGemmCpu(q_nope.data(), d.nope, w_uk_t, q_mqa.data() + h * d.kv, d.heads * d.kv, n,
-                  /*accumulate=*/false, w.kv_b_proj.isa);
+    WeightGemmCpu(q_nope.data(), d.nope, HeadRows(w.w_uk_t, h, d.rank), q_mqa.data() + h * d.kv,
+                  d.heads * d.kv, n, /*accumulate=*/false, w.w_uk_t.isa);
   }
 
   std::vector<float> o_lat(static_cast<size_t>(n * d.heads * d.rank));
@@ -114,11 +116,10 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
   MlaDecodeCpu(args);
 
   std::vector<float> o_heads(static_cast<size_t>(n * d.heads * d.v));
+#pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < d.heads; ++h) {
-    const WeightMatrixView w_uv{WeightFormat::kF32, w.w_uv.data() + h * d.v * d.rank, nullptr, d.v,
-                                d.rank};
-    WeightGemmCpu(o_lat.data() + h * d.rank, d.heads * d.rank, w_uv, o_heads.data() + h * d.v,
-                  d.heads * d.v, n, /*accumulate=*/false, w.kv_b_proj.isa);
+    WeightGemmCpu(o_lat.data() + h * d.rank, d.heads * d.rank, HeadRows(w.w_uv, h, d.v),
+                  o_heads.data() + h * d.v, d.heads * d.v, n, /*accumulate=*/false, w.w_uv.isa);
   }
   for (int64_t i = 0; i < n; ++i) {
     std::copy(o_heads.begin() + i * d.heads * d.v, o_heads.begin() + (i + 1) * d.heads * d.v,

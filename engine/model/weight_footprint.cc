@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/mla_absorbed_weights.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
 
@@ -33,6 +34,20 @@ int64_t LinearBytes(const TensorInfo& info, const LoadOptions& options, bool qua
   return info.dtype == DType::kBF16 ? 2 * n : 4 * n;
 }
 
+// Absorbed MLA's W_UK[h]ᵀ and W_UV[h] (mla_absorbed_weights.h): kv_b_proj's elements once
+// more, in its format (with as many scales), or fp32 where that format cannot be split.
+int64_t AbsorbedBytes(const TensorInfo& kv_b, const ModelConfig& c, const LoadOptions& options) {
+  const int64_t n = kv_b.num_elements();
+  const int64_t held = LinearBytes(kv_b, options, /*quantizable=*/true);
+  if (held >= 2 * n) return held;  // fp32 or BF16: splitting keeps the format
+  // FP8 (in the checkpoint or quantized at load): bytes plus one scale per 128×128 block.
+  if (!AbsorbedKeepsFormat(WeightFormat::kFp8Block128, c.qk_nope_head_dim, c.v_head_dim,
+                           c.kv_lora_rank)) {
+    return 4 * n;
+  }
+  return n + 4 * (n / (kFp8BlockSize * kFp8BlockSize));
+}
+
 }  // namespace
 
 int64_t EstimateWeightBytes(const Checkpoint& checkpoint, const ModelConfig& config,
@@ -59,8 +74,7 @@ int64_t EstimateWeightBytes(const Checkpoint& checkpoint, const ModelConfig& con
       const bool is_lm_head = name == "lm_head.weight";
       has_lm_head = has_lm_head || is_lm_head;
       bytes += LinearBytes(info, options, /*quantizable=*/!is_lm_head);
-      // Absorbed MLA's fp32 W_UK[h]ᵀ and W_UV[h] are kv_b_proj's elements once more.
-      if (EndsWith(name, ".kv_b_proj.weight")) bytes += 4 * n;
+      if (EndsWith(name, ".kv_b_proj.weight")) bytes += AbsorbedBytes(info, config, options);
     }
   }
   if (config.tie_word_embeddings && !has_lm_head) bytes += embed_bytes;
@@ -70,7 +84,9 @@ int64_t EstimateWeightBytes(const Checkpoint& checkpoint, const ModelConfig& con
 int64_t WeightBytesHeld(const ModelWeights& w) {
   auto floats = [](const std::vector<float>& v) { return static_cast<int64_t>(4 * v.size()); };
   auto linear = [](const LinearWeight& l) { return static_cast<int64_t>(l.size_bytes()); };
-  auto mlp = [&](const MlpWeights& m) { return linear(m.gate_up) + linear(m.down); };
+  auto mlp = [&](const MlpWeights& m) {
+    return linear(m.gate_up) + (m.up ? linear(*m.up) : 0) + linear(m.down);
+  };
   int64_t bytes = floats(w.embed_tokens) + floats(w.final_norm) + linear(w.lm_head);
   for (const DecoderLayerWeights& layer : w.layers) {
     const MlaWeights& a = layer.attention;
@@ -80,7 +96,7 @@ int64_t WeightBytesHeld(const ModelWeights& w) {
           a.q_b_proj ? &*a.q_b_proj : nullptr, &a.kv_a_proj, &a.kv_b_proj, &a.o_proj}) {
       if (l != nullptr) bytes += linear(*l);
     }
-    bytes += floats(a.q_a_norm) + floats(a.kv_a_norm) + floats(a.w_uk_t) + floats(a.w_uv);
+    bytes += floats(a.q_a_norm) + floats(a.kv_a_norm) + linear(a.w_uk_t) + linear(a.w_uv);
     if (layer.dense_mlp) bytes += mlp(*layer.dense_mlp);
     if (layer.moe) {
       bytes += floats(layer.moe->router) + floats(layer.moe->correction_bias);

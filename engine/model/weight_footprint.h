@@ -4,7 +4,7 @@
 // does not fit is refused with the numbers instead of failing half-way through a load with
 // std::bad_alloc. The estimate follows the rules LoadModelWeights applies (weights.h) from the
 // checkpoint's headers alone: linears in the format they will be held in, everything else fp32,
-// plus the fp32 per-head split of kv_b_proj that absorbed MLA uses. WeightBytesHeld measures a
+// plus the per-head split of kv_b_proj that absorbed MLA uses. WeightBytesHeld measures a
 // loaded model the same way, which is how the estimate is tested.
 #pragma once
 

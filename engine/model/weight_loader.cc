@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/model/linear.h"
+#include "engine/model/mla_absorbed_weights.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/status_macros.h"
@@ -52,35 +53,6 @@ std::vector<T> CutOut(const T* full, int64_t full_cols, Slice rows, int64_t num_
 std::vector<float> CutOut(const std::vector<float>& full, int64_t full_cols, Slice rows,
                           int64_t num_rows, Slice cols, int64_t num_cols) {
   return CutOut(full.data(), full_cols, rows, num_rows, cols, num_cols);
-}
-
-// [a; b]: a's rows, then b's, in a's format where both share it (and, for FP8, a's rows end on
-// a 128-row block boundary so the scale rows stack too); otherwise both dequantized to fp32.
-LinearWeight StackRows(LinearWeight a, LinearWeight b) {
-  LinearWeight out;
-  out.out_features = a.out_features + b.out_features;
-  out.in_features = a.in_features;
-  out.fp8 = a.fp8 && b.fp8;
-  out.isa = a.isa;
-  const bool same = a.format == b.format &&
-                    (a.format != WeightFormat::kFp8Block128 || a.out_features % kFp8BlockSize == 0);
-  if (!same) {
-    out.weight = DequantizeLinear(a);
-    const std::vector<float> rest = DequantizeLinear(b);
-    out.weight.insert(out.weight.end(), rest.begin(), rest.end());
-    return out;
-  }
-  auto append = [](auto& to, auto& from) { to.insert(to.end(), from.begin(), from.end()); };
-  out.format = a.format;
-  out.weight = std::move(a.weight);
-  append(out.weight, b.weight);
-  out.weight_bf16 = std::move(a.weight_bf16);
-  append(out.weight_bf16, b.weight_bf16);
-  out.weight_fp8 = std::move(a.weight_fp8);
-  append(out.weight_fp8, b.weight_fp8);
-  out.scale_inv = std::move(a.scale_inv);
-  append(out.scale_inv, b.scale_inv);
-  return out;
 }
 
 // Reads named tensors out of a checkpoint, checking shapes against the config.
@@ -250,8 +222,9 @@ class TensorFetcher {
   const LoadOptions& options_;
 };
 
-// gate_proj and up_proj stacked into one [2 * width, hidden] matrix. `part`: the slice of the
-// intermediate dimension a tensor-parallel rank holds (gate/up rows, down columns).
+// gate_proj and up_proj stacked into one [2 * width, hidden] matrix where their format allows
+// (MlpWeights). `part`: the slice of the intermediate dimension a tensor-parallel rank holds
+// (gate/up rows, down columns).
 absl::StatusOr<MlpWeights> LoadMlp(TensorFetcher& fetch, const std::string& prefix, int64_t hidden,
                                    int64_t width, Slice part = {}) {
   LinearWeight gate, up;
@@ -260,27 +233,14 @@ absl::StatusOr<MlpWeights> LoadMlp(TensorFetcher& fetch, const std::string& pref
   MOESERVE_ASSIGN_OR_RETURN(up, fetch.Linear(prefix + ".up_proj", width, hidden, true, part));
   MOESERVE_ASSIGN_OR_RETURN(mlp.down,
                             fetch.Linear(prefix + ".down_proj", hidden, width, true, {}, part));
-  mlp.gate_up = StackRows(std::move(gate), std::move(up));
-  return mlp;
-}
-
-// Splits kv_b_proj [H * (nope + v), c] per head into W_UK[h]ᵀ and W_UV[h] (reference §3.1).
-// `heads`: the heads this rank holds.
-void SplitAbsorbedWeights(const ModelConfig& c, int64_t heads, MlaWeights& mla) {
-  const int64_t nope = c.qk_nope_head_dim, v = c.v_head_dim;
-  const int64_t rank = c.kv_lora_rank;
-  mla.w_uk_t.resize(static_cast<size_t>(heads * rank * nope));
-  mla.w_uv.resize(static_cast<size_t>(heads * v * rank));
-  const std::vector<float> kv_b = DequantizeLinear(mla.kv_b_proj);
-  for (int64_t h = 0; h < heads; ++h) {
-    const float* head = kv_b.data() + h * (nope + v) * rank;
-    for (int64_t d = 0; d < nope; ++d) {
-      for (int64_t r = 0; r < rank; ++r) {
-        mla.w_uk_t[(h * rank + r) * nope + d] = head[d * rank + r];
-      }
-    }
-    std::copy(head + nope * rank, head + (nope + v) * rank, mla.w_uv.begin() + h * v * rank);
+  const bool keep_apart = gate.format == up.format && !CanStackRows(gate, up);
+  if (keep_apart) {
+    mlp.gate_up = std::move(gate);
+    mlp.up = std::move(up);
+  } else {
+    mlp.gate_up = StackRows(std::move(gate), std::move(up));
   }
+  return mlp;
 }
 
 // Tensor parallel: the rank's heads [h0, h0 + local) take their rows of q_b_proj (q_proj) and
@@ -315,7 +275,7 @@ absl::StatusOr<MlaWeights> LoadMla(TensorFetcher& fetch, const ModelConfig& c,
                                                         c.kv_lora_rank, true, kv_b_rows));
   MOESERVE_ASSIGN_OR_RETURN(
       mla.o_proj, fetch.Linear(prefix + ".o_proj", hidden, heads * c.v_head_dim, true, {}, o_cols));
-  SplitAbsorbedWeights(c, local, mla);
+  SplitAbsorbedWeights(local, c.qk_nope_head_dim, c.v_head_dim, c.kv_lora_rank, mla);
   return mla;
 }
 

@@ -25,7 +25,8 @@ enum class CpuKernels {
   // Linear and expert weights stay in checkpoint precision (BF16, FP8 + block scales; F16 and
   // F32 become fp32) and run on the best instruction set of this CPU (weight_gemm.h).
   kFast,
-  // As kFast, but BF16 linears run on AVX-512-BF16 dot products (vdpbf16ps) where the CPU has
+  // As kFast, but BF16 and FP8 linears run on AVX-512-BF16 dot products (vdpbf16ps) where the CPU
+  // has
   // them, their inputs rounded to bf16 (docs/cpu-numerics.md): ~1.7× the GEMM throughput of
   // kFast, results within bf16 tolerance of it. `--cpu-kernels bf16`.
   kFastBf16,

@@ -6,7 +6,7 @@
 // dequantized to fp32 once at load. Norms, embeddings, routers and biases are fp32.
 // FP8 linears remember that they were FP8 so the forward pass can quantize their input
 // activations (reference §4), making CPU numerics mirror the GPU's FP8 GEMMs. gate_proj and
-// up_proj are fused into one [2I, D] matrix per MLP (one GEMM, then SiLU·mul).
+// up_proj are stacked into one [2I, D] matrix per MLP where the format allows (MlpWeights).
 // Filled by LoadModelWeights (weight_loader.h); immutable afterwards.
 #pragma once
 
@@ -40,8 +40,13 @@ struct LinearWeight {
 std::vector<float> DequantizeLinear(const LinearWeight& linear);
 
 struct MlpWeights {
-  LinearWeight gate_up;  // [2 * width, hidden]: rows [0, width) gate_proj, then up_proj
-  LinearWeight down;     // [hidden, width]
+  // gate_proj and up_proj stacked into one [2 * width, hidden] matrix, rows [0, width)
+  // gate_proj: one GEMM, then SiLU·mul. An FP8 width that is not a multiple of 128 (V2-Lite's
+  // dense 10944) cannot stack without splitting a scale block; then gate_up holds gate_proj
+  // alone and `up` holds up_proj (StackedGateUp gives the stack for consumers that need it).
+  LinearWeight gate_up;
+  std::optional<LinearWeight> up;
+  LinearWeight down;  // [hidden, width]
   int64_t width() const { return down.in_features; }
 };
 
@@ -64,9 +69,9 @@ struct MlaWeights {
   std::vector<float> kv_a_norm;          // [kv_lora_rank]
   LinearWeight kv_b_proj;                // [H * (nope_dim + v_dim), kv_lora_rank]
   LinearWeight o_proj;                   // [hidden, H * v_dim]
-  // kv_b_proj split per head for the absorbed form (reference §3.1):
-  std::vector<float> w_uk_t;  // [H, kv_lora_rank, nope_dim]: W_UK[h]ᵀ, so q_abs = q_nope · W_UK[h]
-  std::vector<float> w_uv;    // [H, v_dim, kv_lora_rank]:   W_UV[h],  so o_h = o_lat · W_UV[h]ᵀ
+  // kv_b_proj split per head for the absorbed form, in its format (mla_absorbed_weights.h):
+  LinearWeight w_uk_t;  // [H * kv_lora_rank, nope_dim]: W_UK[h]ᵀ, so q_abs = q_nope · W_UK[h]
+  LinearWeight w_uv;    // [H * v_dim, kv_lora_rank]:   W_UV[h],  so o_h = o_lat · W_UV[h]ᵀ
 };
 
 struct DecoderLayerWeights {

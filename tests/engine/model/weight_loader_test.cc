@@ -125,8 +125,8 @@ TEST(WeightLoaderTest, StreamedLoadEqualsTheWholeLoadLayerByLayer) {
           EXPECT_EQ(DequantizeLinear(layer.moe->experts.back().down),
                     DequantizeLinear(expected.moe->experts.back().down));
         } else {
-          EXPECT_EQ(DequantizeLinear(layer.dense_mlp->gate_up),
-                    DequantizeLinear(expected.dense_mlp->gate_up));
+          EXPECT_EQ(DequantizeLinear(StackedGateUp(*layer.dense_mlp)),
+                    DequantizeLinear(StackedGateUp(*expected.dense_mlp)));
         }
         order.push_back(index);
         return absl::OkStatus();
@@ -288,7 +288,8 @@ void ExpectOnlineQuantized(const LinearWeight& plain, const LinearWeight& online
 
 void ExpectMlpOnlineQuantized(const MlpWeights& plain, const MlpWeights& online,
                               const std::string& name) {
-  ExpectOnlineQuantized(plain.gate_up, online.gate_up, name + ".gate_up", plain.width());
+  ExpectOnlineQuantized(StackedGateUp(plain), StackedGateUp(online), name + ".gate_up",
+                        plain.width());
   ExpectOnlineQuantized(plain.down, online.down, name + ".down");
 }
 
