@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> rows = {1, 8, 32};
   int64_t pool_mib = 512;
   double seconds = 1.0;
-  std::string output = "bench/results/weight_gemm.json";
+  std::string output = "bench_results/weight_gemm.json";
   app.add_option("--rows", rows, "rows of x (M)")->delimiter(',');
   app.add_option("--pool-mib", pool_mib, "bytes of distinct matrices cycled through");
   app.add_option("--seconds", seconds, "time per measurement");

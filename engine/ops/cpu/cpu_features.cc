@@ -19,6 +19,7 @@ CpuFeatures Detect() {
   f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+  f.avx512_vbmi = f.avx512 && __builtin_cpu_supports("avx512vbmi");
   // GCC 12's libgcc does not report AMX: read CPUID.(7, 0):EDX, bit 22 AMX-BF16 and bit 24
   // AMX-TILE (Intel SDM vol. 2A, CPUID). Using the tiles also needs the kernel's permission
   // (arch_prctl ARCH_REQ_XCOMP_PERM), asked for by the AMX kernels themselves.
@@ -77,7 +78,8 @@ std::string CpuFeaturesString() {
   std::string flags;
   for (const auto& [present, name] :
        {std::pair{f.avx2_fma, "avx2_fma"}, std::pair{f.avx512, "avx512"},
-        std::pair{f.avx512_bf16, "avx512_bf16"}, std::pair{f.amx_bf16, "amx_bf16"}}) {
+        std::pair{f.avx512_bf16, "avx512_bf16"}, std::pair{f.avx512_vbmi, "avx512_vbmi"},
+        std::pair{f.amx_bf16, "amx_bf16"}}) {
     if (present) absl::StrAppend(&flags, flags.empty() ? "" : " ", name);
   }
   return absl::StrCat(CpuIsaName(BestCpuIsa()), " (", flags.empty() ? "none" : flags, ")");

@@ -16,7 +16,8 @@ enum class CpuIsa {
   kAvx2,    // AVX2 + FMA (Haswell, Zen)
   kAvx512,  // AVX-512 F/BW/VL/DQ (Skylake-SP and later, Zen 4)
   // AVX-512 plus BF16 dot products (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4): BF16
-  // weights multiply bf16-rounded activations; everything else runs as kAvx512.
+  // weights, and FP8 weights where AVX-512-VBMI converts them, multiply bf16-rounded
+  // activations; everything else runs as kAvx512.
   kAvx512Bf16,
 };
 
@@ -24,6 +25,7 @@ struct CpuFeatures {
   bool avx2_fma = false;
   bool avx512 = false;       // F, BW, VL and DQ together
   bool avx512_bf16 = false;  // vdpbf16ps
+  bool avx512_vbmi = false;  // vpermi2b: 128-entry byte tables (Ice Lake, Sapphire Rapids, Zen 4)
   bool amx_bf16 = false;     // AMX tiles with BF16 (Sapphire Rapids and later)
 };
 

@@ -14,8 +14,9 @@
 //               the fp32 reference backend on the dequantized weights;
 //   kAvx2     — 8-lane FMA micro-tiles (kernels_avx2.cc);
 //   kAvx512   — 16-lane FMA micro-tiles (kernels_avx512.cc);
-//   kAvx512Bf16 — BF16 weights: x rounded to bf16 once, vdpbf16ps micro-tiles
-//               (kernels_avx512_bf16.cc); FP8 and fp32 as kAvx512 (docs/cpu-numerics.md).
+//   kAvx512Bf16 — BF16 weights, and FP8 on CPUs with AVX-512-VBMI: x rounded to bf16 once,
+//               e4m3 turned into bf16 by table lookup, vdpbf16ps micro-tiles
+//               (kernels_avx512_bf16.cc); the rest as kAvx512 (docs/cpu-numerics.md).
 //               The one path whose result is not "GemmCpu up to summation order": it is
 //               GemmCpu on bf16-rounded x.
 // The model's linears (engine/model/linear.h) call it with BestCpuIsa().
@@ -48,6 +49,10 @@ struct WeightMatrixView {
 // `isa` must be available (CpuIsaAvailable); tests pass each one, the model BestCpuIsa().
 void WeightGemmCpu(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
                    int64_t m, bool accumulate, CpuIsa isa);
+
+// Whether WeightGemmCpu rounds x to bf16 for this weight format on this instruction set (the
+// kAvx512Bf16 paths); otherwise its result is GemmCpu's up to the order of fp32 roundings.
+bool WeightGemmRoundsInputsToBf16(WeightFormat format, CpuIsa isa);
 
 // The per-ISA entry points behind WeightGemmCpu (same contract).
 void WeightGemmAvx2(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,

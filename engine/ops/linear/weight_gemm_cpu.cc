@@ -74,6 +74,12 @@ int64_t WeightFormatBytes(WeightFormat format) {
   return 0;
 }
 
+bool WeightGemmRoundsInputsToBf16(WeightFormat format, CpuIsa isa) {
+  if (isa != CpuIsa::kAvx512Bf16) return false;
+  return format == WeightFormat::kBf16 ||
+         (format == WeightFormat::kFp8Block128 && DetectedCpuFeatures().avx512_vbmi);
+}
+
 void WeightGemmCpu(const float* x, int64_t ldx, const WeightMatrixView& w, float* y, int64_t ldy,
                    int64_t m, bool accumulate, CpuIsa isa) {
   if (m == 0 || w.rows == 0) return;

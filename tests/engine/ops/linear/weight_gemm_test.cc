@@ -4,8 +4,9 @@
 // themselves):
 //  * kPortable must equal the fp32 reference bit for bit (it is the reference backend's math);
 //  * the SIMD paths must agree within 1e-5 of Σ|x·w| per element (only the fp32 summation
-//    order differs); kAvx512Bf16 on BF16 weights against GemmCpu on x rounded to bf16 (its one
-//    intended difference, ~2^-9 relative, far outside that tolerance if it were missing);
+//    order differs); kAvx512Bf16 on BF16 (and, with VBMI, FP8) weights against GemmCpu on x
+//    rounded to bf16 (its one intended difference, ~2^-9 relative, far outside that tolerance
+//    if it were missing);
 //  * every path is batch-invariant: a row computed alone equals the same row in a batch, bit for
 //    bit, with and without accumulation;
 //  * e4m3 conversion is exact for all 254 finite byte values, subnormals included.
@@ -119,7 +120,7 @@ TEST_P(WeightGemmTest, MatchesFp32ReferenceOnDequantizedWeights) {
       const std::vector<float> x = rng.UniformFloats(static_cast<size_t>(s.m * s.ldx), -1, 1);
       const std::vector<float> y0 = rng.UniformFloats(static_cast<size_t>(s.m * s.ldy), -1, 1);
       std::vector<float> expected = y0, actual = y0;
-      const bool rounds_x = isa == CpuIsa::kAvx512Bf16 && format == WeightFormat::kBf16;
+      const bool rounds_x = WeightGemmRoundsInputsToBf16(format, isa);
       const std::vector<float> x_used = rounds_x ? Bf16ToFloats(FloatsToBf16(x)) : x;
       GemmCpu(x_used.data(), s.ldx, w.dequantized.data(), expected.data(), s.ldy, s.m, s.n, s.k,
               accumulate);
