@@ -1,9 +1,11 @@
 // CPU prefill and decode throughput of a DeepSeek checkpoint (default: a freshly generated
 // tiny-v3) at several batch sizes, for each CPU kernel set side by side (fast: checkpoint
 // precision on the best instruction set; reference: fp32 on the portable kernel), with the
-// bytes of linear weights each holds. Prints a table and writes JSON with device, date, commit.
+// bytes of linear weights each holds, and for each latent cache element type asked for (auto:
+// the kernel set's default). Prints a table and writes JSON with device, date, commit.
 //   moeserve-bench-cpu-forward [--model DIR] [--batch-sizes 1,8,32] [--prompt-len 128]
 //                              [--decode-steps 32] [--cpu-kernels fast,reference]
+//                              [--kv-cache-dtypes auto,fp32,bf16]
 //                              [--quantization fp8] [--output FILE]
 #include <omp.h>
 
@@ -26,6 +28,16 @@ using moeserve::engine::DeepseekModel;
 using moeserve::engine::ForwardOptions;
 using moeserve::engine::OfflineRunner;
 using Clock = std::chrono::steady_clock;
+
+// Every (kernel set, cache dtype) combination, kernel sets outermost.
+std::vector<std::pair<std::string, std::string>> Pairs(const std::vector<std::string>& kernel_sets,
+                                                       const std::vector<std::string>& kv_dtypes) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const std::string& k : kernel_sets) {
+    for (const std::string& d : kv_dtypes) pairs.emplace_back(k, d);
+  }
+  return pairs;
+}
 
 double Seconds(Clock::time_point begin) {
   return std::chrono::duration<double>(Clock::now() - begin).count();
@@ -106,6 +118,10 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-kernels", kernel_sets, "kernel sets to compare")
       ->delimiter(',')
       ->check(CLI::IsMember({"fast", "bf16", "reference"}));
+  std::vector<std::string> kv_dtypes = {"auto"};
+  app.add_option("--kv-cache-dtypes", kv_dtypes, "latent cache element types to compare")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   app.add_option("--quantization", quantization, "fp8: quantize linears at load")
       ->check(CLI::IsMember({"", "fp8"}));
   app.add_option("--output", output, "JSON report path");
@@ -128,12 +144,15 @@ int main(int argc, char** argv) {
   std::printf("CPU forward, %s, %d threads, prompt %lld tokens, %lld decode steps, CPU %s\n",
               model_name.c_str(), omp_get_max_threads(), static_cast<long long>(prompt_len),
               static_cast<long long>(decode_steps), moeserve::engine::CpuFeaturesString().c_str());
-  std::printf("%9s | %10s | %6s | %18s | %17s | %15s\n", "kernels", "linear MiB", "batch",
-              "prefill tokens/s", "decode tokens/s", "decode step ms");
-  for (const std::string& kernels : kernel_sets) {
+  std::printf("%9s | %4s | %10s | %6s | %18s | %17s | %15s\n", "kernels", "KV", "linear MiB",
+              "batch", "prefill tokens/s", "decode tokens/s", "decode step ms");
+  for (const auto& [kernels, kv_dtype] : Pairs(kernel_sets, kv_dtypes)) {
     const moeserve::engine::LoadOptions load{
         .quantize_fp8 = quantization == "fp8",
-        .cpu_kernels = *moeserve::engine::ParseCpuKernels(kernels)};
+        .cpu_kernels = *moeserve::engine::ParseCpuKernels(kernels),
+        .kv_cache_dtype = moeserve::engine::ParseKvCacheDtype(kv_dtype)};
+    const char* kv_name =
+        moeserve::engine::CpuKvCacheDtype(load) == moeserve::engine::DType::kBF16 ? "bf16" : "fp32";
     auto model = DeepseekModel::Load(bench_model->dir, load);
     if (!model.ok()) {
       std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
@@ -142,10 +161,11 @@ int main(int argc, char** argv) {
     const double linear_mib = LinearBytes((*model)->weights()) / 1048576.0;
     for (int64_t batch : batch_sizes) {
       const Row row = Measure(**model, batch, prompt_len, decode_steps);
-      std::printf("%9s | %10.1f | %6lld | %18.1f | %17.1f | %15.2f\n", kernels.c_str(), linear_mib,
-                  static_cast<long long>(row.batch), row.prefill_tokens_per_s,
+      std::printf("%9s | %4s | %10.1f | %6lld | %18.1f | %17.1f | %15.2f\n", kernels.c_str(),
+                  kv_name, linear_mib, static_cast<long long>(row.batch), row.prefill_tokens_per_s,
                   row.decode_tokens_per_s, row.decode_step_ms);
       report["results"].push_back({{"cpu_kernels", kernels},
+                                   {"kv_cache_dtype", kv_name},
                                    {"linear_weight_mib", linear_mib},
                                    {"batch", row.batch},
                                    {"prefill_tokens_per_s", row.prefill_tokens_per_s},

@@ -246,8 +246,7 @@ int Serve(const ServerOptions& options) {
     quantization = cuda.quantization;
     engine_options = MakeCudaEngineOptions(options, config, kv->max_model_len, cuda.num_kv_blocks);
   } else {
-    const engine::LoadOptions load{.quantize_fp8 = options.quantization == "fp8",
-                                   .cpu_kernels = *engine::ParseCpuKernels(options.cpu_kernels)};
+    const engine::LoadOptions load = CpuLoadOptions(options);
     const int threads = options.threads > 0 ? options.threads : engine::CpusAllowed();
     LogInfo(absl::StrCat("CPU kernels: ", options.cpu_kernels, " on ", threads, " threads (",
                          engine::CpusAllowed(), " CPUs allowed); CPU ",
@@ -260,7 +259,7 @@ int Serve(const ServerOptions& options) {
         engine::CpuServingShape{
             .num_kv_blocks = engine_options->num_kv_blocks,
             .kv_bytes_per_block =
-                engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock(),
+                engine::KvCacheSpecFor(config, engine::CpuKvCacheDtype(load)).BytesPerBlock(),
             .max_num_batched_tokens = engine_options->max_num_batched_tokens,
             .max_num_seqs = engine_options->max_num_seqs,
             .max_model_len = engine_options->max_model_len,
@@ -330,8 +329,10 @@ int Serve(const ServerOptions& options) {
   signals.MarkServing();
 
   const int64_t capacity_tokens = engine_options->num_kv_blocks * engine::kKvBlockSize;
-  // The CPU backend keeps activations and latents in fp32, the CUDA backend in BF16.
-  const engine::DType dtype = cpu_model != nullptr ? engine::DType::kF32 : engine::DType::kBF16;
+  // The CPU backend's latent cache is BF16 or fp32 (--kv-cache-dtype), the CUDA backend's BF16.
+  const engine::DType dtype = cpu_model != nullptr
+                                  ? engine::CpuKvCacheDtype(CpuLoadOptions(options))
+                                  : engine::DType::kBF16;
   const int64_t kv_bytes =
       engine_options->num_kv_blocks * engine::KvCacheSpecFor(config, dtype).BytesPerBlock();
   LogInfo(absl::StrFormat(

@@ -64,6 +64,11 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "bf16-rounded inputs) or reference (fp32 weights, portable kernel)")
       ->check(CLI::IsMember({"fast", "bf16", "reference"}))
       ->capture_default_str();
+  app.add_option("--kv-cache-dtype", o.kv_cache_dtype,
+                 "--device cpu: latent KV cache elements: auto (bf16 with the fast and bf16 kernel "
+                 "sets, as on the GPU; fp32 with reference), bf16 or fp32")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
+      ->capture_default_str();
   app.add_option("--threads", o.threads,
                  "--device cpu: threads of the CPU kernels in all, split evenly over the ranks "
                  "(0: every CPU this process may use, from its affinity mask)")
@@ -170,6 +175,13 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return Invalid(
         absl::StrCat("--cpu-kernels must be fast, bf16 or reference, got '", o.cpu_kernels, "'"));
   }
+  if (o.kv_cache_dtype != "auto" && !engine::ParseKvCacheDtype(o.kv_cache_dtype).has_value()) {
+    return Invalid(absl::StrCat("--kv-cache-dtype must be auto, bf16 or fp32, got '",
+                                o.kv_cache_dtype, "'"));
+  }
+  if (o.device == "cuda" && o.kv_cache_dtype == "fp32") {
+    return Invalid("--kv-cache-dtype fp32 is for --device cpu; the CUDA latent cache is BF16");
+  }
   if (o.threads < 0 || o.threads > kMaxThreads) {
     return Invalid(absl::StrCat("--threads must be in [0, ", kMaxThreads, "], got ", o.threads));
   }
@@ -271,10 +283,16 @@ std::string ServedModelName(const ServerOptions& o) {
   return name.empty() ? o.model_dir : name;
 }
 
+engine::LoadOptions CpuLoadOptions(const ServerOptions& o) {
+  return {.quantize_fp8 = o.quantization == "fp8",
+          .cpu_kernels = engine::ParseCpuKernels(o.cpu_kernels).value_or(engine::CpuKernels::kFast),
+          .kv_cache_dtype = engine::ParseKvCacheDtype(o.kv_cache_dtype)};
+}
+
 absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& o, const engine::ModelConfig& config) {
   if (o.kv_cache_memory_bytes > 0) {
-    // The CPU backend keeps the latent cache in fp32 (DESIGN.md §4).
-    const engine::KvCacheSpec spec = engine::KvCacheSpecFor(config, engine::DType::kF32);
+    const engine::KvCacheSpec spec =
+        engine::KvCacheSpecFor(config, engine::CpuKvCacheDtype(CpuLoadOptions(o)));
     const int64_t blocks = engine::NumBlocksForBudget(o.kv_cache_memory_bytes, spec);
     if (blocks < 1) {
       return Invalid(absl::StrCat("--kv-cache-memory-bytes ", o.kv_cache_memory_bytes,

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine_options.h"
 #include "engine/model/model_config.h"
+#include "engine/model/weight_loader.h"
 
 namespace moeserve::server {
 
@@ -39,6 +40,9 @@ struct ServerOptions {
   // rounded to bf16; "reference" = every linear in fp32 on the portable kernel, the
   // exact backend the golden tests pin (engine::CpuKernels).
   std::string cpu_kernels = "fast";
+  // --device cpu: the latent KV cache's elements, "auto" (BF16 with the fast kernel sets, fp32
+  // with reference), "bf16" or "fp32" (engine::CpuKvCacheDtype).
+  std::string kv_cache_dtype = "auto";
   int threads = 0;  // --threads: CPU kernel threads in all; 0 = the CPUs this process may use
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).
@@ -91,9 +95,12 @@ absl::Status CheckServerOptions(const ServerOptions& options);
 // --served-model-name, or the last component of --model ("/models/DeepSeek-V3/" → "DeepSeek-V3").
 std::string ServedModelName(const ServerOptions& options);
 
+// How the CPU backend loads the model: --quantization, --cpu-kernels, --kv-cache-dtype.
+engine::LoadOptions CpuLoadOptions(const ServerOptions& options);
+
 // The KV capacity in 64-token blocks: --kv-cache-tokens rounded up to whole blocks, or the
-// blocks of the CPU cache (fp32, num_hidden_layers × kv_cache_dim per token) that fit in
-// --kv-cache-memory-bytes, or kDefaultKvCacheTokens.
+// blocks of the CPU cache (num_hidden_layers × kv_cache_dim elements of the CpuLoadOptions
+// cache dtype per token) that fit in --kv-cache-memory-bytes, or kDefaultKvCacheTokens.
 absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& options,
                                       const engine::ModelConfig& config);
 

@@ -21,7 +21,9 @@ absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::st
   MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir + "/config.json"));
   MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
   MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(checkpoint, config, options));
-  return std::make_unique<DeepseekModel>(std::move(config), std::move(weights));
+  auto model = std::make_unique<DeepseekModel>(std::move(config), std::move(weights));
+  model->kv_cache_dtype_ = CpuKvCacheDtype(options);
+  return model;
 }
 
 absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::LoadShard(
@@ -35,7 +37,9 @@ absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::LoadShard(
   MOESERVE_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(model_dir));
   MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights,
                             LoadModelWeights(checkpoint, config, options, shard));
-  return std::make_unique<DeepseekModel>(std::move(config), std::move(weights), rank);
+  auto model = std::make_unique<DeepseekModel>(std::move(config), std::move(weights), rank);
+  model->kv_cache_dtype_ = CpuKvCacheDtype(options);
+  return model;
 }
 
 DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, RankContext rank)
@@ -47,11 +51,12 @@ DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, RankConte
           static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {}
 
 KvPages DeepseekModel::MakeKvPages(int64_t num_blocks) const {
-  return KvPages(config_.num_hidden_layers, num_blocks, config_.kv_cache_dim());
+  return KvPages(config_.num_hidden_layers, num_blocks, config_.kv_cache_dim(), kv_cache_dtype_);
 }
 
 absl::Status DeepseekModel::ValidateBatch(const ForwardBatch& b, const KvPages& pages) const {
-  if (pages.num_layers() != config_.num_hidden_layers || pages.kv_dim() != config_.kv_cache_dim()) {
+  if (pages.num_layers() != config_.num_hidden_layers || pages.kv_dim() != config_.kv_cache_dim() ||
+      (pages.dtype() != DType::kF32 && pages.dtype() != DType::kBF16)) {
     return absl::InvalidArgumentError("KvPages do not match the model's layers or kv_dim");
   }
   return ValidateForwardBatch(b, config_.vocab_size, pages.num_blocks());

@@ -45,8 +45,10 @@ class DeepseekModel {
   const RankContext& rank() const { return rank_; }
   const ModelWeights& weights() const { return weights_; }
 
-  // KV pages sized for this model: num_blocks blocks of kKvBlockSize tokens per layer.
+  // KV pages sized for this model: num_blocks blocks of kKvBlockSize tokens per layer, of the
+  // element type the load options chose (CpuKvCacheDtype; fp32 for a model built directly).
   KvPages MakeKvPages(int64_t num_blocks) const;
+  DType kv_cache_dtype() const { return kv_cache_dtype_; }
 
   // Runs one step: writes the new tokens' latents into `pages` and returns fp32 logits,
   // [num_seqs, vocab] or [num_tokens, vocab] per options.logits_for. Token ids outside the
@@ -67,6 +69,7 @@ class DeepseekModel {
   ModelWeights weights_;
   RankContext rank_;
   RopeTable rope_;
+  DType kv_cache_dtype_ = DType::kF32;
   mutable std::vector<int64_t> expert_token_counts_;
 };
 

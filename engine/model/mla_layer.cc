@@ -35,7 +35,8 @@ struct Dims {
 
 // Naive form for sequence s: K/V of the whole context from the cached latents.
 void AttendNaive(const Dims& d, const MlaWeights& w, const ForwardBatch& batch, int64_t s,
-                 const float* q, const float* pages, float scale, bool quantize, float* attn) {
+                 const float* q, LatentPagesView pages, float scale, bool quantize,
+                 float* attn) {
   const int64_t ctx = batch.seq_lens[s];
   const int64_t first = batch.query_start_loc[s];
   std::vector<float> latents(static_cast<size_t>(ctx * d.kv));
@@ -61,7 +62,7 @@ void AttendNaive(const Dims& d, const MlaWeights& w, const ForwardBatch& batch, 
 // Absorbed form for the sequences in `seqs`: q_abs = q_nope·W_UK[h], attention over the
 // latent cache, o_h = o_lat·W_UV[h]ᵀ.
 void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batch,
-                    const std::vector<int64_t>& seqs, const float* q, const float* pages,
+                    const std::vector<int64_t>& seqs, const float* q, LatentPagesView pages,
                     float scale, float* attn) {
   // Compact the selected sequences' tokens and block tables into one sub-batch.
   std::vector<int64_t> tokens;
@@ -131,7 +132,7 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
 
 void MlaForward(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope,
                 const ForwardBatch& batch, const ForwardOptions& options, const float* x,
-                float* pages, float* out) {
+                LatentPages pages, float* out) {
   const Dims d(c, w);
   const int64_t num_tokens = batch.num_tokens();
   const int64_t hidden = c.hidden_size;

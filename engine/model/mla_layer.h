@@ -12,6 +12,7 @@
 #include "engine/batch/forward_options.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weights.h"
+#include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/rope/rope.h"
 
 namespace moeserve::engine {
@@ -22,6 +23,6 @@ namespace moeserve::engine {
 // written into `pages` are the same on every rank.
 void MlaForward(const ModelConfig& config, const MlaWeights& weights, const RopeTable& rope,
                 const ForwardBatch& batch, const ForwardOptions& options, const float* x,
-                float* pages, float* out);
+                LatentPages pages, float* out);
 
 }  // namespace moeserve::engine

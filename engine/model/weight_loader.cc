@@ -326,6 +326,17 @@ std::optional<CpuKernels> ParseCpuKernels(std::string_view name) {
   return std::nullopt;
 }
 
+DType CpuKvCacheDtype(const LoadOptions& options) {
+  if (options.kv_cache_dtype.has_value()) return *options.kv_cache_dtype;
+  return options.cpu_kernels == CpuKernels::kReference ? DType::kF32 : DType::kBF16;
+}
+
+std::optional<DType> ParseKvCacheDtype(std::string_view name) {
+  if (name == "bf16") return DType::kBF16;
+  if (name == "fp32") return DType::kF32;
+  return std::nullopt;
+}
+
 CpuIsa LinearIsaFor(CpuKernels kernels) {
   switch (kernels) {
     case CpuKernels::kReference:

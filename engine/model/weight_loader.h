@@ -17,6 +17,7 @@
 #include "engine/io/checkpoint.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weights.h"
+#include "engine/ops/dtype.h"
 
 namespace moeserve::engine {
 
@@ -51,7 +52,18 @@ struct LoadOptions {
   // lm_head, norms, the router. Weights already in FP8 are left as they are.
   bool quantize_fp8 = false;
   CpuKernels cpu_kernels = CpuKernels::kFast;
+  // Element type of the latent KV cache the model allocates (DeepseekModel::MakeKvPages):
+  // DType::kBF16 or DType::kF32; nullopt = CpuKvCacheDtype's default (`--kv-cache-dtype`).
+  std::optional<DType> kv_cache_dtype;
 };
+
+// The latent cache's element type for these options: as asked, else BF16 (as on the GPU: half
+// the memory and attention bytes, values within bf16 rounding) for the fast kernel sets and
+// fp32 for the reference set, whose results equal the fp32 oracle.
+DType CpuKvCacheDtype(const LoadOptions& options);
+// "bf16" → kBF16, "fp32" → kF32 (the `--kv-cache-dtype` values); nullopt for anything else,
+// "auto" included.
+std::optional<DType> ParseKvCacheDtype(std::string_view name);
 
 // The part of the weights one rank of a model-parallel group holds (engine/parallel): only
 // these rows and columns are converted, so a rank never holds another rank's shard.

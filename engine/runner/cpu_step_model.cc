@@ -11,7 +11,7 @@ CpuStepModel::CpuStepModel(ParallelModel& model, int64_t num_kv_blocks)
     : model_(model), pages_(model_.MakeKvPages(num_kv_blocks)) {}
 
 int64_t CpuStepModel::kv_bytes_per_token() const {
-  return pages_[0].num_layers() * pages_[0].kv_dim() * static_cast<int64_t>(sizeof(float));
+  return pages_[0].num_layers() * pages_[0].kv_dim() * pages_[0].element_bytes();
 }
 
 absl::StatusOr<std::vector<float>> CpuStepModel::Forward(const ForwardBatch& batch,

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/ops/dtype.h"
 
@@ -118,6 +119,7 @@ TEST(ServerOptionsTest, FlagsReachTheOptions) {
 TEST(ServerOptionsTest, CliRejectsUnknownDeviceAndBothKvSizes) {
   EXPECT_THROW(Parse({"--model", "m", "--device", "tpu"}), CLI::ValidationError);
   EXPECT_THROW(Parse({"--model", "m", "--quantization", "int4"}), CLI::ValidationError);
+  EXPECT_THROW(Parse({"--model", "m", "--kv-cache-dtype", "fp8"}), CLI::ValidationError);
   EXPECT_THROW(Parse({"--model", "m", "--kv-cache-tokens", "64", "--kv-cache-memory-bytes", "9"}),
                CLI::ExcludesError);
   EXPECT_THROW(Parse({}), CLI::RequiredError);
@@ -205,19 +207,37 @@ TEST(ServerOptionsTest, DefaultKvCacheAndMaxModelLen) {
   EXPECT_EQ(short_context->max_model_len, 1000);
 }
 
-TEST(ServerOptionsTest, KvMemoryBudgetUsesTheFp32CpuCache) {
+// --kv-cache-memory-bytes counts blocks of the cache the CPU backend will allocate: BF16 with
+// the default kernels, fp32 with --cpu-kernels reference or --kv-cache-dtype fp32.
+TEST(ServerOptionsTest, KvMemoryBudgetUsesTheCpuCacheDtype) {
   const engine::ModelConfig config = Config(3);
-  const int64_t block_bytes = engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock();
-  EXPECT_EQ(block_bytes, 64 * 576 * 3 * 4);
-  ServerOptions o = Parse({"--model", "m", "--kv-cache-memory-bytes",
-                           std::to_string(10 * block_bytes + block_bytes / 2)});
-  const auto e = MakeEngineOptions(o, config);
-  ASSERT_TRUE(e.ok()) << e.status();
-  EXPECT_EQ(e->num_kv_blocks, 10);
-  o.kv_cache_memory_bytes = block_bytes - 1;
+  const int64_t fp32_block = engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock();
+  EXPECT_EQ(fp32_block, 64 * 576 * 3 * 4);
+  const std::string budget = std::to_string(10 * fp32_block + fp32_block / 2);
+  for (const auto& [flags, blocks] :
+       std::vector<std::pair<std::vector<std::string>, int64_t>>{
+           {{}, 21},
+           {{"--kv-cache-dtype", "bf16"}, 21},
+           {{"--kv-cache-dtype", "fp32"}, 10},
+           {{"--cpu-kernels", "reference"}, 10},
+           {{"--cpu-kernels", "reference", "--kv-cache-dtype", "bf16"}, 21}}) {
+    std::vector<std::string> args = {"--model", "m", "--kv-cache-memory-bytes", budget};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const auto e = MakeEngineOptions(Parse(args), config);
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->num_kv_blocks, blocks) << absl::StrJoin(flags, " ");
+  }
+  ServerOptions o = Parse({"--model", "m", "--kv-cache-memory-bytes", budget});
+  o.kv_cache_memory_bytes = fp32_block / 2 - 1;  // under one BF16 block
   const auto none = MakeEngineOptions(o, config);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(none.status().message().rfind("--kv-cache-memory-bytes", 0), 0u);
+}
+
+TEST(ServerOptionsTest, KvCacheDtypeFp32IsCpuOnly) {
+  const auto cuda = Parse({"--model", "m", "--device", "cuda", "--kv-cache-dtype", "fp32"});
+  EXPECT_NE(CheckServerOptions(cuda).message().find("--kv-cache-dtype fp32"),
+            std::string::npos);
 }
 
 TEST(ServerOptionsTest, MaxModelLenMustFitCapacityAndPositions) {

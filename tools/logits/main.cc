@@ -31,13 +31,17 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Runs the CPU forward pass and writes logits as .npy."};
-  std::string model_dir, input_path, output_path, mla_form = "auto";
+  std::string model_dir, input_path, output_path, mla_form = "auto", kv_cache_dtype = "fp32";
   bool no_activation_quant = false;
   app.add_option("--model", model_dir, "checkpoint directory (HF layout)")->required();
   app.add_option("--input", input_path, "JSON list of token-id lists")->required();
   app.add_option("--output", output_path, "output .npy path")->required();
   app.add_option("--mla-form", mla_form, "auto | naive | absorbed")
       ->check(CLI::IsMember({"auto", "naive", "absorbed"}));
+  app.add_option("--kv-cache-dtype", kv_cache_dtype,
+                 "latent cache elements: fp32 (the default here: logits to compare with an fp32 "
+                 "oracle) or bf16 (the server's default for --cpu-kernels fast)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_flag("--no-activation-quant", no_activation_quant,
                "do not round FP8 linears' inputs through e4m3");
   CLI11_PARSE(app, argc, argv);
@@ -57,7 +61,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  auto model = moeserve::engine::DeepseekModel::Load(model_dir);
+  auto model = moeserve::engine::DeepseekModel::Load(
+      model_dir, {.kv_cache_dtype = moeserve::engine::ParseKvCacheDtype(kv_cache_dtype)});
   if (!model.ok()) return Fail(model.status().ToString());
 
   ForwardOptions options;

@@ -9,13 +9,14 @@
 
 #include <cstdint>
 
+#include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/cpu/cpu_features.h"
 
 namespace moeserve::engine {
 
 struct MlaDecodeArgs {
   const float* q = nullptr;                  // [num_tokens, num_heads, kv_dim] = [q_abs | q_pe]
-  const float* pages = nullptr;              // [num_blocks, block_size, kv_dim]
+  LatentPagesView pages;                     // [num_blocks, block_size, kv_dim], fp32 or BF16
   const int32_t* block_tables = nullptr;     // [num_seqs, max_blocks_per_seq]
   const int32_t* query_start_loc = nullptr;  // [num_seqs + 1] tokens of each sequence in q
   const int32_t* seq_lens = nullptr;         // [num_seqs] keys visible to a sequence's last query

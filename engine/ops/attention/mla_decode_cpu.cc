@@ -3,6 +3,7 @@
 #include <limits>
 #include <vector>
 
+#include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/linear/gemm_nn.h"
 #include "engine/ops/linear/weight_gemm.h"
@@ -33,9 +34,6 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
   float* out = a.out + first * a.num_heads * a.v_dim;
   probs.resize(static_cast<size_t>(rows * keys));
   const int64_t num_blocks = (keys + a.block_size - 1) / a.block_size;
-  auto block_keys = [&](int64_t b) {
-    return a.pages + static_cast<int64_t>(block_table[b]) * a.block_size * a.kv_dim;
-  };
   // Threads take whole blocks (their score columns are disjoint); the GEMM inside then runs on
   // one thread. One parallel region per group instead of one per block.
   const bool parallel = rows * keys * a.kv_dim > (1 << 16);
@@ -43,7 +41,8 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
   for (int64_t b = 0; b < num_blocks; ++b) {
     const int64_t j0 = b * a.block_size;
     const int64_t block_rows = std::min(a.block_size, keys - j0);
-    const WeightMatrixView block{WeightFormat::kF32, block_keys(b), nullptr, block_rows, a.kv_dim};
+    const WeightMatrixView block =
+        LatentBlockView(a.pages, block_table[b], a.block_size, block_rows, a.kv_dim);
     WeightGemmCpu(q, a.kv_dim, block, probs.data() + j0, keys, rows, /*accumulate=*/false, a.isa);
   }
   std::vector<float> sums(static_cast<size_t>(rows)), maxima(sums.size());
@@ -75,8 +74,17 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
     for (int64_t b = 0; b < num_blocks; ++b) {
       const int64_t j0 = b * a.block_size;
       const int64_t block_rows = std::min(a.block_size, keys - j0);
-      GemmNnCpu(probs.data() + j0, keys, block_keys(b) + c0, a.kv_dim, out + c0, a.v_dim, rows,
-                width, block_rows, /*accumulate=*/b > 0, a.isa);
+      // The block's values, read in place (BF16 widened in registers).
+      const int64_t offset = static_cast<int64_t>(block_table[b]) * a.block_size * a.kv_dim + c0;
+      const float* p = probs.data() + j0;
+      float* o = out + c0;
+      if (a.pages.dtype == DType::kBF16) {
+        GemmNnCpu(p, keys, static_cast<const uint16_t*>(a.pages.data) + offset, a.kv_dim, o,
+                  a.v_dim, rows, width, block_rows, /*accumulate=*/b > 0, a.isa);
+      } else {
+        GemmNnCpu(p, keys, static_cast<const float*>(a.pages.data) + offset, a.kv_dim, o, a.v_dim,
+                  rows, width, block_rows, /*accumulate=*/b > 0, a.isa);
+      }
     }
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -136,11 +144,16 @@ void MlaDecodeCpu(const MlaDecodeArgs& a) {
         const float* q = a.q + (token * a.num_heads + h) * a.kv_dim;
         float* out = a.out + (token * a.num_heads + h) * a.v_dim;
         std::vector<float> scores(static_cast<size_t>(std::max<int64_t>(visible, 0)));
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < visible; ++j) {
+        std::vector<float> widened(static_cast<size_t>(a.kv_dim));
+        auto key = [&](int64_t j) {
           const int64_t slot =
               static_cast<int64_t>(block_table[j / a.block_size]) * a.block_size + j % a.block_size;
-          const float* kv = a.pages + slot * a.kv_dim;
+          int64_t ld = 0;
+          return LatentColumnsAsFloat(a.pages, slot, 1, a.kv_dim, 0, a.kv_dim, widened.data(), &ld);
+        };
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* kv = key(j);
           float dot = 0.0f;
           for (int64_t d = 0; d < a.kv_dim; ++d) dot += q[d] * kv[d];
           scores[j] = dot * a.softmax_scale;
@@ -149,9 +162,7 @@ void MlaDecodeCpu(const MlaDecodeArgs& a) {
         for (int64_t d = 0; d < a.v_dim; ++d) out[d] = 0.0f;
         float sum = 0.0f;
         for (int64_t j = 0; j < visible; ++j) {
-          const int64_t slot =
-              static_cast<int64_t>(block_table[j / a.block_size]) * a.block_size + j % a.block_size;
-          const float* kv = a.pages + slot * a.kv_dim;
+          const float* kv = key(j);
           const float p = std::exp(scores[j] - max_score);
           sum += p;
           for (int64_t d = 0; d < a.v_dim; ++d) out[d] += p * kv[d];

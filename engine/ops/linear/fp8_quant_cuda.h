@@ -18,14 +18,13 @@ namespace moeserve::engine {
 // scales: device [ceil(cols / 128), padded_rows] fp32. padded_rows >= rows.
 int LaunchQuantizeActivationsFp8Bf16(const uint16_t* x, int64_t rows, int64_t padded_rows,
                                      int64_t cols, uint8_t* q, float* scales, void* stream);
-int LaunchQuantizeActivationsFp8F32(const float* x, int64_t rows, int64_t padded_rows,
-                                    int64_t cols, uint8_t* q, float* scales, void* stream);
+int LaunchQuantizeActivationsFp8F32(const float* x, int64_t rows, int64_t padded_rows, int64_t cols,
+                                    uint8_t* q, float* scales, void* stream);
 
 // out[i, j] = bf16(fp8[i, j] · scale_inv[(i / 128) * scale_ld + j / 128]).
 // fp8: device [rows, cols]; scale_inv: device, row stride scale_ld >= ceil(cols / 128).
-int LaunchDequantizeFp8BlockWeightBf16(const uint8_t* fp8, const float* scale_inv,
-                                       int64_t scale_ld, int64_t rows, int64_t cols,
-                                       uint16_t* out, void* stream);
+int LaunchDequantizeFp8BlockWeightBf16(const uint8_t* fp8, const float* scale_inv, int64_t scale_ld,
+                                       int64_t rows, int64_t cols, uint16_t* out, void* stream);
 
 // out[t, k] = bf16(q[t, k] · scales[(k / 128) * padded_rows + t]), the inverse of the above.
 int LaunchDequantizeActivationsFp8Bf16(const uint8_t* q, const float* scales, int64_t padded_rows,

@@ -20,9 +20,18 @@ namespace moeserve::engine {
 void GemmNnCpu(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
                int64_t m, int64_t n, int64_t k, bool accumulate, CpuIsa isa);
 
+// The same with V in BF16 (uint16_t bits), each value widened exactly as it is read: the
+// result equals GemmNnCpu on the widened matrix bit for bit.
+void GemmNnCpu(const float* x, int64_t ldx, const uint16_t* v_bf16, int64_t ldv, float* y,
+               int64_t ldy, int64_t m, int64_t n, int64_t k, bool accumulate, CpuIsa isa);
+
 void GemmNnAvx2(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
                 int64_t m, int64_t n, int64_t k, bool accumulate);
 void GemmNnAvx512(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
                   int64_t m, int64_t n, int64_t k, bool accumulate);
+void GemmNnAvx2(const float* x, int64_t ldx, const uint16_t* v, int64_t ldv, float* y, int64_t ldy,
+                int64_t m, int64_t n, int64_t k, bool accumulate);
+void GemmNnAvx512(const float* x, int64_t ldx, const uint16_t* v, int64_t ldv, float* y,
+                  int64_t ldy, int64_t m, int64_t n, int64_t k, bool accumulate);
 
 }  // namespace moeserve::engine

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "engine/ops/dtype.h"
 #include "engine/ops/linear/gemm_nn.h"
 #include "engine/ops/linear/weight_gemm.h"
 
@@ -27,6 +28,11 @@ void WeightGemmAvx512(const float* x, int64_t ldx, const WeightMatrixView& w, fl
 
 void GemmNnAvx512(const float* x, int64_t ldx, const float* v, int64_t ldv, float* y, int64_t ldy,
                   int64_t m, int64_t n, int64_t k, bool accumulate) {
+  GemmNnAllTiles(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
+}
+
+void GemmNnAvx512(const float* x, int64_t ldx, const uint16_t* v, int64_t ldv, float* y,
+                  int64_t ldy, int64_t m, int64_t n, int64_t k, bool accumulate) {
   GemmNnAllTiles(x, ldx, v, ldv, y, ldy, m, n, k, accumulate);
 }
 

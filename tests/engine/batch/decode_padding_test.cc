@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <utility>
 
 #include "engine/model/deepseek_model.h"
 #include "tests/testing/tensor_compare.h"
@@ -69,9 +70,9 @@ TEST(PadDecodeBatchTest, RealRowsAreUnchangedAndPadsWriteNothing) {
   actual->resize(expected->size());  // the pads' rows are dropped
   EXPECT_LT(testing::MaxRelativeError(*actual, *expected), 1e-5);
   for (int64_t l = 0; l < plain_pages.num_layers(); ++l) {
-    const float* a = plain_pages.layer(l);
-    const float* b = padded_pages.layer(l);
-    ASSERT_TRUE(std::equal(a, a + plain_pages.layer_floats(), b)) << "layer " << l;
+    const char* a = static_cast<const char*>(std::as_const(plain_pages).layer(l).data);
+    const char* b = static_cast<const char*>(std::as_const(padded_pages).layer(l).data);
+    ASSERT_TRUE(std::equal(a, a + plain_pages.layer_bytes(), b)) << "layer " << l;
   }
 }
 

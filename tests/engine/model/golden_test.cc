@@ -40,7 +40,9 @@ class GoldenTest : public ::testing::TestWithParam<GoldenCase> {
     auto logits = ReadNpyFloat32(dir + "/" + manifest_["logits_file"].get<std::string>());
     ASSERT_TRUE(logits.ok()) << logits.status();
     golden_logits_ = *std::move(logits);
-    auto model = DeepseekModel::Load(testing::TestCheckpointDir(GetParam().preset, GetParam().fp8));
+    auto model = DeepseekModel::Load(testing::TestCheckpointDir(GetParam().preset, GetParam().fp8),
+                                     // The fp32 cache: the configuration pinned to transformers.
+                                     {.kv_cache_dtype = DType::kF32});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
   }

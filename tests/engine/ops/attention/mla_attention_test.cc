@@ -3,7 +3,8 @@
 //   [q_abs | q_pe]·[c_kv | k_pe]·τ with V = the first 512 dims, for sequences of 1, 63, 64, 65
 //   and 200 keys in pages with shuffled block ids, several causal queries per sequence, and lse;
 // - MhaPrefillCpu (naive form) vs causal multi-head attention over k = [k_nope | shared k_pe];
-// - WriteLatentCacheCpu / GatherLatentCacheCpu round trips, padding slots skipped.
+// - WriteLatentCacheCpu / GatherLatentCacheCpu round trips, padding slots skipped, fp32 and
+//   BF16 pages (MlaDecodeCpu over BF16 pages equals it over fp32 pages of the same values).
 // Both attention ops run on every instruction set this CPU has (the scalar reference and the
 // GEMM-based AVX2/AVX-512 paths, against the same double references); the SIMD paths must also
 // give a query bit-identical results whether it is prefilled in one chunk or several.
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
 #include "engine/ops/cpu/cpu_features.h"
+#include "engine/ops/dtype.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
 
@@ -135,8 +138,22 @@ std::vector<CpuIsa> AvailableIsas() {
   return isas;
 }
 
-void CheckDecodeOnIsa(TestRng& rng, const DecodeCase& dc, CpuIsa isa) {
-  const PagedCache cache = MakePagedCache(rng, dc.seq_lens, dc.block_size, dc.kv_dim);
+// Rounds every value of the cache to bf16: `bits` gets the BF16 pages; the fp32 pages and the
+// dense keys (what the reference reads) get the same values widened. NaN stays NaN.
+std::vector<uint16_t> RoundCacheToBf16(PagedCache& c) {
+  std::vector<uint16_t> bits = FloatsToBf16(c.pages);
+  c.pages = Bf16ToFloats(bits);
+  for (std::vector<float>& keys : c.keys) keys = Bf16ToFloats(FloatsToBf16(keys));
+  return bits;
+}
+
+// pages_dtype kBF16: the cache rounded to bf16 and read as BF16 pages, which must give the
+// same bits as fp32 pages holding the rounded values (BF16 is widened exactly, in place).
+void CheckDecodeOnIsa(TestRng& rng, const DecodeCase& dc, CpuIsa isa,
+                      DType pages_dtype = DType::kF32) {
+  PagedCache cache = MakePagedCache(rng, dc.seq_lens, dc.block_size, dc.kv_dim);
+  const std::vector<uint16_t> bf16_pages =
+      pages_dtype == DType::kBF16 ? RoundCacheToBf16(cache) : std::vector<uint16_t>();
   std::vector<int32_t> query_start_loc = {0};
   for (int32_t n : dc.queries_per_seq) query_start_loc.push_back(query_start_loc.back() + n);
   const int64_t total = query_start_loc.back();
@@ -162,6 +179,13 @@ void CheckDecodeOnIsa(TestRng& rng, const DecodeCase& dc, CpuIsa isa) {
   args.lse = lse.data();
   args.isa = isa;
   MlaDecodeCpu(args);
+  if (pages_dtype == DType::kBF16) {
+    const std::vector<float> fp32_out = out, fp32_lse = lse;
+    args.pages = LatentPagesView(DType::kBF16, bf16_pages.data());
+    MlaDecodeCpu(args);
+    EXPECT_EQ(std::memcmp(out.data(), fp32_out.data(), out.size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(lse.data(), fp32_lse.data(), lse.size() * sizeof(float)), 0);
+  }
 
   std::vector<double> out_ref;
   std::vector<double> lse_ref;
@@ -174,8 +198,11 @@ void CheckDecodeOnIsa(TestRng& rng, const DecodeCase& dc, CpuIsa isa) {
 
 void CheckDecode(TestRng& rng, const DecodeCase& dc) {
   for (const CpuIsa isa : AvailableIsas()) {
-    SCOPED_TRACE(CpuIsaName(isa));
-    CheckDecodeOnIsa(rng, dc, isa);
+    for (const DType pages_dtype : {DType::kF32, DType::kBF16}) {
+      SCOPED_TRACE(std::string(CpuIsaName(isa)) +
+                   (pages_dtype == DType::kBF16 ? " bf16 pages" : " fp32 pages"));
+      CheckDecodeOnIsa(rng, dc, isa, pages_dtype);
+    }
   }
 }
 
@@ -474,6 +501,43 @@ TEST(LatentCacheCpuTest, WriteThenGatherRoundTripsAndSkipsNegativeSlots) {
   std::vector<float> prefix(static_cast<size_t>(5 * kv_dim));
   GatherLatentCacheCpu(pages, block_table.data(), 5, block_size, kv_dim, prefix.data());
   EXPECT_TRUE(std::equal(prefix.begin(), prefix.end(), latents.begin()));
+}
+
+// BF16 pages: each written value is its nearest-even bf16 (FloatToBf16), only the written
+// slots change, and a gather widens them back exactly.
+TEST(LatentCacheCpuTest, Bf16PagesHoldTheRoundedValues) {
+  TestRng rng(testing::kDefaultTestSeed + 2);
+  const int64_t block_size = 4, kv_dim = 576, num_blocks = 5, num_tokens = 9;
+  constexpr uint16_t kSentinel = 0x7E57;
+  std::vector<uint16_t> pages(static_cast<size_t>(num_blocks * block_size * kv_dim), kSentinel);
+  const std::vector<int32_t> pool = rng.Permutation(num_blocks);
+  const std::vector<int32_t> block_table(pool.begin(), pool.begin() + 3);
+  const std::vector<float> latents = rng.NormalFloats(static_cast<size_t>(num_tokens * kv_dim));
+  std::vector<int64_t> slots;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    slots.push_back(t == 4 ? -1 : int64_t{block_table[t / block_size]} * block_size +
+                                      t % block_size);
+  }
+  WriteLatentCacheCpu(latents.data(), slots.data(), num_tokens, kv_dim,
+                      LatentPages(DType::kBF16, pages.data()));
+  int64_t written = 0;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    if (slots[t] < 0) continue;
+    ++written;
+    for (int64_t d = 0; d < kv_dim; ++d) {
+      ASSERT_EQ(pages[slots[t] * kv_dim + d], FloatToBf16(latents[t * kv_dim + d]))
+          << "token " << t << " dim " << d;
+    }
+  }
+  EXPECT_EQ(std::count_if(pages.begin(), pages.end(), [](uint16_t v) { return v != kSentinel; }),
+            written * kv_dim);
+
+  std::vector<float> gathered(static_cast<size_t>(4 * kv_dim), kNaN);
+  GatherLatentCacheCpu(LatentPagesView(DType::kBF16, pages.data()), block_table.data(), 4,
+                       block_size, kv_dim, gathered.data());
+  for (int64_t i = 0; i < 4 * kv_dim; ++i) {
+    ASSERT_EQ(gathered[i], Bf16ToFloat(FloatToBf16(latents[i]))) << i;
+  }
 }
 
 TEST(LatentCacheCpuTest, DecodeSeesWhatWasWritten) {

@@ -83,6 +83,14 @@ TEST(PlanMlaDecodeTest, ChoosesRowBlocksSplitsAndWorkspace) {
 
 float RoundBf16(float v) { return Bf16ToFloat(FloatToBf16(v)); }
 
+// valid_keys cached vectors from slot `first_slot` on (one page), as fp32.
+void GatherContiguous(LatentPagesView pages, int64_t first_slot, int64_t valid_keys, float* out) {
+  int64_t ld = 0;
+  const float* rows = LatentColumnsAsFloat(pages, first_slot, valid_keys, kMlaKvDim, 0, kMlaKvDim,
+                                           out, &ld);
+  if (rows != out) std::copy_n(rows, valid_keys * kMlaKvDim, out);
+}
+
 // One CTA of MlaDecodeKernel: rows [m_block·block_m, +block_m) of `seq`, keys of `split`.
 void EmulateCta(const MlaDecodeArgs& a, const MlaDecodePlan& plan, int64_t total_rows, int64_t seq,
                 int64_t m_block, int32_t split, std::vector<float>& o_partial,
@@ -113,7 +121,7 @@ void EmulateCta(const MlaDecodeArgs& a, const MlaDecodePlan& plan, int64_t total
     const int64_t page = a.block_tables[seq * a.max_blocks_per_seq + tile_start / kMlaPageSize];
     const int32_t valid_keys = std::min(kMlaPageSize, kv_end - tile_start);
     std::fill(tile.begin(), tile.end(), 0.0f);  // keys past kv_end are zero-filled
-    std::copy_n(a.pages + page * kMlaPageSize * kMlaKvDim, valid_keys * kMlaKvDim, tile.begin());
+    GatherContiguous(a.pages, page * kMlaPageSize, valid_keys, tile.data());
     for (int64_t r = 0; r < block_rows; ++r) {
       const int64_t query = (row_begin + r) / a.num_heads;
       const int32_t visible =

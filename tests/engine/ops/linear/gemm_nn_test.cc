@@ -2,7 +2,8 @@
 // has, against a double-precision reference (within 1e-6 of Σ|x·v|), and against each other:
 // every implementation is one std::fma-rounded chain per element in k order, so all must agree
 // bit for bit. Also: trailing zero columns of x (masked keys) leave the result unchanged, bit
-// for bit; accumulation adds the chain to y once; stride padding is never written.
+// for bit; accumulation adds the chain to y once; stride padding is never written; BF16 V gives
+// the same bits as fp32 V holding the widened values, on every instruction set.
 #include "engine/ops/linear/gemm_nn.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/ops/dtype.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -96,6 +98,33 @@ TEST(GemmNnCpuTest, TrailingZeroTermsLeaveTheResultUnchanged) {
     GemmNnCpu(x.data(), k + extra, v.data(), n, short_k.data(), n, m, n, k, false, isa);
     GemmNnCpu(x.data(), k + extra, v.data(), n, long_k.data(), n, m, n, k + extra, false, isa);
     EXPECT_EQ(short_k, long_k);
+  }
+}
+
+// The BF16 overload (the BF16 latent cache's P·V) widens exactly: bit-identical to the fp32
+// overload on the widened values, with accumulation and strides, for every instruction set.
+TEST(GemmNnCpuTest, Bf16ValuesEqualTheirWidenedFp32BitForBit) {
+  TestRng rng(testing::kDefaultTestSeed + 7);
+  for (const Shape& s : {Shape{1, 128, 64, 64, 576, 512}, Shape{5, 70, 33, 40, 80, 75},
+                         Shape{8, 512, 64, 64, 576, 512}}) {
+    SCOPED_TRACE("m=" + std::to_string(s.m) + " n=" + std::to_string(s.n));
+    const std::vector<float> x = rng.UniformFloats(static_cast<size_t>(s.m * s.ldx), -1.0, 1.0);
+    const std::vector<uint16_t> v_bf16 =
+        FloatsToBf16(rng.NormalFloats(static_cast<size_t>(s.k * s.ldv)));
+    const std::vector<float> v_widened = Bf16ToFloats(v_bf16);
+    const std::vector<float> y0 = rng.UniformFloats(static_cast<size_t>(s.m * s.ldy), -1.0, 1.0);
+    for (const CpuIsa isa : AvailableIsas()) {
+      SCOPED_TRACE(CpuIsaName(isa));
+      for (const bool accumulate : {false, true}) {
+        std::vector<float> from_bf16 = y0, from_fp32 = y0;
+        GemmNnCpu(x.data(), s.ldx, v_bf16.data(), s.ldv, from_bf16.data(), s.ldy, s.m, s.n, s.k,
+                  accumulate, isa);
+        GemmNnCpu(x.data(), s.ldx, v_widened.data(), s.ldv, from_fp32.data(), s.ldy, s.m, s.n,
+                  s.k, accumulate, isa);
+        ASSERT_EQ(from_bf16, from_fp32);
+        ASSERT_NE(from_bf16, y0);
+      }
+    }
   }
 }
 
