@@ -79,11 +79,19 @@ void MicroTile(const float* x, int64_t ldx, const WeightMatrixView& w, int64_t n
     }
   };
   const int64_t k_full = k - k % kLanes;
+  constexpr int64_t kLineElements = 64 / sizeof(Element);
   for (int64_t kk = 0; kk < k_full; kk += kLanes) {
     const float* xs[kRowsM];
     const Element* ws[kTileN];
     for (int i = 0; i < kRowsM; ++i) xs[i] = x + i * ldx + kk;
     for (int j = 0; j < kTileN; ++j) ws[j] = wr[j] + kk;
+    if (kk % kLineElements == 0) {
+      // The same line of the next tile's rows (contiguous after these, and this thread's next
+      // tile): the hardware prefetcher would find those streams only once the tile starts.
+      for (int j = 0; j < kTileN; ++j) {
+        _mm_prefetch(reinterpret_cast<const char*>(ws[j] + kTileN * k), _MM_HINT_T0);
+      }
+    }
     step(xs, ws, kk);
   }
   if (k_full < k) {
