@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine/batch/attention_order.h"
 #include "engine/model/linear.h"
 #include "engine/model/mla_absorbed_weights.h"
+#include "engine/model/mla_form_choice.h"
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
@@ -35,8 +35,7 @@ struct Dims {
 
 // Naive form for sequence s: K/V of the whole context from the cached latents.
 void AttendNaive(const Dims& d, const MlaWeights& w, const ForwardBatch& batch, int64_t s,
-                 const float* q, LatentPagesView pages, float scale, bool quantize,
-                 float* attn) {
+                 const float* q, LatentPagesView pages, float scale, bool quantize, float* attn) {
   const int64_t ctx = batch.seq_lens[s];
   const int64_t first = batch.query_start_loc[s];
   std::vector<float> latents(static_cast<size_t>(ctx * d.kv));
@@ -167,7 +166,8 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope
   std::vector<float> attn(static_cast<size_t>(num_tokens * d.heads * d.v));
   std::vector<int64_t> absorbed_seqs;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
-    if (UsesAbsorbedMla(options.mla_form, batch.num_new_tokens(s))) {
+    if (CpuUsesAbsorbedMla(options.mla_form, c, d.heads, batch.num_new_tokens(s),
+                           batch.seq_lens[s])) {
       absorbed_seqs.push_back(s);
     } else {
       AttendNaive(d, w, batch, s, q.data(), pages, scale, quantize, attn.data());
