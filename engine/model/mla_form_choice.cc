@@ -1,5 +1,7 @@
 #include "engine/model/mla_form_choice.h"
 
+#include "engine/batch/attention_order.h"
+
 namespace moeserve::engine {
 namespace {
 
@@ -33,14 +35,7 @@ bool CpuPrefersAbsorbedMla(const ModelConfig& config, int64_t heads, int64_t new
 
 bool CpuUsesAbsorbedMla(MlaForm form, const ModelConfig& config, int64_t heads, int64_t new_tokens,
                         int64_t context) {
-  switch (form) {
-    case MlaForm::kNaive:
-      return false;
-    case MlaForm::kAbsorbed:
-      return true;
-    case MlaForm::kAuto:
-      break;
-  }
+  if (form != MlaForm::kAuto) return UsesAbsorbedMla(form, new_tokens);  // forced
   return CpuPrefersAbsorbedMla(config, heads, new_tokens, context);
 }
 
