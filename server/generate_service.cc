@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "server/generate_stream.h"
 #include "server/request_validation.h"
 #include "server/status_mapping.h"
@@ -38,7 +39,8 @@ GenerateService::GenerateService(CallObserver observer, AccessPolicy policy)
       start_time_(std::chrono::steady_clock::now()),
       request_id_prefix_(RandomPrefix()),
       api_key_(std::move(policy.api_key)),
-      max_concurrent_streams_(policy.max_concurrent_streams) {}
+      max_concurrent_streams_(policy.max_concurrent_streams),
+      stream_write_timeout_(policy.stream_write_timeout) {}
 
 void GenerateService::SetBackend(const ServingBackend* backend) { backend_.store(backend); }
 
@@ -86,6 +88,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateService::Generate(
                           .observer = &observer_,
                           .draining = draining_.load(),
                           .default_request_id = NextRequestId(),
+                          .owner = CallerIdentity(*context),
+                          .write_timeout = stream_write_timeout_,
                           .refusal = std::move(refusal)};
   return GenerateStream::Start(context, *request, std::move(env));
 }
@@ -150,10 +154,42 @@ grpc::ServerUnaryReactor* GenerateService::Abort(grpc::CallbackServerContext* co
   absl::Status status = ParseRequest(*request_bytes, request);
   if (status.ok()) status = ValidateAbortRequest(request);
   if (!status.ok()) return Reply(context, "Abort", ToGrpcStatus(status));
-  // Unknown or finished ids are ignored (the proto's contract): aborting is idempotent.
-  for (const std::string& id : request.request_ids()) backend->engine->Cancel(id);
+  // A caller ends only its own requests. Another client's id gets exactly the answer an unknown
+  // or finished one gets, so Abort reveals nothing about other clients' request ids.
+  const std::string caller = CallerIdentity(*context);
+  std::vector<std::string> not_found;
+  for (const std::string& id : request.request_ids()) {
+    if (live_requests_.OwnedBy(id, caller)) {
+      backend->engine->Cancel(id);
+    } else {
+      not_found.push_back(id);
+    }
+  }
+  if (!not_found.empty()) {
+    const bool some_aborted = static_cast<int>(not_found.size()) < request.request_ids().size();
+    return Reply(context, "Abort",
+                 grpc::Status(grpc::StatusCode::NOT_FOUND,
+                              absl::StrCat("no running request of this client has the id",
+                                           not_found.size() > 1 ? "s" : "", " '",
+                                           absl::StrJoin(not_found, "', '"), "'",
+                                           some_aborted ? "; the other ids were aborted" : "")));
+  }
   *response_bytes = ToByteBuffer(v1::AbortResponse());
   return Reply(context, "Abort", grpc::Status::OK);
+}
+
+std::string GenerateService::CallerIdentity(const grpc::ServerContextBase& context) const {
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth != nullptr && auth->IsPeerAuthenticated()) {
+    std::string identity = "certificate:";
+    for (const grpc::string_ref& part : auth->GetPeerIdentity()) {
+      identity.append(part.data(), part.size());
+      identity.push_back('/');
+    }
+    return identity;
+  }
+  if (api_key_.enabled()) return "api-key";
+  return absl::StrCat("peer:", context.peer());
 }
 
 }  // namespace moeserve::server

@@ -37,6 +37,9 @@ struct AccessPolicy {
   std::string api_key;  // empty: no key required
   int max_concurrent_streams =
       0;  // open Generate streams; beyond it RESOURCE_EXHAUSTED; 0 = no cap
+  // A Generate stream whose client has not read a response for this long is cancelled (0 =
+  // never); GenerateStream::Env::write_timeout.
+  std::chrono::milliseconds stream_write_timeout{0};
 };
 
 class GenerateService final : public MoeserveServiceBase {
@@ -78,6 +81,10 @@ class GenerateService final : public MoeserveServiceBase {
   // A server-assigned request id: a per-process random prefix and a counter, so ids never
   // repeat within a process and are unlikely to match a client's own.
   std::string NextRequestId();
+  // Who is calling, for Abort ownership: the client certificate's identity under mutual TLS;
+  // else the API key's holder (one key, one principal); else the connection (peer address and
+  // port), so a client aborts from the channel it submitted on.
+  std::string CallerIdentity(const grpc::ServerContextBase& context) const;
 
   // Constant after construction.
   const CallObserver observer_;
@@ -85,6 +92,7 @@ class GenerateService final : public MoeserveServiceBase {
   const std::string request_id_prefix_;
   const ApiKeyCheck api_key_;
   const int max_concurrent_streams_;
+  const std::chrono::milliseconds stream_write_timeout_;
 
   // Lock-free state shared by the RPC threads.
   std::atomic<const ServingBackend*> backend_{nullptr};

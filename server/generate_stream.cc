@@ -65,14 +65,14 @@ void GenerateStream::Begin(const grpc::ByteBuffer& request_bytes) {
   engine_holds_sink_ = true;
   lock.unlock();
 
-  env_.live_requests->Add(id);
+  env_.live_requests->Add(id, env_.owner);
   absl::StatusOr<engine::RequestHandle> handle =
       env_.backend->engine->Submit(*std::move(validated), this);
 
   lock.lock();
   if (!handle.ok()) {
     engine_holds_sink_ = false;
-    env_.live_requests->Remove(id);
+    env_.live_requests->Remove(id, env_.owner);
     LogDebug(absl::StrCat("Generate ", id, ": ", handle.status().ToString()));
     return PerformAndLeave(lock, fail(ToGrpcStatus(handle.status())));
   }
@@ -93,7 +93,7 @@ void GenerateStream::OnEvent(engine::TokenEvent event) {
     final_event_seen_ = true;
     engine_holds_sink_ = false;
     handle_.Detach();
-    env_.live_requests->Remove(request_id_);
+    env_.live_requests->Remove(request_id_, env_.owner);
   }
   Action action;
   if (!finished_with_) {
@@ -163,7 +163,15 @@ GenerateStream::Action GenerateStream::NextLocked() {
     in_flight_ = std::move(pending_.front());
     pending_.pop_front();
     write_in_flight_ = true;
-    return Action{.write = &in_flight_};
+    write_started_ = std::chrono::steady_clock::now();
+    Action action{.write = &in_flight_};
+    // One alarm at a time: when it fires it looks at whichever write is then in flight.
+    if (env_.write_timeout.count() > 0 && !write_alarm_armed_) {
+      write_alarm_armed_ = true;
+      EnterLocked();  // left in OnWriteAlarm
+      action.arm_write_alarm = write_started_ + env_.write_timeout;
+    }
+    return action;
   }
   if (final_status_) {
     finished_with_ = *final_status_;
@@ -196,10 +204,48 @@ grpc::Status GenerateStream::CancelStatusLocked() const {
   return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call");
 }
 
+void GenerateStream::OnWriteAlarm(bool ok) {
+  std::unique_lock lock(mu_);
+  write_alarm_armed_ = false;
+  Action action;
+  if (ok && !finished_with_ && write_in_flight_) {
+    const auto stalled_until = write_started_ + env_.write_timeout;
+    if (std::chrono::steady_clock::now() >= stalled_until) {
+      LogWarning(absl::StrCat("Generate ", request_id_, ": the client read nothing for ",
+                              env_.write_timeout.count() / 1000.0,
+                              " s (--stream-write-timeout); cancelling the request"));
+      action = AbandonLocked(grpc::Status(
+          grpc::StatusCode::CANCELLED,
+          absl::StrCat("the client read no response for ", env_.write_timeout.count() / 1000.0,
+                       " s (--stream-write-timeout); the request was cancelled")));
+      action.try_cancel = true;
+    } else {
+      write_alarm_armed_ = true;
+      EnterLocked();
+      action.arm_write_alarm = stalled_until;
+    }
+  }
+  // This reaction's own hold (taken when the alarm was armed) is released by PerformAndLeave.
+  PerformAndLeave(lock, std::move(action));
+}
+
 void GenerateStream::PerformAndLeave(std::unique_lock<std::mutex>& lock, Action action) {
   lock.unlock();
+  if (action.arm_write_alarm) {
+    const auto remaining = *action.arm_write_alarm - std::chrono::steady_clock::now();
+    std::lock_guard alarm_lock(alarm_mu_);
+    write_alarm_.Set(std::chrono::system_clock::now() +
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(remaining),
+                     [this](bool ok) { OnWriteAlarm(ok); });
+  }
+  if (action.try_cancel) context_->TryCancel();
   if (action.write != nullptr) StartWrite(action.write);
-  if (action.finish) Finish(*std::move(action.finish));
+  if (action.finish) {
+    Finish(*std::move(action.finish));
+    // Nothing more to watch; the alarm's callback runs now (not ok) and releases its hold.
+    std::lock_guard alarm_lock(alarm_mu_);
+    write_alarm_.Cancel();
+  }
   lock.lock();
   --busy_;
   const bool remove = done_ && !engine_holds_sink_ && busy_ == 0;

@@ -8,14 +8,17 @@
 //     and once the queue is empty after the final event, the call finishes with OK.
 // Leaving early: a client cancel, a broken stream or a passed deadline cancels the engine
 // request (its KV blocks are freed at the next step) and finishes the call at once with
-// CANCELLED or DEADLINE_EXCEEDED. An Abort RPC or an aborting shutdown ends it normally, with
-// finish_reason "abort" in the complete message.
+// CANCELLED or DEADLINE_EXCEEDED. So does a client that reads nothing: a write still in flight
+// after Env::write_timeout (HTTP/2 flow control holding it) ends the call, which also frees the
+// stream's slot in the connection's and the server's stream limits (issue 21, row 3). An Abort RPC
+// or an aborting shutdown ends it normally, with finish_reason "abort" in the complete message.
 // Lifetime: the engine may call OnEvent until the request's final event, even after gRPC's
 // OnDone, so the object deletes itself only when both have happened and no thread is still
 // inside one of its methods (gRPC may run a reaction inline inside StartWrite or Finish).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -23,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "engine/engine.h"
+#include "grpcpp/alarm.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
@@ -43,6 +47,9 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     const CallObserver* observer = nullptr;
     bool draining = false;           // the server is shutting down: refuse the call
     std::string default_request_id;  // used when the request has none
+    std::string owner;               // who may Abort it (LiveRequests, generate_service.h)
+    // A response write that has not completed after this long ends the call (0 = never).
+    std::chrono::milliseconds write_timeout{0};
     // Not OK: finish the call with this before anything else (API key, stream limit).
     grpc::Status refusal = grpc::Status::OK;
   };
@@ -72,6 +79,10 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   struct Action {
     const grpc::ByteBuffer* write = nullptr;
     std::optional<grpc::Status> finish;
+    // Arm write_alarm_ for this time (the object is kept alive until it has fired).
+    std::optional<std::chrono::steady_clock::time_point> arm_write_alarm;
+    // The client stalled: tell gRPC to reset the stream, so the write in flight completes.
+    bool try_cancel = false;
   };
   // Enters a method: the object stays alive until the matching Leave.
   void EnterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++busy_; }
@@ -85,6 +96,9 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   Action AbandonLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DeadlinePassedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   grpc::Status CancelStatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // write_alarm_ fired (ok) or was cancelled: ends the call if the write in flight is older than
+  // the timeout, else re-arms for when it would be.
+  void OnWriteAlarm(bool ok);
 
   // Constant after construction.
   grpc::CallbackServerContext* const context_;  // valid until OnDone
@@ -98,6 +112,12 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   std::deque<grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);  // serialized responses
   grpc::ByteBuffer in_flight_ ABSL_GUARDED_BY(mu_);            // until OnWriteDone
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point write_started_ ABSL_GUARDED_BY(mu_);
+  // Set and Cancelled outside mu_ (its callback takes mu_), under alarm_mu_: two threads may
+  // arm and cancel it at once. Armed while write_alarm_armed_.
+  std::mutex alarm_mu_;
+  grpc::Alarm write_alarm_ ABSL_GUARDED_BY(alarm_mu_);
+  bool write_alarm_armed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);   // after the queue drains
   std::optional<grpc::Status> finished_with_ ABSL_GUARDED_BY(mu_);  // Finish was called
   bool engine_holds_sink_ ABSL_GUARDED_BY(mu_) = false;  // submitted, final event not yet in

@@ -25,6 +25,17 @@ struct GrpcServerOptions {
   // Largest request accepted; bigger ones fail with RESOURCE_EXHAUSTED inside gRPC.
   int max_receive_message_bytes = 4 << 20;
   int max_threads = 16;
+  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open, so that one
+  // client cannot take every one of the server's Generate slots (issue 21, row 3).
+  int max_streams_per_connection = 64;
+  // A connection with no call for this long is closed with GOAWAY (clients reconnect).
+  std::chrono::milliseconds connection_idle_timeout{300'000};
+  // From accept until the TLS handshake and the client's HTTP/2 SETTINGS are through; a socket
+  // that sends nothing, or stalls its handshake, is closed then.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  // No message compression: gzip/deflate requests are refused before anything is inflated, so
+  // a compressed message never costs more memory than max_receive_message_bytes (row 2).
+  bool refuse_compressed_requests = true;
   // Null = plaintext; otherwise TLS or mTLS (tls.h).
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };

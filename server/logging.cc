@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/stubs/logging.h"
+#include "grpc/support/log.h"
 
 namespace moeserve::server {
 namespace {
@@ -32,6 +33,12 @@ void ProtobufLogHandler(google::protobuf::LogLevel level, const char* filename, 
                         const std::string& message) {
   Log(level == google::protobuf::LOGLEVEL_FATAL ? LogLevel::kError : LogLevel::kDebug,
       absl::StrCat("protobuf ", filename, ":", line, ": ", message));
+}
+
+void GrpcLogFunction(gpr_log_func_args* args) {
+  Log(LogLevel::kDebug,
+      absl::StrCat("grpc ", args->file != nullptr ? args->file : "?", ":", args->line, ": ",
+                   args->message != nullptr ? args->message : ""));
 }
 
 }  // namespace
@@ -63,5 +70,7 @@ void Log(LogLevel level, std::string_view message) {
 }
 
 void RouteProtobufLogsToDebug() { google::protobuf::SetLogHandler(&ProtobufLogHandler); }
+
+void RouteGrpcLogsToDebug() { gpr_set_log_function(&GrpcLogFunction); }
 
 }  // namespace moeserve::server

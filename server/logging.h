@@ -30,4 +30,9 @@ inline void LogError(std::string_view message) { Log(LogLevel::kError, message);
 // (fatal ones stay fatal).
 void RouteProtobufLogsToDebug();
 
+// gRPC core writes multi-line error dumps of its own (a port in use prints several before our
+// one-line message; a failing accept prints one per attempt). Routes them to our log at debug
+// level, so the user reads our message first and `--log-level debug` still shows gRPC's.
+void RouteGrpcLogsToDebug();
+
 }  // namespace moeserve::server

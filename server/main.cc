@@ -5,6 +5,7 @@
 // model → metrics endpoint → engine → warmup → SERVING → --port-file. Then wait for
 // SIGTERM/SIGINT and drain (shutdown.h). Any startup failure prints one line naming the cause
 // (the file, the flag) and exits 1.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/batch/forward_batch.h"
@@ -35,6 +37,7 @@
 #include "engine/runner/device.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "server/accept_guard.h"
 #include "server/generate_service.h"
 #include "server/grpc_server.h"
 #include "server/logging.h"
@@ -55,15 +58,33 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-// Runs a loader, turning std::bad_alloc into ResourceExhausted: the memory plan is an estimate,
-// and memory another process takes meanwhile must not abort us without a word.
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
+}
+
+// Connections are shed while fewer than this many descriptors are left (accept_guard.h): the
+// model's files, the metrics server and the running streams keep some to work with.
+int64_t DescriptorHeadroom() {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  const int64_t soft =
+      limit.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(limit.rlim_cur);
+  return std::max<int64_t>(64, soft / 16);
+}
+
+// Runs a loader, turning std::bad_alloc into ResourceExhausted naming what was being loaded and
+// the memory plan's estimate: the plan is an estimate, and memory another process takes
+// meanwhile must not abort us without a word.
 template <typename Loader>
-auto LoadOrOutOfMemory(const Loader& loader) -> decltype(loader()) {
+auto LoadOrOutOfMemory(const std::string& what, const std::string& plan, const Loader& loader)
+    -> decltype(loader()) {
   try {
     return loader();
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(
-        "out of host memory (std::bad_alloc); free memory or lower --kv-cache-tokens");
+        absl::StrCat("out of host memory (std::bad_alloc) while loading ", what,
+                     plan.empty() ? std::string() : absl::StrCat(" (", plan, ")"),
+                     "; free memory, or lower --kv-cache-memory-bytes / --kv-cache-tokens"));
   }
 }
 
@@ -179,7 +200,9 @@ int Serve(const ServerOptions& options) {
           m->OnGrpcCall(method, GrpcCodeName(code));
         }
       },
-      {.api_key = options.api_key, .max_concurrent_streams = options.max_concurrent_streams});
+      {.api_key = options.api_key,
+       .max_concurrent_streams = options.max_concurrent_streams,
+       .stream_write_timeout = Millis(options.stream_write_timeout_seconds)});
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials({.cert_chain = options.tls_cert,
                              .private_key = options.tls_key,
@@ -190,9 +213,23 @@ int Serve(const ServerOptions& options) {
                          .port = options.port,
                          .max_receive_message_bytes = options.max_message_bytes,
                          .max_threads = options.grpc_max_threads,
+                         .max_streams_per_connection = options.max_streams_per_connection,
+                         .connection_idle_timeout = Millis(options.connection_idle_seconds),
+                         .handshake_timeout = Millis(options.handshake_timeout_seconds),
                          .credentials = *credentials},
                         &service);
   if (!grpc_server.ok()) return Fail(std::string(grpc_server.status().message()));
+  // Both ports are taken before the model loads (minutes, for a real checkpoint): a busy
+  // metrics port must not be found only afterwards. Scrapes during the load get an empty page.
+  std::atomic<PrometheusMetrics*> metrics_for_scrape{nullptr};
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics_server =
+      MetricsHttpServer::Start(options.host, options.metrics_port, [&metrics_for_scrape] {
+        PrometheusMetrics* metrics = metrics_for_scrape.load();
+        return metrics != nullptr ? metrics->Serialize() : std::string();
+      });
+  if (!metrics_server.ok()) {
+    return Fail(absl::StrCat("--metrics-port: ", metrics_server.status().message()));
+  }
   LogInfo(absl::StrCat("gRPC listening on ", options.host, ":", (*grpc_server)->port(),
                        options.tls_cert.empty()        ? " (plaintext"
                        : options.tls_client_ca.empty() ? " (TLS"
@@ -215,6 +252,13 @@ int Serve(const ServerOptions& options) {
     return Fail(absl::StrCat("cannot load the model: ", loaded_config.status().message()));
   }
   const engine::ModelConfig& config = *loaded_config;
+  for (int32_t id : EosTokenIds(config, **tokenizer)) {
+    if (id < 0 || id >= config.vocab_size) {
+      return Fail(absl::StrCat("cannot load the model: the tokenizer's EOS token id ", id,
+                               " is outside the model's vocabulary (vocab_size ", config.vocab_size,
+                               ")"));
+    }
+  }
   {
     if (absl::Status s = engine::ValidateParallelConfig(parallel, config); !s.ok()) {
       return Fail(std::string(s.message()));
@@ -266,10 +310,11 @@ int Serve(const ServerOptions& options) {
             .world_size = parallel.world_size()});
     if (!plan.ok()) return Fail(absl::StrCat("cannot load the model: ", plan.status().message()));
     LogInfo(plan->summary);
-    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded = LoadOrOutOfMemory([&] {
-      return engine::ParallelModel::Load(options.model_dir, load, parallel, placement,
-                                         std::max(1, threads / parallel.world_size()));
-    });
+    absl::StatusOr<std::unique_ptr<engine::ParallelModel>> loaded =
+        LoadOrOutOfMemory(options.model_dir, plan->summary, [&] {
+          return engine::ParallelModel::Load(options.model_dir, load, parallel, placement,
+                                             std::max(1, threads / parallel.world_size()));
+        });
     if (!loaded.ok()) {
       return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
     }
@@ -293,19 +338,19 @@ int Serve(const ServerOptions& options) {
     metrics_options.moe_layers.push_back(config.IsMoeLayer(layer));
   }
   PrometheusMetrics metrics(metrics_options);
-  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics_server = MetricsHttpServer::Start(
-      options.host, options.metrics_port, [&metrics] { return metrics.Serialize(); });
-  if (!metrics_server.ok()) {
-    return Fail(absl::StrCat("--metrics-port: ", metrics_server.status().message()));
-  }
+  metrics_for_scrape.store(&metrics);
+  // Declared after `metrics`, so it runs first: the scrape thread is joined before the metrics
+  // it reads go away.
+  const absl::Cleanup stop_metrics_server = [&metrics_server] { metrics_server->reset(); };
 
   GatedMetricsRecorder engine_metrics(&metrics);
-  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = LoadOrOutOfMemory([&] {
-    return cpu_model != nullptr ? engine::Engine::Create(*cpu_model, tokenizer->get(),
-                                                         *engine_options, &engine_metrics)
-                                : engine::Engine::Create(*cuda.model, tokenizer->get(),
-                                                         *engine_options, &engine_metrics);
-  });
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine =
+      LoadOrOutOfMemory(absl::StrCat("the engine and KV cache of ", options.model_dir), "", [&] {
+        return cpu_model != nullptr ? engine::Engine::Create(*cpu_model, tokenizer->get(),
+                                                             *engine_options, &engine_metrics)
+                                    : engine::Engine::Create(*cuda.model, tokenizer->get(),
+                                                             *engine_options, &engine_metrics);
+      });
   if (!engine.ok())
     return Fail(absl::StrCat("cannot start the engine: ", engine.status().message()));
   metrics.SetStatsSource([&engine] { return (*engine)->Stats(); });
@@ -380,5 +425,10 @@ int main(int argc, char** argv) {
   }
   SetLogLevel(*ParseLogLevel(options.log_level));
   RouteProtobufLogsToDebug();
+  RouteGrpcLogsToDebug();
+  LogInfo(RaiseOpenFileLimit());
+  const int64_t descriptor_cap = InstallAcceptGuard(DescriptorHeadroom());
+  LogInfo(absl::StrCat("new connections are shed while descriptor ", descriptor_cap,
+                       " or above would be used (docs/hardening.md)"));
   return Serve(options);
 }

@@ -12,6 +12,7 @@
 #include <exception>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -168,99 +169,142 @@ MetricsHttpServer::~MetricsHttpServer() {
   CloseFd(wake_write_fd_);
 }
 
+// One client connection: its request until the headers are complete, then its response until
+// sent. Each phase has its own deadline; the loop below serves every connection at once.
+struct MetricsHttpServer::Connection {
+  int fd = -1;
+  std::string request;
+  std::string response;  // non-empty once the request is answered
+  size_t sent = 0;
+  SteadyClock::time_point deadline;
+};
+
 void MetricsHttpServer::Run() {
+  std::vector<Connection> connections;
+  std::vector<pollfd> fds;
   while (!stopping_.load()) {
-    pollfd fds[2] = {{.fd = listen_fd_, .events = POLLIN}, {.fd = wake_read_fd_, .events = POLLIN}};
-    if (::poll(fds, 2, -1) < 0) {
+    const auto now = SteadyClock::now();
+    // Expired connections: a request not complete in time gets a best-effort 408; a response
+    // not taken in time is dropped.
+    for (Connection& c : connections) {
+      if (now < c.deadline) continue;
+      if (c.response.empty()) {
+        const std::string timeout = PlainResponse("408 Request Timeout", true);
+        [[maybe_unused]] ssize_t n =
+            ::send(c.fd, timeout.data(), timeout.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
+      Close(c);
+    }
+    std::erase_if(connections, [](const Connection& c) { return c.fd < 0; });
+
+    fds.clear();
+    fds.push_back({.fd = wake_read_fd_, .events = POLLIN});
+    fds.push_back({.fd = listen_fd_, .events = POLLIN});
+    auto next_deadline = SteadyClock::time_point::max();
+    for (const Connection& c : connections) {
+      fds.push_back(
+          {.fd = c.fd, .events = static_cast<short>(c.response.empty() ? POLLIN : POLLOUT)});
+      next_deadline = std::min(next_deadline, c.deadline);
+    }
+    int timeout_ms = -1;
+    if (next_deadline != SteadyClock::time_point::max()) {
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(
+          std::chrono::ceil<std::chrono::milliseconds>(next_deadline - now).count(), 0, 1 << 30));
+    }
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       return;  // unrecoverable (EFAULT/EINVAL/ENOMEM): nothing sensible left to do
     }
-    if (fds[1].revents != 0) return;
-    if (fds[0].revents == 0) continue;
+    if (fds[0].revents != 0) break;
+    for (size_t i = 0; i < connections.size(); ++i) {
+      if (fds[i + 2].revents == 0) continue;
+      if (connections[i].response.empty()) {
+        Read(connections[i]);
+      } else {
+        Write(connections[i]);
+      }
+    }
+    std::erase_if(connections, [](const Connection& c) { return c.fd < 0; });
+    if (fds[1].revents != 0) Accept(connections);
+  }
+  for (Connection& c : connections) Close(c);
+}
+
+void MetricsHttpServer::Accept(std::vector<Connection>& connections) {
+  // Every pending connection (the socket is non-blocking); beyond the cap, shed at once.
+  while (true) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
-      // EAGAIN (the client went away), ECONNABORTED, EINTR: try again. Out of descriptors: back
-      // off briefly instead of spinning on a listen socket that stays readable.
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        pollfd wake = {.fd = wake_read_fd_, .events = POLLIN};
-        ::poll(&wake, 1, 100);
-      }
+      if (errno == EINTR) continue;  // also the accept guard's "shed, try the next one"
+      return;                        // EAGAIN: none left; anything else: try at the next poll
+    }
+    if (connections.size() >= limits_.max_connections) {
+      ::close(fd);
       continue;
     }
-    ServeConnection(fd);
-    // Half-close, then discard what the client sent that we did not read (an oversized
-    // request, a body): closing with unread input makes the kernel send RST, which can destroy
-    // the response before the client has read it.
-    ::shutdown(fd, SHUT_WR);
-    DiscardPendingInput(fd);
-    ::close(fd);
+    connections.push_back({.fd = fd, .deadline = SteadyClock::now() + limits_.request_timeout});
   }
 }
 
-bool MetricsHttpServer::WaitFor(int fd, short events, SteadyClock::time_point deadline) {
-  while (!stopping_.load()) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now());
-    if (left.count() <= 0) return false;
-    pollfd fds[2] = {{.fd = fd, .events = events}, {.fd = wake_read_fd_, .events = POLLIN}};
-    const int rc = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 1 << 30)));
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc <= 0 || fds[1].revents != 0) return false;
-    // POLLHUP/POLLERR count as ready: the following read or write reports what happened.
-    return true;
-  }
-  return false;
-}
-
-void MetricsHttpServer::SendAll(int fd, const std::string& data) {
-  const auto deadline = SteadyClock::now() + limits_.response_timeout;
-  size_t sent = 0;
-  while (sent < data.size()) {
-    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+void MetricsHttpServer::Read(Connection& c) {
+  char buffer[4096];
+  while (true) {
+    const ssize_t n = ::recv(c.fd, buffer, sizeof(buffer), 0);
     if (n > 0) {
-      sent += static_cast<size_t>(n);
+      c.request.append(buffer, static_cast<size_t>(n));
+      if (c.request.size() > limits_.max_request_bytes ||
+          HeaderEnd(c.request) != std::string::npos) {
+        return Respond(c);
+      }
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!WaitFor(fd, POLLOUT, deadline)) return;
+      return;
     } else {
-      return;  // the client went away (EPIPE, ECONNRESET)
+      return Close(c);  // closed before a full request, or broken
     }
   }
 }
 
-void MetricsHttpServer::ServeConnection(int fd) {
-  const auto deadline = SteadyClock::now() + limits_.request_timeout;
-  std::string request;
-  size_t header_end = std::string::npos;
-  char buffer[4096];
-  while (header_end == std::string::npos) {
-    if (request.size() > limits_.max_request_bytes) {
-      SendAll(fd, PlainResponse("431 Request Header Fields Too Large", true));
-      return;
-    }
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n > 0) {
-      request.append(buffer, static_cast<size_t>(n));
-      header_end = HeaderEnd(request);
-    } else if (n == 0) {
-      return;  // closed before a full request
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (!WaitFor(fd, POLLIN, deadline)) {
-        // Too slow or silent: answer 408 if the client still listens, and move on.
-        if (!stopping_.load()) SendAll(fd, PlainResponse("408 Request Timeout", true));
-        return;
-      }
-    } else {
-      return;
-    }
-  }
-  if (header_end > limits_.max_request_bytes) {
-    SendAll(fd, PlainResponse("431 Request Header Fields Too Large", true));
-    return;
-  }
+void MetricsHttpServer::Respond(Connection& c) {
+  c.response = Answer(c.request);
+  c.sent = 0;
+  c.deadline = SteadyClock::now() + limits_.response_timeout;
+  Write(c);
+}
 
+void MetricsHttpServer::Write(Connection& c) {
+  while (c.sent < c.response.size()) {
+    const ssize_t n =
+        ::send(c.fd, c.response.data() + c.sent, c.response.size() - c.sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return;  // the rest when the socket is writable again
+    } else {
+      return Close(c);  // the client went away (EPIPE, ECONNRESET)
+    }
+  }
+  // Half-close, then discard what the client sent that we did not read (an oversized request,
+  // a body): closing with unread input makes the kernel send RST, which can destroy the
+  // response before the client has read it.
+  ::shutdown(c.fd, SHUT_WR);
+  DiscardPendingInput(c.fd);
+  Close(c);
+}
+
+void MetricsHttpServer::Close(Connection& c) {
+  CloseFd(c.fd);
+  c.fd = -1;
+}
+
+std::string MetricsHttpServer::Answer(const std::string& request) const {
+  const size_t header_end = HeaderEnd(request);
+  if (header_end == std::string::npos || header_end > limits_.max_request_bytes) {
+    return PlainResponse("431 Request Header Fields Too Large", true);
+  }
   // Request line: METHOD SP request-target SP HTTP-version.
   std::string_view line(request.data(), request.find('\n'));
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -268,30 +312,22 @@ void MetricsHttpServer::ServeConnection(int fd) {
   const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
   if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos ||
       !line.substr(sp2 + 1).starts_with("HTTP/1.")) {
-    SendAll(fd, PlainResponse("400 Bad Request", true));
-    return;
+    return PlainResponse("400 Bad Request", true);
   }
   const std::string_view method = line.substr(0, sp1);
   std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   target = target.substr(0, target.find('?'));  // Prometheus may add params; we have none
   const bool head = method == "HEAD";
   if (method != "GET" && !head) {
-    SendAll(fd, PlainResponse("405 Method Not Allowed", true, "Allow: GET, HEAD\r\n"));
-    return;
+    return PlainResponse("405 Method Not Allowed", true, "Allow: GET, HEAD\r\n");
   }
-  if (target != "/metrics") {
-    SendAll(fd, PlainResponse("404 Not Found", !head));
-    return;
-  }
-  std::string body;
+  if (target != "/metrics") return PlainResponse("404 Not Found", !head);
   try {
-    body = body_();
+    return Response("200 OK", kMetricsContentType, body_(), !head);
   } catch (const std::exception& e) {
-    SendAll(fd, Response("500 Internal Server Error", "text/plain; charset=utf-8",
-                         absl::StrCat("metrics: ", e.what(), "\n"), !head));
-    return;
+    return Response("500 Internal Server Error", "text/plain; charset=utf-8",
+                    absl::StrCat("metrics: ", e.what(), "\n"), !head);
   }
-  SendAll(fd, Response("200 OK", kMetricsContentType, body, !head));
 }
 
 }  // namespace moeserve::server

@@ -3,10 +3,11 @@
 //
 // main.cc starts it with PrometheusMetrics::Serialize as the body. It replaces prometheus-cpp's
 // civetweb Exposer, which aborts in any process that links cuBLASLt (build-notes.md §5,
-// pitfall 1). One thread accepts and serves connections one at a time (scrapes are rare and
-// cheap); each connection has a deadline for its request and for its response and a request
-// size limit, so a slow, silent or malicious client delays other scrapes by at most the
-// request timeout and never stalls the thread. Responses close the connection.
+// pitfall 1). One thread serves every connection at once from a poll loop: a slow, silent or
+// malicious client holds only its own connection, which is closed when its request is not
+// complete within the request timeout (issue 21, row 4), so a scrape is never queued behind it.
+// Connections beyond a cap are closed at once; requests have a size limit; responses close the
+// connection.
 #pragma once
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -25,11 +27,13 @@ class MetricsHttpServer {
  public:
   struct Limits {
     // From accept until the request headers are complete.
-    std::chrono::milliseconds request_timeout{2000};
+    std::chrono::milliseconds request_timeout{1000};
     // For writing the whole response.
     std::chrono::milliseconds response_timeout{10000};
     // Request line plus headers; larger requests get 431.
     size_t max_request_bytes = 8192;
+    // Connections served at once; more are closed as soon as they are accepted.
+    size_t max_connections = 256;
   };
 
   // Binds host:port (port 0 = ephemeral; host may be a name, IPv4 or IPv6 literal) and starts
@@ -51,11 +55,15 @@ class MetricsHttpServer {
  private:
   MetricsHttpServer(int listen_fd, int wake_read_fd, int wake_write_fd, int port,
                     std::function<std::string()> body, const Limits& limits);
+  struct Connection;
   void Run();
-  void ServeConnection(int fd);
-  // Waits for `events` on fd until `deadline`; false on timeout, error or Stop.
-  bool WaitFor(int fd, short events, std::chrono::steady_clock::time_point deadline);
-  void SendAll(int fd, const std::string& data);
+  void Accept(std::vector<Connection>& connections);
+  void Read(Connection& c);
+  void Respond(Connection& c);
+  void Write(Connection& c);
+  static void Close(Connection& c);
+  // The whole response to one request (status line, headers, body).
+  std::string Answer(const std::string& request) const;
 
   const int listen_fd_;
   const int wake_read_fd_;  // readable once the destructor asks the thread to stop

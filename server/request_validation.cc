@@ -10,6 +10,7 @@
 #include "engine/stop_checker.h"
 #include "engine/tokenizer/utf8.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "server/exact_number.h"
 
 namespace moeserve::server {
 namespace {
@@ -105,12 +106,13 @@ absl::Status ValidateSampling(const v1::SamplingParams& p, int64_t vocab_size,
   MOESERVE_RETURN_IF_ERROR(CheckNoUnknownFields(p, "sampling_params"));
   s.temperature = p.has_temperature() ? p.temperature() : 1.0f;
   if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
-    return Invalid(
-        absl::StrCat("sampling_params.temperature must be finite and >= 0, got ", s.temperature));
+    return Invalid(absl::StrCat("sampling_params.temperature must be finite and >= 0, got ",
+                                ExactNumber(s.temperature)));
   }
   s.top_p = p.has_top_p() ? p.top_p() : 1.0f;
   if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {  // written so that NaN fails
-    return Invalid(absl::StrCat("sampling_params.top_p must be in (0, 1], got ", s.top_p));
+    return Invalid(
+        absl::StrCat("sampling_params.top_p must be in (0, 1], got ", ExactNumber(s.top_p)));
   }
   s.top_k = p.has_top_k() ? p.top_k() : -1;
   if (s.top_k != -1 && s.top_k < 1) {
@@ -119,23 +121,24 @@ absl::Status ValidateSampling(const v1::SamplingParams& p, int64_t vocab_size,
   }
   s.min_p = p.has_min_p() ? p.min_p() : 0.0f;
   if (!InClosedRange(s.min_p, 0.0f, 1.0f)) {
-    return Invalid(absl::StrCat("sampling_params.min_p must be in [0, 1], got ", s.min_p));
+    return Invalid(
+        absl::StrCat("sampling_params.min_p must be in [0, 1], got ", ExactNumber(s.min_p)));
   }
   s.repetition_penalty = p.has_repetition_penalty() ? p.repetition_penalty() : 1.0f;
   if (!std::isfinite(s.repetition_penalty) || s.repetition_penalty <= 0.0f) {
     return Invalid(absl::StrCat("sampling_params.repetition_penalty must be finite and > 0, got ",
-                                s.repetition_penalty));
+                                ExactNumber(s.repetition_penalty)));
   }
   const float max_penalty = engine::kMaxAdditivePenalty;
   s.frequency_penalty = p.has_frequency_penalty() ? p.frequency_penalty() : 0.0f;
   if (!InClosedRange(s.frequency_penalty, -max_penalty, max_penalty)) {
     return Invalid(absl::StrCat("sampling_params.frequency_penalty must be in [-", max_penalty,
-                                ", ", max_penalty, "], got ", s.frequency_penalty));
+                                ", ", max_penalty, "], got ", ExactNumber(s.frequency_penalty)));
   }
   s.presence_penalty = p.has_presence_penalty() ? p.presence_penalty() : 0.0f;
   if (!InClosedRange(s.presence_penalty, -max_penalty, max_penalty)) {
     return Invalid(absl::StrCat("sampling_params.presence_penalty must be in [-", max_penalty, ", ",
-                                max_penalty, "], got ", s.presence_penalty));
+                                max_penalty, "], got ", ExactNumber(s.presence_penalty)));
   }
   s.num_logprobs = p.has_logprobs() ? p.logprobs() : -1;
   if (p.has_logprobs() && (p.logprobs() < 0 || p.logprobs() > engine::kMaxNumLogprobs)) {
@@ -159,7 +162,7 @@ absl::Status ValidateSampling(const v1::SamplingParams& p, int64_t vocab_size,
     if (!InClosedRange(value, -engine::kMaxLogitBias, engine::kMaxLogitBias)) {
       return Invalid(absl::StrCat("sampling_params.logit_bias[", token_id, "] must be in [-",
                                   engine::kMaxLogitBias, ", ", engine::kMaxLogitBias, "], got ",
-                                  value));
+                                  ExactNumber(value)));
     }
     s.logit_bias.emplace_back(static_cast<int32_t>(token_id), value);
   }

@@ -11,11 +11,19 @@
 #include "engine/ops/dtype.h"
 #include "engine/parallel/parallel_config.h"
 #include "engine/parallel/rendezvous.h"
+#include "server/exact_number.h"
 
 namespace moeserve::server {
 namespace {
 
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
+
+// A timeout beyond a day, or a KV budget beyond a pebibyte, is a typo (or an attempt to make
+// the server allocate without bound), not a configuration.
+constexpr double kMaxTimeoutSeconds = 86400;
+constexpr int64_t kMaxKvCacheMemoryBytes = int64_t{1} << 50;
+// HTTP/2 allows 2^31-1; more than this per connection only helps one client crowd out others.
+constexpr int kMaxStreamsPerConnection = 1 << 16;
 
 absl::Status CheckPort(const char* flag, int port) {
   if (port < 0 || port > 65535) {
@@ -69,6 +77,9 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "sets, as on the GPU; fp32 with reference), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
       ->capture_default_str();
+  app.add_flag("--check-weights", o.check_weights,
+               "--device cpu: also scan every floating linear and expert weight for NaN/inf at "
+               "load (norms, routers, embeddings and FP8 scales are always checked)");
   app.add_option("--threads", o.threads,
                  "--device cpu: threads of the CPU kernels in all, split evenly over the ranks "
                  "(0: every CPU this process may use, from its affinity mask)")
@@ -132,6 +143,23 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "open Generate streams at once; more are refused with RESOURCE_EXHAUSTED "
                  "(0 = no cap)")
       ->capture_default_str();
+  app.add_option("--max-streams-per-connection", o.max_streams_per_connection,
+                 "HTTP/2 streams one client connection may have open at once (its "
+                 "SETTINGS_MAX_CONCURRENT_STREAMS); keeps one connection from taking every "
+                 "Generate slot")
+      ->capture_default_str();
+  app.add_option("--stream-write-timeout", o.stream_write_timeout_seconds,
+                 "seconds a Generate stream may wait for its client to read a response before "
+                 "it is cancelled and its KV cache freed")
+      ->capture_default_str();
+  app.add_option("--connection-idle-timeout", o.connection_idle_seconds,
+                 "seconds a client connection may stay open without a call before the server "
+                 "closes it (GOAWAY)")
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", o.handshake_timeout_seconds,
+                 "seconds a new connection has to complete its TLS handshake and HTTP/2 "
+                 "preface before it is closed")
+      ->capture_default_str();
   app.add_option("--grpc-max-threads", o.grpc_max_threads,
                  "upper bound on gRPC's threads for this server")
       ->capture_default_str();
@@ -176,8 +204,8 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
         absl::StrCat("--cpu-kernels must be fast, bf16 or reference, got '", o.cpu_kernels, "'"));
   }
   if (o.kv_cache_dtype != "auto" && !engine::ParseKvCacheDtype(o.kv_cache_dtype).has_value()) {
-    return Invalid(absl::StrCat("--kv-cache-dtype must be auto, bf16 or fp32, got '",
-                                o.kv_cache_dtype, "'"));
+    return Invalid(
+        absl::StrCat("--kv-cache-dtype must be auto, bf16 or fp32, got '", o.kv_cache_dtype, "'"));
   }
   if (o.device == "cuda" && o.kv_cache_dtype == "fp32") {
     return Invalid("--kv-cache-dtype fp32 is for --device cpu; the CUDA latent cache is BF16");
@@ -186,8 +214,8 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return Invalid(absl::StrCat("--threads must be in [0, ", kMaxThreads, "], got ", o.threads));
   }
   if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
-    return Invalid(
-        absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", o.gpu_memory_utilization));
+    return Invalid(absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ",
+                                ExactNumber(o.gpu_memory_utilization)));
   }
   if (absl::Status s = CheckPositive("--max-num-batched-tokens", o.max_num_batched_tokens);
       !s.ok()) {
@@ -203,9 +231,10 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
                                 o.long_prefill_token_threshold));
   }
   if (o.max_queue < 0) return Invalid(absl::StrCat("--max-queue must be >= 0, got ", o.max_queue));
-  if (o.kv_cache_memory_bytes < 0) {
-    return Invalid(
-        absl::StrCat("--kv-cache-memory-bytes must be > 0, got ", o.kv_cache_memory_bytes));
+  if (o.kv_cache_memory_bytes < 0 || o.kv_cache_memory_bytes > kMaxKvCacheMemoryBytes) {
+    return Invalid(absl::StrCat("--kv-cache-memory-bytes must be in [1, ", kMaxKvCacheMemoryBytes,
+                                "], got ", o.kv_cache_memory_bytes,
+                                " (the memory plan then checks it against the device's memory)"));
   }
   if (o.kv_cache_tokens < 0) {
     return Invalid(absl::StrCat("--kv-cache-tokens must be > 0, got ", o.kv_cache_tokens));
@@ -218,7 +247,7 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   }
   if (!std::isfinite(o.shutdown_grace_seconds) || o.shutdown_grace_seconds < 0) {
     return Invalid(absl::StrCat("--shutdown-grace-seconds must be finite and >= 0, got ",
-                                o.shutdown_grace_seconds));
+                                ExactNumber(o.shutdown_grace_seconds)));
   }
   if (o.max_message_bytes < 1024) {
     return Invalid(absl::StrCat("--max-message-bytes must be >= 1024, got ", o.max_message_bytes));
@@ -226,6 +255,19 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (o.max_concurrent_streams < 0) {
     return Invalid(
         absl::StrCat("--max-concurrent-streams must be >= 0, got ", o.max_concurrent_streams));
+  }
+  if (o.max_streams_per_connection < 1 || o.max_streams_per_connection > kMaxStreamsPerConnection) {
+    return Invalid(absl::StrCat("--max-streams-per-connection must be in [1, ",
+                                kMaxStreamsPerConnection, "], got ", o.max_streams_per_connection));
+  }
+  for (const auto& [flag, seconds] :
+       {std::pair{"--stream-write-timeout", o.stream_write_timeout_seconds},
+        std::pair{"--connection-idle-timeout", o.connection_idle_seconds},
+        std::pair{"--handshake-timeout", o.handshake_timeout_seconds}}) {
+    if (!(seconds >= 0.1 && seconds <= kMaxTimeoutSeconds)) {  // written so that NaN fails
+      return Invalid(absl::StrCat(flag, " must be in [0.1, ", kMaxTimeoutSeconds, "] seconds, got ",
+                                  ExactNumber(seconds)));
+    }
   }
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     return Invalid("--tls-cert and --tls-key must be given together");
@@ -286,7 +328,8 @@ std::string ServedModelName(const ServerOptions& o) {
 engine::LoadOptions CpuLoadOptions(const ServerOptions& o) {
   return {.quantize_fp8 = o.quantization == "fp8",
           .cpu_kernels = engine::ParseCpuKernels(o.cpu_kernels).value_or(engine::CpuKernels::kFast),
-          .kv_cache_dtype = engine::ParseKvCacheDtype(o.kv_cache_dtype)};
+          .kv_cache_dtype = engine::ParseKvCacheDtype(o.kv_cache_dtype),
+          .check_all_weights = o.check_weights};
 }
 
 absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& o, const engine::ModelConfig& config) {

@@ -43,6 +43,7 @@ struct ServerOptions {
   // --device cpu: the latent KV cache's elements, "auto" (BF16 with the fast kernel sets, fp32
   // with reference), "bf16" or "fp32" (engine::CpuKvCacheDtype).
   std::string kv_cache_dtype = "auto";
+  bool check_weights = false;  // --check-weights: LoadOptions::check_all_weights
   int threads = 0;  // --threads: CPU kernel threads in all; 0 = the CPUs this process may use
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).
@@ -85,6 +86,14 @@ struct ServerOptions {
   std::string tls_client_ca;  // --tls-client-ca: require client certificates (mTLS)
   int max_message_bytes = 4 << 20;    // largest request message accepted
   int max_concurrent_streams = 2048;  // open Generate streams; 0 = no cap
+  // Transport limits (docs/hardening.md): HTTP/2 streams one connection may hold open; a
+  // Generate stream whose client reads nothing for this long is cancelled and its KV freed;
+  // connections without calls are closed after the idle time; handshakes (TLS, HTTP/2
+  // preface and SETTINGS) must finish within theirs.
+  int max_streams_per_connection = 64;
+  double stream_write_timeout_seconds = 30;
+  double connection_idle_seconds = 300;
+  double handshake_timeout_seconds = 10;
 };
 
 void AddServerFlags(CLI::App& app, ServerOptions& options);

@@ -3,10 +3,14 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "server/logging.h"
@@ -14,16 +18,34 @@
 namespace moeserve::server {
 namespace {
 
+// Signals whose default action would end the process: the first group drains like SIGTERM (an
+// operator or terminal asking us to stop), the second is logged and ignored (nothing here uses
+// them; dying of a stray `kill -USR1` would drop every stream). Synchronous faults (SIGSEGV,
+// SIGBUS, SIGFPE, SIGILL) and SIGABRT keep their default: blocking them is undefined, and a
+// crash must stay visible. SIGPIPE is ignored outright (a peer closing a socket is an EPIPE).
+constexpr int kDrainSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPWR, SIGXCPU};
+constexpr int kIgnoredSignals[] = {SIGUSR1, SIGUSR2,   SIGALRM, SIGVTALRM, SIGPROF,
+                                   SIGIO,   SIGSTKFLT, SIGXFSZ, SIGTRAP,   SIGSYS};
+
+bool IsDrainSignal(int signal) {
+  return std::find(std::begin(kDrainSignals), std::end(kDrainSignals), signal) !=
+         std::end(kDrainSignals);
+}
+
 sigset_t ShutdownSignalSet() {
   sigset_t set;
   sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
+  for (int signal : kDrainSignals) sigaddset(&set, signal);
+  for (int signal : kIgnoredSignals) sigaddset(&set, signal);
+  // Real-time signals end the process by default too; glibc refuses to add the two it uses
+  // internally (thread cancellation, setxid), which is what we want.
+  for (int signal = SIGRTMIN; signal <= SIGRTMAX; ++signal) sigaddset(&set, signal);
   return set;
 }
 
-const char* SignalName(int signal) {
-  return signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal";
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev != nullptr ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal);
 }
 
 // After the engine has stopped, the streams only have their last messages to write; a client
@@ -33,6 +55,9 @@ constexpr std::chrono::seconds kFinalWriteTimeout{5};
 }  // namespace
 
 absl::Status BlockShutdownSignals() {
+  if (std::signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+    return absl::InternalError(absl::StrCat("signal(SIGPIPE): ", std::strerror(errno)));
+  }
   const sigset_t set = ShutdownSignalSet();
   if (const int error = pthread_sigmask(SIG_BLOCK, &set, nullptr); error != 0) {
     return absl::InternalError(absl::StrCat("pthread_sigmask: ", std::strerror(error)));
@@ -60,6 +85,11 @@ void ShutdownSignal::Run() {
     if (sigwait(&set, &signal) != 0) continue;
     std::unique_lock lock(mu_);
     if (stopping_) return;
+    if (!IsDrainSignal(signal)) {
+      lock.unlock();
+      LogWarning(absl::StrCat(SignalName(signal), " received: ignored"));
+      continue;
+    }
     if (!serving_) {
       lock.unlock();
       LogInfo(absl::StrCat(SignalName(signal), " during startup: exiting"));

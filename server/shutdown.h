@@ -1,5 +1,9 @@
 // SIGTERM / SIGINT handling and the graceful drain (DESIGN.md §7).
 //
+// SIGHUP, SIGQUIT, SIGPWR and SIGXCPU drain exactly like SIGTERM; SIGUSR1/2, SIGALRM and the
+// other signals whose default is to terminate (real-time ones included) are logged and ignored;
+// SIGPIPE is ignored. Only SIGKILL and genuine crashes end the process without a drain.
+//
 // main.cc calls BlockShutdownSignals first thing, before any thread exists, so every thread
 // inherits the blocked mask and the signals are only ever taken by ShutdownSignal's sigwait
 // thread (no async-signal-safety concerns). Once the server is SERVING, main waits on it and
@@ -25,7 +29,8 @@
 
 namespace moeserve::server {
 
-// Blocks SIGTERM and SIGINT in the calling thread; threads created afterwards inherit it.
+// Ignores SIGPIPE and blocks the drained and ignored signals in the calling thread; threads
+// created afterwards inherit the mask.
 absl::Status BlockShutdownSignals();
 
 class ShutdownSignal {
@@ -38,7 +43,7 @@ class ShutdownSignal {
 
   // From now on a signal starts a graceful shutdown instead of exiting at once.
   void MarkServing();
-  // Blocks until the first SIGTERM/SIGINT after MarkServing; returns its number.
+  // Blocks until the first draining signal after MarkServing; returns its number.
   int Wait();
   // Signals received so far (a second one cuts the drain short).
   int count() const;

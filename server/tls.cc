@@ -1,19 +1,19 @@
 #include "server/tls.h"
 
-#include <fstream>
-#include <iterator>
-
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "engine/io/bounded_file.h"
 
 namespace moeserve::server {
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
-  std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<std::string> read = engine::ReadRegularFile(path, engine::kMaxPemFileBytes);
+  if (!read.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", read.status().message()));
+  }
+  std::string pem = *std::move(read);
   if (!absl::StrContains(pem, "-----BEGIN ")) {
     return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
   }

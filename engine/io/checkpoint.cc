@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "engine/io/bounded_file.h"
 #include "engine/io/strict_json.h"
 #include "nlohmann/json.hpp"
 
@@ -21,12 +22,7 @@ using io_internal::AsAbsl;
 using nlohmann::json;
 
 absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read '", path, "'"));
-  return std::move(text).str();
+  return ReadRegularFile(path, kMaxIndexFileBytes);
 }
 
 // Shard names come from a downloaded file; refuse ones that would escape the directory.

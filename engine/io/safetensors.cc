@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/io/bounded_file.h"
 #include "engine/io/strict_json.h"
 #include "nlohmann/json.hpp"
 
@@ -244,7 +245,8 @@ void SafetensorsFile::Unmap() {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO at the path must fail the S_ISREG check below, not hang the open.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("cannot open safetensors file '", path, "'"));
   }
@@ -254,9 +256,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     close(fd);
     return absl::ErrnoToStatus(err, absl::StrCat("cannot stat safetensors file '", path, "'"));
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (absl::Status regular = RequireRegularFile(st.st_mode, path); !regular.ok()) {
     close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+    return regular;
   }
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {

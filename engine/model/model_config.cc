@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/io/bounded_file.h"
 #include "nlohmann/json.hpp"
 
 namespace moeserve::engine {
@@ -265,6 +266,22 @@ absl::Status Validate(const ModelConfig& c, absl::string_view source) {
     return fail("field 'first_k_dense_replace' (", c.first_k_dense_replace,
                 ") must be <= 'num_hidden_layers' (", c.num_hidden_layers, ")");
   }
+  // A stop token the model can never produce would let every request run to max_tokens, and
+  // a BOS outside the embedding would read past it (issue 21, row 9).
+  for (int64_t id : c.eos_token_ids) {
+    if (id >= c.vocab_size) {
+      return fail("field 'eos_token_id' (", id, ") is outside the vocabulary (vocab_size ",
+                  c.vocab_size, ")");
+    }
+  }
+  if (c.eos_token_id && *c.eos_token_id >= c.vocab_size) {
+    return fail("field 'eos_token_id' (", *c.eos_token_id,
+                ") is outside the vocabulary (vocab_size ", c.vocab_size, ")");
+  }
+  if (c.bos_token_id && *c.bos_token_id >= c.vocab_size) {
+    return fail("field 'bos_token_id' (", *c.bos_token_id,
+                ") is outside the vocabulary (vocab_size ", c.vocab_size, ")");
+  }
   if (c.n_routed_experts == 0) return absl::OkStatus();  // dense model: the router is unused
 
   if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.n_routed_experts) {
@@ -428,12 +445,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text,
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open model config"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  return ParseModelConfig(text.str(), path);
+  absl::StatusOr<std::string> text = ReadRegularFile(path, kMaxConfigFileBytes);
+  if (!text.ok()) return text.status();
+  return ParseModelConfig(*text, path);
 }
 
 std::string ModelConfigToJson(const ModelConfig& c) {

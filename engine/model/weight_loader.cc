@@ -1,6 +1,8 @@
 #include "engine/model/weight_loader.h"
 
 #include <cmath>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,7 +73,16 @@ class TensorFetcher {
       return Error(*view, absl::StrCat("has dtype ", DTypeName(view->info->dtype),
                                        "; expected F32, BF16 or F16"));
     }
-    return ToFloat(*view);
+    std::vector<float> values = ToFloat(*view);
+    // Norms, routers, biases, the embedding: one NaN or infinity here reaches every token, and
+    // the model would serve garbage (token 0 repeated) without a word (issue 21, row 9).
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        return Error(*view,
+                     absl::StrCat("has a non-finite value (", values[i], ") at element ", i));
+      }
+    }
+    return values;
   }
 
   // A linear weight [out, in]: floating, or F8_E4M3 with its block scales. `quantizable`:
@@ -94,6 +105,11 @@ class TensorFetcher {
     linear.isa = LinearIsaFor(options_.cpu_kernels);
     const DType dtype = view->info->dtype;
     if (IsFloatingDType(dtype)) {
+      if (options_.check_all_weights) {
+        if (const std::optional<int64_t> bad = FirstNonFinite(*view)) {
+          return Error(*view, absl::StrCat("has a non-finite value at element ", *bad));
+        }
+      }
       if (quantizable && options_.quantize_fp8) {
         // Online quantization: what an FP8 checkpoint of these exact values would hold.
         std::vector<float> full = ToFloat(*view);
@@ -183,6 +199,33 @@ class TensorFetcher {
   static absl::Status Error(const TensorView& view, const std::string& what) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", view.info->name, "' in ", view.file->path(), " ", what));
+  }
+
+  // The first NaN or infinity of a floating tensor, read from its raw bits (no conversion).
+  static std::optional<int64_t> FirstNonFinite(const TensorView& view) {
+    const int64_t n = view.info->num_elements();
+    const uint8_t* bytes = view.bytes.data();
+    switch (view.info->dtype) {
+      case DType::kF32:
+        for (int64_t i = 0; i < n; ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, bytes + 4 * i, 4);
+          if ((bits & 0x7F800000u) == 0x7F800000u) return i;
+        }
+        return std::nullopt;
+      case DType::kBF16:
+      case DType::kF16: {
+        const uint16_t mask = view.info->dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
+        for (int64_t i = 0; i < n; ++i) {
+          uint16_t bits;
+          std::memcpy(&bits, bytes + 2 * i, 2);
+          if ((bits & mask) == mask) return i;
+        }
+        return std::nullopt;
+      }
+      default:
+        return std::nullopt;
+    }
   }
 
   static std::vector<float> ToFloat(const TensorView& view) {

@@ -55,6 +55,10 @@ struct LoadOptions {
   // Element type of the latent KV cache the model allocates (DeepseekModel::MakeKvPages):
   // DType::kBF16 or DType::kF32; nullopt = CpuKvCacheDtype's default (`--kv-cache-dtype`).
   std::optional<DType> kv_cache_dtype;
+  // `--check-weights`: scan every floating linear and expert weight for NaN/infinity too (the
+  // norms, routers, biases, embeddings and FP8 scales and bytes are always checked); costs one
+  // read of those bytes at load (docs/hardening.md has the figure).
+  bool check_all_weights = false;
 };
 
 // The latent cache's element type for these options: as asked, else BF16 (as on the GPU: half

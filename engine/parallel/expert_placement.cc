@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/io/bounded_file.h"
 #include "nlohmann/json.hpp"
 
 namespace moeserve::engine {
@@ -238,11 +239,12 @@ absl::StatusOr<ExpertPlacement> ParsePlacementJson(const std::string& text,
 
 absl::StatusOr<ExpertPlacement> LoadPlacementFile(const std::string& path,
                                                   const std::vector<bool>& is_moe_layer) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read expert placement file ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParsePlacementJson(text.str(), path, is_moe_layer);
+  absl::StatusOr<std::string> text = ReadRegularFile(path, kMaxConfigFileBytes);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("expert placement file: ", text.status().message()));
+  }
+  return ParsePlacementJson(*text, path, is_moe_layer);
 }
 
 LayerPlacement BalanceLayer(absl::Span<const int64_t> counts, int num_ranks, int slots_per_rank) {

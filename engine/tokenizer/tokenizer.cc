@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "engine/io/bounded_file.h"
 #include "engine/io/strict_json.h"
 #include "engine/status_macros.h"
 #include "engine/tokenizer/added_vocabulary.h"
@@ -71,16 +72,7 @@ size_t FirstInvalidUtf8Byte(std::string_view text) {
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int error = errno;
-    std::string message = absl::StrCat("cannot open ", path, ": ", std::strerror(error));
-    return error == ENOENT ? absl::NotFoundError(message) : absl::UnavailableError(message);
-  }
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
-  return std::move(contents).str();
+  return ReadRegularFile(path, kMaxTokenizerFileBytes);
 }
 
 // transformers' fast tokenizer classes whose __init__ replaces the post-processor with
@@ -245,8 +237,8 @@ class TokenizerBuilder {
         }
         // The id itself is not used (see above), but tokenizers reads it as a u32 and refuses
         // anything else, so a negative or fractional id marks a corrupt file.
-        if (const auto id = entry.find("id"); id == entry.end() || !id->is_number_unsigned() ||
-                                              id->get<uint64_t>() > 0xFFFFFFFFu) {
+        if (const auto id = entry.find("id");
+            id == entry.end() || !id->is_number_unsigned() || id->get<uint64_t>() > 0xFFFFFFFFu) {
           return Error(absl::StrCat(where, ".id must be an integer in [0, 2^32)"));
         }
         AddedToken token;

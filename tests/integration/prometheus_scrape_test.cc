@@ -275,8 +275,16 @@ TEST(PrometheusScrapeTest, PrometheusScrapesTheServersTtftHistogram) {
     generated += completion_tokens;
   }
 
-  // The exposition as the server serves it.
-  const testing::HttpResponse scrape = HttpGet(server.metrics_port(), "/metrics");
+  // The exposition as the server serves it. The gRPC call counter is bumped in the call's
+  // OnDone, which can run just after the client has read the status: scrape until it shows.
+  testing::HttpResponse scrape = HttpGet(server.metrics_port(), "/metrics");
+  for (int attempt = 0; attempt < 100 && MetricValue(scrape.body, "moeserve_grpc_requests_total",
+                                                     {{"method", "Generate"}, {"code", "OK"}})
+                                                 .value_or(0) < kRequests;
+       ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    scrape = HttpGet(server.metrics_port(), "/metrics");
+  }
   ASSERT_EQ(scrape.status, 200) << scrape.headers;
   EXPECT_NE(scrape.headers.find("Content-Type: text/plain; version=0.0.4"), std::string::npos)
       << scrape.headers;

@@ -53,19 +53,21 @@ def ensure_checkpoint(make_model, root, preset="tiny-v3", seed=1234):
 class ServerProcess:
     """The moeserve binary on 127.0.0.1 with ephemeral ports, logging to a file."""
 
-    def __init__(self, binary, model_dir, workdir):
+    def __init__(self, binary, model_dir, workdir, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="moeserve_py_", dir=workdir)
         self.port_file = os.path.join(self.dir, "ports.json")
         self.log_path = os.path.join(self.dir, "server.log")
         self.command = [binary, "--model", model_dir, "--served-model-name", SERVED_MODEL_NAME,
                         "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
                         "--port-file", self.port_file, "--shutdown-grace-seconds", "30"]
+        self.command += list(extra_args)
         self.process = None
         self.grpc_port = self.metrics_port = None
 
-    def start(self, timeout=120):
+    def start(self, timeout=120, preexec_fn=None, env=None):
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=preexec_fn, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

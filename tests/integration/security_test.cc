@@ -242,7 +242,7 @@ TEST(SecurityTest, BadTlsFilesAreStartupErrorsNamingTheFlag) {
   };
   for (const Case& c : std::vector<Case>{
            {{"--tls-cert", (dir / "missing.pem").string(), "--tls-key", certs.server_key.string()},
-            "--tls-cert: cannot read"},
+            "--tls-cert: cannot open"},
            {{"--tls-cert", certs.server_cert.string(), "--tls-key", (dir / "not_pem.txt").string()},
             "--tls-key: "},
            {{"--tls-cert", certs.server_cert.string()}, "--tls-cert and --tls-key"},

@@ -10,6 +10,8 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -412,9 +414,14 @@ TEST_F(ServerIntegrationTest, AbortRpcEndsTheStreamWithFinishReasonAbort) {
     grpc::ClientContext context;
     v1::AbortRequest request;
     request.add_request_ids("abort-me");
-    request.add_request_ids("no-such-request");  // ignored
+    request.add_request_ids("no-such-request");
     v1::AbortResponse response;
-    ASSERT_TRUE(stub_->Abort(&context, request, &response).ok());
+    const grpc::Status status = stub_->Abort(&context, request, &response);
+    // The unknown id is named; the caller's own id is aborted all the same.
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+    EXPECT_NE(status.error_message().find("'no-such-request'"), std::string::npos)
+        << status.error_message();
+    EXPECT_EQ(status.error_message().find("abort-me"), std::string::npos) << status.error_message();
   }
   v1::GenerateResponse response;
   std::optional<v1::GenerateComplete> complete;
@@ -429,6 +436,41 @@ TEST_F(ServerIntegrationTest, AbortRpcEndsTheStreamWithFinishReasonAbort) {
   EXPECT_EQ(complete->finish_reason(), "abort");
   EXPECT_LT(complete->completion_tokens(), 3000u);
   EXPECT_EQ(static_cast<uint32_t>(complete->output_ids_size()), complete->completion_tokens());
+  EXPECT_TRUE(WaitUntilIdle(*stub_));
+}
+
+// Issue 21, row 10: any client could end any request whose id it knew. Another connection's
+// Abort of a running id gets NOT_FOUND, exactly as an unknown id, and the stream runs on; the
+// submitting connection's Abort still ends it.
+TEST_F(ServerIntegrationTest, AbortOfAnotherClientsRequestIsNotFound) {
+  auto stream = StartLongStream("owned-by-first-client");
+  auto other_stub = v1::Moeserve::NewStub(MakeChannel(server_.target()));
+  auto abort = [](v1::Moeserve::Stub& stub, const std::string& id) {
+    grpc::ClientContext context;
+    v1::AbortRequest request;
+    request.add_request_ids(id);
+    v1::AbortResponse response;
+    return stub.Abort(&context, request, &response);
+  };
+  const grpc::Status foreign = abort(*other_stub, "owned-by-first-client");
+  EXPECT_EQ(foreign.error_code(), grpc::StatusCode::NOT_FOUND) << foreign.error_message();
+  const grpc::Status unknown = abort(*other_stub, "never-submitted");
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(foreign.error_message(),
+            std::regex_replace(unknown.error_message(), std::regex("never-submitted"),
+                               "owned-by-first-client"));
+  // Still running: more chunks arrive after the foreign abort.
+  v1::GenerateResponse response;
+  ASSERT_TRUE(stream->reader->Read(&response));
+  ASSERT_TRUE(response.has_chunk());
+  EXPECT_TRUE(abort(*stub_, "owned-by-first-client").ok());
+  std::optional<v1::GenerateComplete> complete;
+  while (stream->reader->Read(&response)) {
+    if (response.has_complete()) complete = response.complete();
+  }
+  EXPECT_TRUE(stream->reader->Finish().ok());
+  ASSERT_TRUE(complete.has_value());
+  EXPECT_EQ(complete->finish_reason(), "abort");
   EXPECT_TRUE(WaitUntilIdle(*stub_));
 }
 

@@ -94,18 +94,23 @@ v1::GenerateRequest LongGreedy(uint32_t max_tokens) {
   return request;
 }
 
-// Health answers NOT_SERVING while the model loads, then SERVING. The load is held open
-// deterministically: tokenizer.json is a FIFO that the server blocks reading until the test
-// writes the real file into it.
+// Health answers NOT_SERVING while the model loads, then SERVING. The load is made to take a
+// while: tokenizer.json is the real file followed by 240 MiB of JSON whitespace (under the
+// tokenizer size cap), which the server must read and parse before anything else. (A FIFO
+// held it open deterministically before; the server now refuses FIFOs, issue 21 row 6.)
 TEST(ServerLifecycleTest, HealthIsNotServingUntilLoadedThenServing) {
   const fs::path model = TestCheckpointDir("tiny-v3", false);
-  const fs::path dir = TempDir("moeserve_fifo_model");
+  const fs::path dir = TempDir("moeserve_slow_model");
   for (const auto& entry : fs::directory_iterator(model)) {
     if (entry.path().filename() == "tokenizer.json") continue;
     fs::create_symlink(entry.path(), dir / entry.path().filename());
   }
-  const fs::path fifo = dir / "tokenizer.json";
-  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  {
+    std::ofstream padded(dir / "tokenizer.json", std::ios::binary);
+    padded << ReadFile(model / "tokenizer.json");
+    const std::string spaces(1 << 20, ' ');
+    for (int i = 0; i < 240; ++i) padded << spaces;
+  }
 
   const int port = FreeLoopbackPort();
   const fs::path log = dir / "server.log";
@@ -114,40 +119,19 @@ TEST(ServerLifecycleTest, HealthIsNotServingUntilLoadedThenServing) {
                           log);
   // Connect only once the port accepts: a gRPC channel that saw "connection refused" backs off
   // for seconds before its next attempt.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!CanConnect(port) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port));
+  auto stub = v1::Moeserve::NewStub(channel);
 
-  std::optional<HealthCheckResponse::ServingStatus> status;
-  while (status != HealthCheckResponse::NOT_SERVING &&
-         std::chrono::steady_clock::now() < deadline) {
-    status = HealthStatus(*channel);
-    if (!status) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  std::optional<HealthCheckResponse::ServingStatus> status = HealthStatus(*channel);
   ASSERT_EQ(status, HealthCheckResponse::NOT_SERVING) << ReadFile(log);
   // RPCs that need the model say so rather than hang.
-  auto stub = v1::Moeserve::NewStub(channel);
   const StreamResult early = Generate(*stub, LongGreedy(2));
   EXPECT_EQ(early.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 
-  // Unblock the server's read. Non-blocking open fails (ENXIO) while nobody reads the FIFO, so
-  // a server that died meanwhile fails the test instead of hanging it.
-  int fd = -1;
-  while ((fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK)) < 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_GE(fd, 0) << ReadFile(log);
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  const std::string tokenizer_json = ReadFile(model / "tokenizer.json");
-  for (size_t written = 0; written < tokenizer_json.size();) {
-    const ssize_t n = write(fd, tokenizer_json.data() + written, tokenizer_json.size() - written);
-    ASSERT_GT(n, 0);
-    written += static_cast<size_t>(n);
-  }
-  close(fd);
   while (status != HealthCheckResponse::SERVING && std::chrono::steady_clock::now() < deadline) {
     status = HealthStatus(*channel);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -323,7 +307,8 @@ TEST(ServerLifecycleTest, BadFlagsFailBeforeLoading) {
 TEST(ServerLifecycleTest, KvCacheLargerThanMemoryIsAStartupErrorWithTheFigures) {
   const fs::path dir = TempDir("moeserve_memory_plan");
   const pid_t pid = Spawn({"--model", TestCheckpointDir("tiny-v3", false), "--port", "0",
-                           "--metrics-port", "0", "--kv-cache-memory-bytes", "9223372036854775807"},
+                           "--metrics-port", "0", "--kv-cache-memory-bytes",
+                           std::to_string(int64_t{1} << 49)},  // 512 TiB, within the flag's range
                           dir / "log");
   EXPECT_EQ(WaitExit(pid), 1);
   const std::string log = ReadFile(dir / "log");

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -196,6 +197,49 @@ TEST(MetricsHttpServerTest, SilentClientDoesNotBlockLaterScrapes) {
   // At most one request timeout per stalled client ahead of it, with slack for a busy machine.
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
   EXPECT_THAT(silent.ReadAll(1s), StartsWith("HTTP/1.1 408 "));
+}
+
+// Issue 21, row 4: 30 sockets trickling header bytes made one scrape wait 59 s (each held the
+// only serving thread for its timeout). Now a scrape is answered while every slow client is
+// still waiting for its own request timeout: checked by order, not by the clock.
+TEST(MetricsHttpServerTest, ScrapeIsAnsweredWhileSlowClientsAreStillPending) {
+  MetricsHttpServer::Limits limits;
+  limits.request_timeout = 30s;
+  auto server = StartServer([] { return std::string(kBody); }, limits);
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<Client>> slow;
+  for (int i = 0; i < 30; ++i) {
+    slow.push_back(std::make_unique<Client>(server->port()));
+    ASSERT_TRUE(slow.back()->connected());
+    ASSERT_TRUE(slow.back()->Send("GET /metr"));
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (auto& client : slow) ASSERT_TRUE(client->Send("i"));
+    EXPECT_EQ(Body(Get(server->port(), "/metrics")), kBody) << round;
+  }
+  // None of the slow clients has been answered or closed: they were not served before us.
+  for (auto& client : slow) EXPECT_EQ(client->ReadAll(50ms), "");
+}
+
+TEST(MetricsHttpServerTest, ConnectionsBeyondTheCapAreClosedAndOthersServed) {
+  MetricsHttpServer::Limits limits;
+  limits.max_connections = 8;
+  limits.request_timeout = 30s;
+  auto server = StartServer([] { return std::string(kBody); }, limits);
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(std::make_unique<Client>(server->port()));
+    ASSERT_TRUE(held.back()->Send("G"));
+  }
+  // The ninth is accepted and closed at once (no response), and serving goes on once one of the
+  // held connections completes its request.
+  Client extra(server->port());
+  EXPECT_EQ(extra.ReadAll(5s), "");
+  ASSERT_TRUE(held.front()->Send("ET /metrics HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(Body(held.front()->ReadAll()), kBody);
+  held.erase(held.begin());
+  EXPECT_EQ(Body(Get(server->port(), "/metrics")), kBody);
 }
 
 TEST(MetricsHttpServerTest, DefaultTimeoutAlsoReleasesASilentClient) {

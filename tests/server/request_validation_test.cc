@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -189,6 +190,50 @@ TEST_F(RequestValidationTest, TopPZeroMessageIsExact) {
   v1::GenerateRequest request = TextRequest();
   request.mutable_sampling_params()->set_top_p(0.0f);
   EXPECT_EQ(Validate(request).status().message(), "sampling_params.top_p must be in (0, 1], got 0");
+}
+
+// Issue 21, row 12: "got 1" for 1.0000001 hid the value that was wrong. Every float field's
+// message carries text that reads back as exactly the value sent, for random values just past
+// each bound (where a 6-digit rendering collapses onto the bound).
+TEST_F(RequestValidationTest, MessagesCarryTheExactOffendingValue) {
+  std::mt19937 random(std::random_device{}());
+  auto just_past = [&random](float bound, float direction) {
+    float v = bound;
+    const int steps = std::uniform_int_distribution<int>(1, 40)(random);
+    for (int i = 0; i < steps; ++i) v = std::nextafter(v, direction * kInf);
+    return v;
+  };
+  struct FloatField {
+    const char* name;
+    float bound, direction;
+    std::function<void(v1::GenerateRequest&, float)> set;
+  };
+  const std::vector<FloatField> fields = {
+      {"top_p", 1.0f, 1.0f, [](auto& r, float v) { r.mutable_sampling_params()->set_top_p(v); }},
+      {"min_p", 1.0f, 1.0f, [](auto& r, float v) { r.mutable_sampling_params()->set_min_p(v); }},
+      {"temperature", 0.0f, -1.0f,
+       [](auto& r, float v) { r.mutable_sampling_params()->set_temperature(v); }},
+      {"frequency_penalty", engine::kMaxAdditivePenalty, 1.0f,
+       [](auto& r, float v) { r.mutable_sampling_params()->set_frequency_penalty(v); }},
+      {"presence_penalty", -engine::kMaxAdditivePenalty, -1.0f,
+       [](auto& r, float v) { r.mutable_sampling_params()->set_presence_penalty(v); }},
+      {"logit_bias", engine::kMaxLogitBias, 1.0f,
+       [](auto& r, float v) { (*r.mutable_sampling_params()->mutable_logit_bias())[7] = v; }},
+  };
+  for (const FloatField& field : fields) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const float value = just_past(field.bound, field.direction);
+      v1::GenerateRequest r = TextRequest();
+      field.set(r, value);
+      const absl::StatusOr<engine::GenerateRequest> result = Validate(r);
+      ASSERT_FALSE(result.ok()) << field.name << " = " << value;
+      const std::string message(result.status().message());
+      const size_t got = message.rfind("got ");
+      ASSERT_NE(got, std::string::npos) << message;
+      const float read_back = std::strtof(message.c_str() + got + 4, nullptr);
+      EXPECT_EQ(read_back, value) << field.name << ": " << message;
+    }
+  }
 }
 
 TEST_F(RequestValidationTest, AbsentFieldsTakeTheDocumentedDefaults) {

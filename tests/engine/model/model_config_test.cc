@@ -1,5 +1,8 @@
 #include "engine/model/model_config.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 #include <functional>
@@ -223,6 +226,21 @@ TEST(ModelConfigTest, MissingFileIsNotFound) {
             absl::StatusCode::kNotFound);
 }
 
+// Issue 21, row 6: a FIFO at config.json hung the load forever; /dev/zero read without end.
+TEST(ModelConfigTest, NonRegularFilesAreRefusedWithoutBlocking) {
+  const std::string fifo = ::testing::TempDir() + "/config_fifo_" + std::to_string(getpid());
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  absl::StatusOr<ModelConfig> c = LoadModelConfig(fifo);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(c.status(), "is a FIFO; expected a regular file"));
+  unlink(fifo.c_str());
+  c = LoadModelConfig("/dev/zero");
+  EXPECT_TRUE(Contains(c.status(), "/dev/zero is a character device"));
+  c = LoadModelConfig(kConfigDir);
+  EXPECT_TRUE(Contains(c.status(), "is a directory"));
+}
+
 void ExpectRoundTrip(const ModelConfig& c) {
   const std::string text = ModelConfigToJson(c);
   absl::StatusOr<ModelConfig> back = ParseModelConfig(text, "roundtrip.json");
@@ -257,6 +275,7 @@ TEST(ModelConfigTest, RoundTripPreservesV3LikeConfigs) {
   // Kimi-K2-like: model_type kimi_k2, rope factor 32, an eos list and 1e-5 eps.
   ModelConfig k2 = r1;
   k2.model_type = "kimi_k2";
+  k2.vocab_size = 163840;  // K2's: its eos ids below must lie inside the vocabulary
   k2.n_routed_experts = 384;
   k2.n_group = 1;
   k2.topk_group = 1;
@@ -449,6 +468,17 @@ TEST(ModelConfigTest, BadConfigsAreInvalidArgumentNamingTheField) {
          j["model_type"] = "llama";
        }),
        {"'model_type'", "llama"}},
+      {"eos_token_id outside the vocabulary (issue 21, row 9)",
+       R1With([](Json& j) { j["eos_token_id"] = 129280; }),
+       {"'eos_token_id' (129280) is outside the vocabulary (vocab_size 129280)"}},
+      {"an eos_token_id list entry outside the vocabulary",
+       R1With([](Json& j) {
+         j["eos_token_id"] = {1, 999999};
+       }),
+       {"'eos_token_id' (999999)"}},
+      {"bos_token_id outside the vocabulary",
+       R1With([](Json& j) { j["bos_token_id"] = 200000; }),
+       {"'bos_token_id' (200000) is outside the vocabulary"}},
       {"top-k above experts",
        R1With([](Json& j) { j["num_experts_per_tok"] = 300; }),
        {"'num_experts_per_tok'", "'n_routed_experts'"}},

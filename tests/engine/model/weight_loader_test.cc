@@ -6,12 +6,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <random>
 
+#include "absl/strings/str_cat.h"
 #include "engine/io/safetensors_writer.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/model/linear.h"
@@ -225,6 +228,64 @@ TEST(WeightLoaderTest, NanInFp8WeightIsAnError) {
   });
   ExpectLoadError(dir, absl::StatusCode::kInvalidArgument,
                   {"model.layers.1.mlp.experts.3.down_proj.weight", "NaN", "element 77"});
+}
+
+// Issue 21, row 9: NaN weights were served silently (token 0 repeated). A NaN or infinity at a
+// random element of a norm, the router or its bias is refused naming the tensor and element;
+// one in a floating linear weight only with LoadOptions::check_all_weights (--check-weights).
+void PoisonElement(OwnedTensor* t, int64_t element, float value) {
+  ASSERT_TRUE(t->dtype == DType::kBF16 || t->dtype == DType::kF32) << DTypeName(t->dtype);
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  if (t->dtype == DType::kF32) {
+    std::memcpy(t->bytes.data() + 4 * element, &bits, 4);
+  } else {
+    const uint16_t high = static_cast<uint16_t>(bits >> 16);
+    std::memcpy(t->bytes.data() + 2 * element, &high, 2);
+  }
+}
+
+TEST(WeightLoaderTest, NonFiniteNormRouterAndBiasValuesAreErrors) {
+  std::mt19937 random(std::random_device{}());
+  const float kPoisons[] = {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (const char* name :
+       {"model.layers.1.input_layernorm.weight", "model.norm.weight",
+        "model.layers.1.mlp.gate.weight", "model.layers.1.mlp.gate.e_score_correction_bias"}) {
+    SCOPED_TRACE(name);
+    int64_t element = 0;
+    const float poison = kPoisons[random() % 3];
+    const std::string dir = MutatedCheckpoint("tiny-v3", false, "nonfinite", [&](auto& tensors) {
+      OwnedTensor* t = FindTensor(tensors, name);
+      const int64_t count =
+          static_cast<int64_t>(t->bytes.size()) / (t->dtype == DType::kF32 ? 4 : 2);
+      element = std::uniform_int_distribution<int64_t>(0, count - 1)(random);
+      PoisonElement(t, element, poison);
+    });
+    ExpectLoadError(dir, absl::StatusCode::kInvalidArgument,
+                    {name, "non-finite", absl::StrCat("element ", element)});
+  }
+}
+
+TEST(WeightLoaderTest, NonFiniteLinearWeightIsAnErrorWhenAllWeightsAreChecked) {
+  std::mt19937 random(std::random_device{}());
+  const std::string name = "model.layers.1.mlp.experts.2.up_proj.weight";
+  int64_t element = 0;
+  const std::string dir =
+      MutatedCheckpoint("tiny-v3", false, "nonfinite_linear", [&](auto& tensors) {
+        OwnedTensor* t = FindTensor(tensors, name);
+        const int64_t count =
+            static_cast<int64_t>(t->bytes.size()) / (t->dtype == DType::kF32 ? 4 : 2);
+        element = std::uniform_int_distribution<int64_t>(0, count - 1)(random);
+        PoisonElement(t, element, std::numeric_limits<float>::quiet_NaN());
+      });
+  EXPECT_TRUE(DeepseekModel::Load(dir).ok()) << "the default load does not scan linear weights";
+  auto checked = DeepseekModel::Load(dir, LoadOptions{.check_all_weights = true});
+  ASSERT_FALSE(checked.ok());
+  const std::string message(checked.status().message());
+  EXPECT_NE(message.find(name), std::string::npos) << message;
+  EXPECT_NE(message.find(absl::StrCat("element ", element)), std::string::npos) << message;
 }
 
 TEST(WeightLoaderTest, Fp8WeightWithoutScaleIsAnError) {
