@@ -160,6 +160,35 @@ TEST(ServerOptionsTest, ChecksNameTheFlag) {
   EXPECT_EQ(check({"--gpu-memory-utilization", "1.5"}).rfind("--gpu-memory-utilization", 0), 0u);
 }
 
+// Issue 21, rows 7 and 12: flags that would make the server allocate or wait without bound are
+// refused before anything loads, and the message carries the exact value given.
+TEST(ServerOptionsTest, TransportAndSizeFlagsAreRangeCheckedWithTheExactValue) {
+  auto check = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--model", "m"});
+    return std::string(CheckServerOptions(Parse(args)).message());
+  };
+  EXPECT_EQ(check({"--kv-cache-memory-bytes", "9223372036854775807"}),
+            "--kv-cache-memory-bytes must be in [1, 1125899906842624], got 9223372036854775807 "
+            "(the memory plan then checks it against the device's memory)");
+  EXPECT_EQ(check({"--kv-cache-memory-bytes", "1125899906842624"}), "");
+  EXPECT_EQ(check({"--max-streams-per-connection", "0"}).rfind("--max-streams-per-connection", 0),
+            0u);
+  EXPECT_EQ(check({"--max-streams-per-connection", "65537"})
+                .rfind("--max-streams-per-connection must be in [1, 65536], got 65537", 0),
+            0u);
+  for (const char* flag :
+       {"--stream-write-timeout", "--connection-idle-timeout", "--handshake-timeout"}) {
+    EXPECT_EQ(check({flag, "0.05"}),
+              std::string(flag) + " must be in [0.1, 86400] seconds, got 0.05");
+    EXPECT_EQ(check({flag, "86400.000001"}),
+              std::string(flag) + " must be in [0.1, 86400] seconds, got 86400.000001");
+    EXPECT_EQ(check({flag, "nan"}).rfind(flag, 0), 0u);
+    EXPECT_EQ(check({flag, "2.5"}), "");
+  }
+  EXPECT_EQ(check({"--gpu-memory-utilization", "1.0000000001"}),
+            "--gpu-memory-utilization must be in (0, 1], got 1.0000000001");
+}
+
 TEST(ServerOptionsTest, CudaKvRequestTakesTheModelsContextAndTheKvCaps) {
   const ServerOptions defaults = Parse({"--model", "m", "--gpu-memory-utilization", "0.8"});
   EXPECT_DOUBLE_EQ(defaults.gpu_memory_utilization, 0.8);
@@ -214,8 +243,7 @@ TEST(ServerOptionsTest, KvMemoryBudgetUsesTheCpuCacheDtype) {
   const int64_t fp32_block = engine::KvCacheSpecFor(config, engine::DType::kF32).BytesPerBlock();
   EXPECT_EQ(fp32_block, 64 * 576 * 3 * 4);
   const std::string budget = std::to_string(10 * fp32_block + fp32_block / 2);
-  for (const auto& [flags, blocks] :
-       std::vector<std::pair<std::vector<std::string>, int64_t>>{
+  for (const auto& [flags, blocks] : std::vector<std::pair<std::vector<std::string>, int64_t>>{
            {{}, 21},
            {{"--kv-cache-dtype", "bf16"}, 21},
            {{"--kv-cache-dtype", "fp32"}, 10},
@@ -236,8 +264,7 @@ TEST(ServerOptionsTest, KvMemoryBudgetUsesTheCpuCacheDtype) {
 
 TEST(ServerOptionsTest, KvCacheDtypeFp32IsCpuOnly) {
   const auto cuda = Parse({"--model", "m", "--device", "cuda", "--kv-cache-dtype", "fp32"});
-  EXPECT_NE(CheckServerOptions(cuda).message().find("--kv-cache-dtype fp32"),
-            std::string::npos);
+  EXPECT_NE(CheckServerOptions(cuda).message().find("--kv-cache-dtype fp32"), std::string::npos);
 }
 
 TEST(ServerOptionsTest, MaxModelLenMustFitCapacityAndPositions) {
