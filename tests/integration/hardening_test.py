@@ -335,6 +335,40 @@ class TransportLimitsTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_row1_stalled_tls_handshakes_are_closed(self):
+        directory = tempfile.mkdtemp(prefix="moeserve_tls_", dir=ARGS.workdir)
+        cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        server = start_server("--tls-cert", cert, "--tls-key", key, "--handshake-timeout", "1")
+        try:
+            stalled = []
+            for _ in range(50):
+                s = socket.create_connection(("127.0.0.1", server.grpc_port), timeout=10)
+                s.sendall(b"\x16\x03\x01\x02\x00")  # the start of a ClientHello, then nothing
+                stalled.append(s)
+            begin = time.monotonic()
+            closed = 0
+            for s in stalled:
+                try:
+                    while s.recv(4096):
+                        pass
+                    closed += 1
+                except ConnectionResetError:
+                    closed += 1
+                except socket.timeout:
+                    pass
+            elapsed = time.monotonic() - begin
+            print(f"\n[row 1] {closed} of {len(stalled)} stalled TLS handshakes closed within "
+                  f"{elapsed:.1f} s (--handshake-timeout 1)", flush=True)
+            self.assertEqual(closed, len(stalled))
+            self.assertLess(elapsed, 8)
+            for s in stalled:
+                s.close()
+        finally:
+            self.assertEqual(server.stop(), 0)
+
     def test_row4_slow_metrics_clients_do_not_delay_a_scrape(self):
         server = start_server()
         slow = []
