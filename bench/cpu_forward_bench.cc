@@ -115,9 +115,11 @@ int main(int argc, char** argv) {
   app.add_option("--decode-steps", decode_steps);
   std::vector<std::string> kernel_sets = {"fast", "reference"};
   std::string quantization;
-  app.add_option("--cpu-kernels", kernel_sets, "kernel sets to compare")
+  app.add_option("--cpu-kernels", kernel_sets,
+                 "kernel sets to compare; NAME-deterministic loads NAME with --deterministic "
+                 "(e.g. bf16-deterministic: no oneDNN GEMMs)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"fast", "bf16", "reference"}));
+      ->check(CLI::IsMember({"fast", "bf16", "reference", "bf16-deterministic"}));
   std::vector<std::string> kv_dtypes = {"auto"};
   app.add_option("--kv-cache-dtypes", kv_dtypes, "latent cache element types to compare")
       ->delimiter(',')
@@ -144,13 +146,15 @@ int main(int argc, char** argv) {
   std::printf("CPU forward, %s, %d threads, prompt %lld tokens, %lld decode steps, CPU %s\n",
               model_name.c_str(), omp_get_max_threads(), static_cast<long long>(prompt_len),
               static_cast<long long>(decode_steps), moeserve::engine::CpuFeaturesString().c_str());
-  std::printf("%9s | %4s | %10s | %6s | %18s | %17s | %15s\n", "kernels", "KV", "linear MiB",
+  std::printf("%18s | %4s | %10s | %6s | %18s | %17s | %15s\n", "kernels", "KV", "linear MiB",
               "batch", "prefill tokens/s", "decode tokens/s", "decode step ms");
   for (const auto& [kernels, kv_dtype] : Pairs(kernel_sets, kv_dtypes)) {
+    const size_t suffix = kernels.find("-deterministic");
     const moeserve::engine::LoadOptions load{
         .quantize_fp8 = quantization == "fp8",
-        .cpu_kernels = *moeserve::engine::ParseCpuKernels(kernels),
-        .kv_cache_dtype = moeserve::engine::ParseKvCacheDtype(kv_dtype)};
+        .cpu_kernels = *moeserve::engine::ParseCpuKernels(kernels.substr(0, suffix)),
+        .kv_cache_dtype = moeserve::engine::ParseKvCacheDtype(kv_dtype),
+        .deterministic = suffix != std::string::npos};
     const char* kv_name =
         moeserve::engine::CpuKvCacheDtype(load) == moeserve::engine::DType::kBF16 ? "bf16" : "fp32";
     auto model = DeepseekModel::Load(bench_model->dir, load);
@@ -161,7 +165,7 @@ int main(int argc, char** argv) {
     const double linear_mib = LinearBytes((*model)->weights()) / 1048576.0;
     for (int64_t batch : batch_sizes) {
       const Row row = Measure(**model, batch, prompt_len, decode_steps);
-      std::printf("%9s | %4s | %10.1f | %6lld | %18.1f | %17.1f | %15.2f\n", kernels.c_str(),
+      std::printf("%18s | %4s | %10.1f | %6lld | %18.1f | %17.1f | %15.2f\n", kernels.c_str(),
                   kv_name, linear_mib, static_cast<long long>(row.batch), row.prefill_tokens_per_s,
                   row.decode_tokens_per_s, row.decode_step_ms);
       report["results"].push_back({{"cpu_kernels", kernels},

@@ -77,6 +77,10 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "sets, as on the GPU; fp32 with reference), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
       ->capture_default_str();
+  app.add_flag("--deterministic", o.deterministic,
+               "--device cpu: every GEMM on moeserve's own kernels, so a request's output is "
+               "bit-identical alone and batched (--cpu-kernels bf16 otherwise hands BF16 GEMMs "
+               "of 32+ rows to oneDNN, faster; docs/cpu-numerics.md)");
   app.add_flag("--check-weights", o.check_weights,
                "--device cpu: also scan every floating linear and expert weight for NaN/inf at "
                "load (norms, routers, embeddings and FP8 scales are always checked)");
@@ -329,7 +333,8 @@ engine::LoadOptions CpuLoadOptions(const ServerOptions& o) {
   return {.quantize_fp8 = o.quantization == "fp8",
           .cpu_kernels = engine::ParseCpuKernels(o.cpu_kernels).value_or(engine::CpuKernels::kFast),
           .kv_cache_dtype = engine::ParseKvCacheDtype(o.kv_cache_dtype),
-          .check_all_weights = o.check_weights};
+          .check_all_weights = o.check_weights,
+          .deterministic = o.deterministic};
 }
 
 absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& o, const engine::ModelConfig& config) {

@@ -44,6 +44,7 @@ struct ServerOptions {
   // with reference), "bf16" or "fp32" (engine::CpuKvCacheDtype).
   std::string kv_cache_dtype = "auto";
   bool check_weights = false;  // --check-weights: LoadOptions::check_all_weights
+  bool deterministic = false;  // --deterministic: LoadOptions::deterministic
   int threads = 0;  // --threads: CPU kernel threads in all; 0 = the CPUs this process may use
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).

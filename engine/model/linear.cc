@@ -5,6 +5,7 @@
 
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
+#include "engine/ops/linear/weight_gemm_onednn.h"
 
 namespace moeserve::engine {
 
@@ -54,6 +55,7 @@ LinearWeight StackRows(LinearWeight a, LinearWeight b) {
   out.in_features = a.in_features;
   out.fp8 = a.fp8 && b.fp8;
   out.isa = a.isa;
+  out.library_gemm = a.library_gemm;
   if (!CanStackRows(a, b)) {
     out.weight = DequantizeLinear(a);
     const std::vector<float> rest = DequantizeLinear(b);
@@ -88,6 +90,10 @@ void ApplyLinear(const LinearWeight& linear, const float* x, int64_t rows, int64
     }
     RoundTripActivationsFp8(absl::MakeSpan(quantized), rows, k);
     WeightGemmCpu(quantized.data(), k, linear.view(), y, ldy, rows, accumulate, linear.isa);
+    return;
+  }
+  if (linear.library_gemm && linear.format == WeightFormat::kBf16 && rows >= kOneDnnMinRows) {
+    WeightGemmOneDnnBf16(x, ldx, linear.view(), y, ldy, rows, accumulate);
     return;
   }
   WeightGemmCpu(x, ldx, linear.view(), y, ldy, rows, accumulate, linear.isa);

@@ -13,6 +13,7 @@
 #include "engine/model/mla_absorbed_weights.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
+#include "engine/ops/linear/weight_gemm_onednn.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
@@ -103,6 +104,7 @@ class TensorFetcher {
     linear.out_features = rows.Size(out);
     linear.in_features = cols.Size(in);
     linear.isa = LinearIsaFor(options_.cpu_kernels);
+    linear.library_gemm = UsesLibraryGemm(options_);
     const DType dtype = view->info->dtype;
     if (IsFloatingDType(dtype)) {
       if (options_.check_all_weights) {
@@ -380,6 +382,11 @@ std::optional<DType> ParseKvCacheDtype(std::string_view name) {
   return std::nullopt;
 }
 
+bool UsesLibraryGemm(const LoadOptions& options) {
+  return options.cpu_kernels == CpuKernels::kFastBf16 && !options.deterministic &&
+         LinearIsaFor(options.cpu_kernels) == CpuIsa::kAvx512Bf16 && OneDnnGemmAvailable();
+}
+
 CpuIsa LinearIsaFor(CpuKernels kernels) {
   switch (kernels) {
     case CpuKernels::kReference:
@@ -418,6 +425,7 @@ absl::Status LoadModelWeightsByLayer(
     weights.lm_head.in_features = hidden;
     weights.lm_head.weight = weights.embed_tokens;
     weights.lm_head.isa = LinearIsaFor(options.cpu_kernels);
+    weights.lm_head.library_gemm = UsesLibraryGemm(options);
   } else {
     MOESERVE_ASSIGN_OR_RETURN(weights.lm_head, fetch.Linear("lm_head", c.vocab_size, hidden,
                                                             /*quantizable=*/false));

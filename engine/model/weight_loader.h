@@ -59,7 +59,14 @@ struct LoadOptions {
   // norms, routers, biases, embeddings and FP8 scales and bytes are always checked); costs one
   // read of those bytes at load (docs/hardening.md has the figure).
   bool check_all_weights = false;
+  // `--deterministic`: every GEMM on our own kernels, whose results are bit-identical alone and
+  // batched; otherwise `--cpu-kernels bf16` hands BF16 GEMMs with many rows to oneDNN (faster,
+  // reduction order depends on the batch; ops/linear/weight_gemm_onednn.h).
+  bool deterministic = false;
 };
+
+// Whether linears loaded with `options` may run on oneDNN (LinearWeight::library_gemm).
+bool UsesLibraryGemm(const LoadOptions& options);
 
 // The latent cache's element type for these options: as asked, else BF16 (as on the GPU: half
 // the memory and attention bytes, values within bf16 rounding) for the fast kernel sets and

@@ -31,6 +31,9 @@ struct LinearWeight {
   std::vector<float> scale_inv;       // kFp8Block128: [ceil(out/128), ceil(in/128)]
   bool fp8 = false;  // F8_E4M3 in the checkpoint (or quantized at load): inputs go through FP8
   CpuIsa isa = CpuIsa::kPortable;  // the GEMM implementation this weight runs on
+  // BF16 GEMMs of at least kOneDnnMinRows rows may run on oneDNN (`--cpu-kernels bf16` without
+  // `--deterministic`; ops/linear/weight_gemm_onednn.h).
+  bool library_gemm = false;
 
   WeightMatrixView view() const;
   size_t size_bytes() const;  // the weight and its scales as held

@@ -44,8 +44,8 @@ std::string PresetName(const ::testing::TestParamInfo<Preset>& info) {
 // The form comparisons check two computation orders against each other to 1e-5; with a BF16
 // cache their last-bit differences in a latent may round to neighbouring bf16 values, which is
 // the cache's precision, not an error of either form.
-#define SKIP_WITH_BF16_CACHE()                                                          \
-  if (GetParam().kv_cache == DType::kBF16) {                                            \
+#define SKIP_WITH_BF16_CACHE()                                                         \
+  if (GetParam().kv_cache == DType::kBF16) {                                           \
     GTEST_SKIP() << "compares two computation orders; a BF16 cache rounds them apart"; \
   }
 
@@ -211,8 +211,8 @@ TEST_P(DeepseekModelTest, Bf16CacheStaysWithinBf16ToleranceOfFp32Cache) {
   std::vector<float> bf16_logits, fp32_logits;
   for (int64_t p = 70; p <= 100; ++p) {
     const bool prefill = p == 70;
-    const std::vector<std::vector<int32_t>> step = {
-        prefill ? prompt : std::vector<int32_t>{tokens[p - 1]}};
+    const std::vector<std::vector<int32_t>> step = {prefill ? prompt
+                                                            : std::vector<int32_t>{tokens[p - 1]}};
     auto b = bf16_runner.Step(step, prefill ? all : last);
     auto f = fp32_runner.Step(step, prefill ? all : last);
     ASSERT_TRUE(b.ok() && f.ok());
@@ -233,19 +233,19 @@ TEST_P(DeepseekModelTest, Bf16CacheStaysWithinBf16ToleranceOfFp32Cache) {
   EXPECT_GE(same, rows * 95 / 100) << same << " of " << rows << " greedy tokens agree";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Presets, DeepseekModelTest,
-    ::testing::Values(Preset{"tiny-v2-lite", false}, Preset{"tiny-v2", false},
-                      Preset{"tiny-v3", false}, Preset{"tiny-v3", true},
-                      Preset{"tiny-v2-lite", false, DType::kBF16},
-                      Preset{"tiny-v3", true, DType::kBF16}),
-    PresetName);
+INSTANTIATE_TEST_SUITE_P(Presets, DeepseekModelTest,
+                         ::testing::Values(Preset{"tiny-v2-lite", false}, Preset{"tiny-v2", false},
+                                           Preset{"tiny-v3", false}, Preset{"tiny-v3", true},
+                                           Preset{"tiny-v2-lite", false, DType::kBF16},
+                                           Preset{"tiny-v3", true, DType::kBF16}),
+                         PresetName);
 
-// `--cpu-kernels bf16` keeps batch invariance: a sequence's logits are bit-identical alone and
-// batched with others, like every other kernel set's.
+// `--cpu-kernels bf16 --deterministic` keeps batch invariance: a sequence's logits are
+// bit-identical alone and batched with others, like every other kernel set's. (Without
+// --deterministic its GEMMs of many rows run on oneDNN; see the next test.)
 TEST(DeepseekModelBf16KernelsTest, BatchInvariance_LogitsBitIdenticalAloneAndBatched) {
   auto model = DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false),
-                                   {.cpu_kernels = CpuKernels::kFastBf16});
+                                   {.cpu_kernels = CpuKernels::kFastBf16, .deterministic = true});
   ASSERT_TRUE(model.ok()) << model.status();
   std::mt19937 rng(20261205);
   const int64_t vocab = (*model)->config().vocab_size;
@@ -261,6 +261,59 @@ TEST(DeepseekModelBf16KernelsTest, BatchInvariance_LogitsBitIdenticalAloneAndBat
   auto together = GenerateGreedy(**model, batch, 6, ForwardOptions{});
   ASSERT_TRUE(alone.ok() && together.ok());
   EXPECT_EQ((*alone)[0], (*together)[1]);
+}
+
+// Without --deterministic, `--cpu-kernels bf16` runs BF16 GEMMs of at least kOneDnnMinRows rows
+// on oneDNN: same bf16-rounded inputs, another fp32 summation order. Prefill logits of a batch
+// (56 rows per GEMM) agree with the deterministic kernels to bf16 tolerance, and greedy picks
+// the same tokens.
+TEST(DeepseekModelBf16KernelsTest, OneDnnGemmsAgreeWithTheDeterministicKernels) {
+  const LoadOptions fast{.cpu_kernels = CpuKernels::kFastBf16};
+  if (!UsesLibraryGemm(fast)) {
+    GTEST_SKIP() << "oneDNN GEMMs not in use here (built without libdnnl-dev, or no "
+                    "AVX-512-BF16: "
+                 << CpuFeaturesString() << ")";
+  }
+  auto library = DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false), fast);
+  auto deterministic =
+      DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false),
+                          {.cpu_kernels = CpuKernels::kFastBf16, .deterministic = true});
+  ASSERT_TRUE(library.ok() && deterministic.ok());
+  std::mt19937 rng(std::random_device{}());
+  const int64_t vocab = (*library)->config().vocab_size;
+  const std::vector<std::vector<int32_t>> batch = {
+      RandomTokens(rng, 40, vocab), RandomTokens(rng, 13, vocab), RandomTokens(rng, 3, vocab)};
+  const ForwardOptions all{.logits_for = LogitsFor::kAllTokens};
+  OfflineRunner a_runner(**library, 3, 64), b_runner(**deterministic, 3, 64);
+  auto a = a_runner.Step(batch, all);
+  auto b = b_runner.Step(batch, all);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->size(), b->size());
+  // Per row, the largest logit difference. This random tiny MoE amplifies any rounding
+  // difference when a token's expert choice is close (the exact `fast` kernels and the
+  // deterministic bf16 ones differ the same way on some rows), so most rows, not all, must
+  // agree to bf16 tolerance; a broken GEMM would move every row. The trained bundled model's
+  // test (kjv_v3_tiny_test: perplexity and greedy agreement) covers the rest.
+  float max_abs = 0;
+  std::vector<float> row_diff;
+  int64_t same = 0;
+  for (size_t row = 0; row * vocab < a->size(); ++row) {
+    const float* ra = a->data() + row * vocab;
+    const float* rb = b->data() + row * vocab;
+    float diff = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      max_abs = std::max(max_abs, std::fabs(rb[v]));
+      diff = std::max(diff, std::fabs(ra[v] - rb[v]));
+    }
+    row_diff.push_back(diff);
+    same += std::max_element(ra, ra + vocab) - ra == std::max_element(rb, rb + vocab) - rb;
+  }
+  const int64_t rows = static_cast<int64_t>(row_diff.size());
+  EXPECT_GT(*std::max_element(row_diff.begin(), row_diff.end()), 0.0f)
+      << "oneDNN did not run (bit-identical to our kernels)";
+  std::sort(row_diff.begin(), row_diff.end());
+  EXPECT_LE(row_diff[rows / 2], 2e-2f * max_abs) << "median row";
+  EXPECT_GE(same, rows * 9 / 10);
 }
 
 TEST(DeepseekModelFp8Test, ActivationQuantizationPerturbsButKeepsLogits) {

@@ -24,6 +24,7 @@
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
 #include "engine/ops/linear/gemm.h"
+#include "engine/ops/linear/weight_gemm_onednn.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -185,6 +186,50 @@ INSTANTIATE_TEST_SUITE_P(AllIsasAndFormats, WeightGemmTest,
 
 // Every finite e4m3 byte, as one weight row against unit x vectors: y[j] is exactly the
 // weight value times its scale, which must equal Fp8E4M3ToFloat(byte) · scale for every ISA.
+// oneDNN's matmul (weight_gemm_onednn.h), which `--cpu-kernels bf16` uses for BF16 GEMMs of at
+// least kOneDnnMinRows rows: GemmCpu on bf16-rounded x within fp32 summation-order error, with
+// row strides, accumulation and row counts around the threshold and beyond a prefill chunk.
+TEST(WeightGemmOneDnnTest, MatchesFp32ReferenceOnBf16RoundedInputs) {
+  if (!OneDnnGemmAvailable()) {
+    GTEST_SKIP() << "oneDNN path unavailable: built without libdnnl-dev, or no AVX-512-BF16 ("
+                 << CpuFeaturesString() << ")";
+  }
+  TestRng rng(testing::kDefaultTestSeed + 2026);
+  struct Shape {
+    int64_t m, n, k, ldx, ldy;
+  };
+  for (const Shape& s : {Shape{32, 64, 128, 128, 64}, Shape{33, 257, 129, 140, 260},
+                         Shape{100, 576, 2048, 2048, 576}, Shape{513, 96, 1408, 1500, 100}}) {
+    for (const bool accumulate : {false, true}) {
+      SCOPED_TRACE("m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
+                   " k=" + std::to_string(s.k) + (accumulate ? " accumulate" : ""));
+      const TestWeight w = MakeWeight(rng, WeightFormat::kBf16, s.n, s.k);
+      const std::vector<float> x = rng.UniformFloats(static_cast<size_t>(s.m * s.ldx), -1, 1);
+      const std::vector<float> y0 = rng.UniformFloats(static_cast<size_t>(s.m * s.ldy), -1, 1);
+      std::vector<float> expected = y0, actual = y0;
+      const std::vector<float> x_used = Bf16ToFloats(FloatsToBf16(x));
+      GemmCpu(x_used.data(), s.ldx, w.dequantized.data(), expected.data(), s.ldy, s.m, s.n, s.k,
+              accumulate);
+      WeightGemmOneDnnBf16(x.data(), s.ldx, w.view(), actual.data(), s.ldy, s.m, accumulate);
+      for (int64_t i = 0; i < s.m; ++i) {
+        for (int64_t j = 0; j < s.ldy; ++j) {
+          const size_t at = static_cast<size_t>(i * s.ldy + j);
+          if (j >= s.n) {
+            ASSERT_EQ(actual[at], y0[at]) << "stride padding written at (" << i << ", " << j << ")";
+            continue;
+          }
+          double magnitude = accumulate ? std::fabs(y0[at]) : 0.0;
+          for (int64_t kk = 0; kk < s.k; ++kk) {
+            magnitude += std::fabs(x_used[i * s.ldx + kk] * w.dequantized[j * s.k + kk]);
+          }
+          ASSERT_LE(std::fabs(actual[at] - expected[at]), 1e-5 * magnitude + 1e-30)
+              << "(" << i << ", " << j << "): " << actual[at] << " vs " << expected[at];
+        }
+      }
+    }
+  }
+}
+
 TEST(WeightGemmFp8Test, EveryFiniteE4m3ByteConvertsExactly) {
   std::vector<uint8_t> bytes;
   for (int b = 0; b < 256; ++b) {
