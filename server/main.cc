@@ -26,6 +26,7 @@
 #include "engine/engine.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/model/generation_config.h"
 #include "engine/model/weight_loader.h"
 #include "engine/ops/cpu/cpu_features.h"
 #include "engine/ops/cpu/cpu_threads.h"
@@ -111,6 +112,7 @@ moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_nam
                                              const engine::ModelConfig& config,
                                              const engine::EngineOptions& engine_options,
                                              const std::vector<int32_t>& eos_token_ids,
+                                             const engine::GenerationDefaults& defaults,
                                              const std::string& quantization,
                                              const std::string& device) {
   moeserve::v1::GetModelInfoResponse info;
@@ -129,6 +131,16 @@ moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_nam
   info.set_kv_cache_capacity_tokens(
       static_cast<uint64_t>(engine_options.num_kv_blocks * engine::kKvBlockSize));
   info.set_device(device);
+  moeserve::v1::GenerationDefaults* reported = info.mutable_generation_defaults();
+  if (defaults.temperature) reported->set_temperature(*defaults.temperature);
+  if (defaults.top_p) reported->set_top_p(*defaults.top_p);
+  if (defaults.top_k) reported->set_top_k(*defaults.top_k);
+  if (defaults.min_p) reported->set_min_p(*defaults.min_p);
+  if (defaults.repetition_penalty) reported->set_repetition_penalty(*defaults.repetition_penalty);
+  if (defaults.max_new_tokens) {
+    reported->set_max_tokens(
+        static_cast<uint32_t>(std::min<int64_t>(*defaults.max_new_tokens, UINT32_MAX)));
+  }
   return info;
 }
 
@@ -252,6 +264,23 @@ int Serve(const ServerOptions& options) {
     return Fail(absl::StrCat("cannot load the model: ", loaded_config.status().message()));
   }
   const engine::ModelConfig& config = *loaded_config;
+  engine::GenerationDefaults generation_defaults;
+  if (options.generation_config == "auto") {
+    absl::StatusOr<engine::GenerationDefaults> loaded =
+        engine::LoadGenerationDefaults(options.model_dir);
+    if (!loaded.ok())
+      return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
+    generation_defaults = *std::move(loaded);
+    for (int64_t id : generation_defaults.eos_token_ids) {
+      if (id >= config.vocab_size) {
+        return Fail(absl::StrCat("cannot load the model: generation_config.json's eos_token_id ",
+                                 id, " is outside the vocabulary (vocab_size ", config.vocab_size,
+                                 ")"));
+      }
+    }
+  }
+  LogInfo(absl::StrCat("generation defaults (--generation-config ", options.generation_config,
+                       "): ", generation_defaults.Summary()));
   for (int32_t id : EosTokenIds(config, **tokenizer)) {
     if (id < 0 || id >= config.vocab_size) {
       return Fail(absl::StrCat("cannot load the model: the tokenizer's EOS token id ", id,
@@ -361,14 +390,22 @@ int Serve(const ServerOptions& options) {
   engine_metrics.Enable();
   metrics_for_calls.store(&metrics);
 
-  const std::vector<int32_t> eos_token_ids = EosTokenIds(config, **tokenizer);
-  ServingBackend backend{.engine = engine->get(),
-                         .tokenizer = tokenizer->get(),
-                         .limits = {.vocab_size = config.vocab_size,
-                                    .max_model_len = engine_options->max_model_len,
-                                    .eos_token_ids = eos_token_ids},
-                         .model_info = ModelInfo(served_model_name, config, *engine_options,
-                                                 eos_token_ids, quantization, device->name)};
+  std::vector<int32_t> eos_token_ids = EosTokenIds(config, **tokenizer);
+  // generation_config.json may name more end-of-sequence ids (e.g. a chat model's end-of-turn).
+  for (int64_t id : generation_defaults.eos_token_ids) {
+    if (std::find(eos_token_ids.begin(), eos_token_ids.end(), id) == eos_token_ids.end()) {
+      eos_token_ids.push_back(static_cast<int32_t>(id));
+    }
+  }
+  ServingBackend backend{
+      .engine = engine->get(),
+      .tokenizer = tokenizer->get(),
+      .limits = {.vocab_size = config.vocab_size,
+                 .max_model_len = engine_options->max_model_len,
+                 .eos_token_ids = eos_token_ids,
+                 .generation_defaults = generation_defaults},
+      .model_info = ModelInfo(served_model_name, config, *engine_options, eos_token_ids,
+                              generation_defaults, quantization, device->name)};
   service.SetBackend(&backend);
   (*grpc_server)->SetServing(true);
   signals.MarkServing();

@@ -5,12 +5,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/exact_number.h"
 #include "engine/sampling/sampling_params.h"
 #include "engine/status_macros.h"
 #include "engine/stop_checker.h"
 #include "engine/tokenizer/utf8.h"
 #include "google/protobuf/unknown_field_set.h"
-#include "server/exact_number.h"
 
 namespace moeserve::server {
 namespace {
@@ -102,43 +102,47 @@ absl::StatusOr<Prompt> ValidateInput(const v1::GenerateRequest& r,
 }
 
 absl::Status ValidateSampling(const v1::SamplingParams& p, int64_t vocab_size,
+                              const engine::GenerationDefaults& defaults,
                               engine::SamplingParams& s) {
   MOESERVE_RETURN_IF_ERROR(CheckNoUnknownFields(p, "sampling_params"));
-  s.temperature = p.has_temperature() ? p.temperature() : 1.0f;
+  // An unset field takes the checkpoint's generation_config.json value, else the plain default.
+  s.temperature = p.has_temperature() ? p.temperature() : defaults.temperature.value_or(1.0f);
   if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {
     return Invalid(absl::StrCat("sampling_params.temperature must be finite and >= 0, got ",
-                                ExactNumber(s.temperature)));
+                                engine::ExactNumber(s.temperature)));
   }
-  s.top_p = p.has_top_p() ? p.top_p() : 1.0f;
+  s.top_p = p.has_top_p() ? p.top_p() : defaults.top_p.value_or(1.0f);
   if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {  // written so that NaN fails
-    return Invalid(
-        absl::StrCat("sampling_params.top_p must be in (0, 1], got ", ExactNumber(s.top_p)));
+    return Invalid(absl::StrCat("sampling_params.top_p must be in (0, 1], got ",
+                                engine::ExactNumber(s.top_p)));
   }
-  s.top_k = p.has_top_k() ? p.top_k() : -1;
+  s.top_k = p.has_top_k() ? p.top_k() : defaults.top_k.value_or(-1);
   if (s.top_k != -1 && s.top_k < 1) {
     return Invalid(
         absl::StrCat("sampling_params.top_k must be -1 (disabled) or >= 1, got ", s.top_k));
   }
-  s.min_p = p.has_min_p() ? p.min_p() : 0.0f;
+  s.min_p = p.has_min_p() ? p.min_p() : defaults.min_p.value_or(0.0f);
   if (!InClosedRange(s.min_p, 0.0f, 1.0f)) {
-    return Invalid(
-        absl::StrCat("sampling_params.min_p must be in [0, 1], got ", ExactNumber(s.min_p)));
+    return Invalid(absl::StrCat("sampling_params.min_p must be in [0, 1], got ",
+                                engine::ExactNumber(s.min_p)));
   }
-  s.repetition_penalty = p.has_repetition_penalty() ? p.repetition_penalty() : 1.0f;
+  s.repetition_penalty = p.has_repetition_penalty() ? p.repetition_penalty()
+                                                    : defaults.repetition_penalty.value_or(1.0f);
   if (!std::isfinite(s.repetition_penalty) || s.repetition_penalty <= 0.0f) {
     return Invalid(absl::StrCat("sampling_params.repetition_penalty must be finite and > 0, got ",
-                                ExactNumber(s.repetition_penalty)));
+                                engine::ExactNumber(s.repetition_penalty)));
   }
   const float max_penalty = engine::kMaxAdditivePenalty;
   s.frequency_penalty = p.has_frequency_penalty() ? p.frequency_penalty() : 0.0f;
   if (!InClosedRange(s.frequency_penalty, -max_penalty, max_penalty)) {
     return Invalid(absl::StrCat("sampling_params.frequency_penalty must be in [-", max_penalty,
-                                ", ", max_penalty, "], got ", ExactNumber(s.frequency_penalty)));
+                                ", ", max_penalty, "], got ",
+                                engine::ExactNumber(s.frequency_penalty)));
   }
   s.presence_penalty = p.has_presence_penalty() ? p.presence_penalty() : 0.0f;
   if (!InClosedRange(s.presence_penalty, -max_penalty, max_penalty)) {
     return Invalid(absl::StrCat("sampling_params.presence_penalty must be in [-", max_penalty, ", ",
-                                max_penalty, "], got ", ExactNumber(s.presence_penalty)));
+                                max_penalty, "], got ", engine::ExactNumber(s.presence_penalty)));
   }
   s.num_logprobs = p.has_logprobs() ? p.logprobs() : -1;
   if (p.has_logprobs() && (p.logprobs() < 0 || p.logprobs() > engine::kMaxNumLogprobs)) {
@@ -162,7 +166,7 @@ absl::Status ValidateSampling(const v1::SamplingParams& p, int64_t vocab_size,
     if (!InClosedRange(value, -engine::kMaxLogitBias, engine::kMaxLogitBias)) {
       return Invalid(absl::StrCat("sampling_params.logit_bias[", token_id, "] must be in [-",
                                   engine::kMaxLogitBias, ", ", engine::kMaxLogitBias, "], got ",
-                                  ExactNumber(value)));
+                                  engine::ExactNumber(value)));
     }
     s.logit_bias.emplace_back(static_cast<int32_t>(token_id), value);
   }
@@ -185,7 +189,8 @@ absl::Status ValidateStop(const v1::SamplingParams& p, int64_t prompt_length,
     }
     stop.max_new_tokens = max_tokens;
   } else {
-    stop.max_new_tokens = std::min(kDefaultMaxTokens, room);
+    stop.max_new_tokens =
+        std::min(limits.generation_defaults.max_new_tokens.value_or(kDefaultMaxTokens), room);
   }
   if (static_cast<int64_t>(p.min_tokens()) > stop.max_new_tokens) {
     return Invalid(absl::StrCat("sampling_params.min_tokens must be <= max_tokens (",
@@ -262,7 +267,8 @@ absl::StatusOr<engine::GenerateRequest> ValidateGenerateRequest(const v1::Genera
   request.prompt_token_ids = std::move(prompt.token_ids);
 
   const v1::SamplingParams& p = r.sampling_params();  // absent: every field at its default
-  MOESERVE_RETURN_IF_ERROR(ValidateSampling(p, limits.vocab_size, request.sampling));
+  MOESERVE_RETURN_IF_ERROR(
+      ValidateSampling(p, limits.vocab_size, limits.generation_defaults, request.sampling));
   MOESERVE_RETURN_IF_ERROR(ValidateStop(p, static_cast<int64_t>(request.prompt_token_ids.size()),
                                         prompt.field, limits, request.stop));
   request.skip_special_tokens = p.has_skip_special_tokens() ? p.skip_special_tokens() : true;

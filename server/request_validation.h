@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/model/generation_config.h"
 #include "engine/request.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "moeserve/v1/moeserve.pb.h"
@@ -39,11 +40,15 @@ struct RequestLimits {
   // The model's end-of-sequence ids (config.json eos_token_id, int or list); a request stops
   // at any of them unless ignore_eos.
   std::vector<int32_t> eos_token_ids;
+  // generation_config.json's sampling defaults (`--generation-config auto`): they replace the
+  // plain defaults below for fields a request leaves unset.
+  engine::GenerationDefaults generation_defaults;
 };
 
 // The engine request for `request`: text is tokenized (add_special_tokens, default true),
-// proto3-optional fields absent take their documented defaults (temperature 1, top_p 1,
-// top_k -1, max_tokens min(16, room left in the context), skip_special_tokens true).
+// proto3-optional fields absent take the checkpoint's generation_config.json value where it has
+// one, else their documented defaults (temperature 1, top_p 1, top_k -1, min_p 0,
+// repetition_penalty 1, max_tokens min(16, room left in the context)); skip_special_tokens true.
 // request_id is copied as given; an empty one is left empty for the caller to assign.
 absl::StatusOr<engine::GenerateRequest> ValidateGenerateRequest(
     const moeserve::v1::GenerateRequest& request, const engine::Tokenizer& tokenizer,

@@ -6,12 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/batch/forward_batch.h"
+#include "engine/exact_number.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/model/weight_loader.h"
 #include "engine/ops/dtype.h"
 #include "engine/parallel/parallel_config.h"
 #include "engine/parallel/rendezvous.h"
-#include "server/exact_number.h"
 
 namespace moeserve::server {
 namespace {
@@ -76,6 +76,12 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "--device cpu: latent KV cache elements: auto (bf16 with the fast and bf16 kernel "
                  "sets, as on the GPU; fp32 with reference), bf16 or fp32")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
+      ->capture_default_str();
+  app.add_option("--generation-config", o.generation_config,
+                 "auto: requests that leave temperature, top_p, top_k, min_p, "
+                 "repetition_penalty or max_tokens unset take the model's generation_config.json "
+                 "values (as vLLM); none: the plain defaults")
+      ->check(CLI::IsMember({"auto", "none"}))
       ->capture_default_str();
   app.add_flag("--deterministic", o.deterministic,
                "--device cpu: every GEMM on moeserve's own kernels, so a request's output is "
@@ -211,6 +217,10 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return Invalid(
         absl::StrCat("--kv-cache-dtype must be auto, bf16 or fp32, got '", o.kv_cache_dtype, "'"));
   }
+  if (o.generation_config != "auto" && o.generation_config != "none") {
+    return Invalid(absl::StrCat("--generation-config must be auto or none, got '",
+                                o.generation_config, "'"));
+  }
   if (o.device == "cuda" && o.kv_cache_dtype == "fp32") {
     return Invalid("--kv-cache-dtype fp32 is for --device cpu; the CUDA latent cache is BF16");
   }
@@ -219,7 +229,7 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   }
   if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
     return Invalid(absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ",
-                                ExactNumber(o.gpu_memory_utilization)));
+                                engine::ExactNumber(o.gpu_memory_utilization)));
   }
   if (absl::Status s = CheckPositive("--max-num-batched-tokens", o.max_num_batched_tokens);
       !s.ok()) {
@@ -251,7 +261,7 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   }
   if (!std::isfinite(o.shutdown_grace_seconds) || o.shutdown_grace_seconds < 0) {
     return Invalid(absl::StrCat("--shutdown-grace-seconds must be finite and >= 0, got ",
-                                ExactNumber(o.shutdown_grace_seconds)));
+                                engine::ExactNumber(o.shutdown_grace_seconds)));
   }
   if (o.max_message_bytes < 1024) {
     return Invalid(absl::StrCat("--max-message-bytes must be >= 1024, got ", o.max_message_bytes));
@@ -270,7 +280,7 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
         std::pair{"--handshake-timeout", o.handshake_timeout_seconds}}) {
     if (!(seconds >= 0.1 && seconds <= kMaxTimeoutSeconds)) {  // written so that NaN fails
       return Invalid(absl::StrCat(flag, " must be in [0.1, ", kMaxTimeoutSeconds, "] seconds, got ",
-                                  ExactNumber(seconds)));
+                                  engine::ExactNumber(seconds)));
     }
   }
   if (o.tls_cert.empty() != o.tls_key.empty()) {

@@ -45,6 +45,9 @@ struct ServerOptions {
   std::string kv_cache_dtype = "auto";
   bool check_weights = false;  // --check-weights: LoadOptions::check_all_weights
   bool deterministic = false;  // --deterministic: LoadOptions::deterministic
+  // --generation-config: "auto" applies the model's generation_config.json to unset request
+  // fields (engine/model/generation_config.h), "none" keeps the plain defaults.
+  std::string generation_config = "auto";
   int threads = 0;  // --threads: CPU kernel threads in all; 0 = the CPUs this process may use
   // --device cuda: the share of the GPU's memory the server may use; what the weights and
   // activations leave of it becomes the KV cache (engine/runner/memory_planner.h).

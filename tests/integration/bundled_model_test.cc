@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -99,6 +101,62 @@ TEST_F(BundledModelTest, GreedyCompletionsMatchTransformersAndRoutingIsCounted) 
   }
   EXPECT_FALSE(MetricValue(metrics.body, "moeserve_moe_routed_tokens_total", {{"layer", "0"}}))
       << "layer 0 is dense";
+}
+
+// Issue 22, item 5: the bundled model's generation_config.json asks for temperature 0.7 and
+// top_p 0.95. GetModelInfo reports them, and a seeded request that leaves them unset samples
+// exactly what one setting them explicitly does (and, for some seed, not what the plain
+// defaults 1.0 / 1.0 give). With --generation-config none the plain defaults apply.
+std::vector<uint32_t> SeededTokens(v1::Moeserve::Stub& stub, uint64_t seed,
+                                   std::optional<std::pair<float, float>> temperature_top_p) {
+  v1::GenerateRequest request;
+  request.set_text("And God said");
+  request.mutable_sampling_params()->set_max_tokens(24);
+  request.mutable_sampling_params()->set_seed(seed);
+  if (temperature_top_p) {
+    request.mutable_sampling_params()->set_temperature(temperature_top_p->first);
+    request.mutable_sampling_params()->set_top_p(temperature_top_p->second);
+  }
+  const StreamResult result = Generate(stub, request);
+  EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+  return result.token_ids;
+}
+
+TEST_F(BundledModelTest, GenerationConfigDefaultsAreReportedAndApplied) {
+  grpc::ClientContext context;
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(stub_->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+  ASSERT_TRUE(info.generation_defaults().has_temperature());
+  EXPECT_EQ(info.generation_defaults().temperature(), 0.7f);
+  EXPECT_EQ(info.generation_defaults().top_p(), 0.95f);
+  EXPECT_FALSE(info.generation_defaults().has_top_k());
+  EXPECT_NE(server_.Log().find("generation defaults (--generation-config auto): temperature 0.7, "
+                               "top_p 0.95"),
+            std::string::npos);
+  int differs_from_plain = 0;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    const std::vector<uint32_t> unset = SeededTokens(*stub_, seed, std::nullopt);
+    EXPECT_EQ(unset, SeededTokens(*stub_, seed, std::pair{0.7f, 0.95f})) << "seed " << seed;
+    differs_from_plain += unset != SeededTokens(*stub_, seed, std::pair{1.0f, 1.0f});
+  }
+  EXPECT_GT(differs_from_plain, 0);
+
+  ServerProcess plain;
+  ASSERT_TRUE(plain.Start(ServerBinary(),
+                          {"--model", std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny",
+                           "--generation-config", "none"}))
+      << plain.error();
+  auto plain_stub = v1::Moeserve::NewStub(MakeChannel(plain.target()));
+  grpc::ClientContext plain_context;
+  v1::GetModelInfoResponse plain_info;
+  ASSERT_TRUE(
+      plain_stub->GetModelInfo(&plain_context, v1::GetModelInfoRequest(), &plain_info).ok());
+  EXPECT_FALSE(plain_info.generation_defaults().has_temperature());
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    EXPECT_EQ(SeededTokens(*plain_stub, seed, std::nullopt),
+              SeededTokens(*plain_stub, seed, std::pair{1.0f, 1.0f}))
+        << "seed " << seed;
+  }
 }
 
 }  // namespace

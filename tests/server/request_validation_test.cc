@@ -261,6 +261,48 @@ TEST_F(RequestValidationTest, AbsentFieldsTakeTheDocumentedDefaults) {
   EXPECT_EQ(request->priority, 0);
 }
 
+// Issue 22, item 5: fields a request leaves unset take generation_config.json's values; fields it
+// sets win; max_tokens' default is max_new_tokens, capped by the room left in the context.
+TEST_F(RequestValidationTest, GenerationDefaultsFillOnlyUnsetFields) {
+  RequestLimits limits = Limits();
+  limits.generation_defaults = {.temperature = 0.7f,
+                                .top_p = 0.95f,
+                                .top_k = 40,
+                                .min_p = 0.05f,
+                                .repetition_penalty = 1.1f,
+                                .max_new_tokens = 20};
+  const auto defaulted = ValidateGenerateRequest(TextRequest(), *tokenizer_, limits);
+  ASSERT_TRUE(defaulted.ok()) << defaulted.status();
+  EXPECT_EQ(defaulted->sampling.temperature, 0.7f);
+  EXPECT_EQ(defaulted->sampling.top_p, 0.95f);
+  EXPECT_EQ(defaulted->sampling.top_k, 40);
+  EXPECT_EQ(defaulted->sampling.min_p, 0.05f);
+  EXPECT_EQ(defaulted->sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(defaulted->stop.max_new_tokens, 20);
+
+  v1::GenerateRequest explicit_request = TextRequest();
+  auto* p = explicit_request.mutable_sampling_params();
+  p->set_temperature(0.0f);  // explicit zero is a value, not "unset"
+  p->set_top_p(1.0f);
+  p->set_top_k(-1);
+  p->set_min_p(0.0f);
+  p->set_repetition_penalty(1.0f);
+  p->set_max_tokens(3);
+  const auto given = ValidateGenerateRequest(explicit_request, *tokenizer_, limits);
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(given->sampling.temperature, 0.0f);
+  EXPECT_EQ(given->sampling.top_p, 1.0f);
+  EXPECT_EQ(given->sampling.top_k, -1);
+  EXPECT_EQ(given->sampling.min_p, 0.0f);
+  EXPECT_EQ(given->sampling.repetition_penalty, 1.0f);
+  EXPECT_EQ(given->stop.max_new_tokens, 3);
+
+  limits.generation_defaults.max_new_tokens = 100000;  // more than the context leaves
+  const auto capped = ValidateGenerateRequest(TokenRequest(10), *tokenizer_, limits);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ(capped->stop.max_new_tokens, kMaxModelLen - 10);
+}
+
 TEST_F(RequestValidationTest, TextIsTokenizedWithSpecialTokensByDefault) {
   const auto with = Validate(TextRequest("In the beginning"));
   ASSERT_TRUE(with.ok()) << with.status();

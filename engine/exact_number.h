@@ -1,12 +1,13 @@
 // The shortest text that reads back as exactly the given number ("1.0000001", where StrCat's
 // six significant digits print "1"): a message about an out-of-range value must show the value
-// that was out of range (issue 21, row 8). Used by request validation and flag checks.
+// that was out of range (issue 21, row 8). Used by the loaders, request validation and flag
+// checks.
 #pragma once
 
 #include <charconv>
 #include <string>
 
-namespace moeserve::server {
+namespace moeserve::engine {
 
 template <typename Number>
 std::string ExactNumber(Number value) {
@@ -15,4 +16,4 @@ std::string ExactNumber(Number value) {
   return std::string(text, end.ptr);
 }
 
-}  // namespace moeserve::server
+}  // namespace moeserve::engine
