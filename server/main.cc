@@ -250,6 +250,18 @@ int Serve(const ServerOptions& options) {
                        "; NOT_SERVING until the model is loaded and warmed up)"));
 
   LogInfo(absl::StrCat("loading ", options.model_dir));
+  {
+    // Said plainly, rather than as the first file inside it that is missing.
+    std::error_code error;
+    const auto status = std::filesystem::status(options.model_dir, error);
+    if (!std::filesystem::exists(status)) {
+      return Fail(absl::StrCat("--model ", options.model_dir, ": no such directory"));
+    }
+    if (!std::filesystem::is_directory(status)) {
+      return Fail(absl::StrCat("--model ", options.model_dir,
+                               ": not a directory (give the checkpoint's directory)"));
+    }
+  }
   absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
       engine::Tokenizer::Load(options.model_dir);
   if (!tokenizer.ok())

@@ -286,6 +286,25 @@ TEST(ServerLifecycleTest, MissingModelFailsNamingTheFile) {
   EXPECT_NE(log.find("tokenizer.json"), std::string::npos) << log;
 }
 
+// Issue 22, item 6: a --model path that does not exist, or is a file, is named as such (it was
+// reported as a missing tokenizer.json).
+TEST(ServerLifecycleTest, MissingModelDirectoryIsNamedAsSuch) {
+  const fs::path dir = TempDir("moeserve_no_model_dir");
+  const pid_t missing = Spawn(
+      {"--model", (dir / "nowhere").string(), "--port", "0", "--metrics-port", "0"}, dir / "log1");
+  EXPECT_EQ(WaitExit(missing), 1);
+  const std::string log1 = ReadFile(dir / "log1");
+  EXPECT_NE(log1.find("--model " + (dir / "nowhere").string() + ": no such directory"),
+            std::string::npos)
+      << log1;
+  std::ofstream(dir / "a_file") << "x";
+  const pid_t file = Spawn(
+      {"--model", (dir / "a_file").string(), "--port", "0", "--metrics-port", "0"}, dir / "log2");
+  EXPECT_EQ(WaitExit(file), 1);
+  const std::string log2 = ReadFile(dir / "log2");
+  EXPECT_NE(log2.find(": not a directory"), std::string::npos) << log2;
+}
+
 TEST(ServerLifecycleTest, BadFlagsFailBeforeLoading) {
   const fs::path dir = TempDir("moeserve_flags");
   const std::string model = TestCheckpointDir("tiny-v3", false);
