@@ -105,6 +105,34 @@ class WeightGemmTest : public ::testing::TestWithParam<Case> {
   }
 };
 
+// `actual` against the fp32 reference `expected` (GemmCpu on x_used and the dequantized W):
+// stride padding untouched; each element bit-equal when `exact`, else within 1e-5 of Σ|x·w|
+// (only the fp32 summation order differs).
+void ExpectMatchesReference(const std::vector<float>& actual, const std::vector<float>& expected,
+                            const std::vector<float>& y0, const std::vector<float>& x_used,
+                            const TestWeight& w, int64_t m, int64_t n, int64_t k, int64_t ldx,
+                            int64_t ldy, bool accumulate, bool exact) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < ldy; ++j) {
+      const size_t at = static_cast<size_t>(i * ldy + j);
+      if (j >= n) {
+        ASSERT_EQ(actual[at], y0[at]) << "stride padding written at (" << i << ", " << j << ")";
+        continue;
+      }
+      if (exact) {
+        ASSERT_EQ(actual[at], expected[at]) << "(" << i << ", " << j << ")";
+        continue;
+      }
+      double magnitude = accumulate ? std::fabs(y0[at]) : 0.0;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        magnitude += std::fabs(x_used[i * ldx + kk] * w.dequantized[j * k + kk]);
+      }
+      ASSERT_LE(std::fabs(actual[at] - expected[at]), 1e-5 * magnitude + 1e-30)
+          << "(" << i << ", " << j << "): " << actual[at] << " vs " << expected[at];
+    }
+  }
+}
+
 TEST_P(WeightGemmTest, MatchesFp32ReferenceOnDequantizedWeights) {
   const auto [isa, format] = GetParam();
   TestRng rng(testing::kDefaultTestSeed + static_cast<int>(format) * 7 + static_cast<int>(isa));
@@ -126,25 +154,8 @@ TEST_P(WeightGemmTest, MatchesFp32ReferenceOnDequantizedWeights) {
       GemmCpu(x_used.data(), s.ldx, w.dequantized.data(), expected.data(), s.ldy, s.m, s.n, s.k,
               accumulate);
       WeightGemmCpu(x.data(), s.ldx, w.view(), actual.data(), s.ldy, s.m, accumulate, isa);
-      for (int64_t i = 0; i < s.m; ++i) {
-        for (int64_t j = 0; j < s.ldy; ++j) {
-          const size_t at = static_cast<size_t>(i * s.ldy + j);
-          if (j >= s.n) {
-            ASSERT_EQ(actual[at], y0[at]) << "stride padding written at (" << i << ", " << j << ")";
-            continue;
-          }
-          if (isa == CpuIsa::kPortable) {
-            ASSERT_EQ(actual[at], expected[at]) << "(" << i << ", " << j << ")";
-            continue;
-          }
-          double magnitude = accumulate ? std::fabs(y0[at]) : 0.0;
-          for (int64_t kk = 0; kk < s.k; ++kk) {
-            magnitude += std::fabs(x_used[i * s.ldx + kk] * w.dequantized[j * s.k + kk]);
-          }
-          ASSERT_LE(std::fabs(actual[at] - expected[at]), 1e-5 * magnitude + 1e-30)
-              << "(" << i << ", " << j << "): " << actual[at] << " vs " << expected[at];
-        }
-      }
+      ExpectMatchesReference(actual, expected, y0, x_used, w, s.m, s.n, s.k, s.ldx, s.ldy,
+                             accumulate, /*exact=*/isa == CpuIsa::kPortable);
     }
   }
 }
@@ -211,21 +222,8 @@ TEST(WeightGemmOneDnnTest, MatchesFp32ReferenceOnBf16RoundedInputs) {
       GemmCpu(x_used.data(), s.ldx, w.dequantized.data(), expected.data(), s.ldy, s.m, s.n, s.k,
               accumulate);
       WeightGemmOneDnnBf16(x.data(), s.ldx, w.view(), actual.data(), s.ldy, s.m, accumulate);
-      for (int64_t i = 0; i < s.m; ++i) {
-        for (int64_t j = 0; j < s.ldy; ++j) {
-          const size_t at = static_cast<size_t>(i * s.ldy + j);
-          if (j >= s.n) {
-            ASSERT_EQ(actual[at], y0[at]) << "stride padding written at (" << i << ", " << j << ")";
-            continue;
-          }
-          double magnitude = accumulate ? std::fabs(y0[at]) : 0.0;
-          for (int64_t kk = 0; kk < s.k; ++kk) {
-            magnitude += std::fabs(x_used[i * s.ldx + kk] * w.dequantized[j * s.k + kk]);
-          }
-          ASSERT_LE(std::fabs(actual[at] - expected[at]), 1e-5 * magnitude + 1e-30)
-              << "(" << i << ", " << j << "): " << actual[at] << " vs " << expected[at];
-        }
-      }
+      ExpectMatchesReference(actual, expected, y0, x_used, w, s.m, s.n, s.k, s.ldx, s.ldy,
+                             accumulate, /*exact=*/false);
     }
   }
 }
