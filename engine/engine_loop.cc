@@ -26,7 +26,8 @@ void EngineLoop::AddRequest(GenerateRequest request, TokenSink* sink) {
 void EngineLoop::EndSequence(Sequence* sequence, TokenEvent final_event) {
   std::unique_ptr<Sequence> owned = scheduler_.Finish(sequence);
   if (metrics_ != nullptr) {
-    metrics_->OnRequestFinished(*final_event.finish, final_event.usage, final_event.timestamps);
+    metrics_->OnRequestFinished(*final_event.finish, final_event.usage, final_event.timestamps,
+                                owned->request.stop.max_new_tokens);
   }
   if (request_ended_) request_ended_(owned->request.request_id);
   Emit(owned->sink, std::move(final_event));

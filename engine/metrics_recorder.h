@@ -19,9 +19,10 @@ class MetricsRecorder {
   virtual void OnFirstToken(double ttft_seconds) = 0;
   // The gap between two consecutive tokens of one request.
   virtual void OnInterTokenLatency(double seconds) = 0;
-  // A request ended (any reason); timestamps.finished is set.
+  // A request ended (any reason); timestamps.finished is set. max_tokens: the request's
+  // max_new_tokens (what it asked for, as vLLM's request_params_max_tokens reports).
   virtual void OnRequestFinished(FinishReason reason, const Usage& usage,
-                                 const RequestTimestamps& timestamps) = 0;
+                                 const RequestTimestamps& timestamps, int64_t max_tokens) = 0;
   // After every engine step, with a fresh snapshot (gauges, cumulative counters, the step).
   virtual void OnStep(const EngineStats& stats) = 0;
 };

@@ -374,7 +374,8 @@ int Serve(const ServerOptions& options) {
                                              .num_routed_experts = config.n_routed_experts,
                                              .block_size = engine::kKvBlockSize,
                                              .num_kv_blocks = engine_options->num_kv_blocks,
-                                             .per_expert_counters = options.per_expert_metrics};
+                                             .per_expert_counters = options.per_expert_metrics,
+                                             .max_model_len = engine_options->max_model_len};
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     metrics_options.moe_layers.push_back(config.IsMoeLayer(layer));
   }
@@ -394,11 +395,12 @@ int Serve(const ServerOptions& options) {
       });
   if (!engine.ok())
     return Fail(absl::StrCat("cannot start the engine: ", engine.status().message()));
-  metrics.SetStatsSource([&engine] { return (*engine)->Stats(); });
   if (absl::Status s = WarmUp(**engine, **tokenizer, engine_options->max_model_len); !s.ok()) {
-    metrics.SetStatsSource({});
     return Fail(absl::StrCat("warmup failed: ", s.message()));
   }
+  // The warmup's steps and tokens are not the clients': the counters start from here.
+  metrics.StartCountingFrom((*engine)->Stats());
+  metrics.SetStatsSource([&engine] { return (*engine)->Stats(); });
   engine_metrics.Enable();
   metrics_for_calls.store(&metrics);
 

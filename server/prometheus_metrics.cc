@@ -21,19 +21,37 @@ const Histogram::BucketBoundaries& TtftBuckets() {
   return *b;
 }
 
+// Inter-token latency and time per output token: vLLM's buckets with 1, 2.5 and 5 ms in front,
+// since a CPU decode step of a small model takes a few milliseconds (all of them would otherwise
+// fall in the first bucket). A superset of vLLM's, so its quantile queries work unchanged.
 const Histogram::BucketBoundaries& InterTokenBuckets() {
-  static const auto* b =
-      new Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
-                                      0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
+  static const auto* b = new Histogram::BucketBoundaries{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,
+      0.4,   0.5,    0.75,  1.0,  2.5,   5.0,  7.5,   10.0, 20.0, 40.0, 80.0};
   return *b;
 }
 
-// Shared by the e2e, queue, prefill and decode request histograms.
+// Shared by the e2e, queue, prefill and decode request histograms: vLLM's from 0.3 s, with
+// millisecond buckets in front (a queue or prefill time on a small model is a few ms).
 const Histogram::BucketBoundaries& RequestLatencyBuckets() {
   static const auto* b = new Histogram::BucketBoundaries{
-      0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
-      30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+      0.001, 0.0025, 0.005, 0.01,  0.025, 0.05,  0.1,   0.2,    0.3,   0.5,
+      0.8,   1.0,    1.5,   2.0,   2.5,   5.0,   10.0,  15.0,   20.0,  30.0,
+      40.0,  50.0,   60.0,  120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
   return *b;
+}
+
+// Token counts of one request: 1, 2, 5, 10, 20, 50, ... up to max_model_len, as vLLM's
+// build_1_2_5_buckets.
+Histogram::BucketBoundaries TokenCountBuckets(int64_t max_model_len) {
+  Histogram::BucketBoundaries buckets;
+  for (int64_t exponent = 1;; exponent *= 10) {
+    for (int64_t mantissa : {1, 2, 5}) {
+      const int64_t value = mantissa * exponent;
+      if (value > max_model_len) return buckets;
+      buckets.push_back(static_cast<double>(value));
+    }
+  }
 }
 
 // Tokens per engine step (vLLM uses its CUDA-graph batch sizes; we have none, so powers of two
@@ -47,8 +65,8 @@ const Histogram::BucketBoundaries& StepTimeBuckets() {
 }
 
 const Histogram::BucketBoundaries& IterationTokenBuckets() {
-  static const auto* b =
-      new Histogram::BucketBoundaries{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+  static const auto* b = new Histogram::BucketBoundaries{
+      1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
   return *b;
 }
 
@@ -112,7 +130,7 @@ PrometheusMetrics::PrometheusMetrics(const Options& options)
   prompt_tokens_ = counter("moeserve_prompt_tokens_total",
                            "Prompt tokens of finished requests (counted when they finish).");
   generation_tokens_ = counter("moeserve_generation_tokens_total",
-                               "Generated tokens of finished requests (counted when they finish).");
+                               "Generated tokens (counted after each engine step, as produced).");
   request_success_ = &prometheus::BuildCounter()
                           .Name("moeserve_request_success_total")
                           .Help("Finished requests by finish reason (stop, length, abort, error).")
@@ -147,6 +165,21 @@ PrometheusMetrics::PrometheusMetrics(const Options& options)
   request_decode_time_ =
       histogram("moeserve_request_decode_time_seconds",
                 "Time from the first token to the end of a request.", RequestLatencyBuckets());
+  time_per_output_token_ = histogram(
+      "moeserve_time_per_output_token_seconds",
+      "Mean time per output token of a request after its first (decode time / (tokens - 1)).",
+      InterTokenBuckets());
+  const Histogram::BucketBoundaries token_buckets = TokenCountBuckets(options_.max_model_len);
+  request_prompt_tokens_ = histogram("moeserve_request_prompt_tokens",
+                                     "Prompt tokens of a finished request.", token_buckets);
+  request_generation_tokens_ = histogram("moeserve_request_generation_tokens",
+                                         "Generated tokens of a finished request.", token_buckets);
+  request_params_max_tokens_ =
+      histogram("moeserve_request_params_max_tokens",
+                "The max_tokens a finished request asked for.", token_buckets);
+  // vLLM calls this histogram vllm:iteration_tokens_total; a _total suffix marks a counter in
+  // Prometheus' conventions (promtool check metrics rejects it on a histogram), so it keeps the
+  // conforming name. Buckets as vLLM's, up to 64Ki tokens per step.
   iteration_tokens_ =
       histogram("moeserve_iteration_tokens", "Tokens (prefill + decode) per engine step.",
                 IterationTokenBuckets());
@@ -230,6 +263,15 @@ void PrometheusMetrics::SetStatsSource(std::function<engine::EngineStats()> sour
   stats_source_ = std::move(source);
 }
 
+void PrometheusMetrics::StartCountingFrom(const engine::EngineStats& stats) {
+  std::lock_guard lock(mu_);
+  last_.preemptions = stats.total_preemptions;
+  last_.prefix_query_tokens = stats.prefix_query_tokens;
+  last_.prefix_hit_tokens = stats.prefix_hit_tokens;
+  last_.generated_tokens = stats.total_generated_tokens;
+  last_.expert_token_counts = stats.expert_token_counts;
+}
+
 std::string PrometheusMetrics::Serialize() const {
   {
     std::lock_guard lock(source_mu_);
@@ -247,11 +289,14 @@ void PrometheusMetrics::OnInterTokenLatency(double seconds) {
 }
 
 void PrometheusMetrics::OnRequestFinished(engine::FinishReason reason, const engine::Usage& usage,
-                                          const engine::RequestTimestamps& timestamps) {
+                                          const engine::RequestTimestamps& timestamps,
+                                          int64_t max_tokens) {
   request_success_->Add({{"finished_reason", std::string(engine::FinishReasonName(reason))}})
       .Increment();
   prompt_tokens_->Increment(static_cast<double>(usage.prompt_tokens));
-  generation_tokens_->Increment(static_cast<double>(usage.completion_tokens));
+  request_prompt_tokens_->Observe(static_cast<double>(usage.prompt_tokens));
+  request_generation_tokens_->Observe(static_cast<double>(usage.completion_tokens));
+  request_params_max_tokens_->Observe(static_cast<double>(max_tokens));
   const std::optional<engine::Clock::time_point> queued = timestamps.queued;
   if (auto s = Interval(queued, timestamps.scheduled)) request_queue_time_->Observe(*s);
   if (auto s = Interval(timestamps.scheduled, timestamps.first_token)) {
@@ -259,6 +304,9 @@ void PrometheusMetrics::OnRequestFinished(engine::FinishReason reason, const eng
   }
   if (auto s = Interval(timestamps.first_token, timestamps.finished)) {
     request_decode_time_->Observe(*s);
+    if (usage.completion_tokens > 1) {
+      time_per_output_token_->Observe(*s / static_cast<double>(usage.completion_tokens - 1));
+    }
   }
   if (auto s = Interval(queued, timestamps.finished)) e2e_request_latency_->Observe(*s);
 }
@@ -283,6 +331,7 @@ void PrometheusMetrics::ApplySnapshot(const engine::EngineStats& stats) const {
   num_requests_waiting_->Set(static_cast<double>(stats.num_waiting));
   kv_cache_usage_perc_->Set(stats.kv_usage);
   Advance(*num_preemptions_, stats.total_preemptions, last_.preemptions);
+  Advance(*generation_tokens_, stats.total_generated_tokens, last_.generated_tokens);
   Advance(*prefix_cache_queries_, stats.prefix_query_tokens, last_.prefix_query_tokens);
   Advance(*prefix_cache_hits_, stats.prefix_hit_tokens, last_.prefix_hit_tokens);
   ApplyExpertCounts(stats.expert_token_counts);

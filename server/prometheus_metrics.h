@@ -49,6 +49,9 @@ class PrometheusMetrics : public engine::MetricsRecorder {
     // Export moeserve_moe_expert_tokens_total{layer,expert}: num_moe_layers x num_experts
     // series (14,848 for DeepSeek-V3), so opt-in (--per-expert-metrics).
     bool per_expert_counters = false;
+    // Prompt + output tokens of one request: the top of the token-count histograms' 1-2-5
+    // buckets (request_prompt_tokens, request_generation_tokens, request_params_max_tokens).
+    int64_t max_model_len = 4096;
   };
 
   explicit PrometheusMetrics(const Options& options);
@@ -65,6 +68,11 @@ class PrometheusMetrics : public engine::MetricsRecorder {
   // last running request and the engine goes idle. Pass {} to detach (before the engine dies).
   void SetStatsSource(std::function<engine::EngineStats()> source);
 
+  // Takes `stats`' cumulative values (tokens, preemptions, prefix-cache and expert counts) as
+  // the baseline without counting them: what the engine did before (the warmup) is not
+  // exported.
+  void StartCountingFrom(const engine::EngineStats& stats);
+
   // The registry in Prometheus text exposition format 0.0.4.
   std::string Serialize() const;
 
@@ -72,7 +80,7 @@ class PrometheusMetrics : public engine::MetricsRecorder {
   void OnFirstToken(double ttft_seconds) override;
   void OnInterTokenLatency(double seconds) override;
   void OnRequestFinished(engine::FinishReason reason, const engine::Usage& usage,
-                         const engine::RequestTimestamps& timestamps) override;
+                         const engine::RequestTimestamps& timestamps, int64_t max_tokens) override;
   void OnStep(const engine::EngineStats& stats) override;
 
  private:
@@ -82,6 +90,7 @@ class PrometheusMetrics : public engine::MetricsRecorder {
     int64_t preemptions = 0;
     int64_t prefix_query_tokens = 0;
     int64_t prefix_hit_tokens = 0;
+    int64_t generated_tokens = 0;
     std::vector<int64_t> expert_token_counts;
   };
 
@@ -110,6 +119,10 @@ class PrometheusMetrics : public engine::MetricsRecorder {
   prometheus::Histogram* request_queue_time_;
   prometheus::Histogram* request_prefill_time_;
   prometheus::Histogram* request_decode_time_;
+  prometheus::Histogram* time_per_output_token_;
+  prometheus::Histogram* request_prompt_tokens_;
+  prometheus::Histogram* request_generation_tokens_;
+  prometheus::Histogram* request_params_max_tokens_;
   prometheus::Histogram* iteration_tokens_;
   prometheus::Histogram* engine_step_time_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;

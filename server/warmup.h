@@ -22,8 +22,9 @@ namespace moeserve::server {
 absl::Status WarmUp(engine::Engine& engine, const engine::Tokenizer& tokenizer,
                     int64_t max_model_len);
 
-// Forwards to `target` once enabled. Step snapshots (gauges) always pass; they are not per
-// request.
+// Forwards to `target` once enabled: the warmup's requests, steps and tokens are not the
+// clients'. (Gauges do not miss anything: a scrape reads a fresh snapshot, and
+// PrometheusMetrics::StartCountingFrom takes the warmup's cumulative counts as the baseline.)
 class GatedMetricsRecorder : public engine::MetricsRecorder {
  public:
   explicit GatedMetricsRecorder(engine::MetricsRecorder* target) : target_(target) {}
@@ -36,10 +37,12 @@ class GatedMetricsRecorder : public engine::MetricsRecorder {
     if (enabled_.load()) target_->OnInterTokenLatency(seconds);
   }
   void OnRequestFinished(engine::FinishReason reason, const engine::Usage& usage,
-                         const engine::RequestTimestamps& timestamps) override {
-    if (enabled_.load()) target_->OnRequestFinished(reason, usage, timestamps);
+                         const engine::RequestTimestamps& timestamps, int64_t max_tokens) override {
+    if (enabled_.load()) target_->OnRequestFinished(reason, usage, timestamps, max_tokens);
   }
-  void OnStep(const engine::EngineStats& stats) override { target_->OnStep(stats); }
+  void OnStep(const engine::EngineStats& stats) override {
+    if (enabled_.load()) target_->OnStep(stats);
+  }
 
  private:
   engine::MetricsRecorder* const target_;

@@ -71,7 +71,8 @@ Exported ServerExports() {
                             {.queued = start,
                              .scheduled = start + std::chrono::milliseconds(1),
                              .first_token = start + std::chrono::milliseconds(50),
-                             .finished = start + std::chrono::milliseconds(70)});
+                             .finished = start + std::chrono::milliseconds(70)},
+                            /*max_tokens=*/3);
   metrics.OnGrpcCall("Generate", "OK");
   return ParseExposition(metrics.Serialize());
 }

@@ -169,6 +169,10 @@ TEST(PrometheusMetricsTest, ExportsEveryFamilyWithTypeAndModelName) {
       {"moeserve_request_queue_time_seconds", "histogram"},
       {"moeserve_request_prefill_time_seconds", "histogram"},
       {"moeserve_request_decode_time_seconds", "histogram"},
+      {"moeserve_time_per_output_token_seconds", "histogram"},
+      {"moeserve_request_prompt_tokens", "histogram"},
+      {"moeserve_request_generation_tokens", "histogram"},
+      {"moeserve_request_params_max_tokens", "histogram"},
       {"moeserve_iteration_tokens", "histogram"},
       {"moeserve_engine_step_seconds", "histogram"},
       {"moeserve_cache_config_info", "gauge"},
@@ -198,12 +202,18 @@ TEST(PrometheusMetricsTest, HistogramsUseVllmBuckets) {
   const std::vector<double> ttft = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
                                     0.25,  0.5,   0.75, 1,    2.5,  5,    7.5,  10,
                                     20,    40,    80,   160,  640,  2560, kInf};
-  const std::vector<double> itl = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
-                                   0.75, 1,     2.5,  5,     7.5, 10,   20,  40,  80,  kInf};
-  const std::vector<double> request = {0.3, 0.5, 0.8, 1,  1.5, 2,   2.5, 5,   10,   15,   20,
-                                       30,  40,  50,  60, 120, 240, 480, 960, 1920, 7680, kInf};
-  const std::vector<double> iteration = {1,   8,    16,   32,   64,   128, 256,
-                                         512, 1024, 2048, 4096, 8192, kInf};
+  // vLLM's, with millisecond buckets in front (issue 22: CPU-scale latencies all fell in the
+  // first bucket).
+  const std::vector<double> itl = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,
+                                   0.15,  0.2,    0.3,   0.4,  0.5,   0.75, 1,     2.5,
+                                   5,     7.5,    10,    20,   40,    80,   kInf};
+  const std::vector<double> request = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1,   1.5,  2,    2.5,
+      5,     10,     15,    20,   30,    40,   50,  60,  120, 240, 480, 960, 1920, 7680, kInf};
+  const std::vector<double> iteration = {1,    8,    16,   32,   64,    128,   256,   512,
+                                         1024, 2048, 4096, 8192, 16384, 32768, 65536, kInf};
+  // 1-2-5 up to max_model_len (TestOptions: 4096), as vLLM's build_1_2_5_buckets.
+  const std::vector<double> tokens = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, kInf};
   EXPECT_THAT(e.BucketBounds("moeserve_time_to_first_token_seconds"), ElementsAreArray(ttft));
   EXPECT_THAT(e.BucketBounds("moeserve_inter_token_latency_seconds"), ElementsAreArray(itl));
   for (const char* name :
@@ -211,7 +221,12 @@ TEST(PrometheusMetricsTest, HistogramsUseVllmBuckets) {
         "moeserve_request_prefill_time_seconds", "moeserve_request_decode_time_seconds"}) {
     EXPECT_THAT(e.BucketBounds(name), ElementsAreArray(request)) << name;
   }
+  EXPECT_THAT(e.BucketBounds("moeserve_time_per_output_token_seconds"), ElementsAreArray(itl));
   EXPECT_THAT(e.BucketBounds("moeserve_iteration_tokens"), ElementsAreArray(iteration));
+  for (const char* name : {"moeserve_request_prompt_tokens", "moeserve_request_generation_tokens",
+                           "moeserve_request_params_max_tokens"}) {
+    EXPECT_THAT(e.BucketBounds(name), ElementsAreArray(tokens)) << name;
+  }
 }
 
 TEST(PrometheusMetricsTest, TokenLatenciesFillCumulativeBuckets) {
@@ -236,6 +251,11 @@ TEST(PrometheusMetricsTest, TokenLatenciesFillCumulativeBuckets) {
   EXPECT_EQ(e.Value("moeserve_inter_token_latency_seconds_count"), 1);
   EXPECT_EQ(e.Value("moeserve_inter_token_latency_seconds_bucket", {{"le", "0.025"}}), 1);
   EXPECT_EQ(e.Value("moeserve_inter_token_latency_seconds_bucket", {{"le", "0.01"}}), 0);
+  // Millisecond resolution: a 3 ms inter-token gap is not lumped with a 10 ms one.
+  metrics.OnInterTokenLatency(0.003);
+  const Exposition fine(metrics.Serialize());
+  EXPECT_EQ(fine.Value("moeserve_inter_token_latency_seconds_bucket", {{"le", "0.0025"}}), 0);
+  EXPECT_EQ(fine.Value("moeserve_inter_token_latency_seconds_bucket", {{"le", "0.005"}}), 1);
 }
 
 TEST(PrometheusMetricsTest, FinishedRequestsGiveIntervalsTokensAndReasons) {
@@ -247,21 +267,34 @@ TEST(PrometheusMetricsTest, FinishedRequestsGiveIntervalsTokensAndReasons) {
                          .first_token = t0 + milliseconds(1400),
                          .finished = t0 + milliseconds(3400)};
   metrics.OnRequestFinished(FinishReason::kStop, Usage{.prompt_tokens = 7, .completion_tokens = 5},
-                            full);
+                            full, /*max_tokens=*/16);
   // Aborted while queued: only e2e exists.
   RequestTimestamps queued_only{.queued = t0, .finished = t0 + milliseconds(200)};
-  metrics.OnRequestFinished(FinishReason::kAbort, Usage{.prompt_tokens = 3}, queued_only);
+  metrics.OnRequestFinished(FinishReason::kAbort, Usage{.prompt_tokens = 3}, queued_only, 100);
   // Aborted after scheduling, before a token: queue, e2e; no prefill or decode.
   RequestTimestamps no_token{
       .queued = t0, .scheduled = t0 + milliseconds(100), .finished = t0 + milliseconds(900)};
-  metrics.OnRequestFinished(FinishReason::kAbort, Usage{.prompt_tokens = 2}, no_token);
+  metrics.OnRequestFinished(FinishReason::kAbort, Usage{.prompt_tokens = 2}, no_token, 3000);
 
   const Exposition e(metrics.Serialize());
   EXPECT_EQ(e.Value("moeserve_request_success_total", {{"finished_reason", "stop"}}), 1);
   EXPECT_EQ(e.Value("moeserve_request_success_total", {{"finished_reason", "abort"}}), 2);
   EXPECT_EQ(e.Value("moeserve_request_success_total", {{"finished_reason", "length"}}), 0);
   EXPECT_EQ(e.Value("moeserve_prompt_tokens_total"), 12);
-  EXPECT_EQ(e.Value("moeserve_generation_tokens_total"), 5);
+  // Generated tokens are counted from the engine's steps as they are produced, not here.
+  EXPECT_EQ(e.Value("moeserve_generation_tokens_total"), 0);
+  // Per-request token counts, vLLM's request_prompt_tokens / request_generation_tokens /
+  // request_params_max_tokens.
+  EXPECT_EQ(e.Value("moeserve_request_prompt_tokens_count"), 3);
+  EXPECT_EQ(e.Value("moeserve_request_prompt_tokens_sum"), 12);
+  EXPECT_EQ(e.Value("moeserve_request_prompt_tokens_bucket", {{"le", "5"}}), 2);
+  EXPECT_EQ(e.Value("moeserve_request_generation_tokens_sum"), 5);
+  EXPECT_EQ(e.Value("moeserve_request_params_max_tokens_sum"), 16 + 100 + 3000);
+  EXPECT_EQ(e.Value("moeserve_request_params_max_tokens_bucket", {{"le", "20"}}), 1);
+  EXPECT_EQ(e.Value("moeserve_request_params_max_tokens_bucket", {{"le", "2000"}}), 2);
+  // Time per output token: decode 2 s over the 4 tokens after the first.
+  EXPECT_EQ(e.Value("moeserve_time_per_output_token_seconds_count"), 1);
+  EXPECT_NEAR(e.Value("moeserve_time_per_output_token_seconds_sum"), 0.5, 1e-9);
 
   EXPECT_EQ(e.Value("moeserve_e2e_request_latency_seconds_count"), 3);
   EXPECT_NEAR(e.Value("moeserve_e2e_request_latency_seconds_sum"), 3.4 + 0.2 + 0.9, 1e-9);
@@ -296,9 +329,9 @@ TEST(PrometheusMetricsTest, StepSetsGaugesAndTurnsCumulativeValuesIntoCounters) 
   EXPECT_EQ(e.Value("moeserve_num_preemptions_total"), 1);
   EXPECT_EQ(e.Value("moeserve_prefix_cache_queries_total"), 100);
   EXPECT_EQ(e.Value("moeserve_prefix_cache_hits_total"), 64);
-  // Generated tokens are counted per finished request (so a warmup gate on the request hooks
-  // keeps them consistent with the request counters), never from snapshots.
-  EXPECT_EQ(e.Value("moeserve_generation_tokens_total"), 0);
+  // Generated tokens are counted as the engine produces them (issue 22: the rate no longer
+  // jumps when a long request ends).
+  EXPECT_EQ(e.Value("moeserve_generation_tokens_total"), 3);
 
   s.total_steps = 2;
   s.num_running = 0;
@@ -317,6 +350,7 @@ TEST(PrometheusMetricsTest, StepSetsGaugesAndTurnsCumulativeValuesIntoCounters) 
   EXPECT_EQ(e.Value("moeserve_kv_cache_usage_perc"), 0);
   EXPECT_EQ(e.Value("moeserve_num_preemptions_total"), 4);
   EXPECT_EQ(e.Value("moeserve_prefix_cache_queries_total"), 100);
+  EXPECT_EQ(e.Value("moeserve_generation_tokens_total"), 6);
   EXPECT_EQ(e.Value("moeserve_iteration_tokens_count"), 2);
   EXPECT_EQ(e.Value("moeserve_iteration_tokens_sum"), 93);
   EXPECT_EQ(e.Value("moeserve_iteration_tokens_bucket", {{"le", "8"}}), 1);
@@ -491,6 +525,29 @@ TEST(PrometheusMetricsTest, ScrapeRefreshesFromStatsSourceButNeverGoesBack) {
   EXPECT_EQ(e.Value("moeserve_num_requests_running"), 2);
 }
 
+// The warmup's tokens, steps' cumulative counters and routing are not the clients': after
+// StartCountingFrom only the growth beyond the baseline is exported.
+TEST(PrometheusMetricsTest, CountingStartsFromTheBaseline) {
+  PrometheusMetrics metrics(TestOptions());
+  EngineStats warm = Snapshot(4);
+  warm.total_generated_tokens = 40;
+  warm.total_preemptions = 1;
+  warm.prefix_query_tokens = 30;
+  warm.expert_token_counts = {0, 0, 0, 0, 5, 5, 5, 5, 1, 2, 3, 4};
+  metrics.StartCountingFrom(warm);
+  EngineStats s = warm;
+  s.total_steps = 5;
+  s.total_generated_tokens = 43;
+  s.expert_token_counts[4] = 7;
+  s.last_step.num_decode_tokens = 3;
+  metrics.OnStep(s);
+  const Exposition e(metrics.Serialize());
+  EXPECT_EQ(e.Value("moeserve_generation_tokens_total"), 3);
+  EXPECT_EQ(e.Value("moeserve_num_preemptions_total"), 0);
+  EXPECT_EQ(e.Value("moeserve_prefix_cache_queries_total"), 0);
+  EXPECT_EQ(e.Value("moeserve_moe_routed_tokens_total", {{"layer", "1"}}), 2);
+}
+
 TEST(PrometheusMetricsTest, ConcurrentUpdatesAndScrapes) {
   PrometheusMetrics metrics(TestOptions());
   constexpr int kCalls = 2000;
@@ -500,10 +557,11 @@ TEST(PrometheusMetricsTest, ConcurrentUpdatesAndScrapes) {
       s.total_preemptions = i;
       s.expert_token_counts = {0, 0, 0, 0, i, i, i, i, i, 0, 0, 0};
       s.last_step.num_decode_tokens = 1;
+      s.total_generated_tokens = 2 * i;
       metrics.OnStep(s);
       metrics.OnFirstToken(0.01);
       metrics.OnRequestFinished(FinishReason::kStop, Usage{.completion_tokens = 2},
-                                RequestTimestamps{.queued = Clock::now()});
+                                RequestTimestamps{.queued = Clock::now()}, 2);
     }
   });
   std::thread grpc_thread([&] {
@@ -555,7 +613,8 @@ TEST(PrometheusMetricsTest, PromtoolAcceptsTheOutput) {
                             RequestTimestamps{.queued = t0,
                                               .scheduled = t0,
                                               .first_token = t0 + std::chrono::milliseconds(200),
-                                              .finished = t0 + std::chrono::seconds(1)});
+                                              .finished = t0 + std::chrono::seconds(1)},
+                            16);
   metrics.OnGrpcCall("Generate", "OK");
 
   const std::filesystem::path dir = ::testing::TempDir();
