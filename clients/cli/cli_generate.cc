@@ -1,6 +1,7 @@
 // `moeserve-cli generate`: one streaming Generate call, printed as it arrives.
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <optional>
 
 #include "clients/cli/cli_commands.h"
@@ -43,7 +44,7 @@ void PrintStats(const v1::GenerateComplete& complete, std::optional<double> clie
 }  // namespace
 
 int RunGenerate(const Connection& connection, const GenerateFlags& flags) {
-  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(flags);
+  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(flags, std::cin);
   if (!request.ok()) {
     std::fprintf(stderr, "moeserve-cli generate: %s\n",
                  std::string(request.status().message()).c_str());

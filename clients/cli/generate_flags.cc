@@ -35,10 +35,26 @@ absl::Status AddLogitBias(const std::string& entry, v1::SamplingParams& params) 
   return absl::OkStatus();
 }
 
+// All of `input` (a "-" prompt), refusing more than kMaxStdinPromptBytes before buffering it.
+absl::StatusOr<std::string> ReadBounded(std::istream& input) {
+  std::string text;
+  char buffer[65536];
+  while (input.read(buffer, sizeof(buffer)) || input.gcount() > 0) {
+    text.append(buffer, static_cast<size_t>(input.gcount()));
+    if (text.size() > kMaxStdinPromptBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("PROMPT -: stdin holds more than ",
+                                                     kMaxStdinPromptBytes,
+                                                     " bytes; give a shorter prompt"));
+    }
+  }
+  if (input.bad()) return absl::InvalidArgumentError("PROMPT -: cannot read stdin");
+  return text;
+}
+
 }  // namespace
 
 void AddGenerateFlags(CLI::App& command, GenerateFlags& flags) {
-  command.add_option("PROMPT", flags.prompt, "prompt text (or --token-ids)");
+  command.add_option("PROMPT", flags.prompt, "prompt text; - reads it from stdin (or --token-ids)");
   command.add_option("--token-ids", flags.token_ids,
                      "comma-separated prompt token ids, used as given, instead of PROMPT");
   command.add_flag("--no-add-special-tokens", flags.no_add_special_tokens,
@@ -75,7 +91,8 @@ void AddGenerateFlags(CLI::App& command, GenerateFlags& flags) {
   command.add_flag("--stats", flags.stats, "print usage and timing to stderr");
 }
 
-absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& flags) {
+absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& flags,
+                                                         std::istream& input) {
   v1::GenerateRequest request;
   if (flags.prompt.has_value() == flags.token_ids.has_value()) {
     return absl::InvalidArgumentError("give either PROMPT or --token-ids");
@@ -84,6 +101,11 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& fl
     absl::StatusOr<std::vector<uint32_t>> ids = ParseTokenIds(*flags.token_ids);
     if (!ids.ok()) return ids.status();
     request.mutable_tokenized()->mutable_input_ids()->Assign(ids->begin(), ids->end());
+  } else if (*flags.prompt == "-") {
+    absl::StatusOr<std::string> text = ReadBounded(input);
+    if (!text.ok()) return text.status();
+    request.set_text(*std::move(text));
+    if (flags.no_add_special_tokens) request.set_add_special_tokens(false);
   } else {
     request.set_text(*flags.prompt);
     if (flags.no_add_special_tokens) request.set_add_special_tokens(false);

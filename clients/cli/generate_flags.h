@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <map>
 #include <optional>
 #include <string>
@@ -53,7 +54,12 @@ struct GenerateFlags {
 // Registers the flags on the `generate` subcommand, writing into `flags`.
 void AddGenerateFlags(CLI::App& command, GenerateFlags& flags);
 
-// The request the flags describe; InvalidArgument (a usage error) if they describe none.
-absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& flags);
+// A PROMPT of "-" is read from `input` (the CLI passes std::cin) up to this many bytes.
+inline constexpr size_t kMaxStdinPromptBytes = size_t{16} << 20;
+
+// The request the flags describe; InvalidArgument (a usage error) if they describe none, or if
+// a "-" prompt cannot be read from `input` or is larger than kMaxStdinPromptBytes.
+absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& flags,
+                                                         std::istream& input);
 
 }  // namespace moeserve::cli

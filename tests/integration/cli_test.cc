@@ -125,6 +125,24 @@ TEST_F(CliTest, GenerateGreedy_PrintsTheLibrarysContinuation) {
   EXPECT_NE(r.err.find("finish_reason=length"), std::string::npos) << r.err;
 }
 
+// Issue 22, item 6: `generate -` reads the prompt from stdin (a multi-line one here, with a
+// quote the shell would need escaping for) and prints what the same prompt as an argument does.
+TEST_F(CliTest, GenerateDash_ReadsThePromptFromStdin) {
+  const std::string prompt = "And the earth was without form,\nand void; and \"darkness\"";
+  const fs::path file = fs::path(::testing::TempDir()) / "moeserve_cli_stdin_prompt.txt";
+  std::ofstream(file, std::ios::binary) << prompt;
+  const std::string flags = " generate --temperature 0 --ignore-eos --max-tokens 8 ";
+  const CommandResult piped = RunCli(Target() + flags + "- < " + file.string());
+  ASSERT_EQ(piped.exit_status, 0) << Describe(piped);
+  // The same bytes as one argument: the shell's command substitution (no trailing newline to
+  // strip).
+  const std::string quoted = "\"$(cat " + file.string() + ")\"";
+  const CommandResult argument = RunCli(Target() + flags + quoted);
+  ASSERT_EQ(argument.exit_status, 0) << Describe(argument);
+  EXPECT_EQ(piped.out, argument.out);
+  EXPECT_FALSE(piped.out.empty());
+}
+
 TEST_F(CliTest, GenerateJson_EveryLineParsesAndTheLastIsComplete) {
   const CommandResult ok = RunCli(Target() +
                                   " generate --json --temperature 0 --ignore-eos --max-tokens 6 "
