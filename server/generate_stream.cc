@@ -234,9 +234,12 @@ void GenerateStream::PerformAndLeave(std::unique_lock<std::mutex>& lock, Action 
   if (action.arm_write_alarm) {
     const auto remaining = *action.arm_write_alarm - std::chrono::steady_clock::now();
     std::lock_guard alarm_lock(alarm_mu_);
-    write_alarm_.Set(std::chrono::system_clock::now() +
-                         std::chrono::duration_cast<std::chrono::system_clock::duration>(remaining),
-                     [this](bool ok) { OnWriteAlarm(ok); });
+    previous_write_alarm_ = std::move(write_alarm_);
+    write_alarm_ = std::make_unique<grpc::Alarm>();
+    write_alarm_->Set(
+        std::chrono::system_clock::now() +
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(remaining),
+        [this](bool ok) { OnWriteAlarm(ok); });
   }
   if (action.try_cancel) context_->TryCancel();
   if (action.write != nullptr) StartWrite(action.write);
@@ -244,7 +247,7 @@ void GenerateStream::PerformAndLeave(std::unique_lock<std::mutex>& lock, Action 
     Finish(*std::move(action.finish));
     // Nothing more to watch; the alarm's callback runs now (not ok) and releases its hold.
     std::lock_guard alarm_lock(alarm_mu_);
-    write_alarm_.Cancel();
+    if (write_alarm_ != nullptr) write_alarm_->Cancel();
   }
   lock.lock();
   --busy_;

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -113,10 +114,13 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   grpc::ByteBuffer in_flight_ ABSL_GUARDED_BY(mu_);            // until OnWriteDone
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   std::chrono::steady_clock::time_point write_started_ ABSL_GUARDED_BY(mu_);
-  // Set and Cancelled outside mu_ (its callback takes mu_), under alarm_mu_: two threads may
-  // arm and cancel it at once. Armed while write_alarm_armed_.
+  // Set and cancelled outside mu_ (their callback takes mu_), under alarm_mu_: two threads may
+  // arm and cancel at once. Each arming gets a fresh alarm (a grpc::Alarm is not re-Set, and a
+  // re-arm happens inside the previous alarm's callback); the previous one is kept until the
+  // next arming, so its callback never outlives its alarm. Armed while write_alarm_armed_.
   std::mutex alarm_mu_;
-  grpc::Alarm write_alarm_ ABSL_GUARDED_BY(alarm_mu_);
+  std::unique_ptr<grpc::Alarm> write_alarm_ ABSL_GUARDED_BY(alarm_mu_);
+  std::unique_ptr<grpc::Alarm> previous_write_alarm_ ABSL_GUARDED_BY(alarm_mu_);
   bool write_alarm_armed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);   // after the queue drains
   std::optional<grpc::Status> finished_with_ ABSL_GUARDED_BY(mu_);  // Finish was called

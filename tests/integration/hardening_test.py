@@ -280,6 +280,33 @@ class TransportLimitsTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_row3_clients_that_read_outlive_the_write_timeout(self):
+        # The write watchdog fires many times over a long stream and re-arms while a write is in
+        # flight: a client that reads, however long its stream, is never cut off.
+        server = start_server("--stream-write-timeout", "0.1")
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+                stub = pb_grpc.MoeserveStub(channel)
+                request = pb.GenerateRequest.FromString(generate_request(600, "A long story:"))
+                request.sampling_params.ignore_eos = True
+                begin = time.monotonic()
+                responses = []
+                for response in stub.Generate(request, timeout=120):
+                    responses.append(response)
+                    if len(responses) % 50 == 0:
+                        # Slow now and then, never stalled: the stream lasts at least 12 x 30 ms,
+                        # several watchdog periods.
+                        time.sleep(0.03)
+                elapsed = time.monotonic() - begin
+            tokens = sum(len(r.chunk.token_ids) for r in responses if r.HasField("chunk"))
+            print(f"\n[row 3] 600-token stream over {elapsed:.1f} s with "
+                  f"--stream-write-timeout 0.1: {tokens} tokens, "
+                  f"{responses[-1].complete.finish_reason}", flush=True)
+            self.assertEqual(responses[-1].complete.finish_reason, "length")
+            self.assertEqual(tokens, 600)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
     def test_row1_listener_survives_descriptor_exhaustion(self):
         server = start_server("--handshake-timeout", "30", limit_files=256)
         try:
