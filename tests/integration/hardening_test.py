@@ -427,7 +427,8 @@ class TransportLimitsTest(unittest.TestCase):
             print(f"\n[row 4] scrape with 30 trickling sockets: {scrape * 1000:.0f} ms",
                   flush=True)
             self.assertIn("moeserve_", body)
-            self.assertLess(scrape, 1.5)
+            # The old server served the 30 slow sockets first, one request timeout each (60 s).
+            self.assertLess(scrape, 5)
         finally:
             for s in slow:
                 s.close()
