@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -31,6 +32,12 @@ AcceptFunction LibcAccept4() {
 
 int OpenReserve() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
+int64_t SoftOpenFileLimit() {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  return limit.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(limit.rlim_cur);
+}
+
 }  // namespace
 
 std::string RaiseOpenFileLimit() {
@@ -50,11 +57,12 @@ std::string RaiseOpenFileLimit() {
                       limit.rlim_max);
 }
 
+int64_t InstallAcceptGuard() {
+  return InstallAcceptGuard(std::max<int64_t>(64, SoftOpenFileLimit() / 16));
+}
+
 int64_t InstallAcceptGuard(int64_t headroom) {
-  rlimit limit{};
-  getrlimit(RLIMIT_NOFILE, &limit);
-  const int64_t soft =
-      limit.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(limit.rlim_cur);
+  const int64_t soft = SoftOpenFileLimit();
   const int64_t cap = soft > 2 * headroom ? soft - headroom : soft / 2;
   if (reserve_fd.load() < 0) reserve_fd.store(OpenReserve());
   descriptor_cap.store(cap);

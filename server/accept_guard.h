@@ -36,7 +36,9 @@ struct AcceptGuardStats {
 };
 
 // Enables the guard: descriptors numbered >= (RLIMIT_NOFILE soft limit - headroom) are shed.
-// Returns the cap for the log.
+// Returns the cap for the log. Without an argument the headroom is max(64, soft limit / 16):
+// the model's files, the metrics server and the running streams keep descriptors to work with.
+int64_t InstallAcceptGuard();
 int64_t InstallAcceptGuard(int64_t headroom);
 
 AcceptGuardStats AcceptGuardCounters();

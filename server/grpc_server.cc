@@ -52,12 +52,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
-  if (options.refuse_compressed_requests) {
-    // gRPC checks an incoming message's grpc-encoding against the enabled set before it
-    // inflates anything, and fails the call with UNIMPLEMENTED otherwise.
-    builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
-    builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
-  }
+  // No message compression, so a compressed request never costs more memory than
+  // max_receive_message_bytes (issue 21, row 2): gRPC checks an incoming message's
+  // grpc-encoding against the enabled set before it inflates anything, and fails the call with
+  // UNIMPLEMENTED otherwise.
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
   grpc::ResourceQuota quota("moeserve");
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);

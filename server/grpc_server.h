@@ -33,9 +33,6 @@ struct GrpcServerOptions {
   // From accept until the TLS handshake and the client's HTTP/2 SETTINGS are through; a socket
   // that sends nothing, or stalls its handshake, is closed then.
   std::chrono::milliseconds handshake_timeout{10'000};
-  // No message compression: gzip/deflate requests are refused before anything is inflated, so
-  // a compressed message never costs more memory than max_receive_message_bytes (row 2).
-  bool refuse_compressed_requests = true;
   // Null = plaintext; otherwise TLS or mTLS (tls.h).
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };

@@ -5,7 +5,6 @@
 // model → metrics endpoint → engine → warmup → SERVING → --port-file. Then wait for
 // SIGTERM/SIGINT and drain (shutdown.h). Any startup failure prints one line naming the cause
 // (the file, the flag) and exits 1.
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,16 +60,6 @@ int Fail(const std::string& message) {
 
 std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
-}
-
-// Connections are shed while fewer than this many descriptors are left (accept_guard.h): the
-// model's files, the metrics server and the running streams keep some to work with.
-int64_t DescriptorHeadroom() {
-  rlimit limit{};
-  getrlimit(RLIMIT_NOFILE, &limit);
-  const int64_t soft =
-      limit.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(limit.rlim_cur);
-  return std::max<int64_t>(64, soft / 16);
 }
 
 // Runs a loader, turning std::bad_alloc into ResourceExhausted naming what was being loaded and
@@ -283,21 +272,27 @@ int Serve(const ServerOptions& options) {
     if (!loaded.ok())
       return Fail(absl::StrCat("cannot load the model: ", loaded.status().message()));
     generation_defaults = *std::move(loaded);
-    for (int64_t id : generation_defaults.eos_token_ids) {
-      if (id >= config.vocab_size) {
-        return Fail(absl::StrCat("cannot load the model: generation_config.json's eos_token_id ",
-                                 id, " is outside the vocabulary (vocab_size ", config.vocab_size,
-                                 ")"));
-      }
-    }
   }
   LogInfo(absl::StrCat("generation defaults (--generation-config ", options.generation_config,
                        "): ", generation_defaults.Summary()));
-  for (int32_t id : EosTokenIds(config, **tokenizer)) {
+  // The end-of-sequence ids, computed once: config.json's (checked when it was parsed) or the
+  // tokenizer's, plus generation_config.json's (e.g. a chat model's end-of-turn). Each must lie
+  // inside the vocabulary, checked before any narrowing.
+  std::vector<int32_t> eos_token_ids = EosTokenIds(config, **tokenizer);
+  std::vector<int64_t> all_eos(eos_token_ids.begin(), eos_token_ids.end());
+  all_eos.insert(all_eos.end(), generation_defaults.eos_token_ids.begin(),
+                 generation_defaults.eos_token_ids.end());
+  for (int64_t id : all_eos) {
     if (id < 0 || id >= config.vocab_size) {
-      return Fail(absl::StrCat("cannot load the model: the tokenizer's EOS token id ", id,
-                               " is outside the model's vocabulary (vocab_size ", config.vocab_size,
-                               ")"));
+      return Fail(absl::StrCat("cannot load the model: EOS token id ", id,
+                               " (tokenizer or generation_config.json) is outside the model's "
+                               "vocabulary (vocab_size ",
+                               config.vocab_size, ")"));
+    }
+  }
+  for (int64_t id : generation_defaults.eos_token_ids) {
+    if (std::find(eos_token_ids.begin(), eos_token_ids.end(), id) == eos_token_ids.end()) {
+      eos_token_ids.push_back(static_cast<int32_t>(id));
     }
   }
   {
@@ -404,13 +399,6 @@ int Serve(const ServerOptions& options) {
   engine_metrics.Enable();
   metrics_for_calls.store(&metrics);
 
-  std::vector<int32_t> eos_token_ids = EosTokenIds(config, **tokenizer);
-  // generation_config.json may name more end-of-sequence ids (e.g. a chat model's end-of-turn).
-  for (int64_t id : generation_defaults.eos_token_ids) {
-    if (std::find(eos_token_ids.begin(), eos_token_ids.end(), id) == eos_token_ids.end()) {
-      eos_token_ids.push_back(static_cast<int32_t>(id));
-    }
-  }
   ServingBackend backend{
       .engine = engine->get(),
       .tokenizer = tokenizer->get(),
@@ -478,8 +466,7 @@ int main(int argc, char** argv) {
   RouteProtobufLogsToDebug();
   RouteGrpcLogsToDebug();
   LogInfo(RaiseOpenFileLimit());
-  const int64_t descriptor_cap = InstallAcceptGuard(DescriptorHeadroom());
-  LogInfo(absl::StrCat("new connections are shed while descriptor ", descriptor_cap,
-                       " or above would be used (docs/hardening.md)"));
+  LogInfo(absl::StrCat("a connection that would take descriptor ", InstallAcceptGuard(),
+                       " or above is closed at once (docs/hardening.md)"));
   return Serve(options);
 }

@@ -74,16 +74,12 @@ class TensorFetcher {
       return Error(*view, absl::StrCat("has dtype ", DTypeName(view->info->dtype),
                                        "; expected F32, BF16 or F16"));
     }
-    std::vector<float> values = ToFloat(*view);
     // Norms, routers, biases, the embedding: one NaN or infinity here reaches every token, and
     // the model would serve garbage (token 0 repeated) without a word (issue 21, row 9).
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        return Error(*view,
-                     absl::StrCat("has a non-finite value (", values[i], ") at element ", i));
-      }
+    if (const std::optional<int64_t> bad = FirstNonFinite(*view)) {
+      return Error(*view, absl::StrCat("has a non-finite value at element ", *bad));
     }
-    return values;
+    return ToFloat(*view);
   }
 
   // A linear weight [out, in]: floating, or F8_E4M3 with its block scales. `quantizable`:

@@ -19,10 +19,11 @@ namespace {
 
 using dnnl::memory;
 
-// One matmul primitive per (N, K, row strides, accumulate), with the row count M a run-time
-// dimension: primitives are built once and executed from any thread.
+// One matmul primitive per (N, K, y's row stride, accumulate), with the row count M a run-time
+// dimension: primitives are built once and executed from any thread. (x is always the dense
+// bf16 copy, row stride K.)
 struct Key {
-  int64_t n, k, ldx, ldy;
+  int64_t n, k, ldy;
   bool accumulate;
   auto operator<=>(const Key&) const = default;
 };
@@ -75,7 +76,7 @@ void WeightGemmOneDnnBf16(const float* x, int64_t ldx, const WeightMatrixView& w
                           int64_t ldy, int64_t m, bool accumulate) {
   if (m <= 0) return;
   const int64_t k = w.cols, n = w.rows;
-  const Plan& plan = PlanFor(Key{n, k, k, ldy, accumulate});
+  const Plan& plan = PlanFor(Key{n, k, ldy, accumulate});
   thread_local std::vector<uint16_t> x_bf16;
   x_bf16.resize(static_cast<size_t>(m * k));
   uint16_t* const rounded = x_bf16.data();  // this thread's buffer, shared with the team below
