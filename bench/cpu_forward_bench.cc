@@ -11,11 +11,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_model.h"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/model/weight_loader.h"
 #include "engine/ops/cpu/cpu_features.h"
@@ -127,7 +129,9 @@ int main(int argc, char** argv) {
   app.add_option("--quantization", quantization, "fp8: quantize linears at load")
       ->check(CLI::IsMember({"", "fp8"}));
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   auto bench_model = moeserve::bench::ResolveBenchModel(model_dir);
   if (!bench_model.ok()) {

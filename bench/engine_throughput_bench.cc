@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <optional>
 #include <random>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "bench/bench_model.h"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/engine.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 
@@ -107,7 +109,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_dir, "checkpoint dir (default: generate tiny-v3)");
   app.add_option("--num-requests", num_requests);
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   auto bench_model = moeserve::bench::ResolveBenchModel(model_dir);
   if (!bench_model.ok()) {

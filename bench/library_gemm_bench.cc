@@ -21,11 +21,13 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/cpu/cpu_features.h"
 #include "engine/ops/linear/weight_gemm.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -153,7 +155,9 @@ int main(int argc, char** argv) {
   app.add_option("--rows", rows, "rows of x (M)")->delimiter(',');
   app.add_option("--seconds", seconds, "time per measurement");
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   const int threads = omp_get_max_threads();
   openblas_set_num_threads(threads);

@@ -16,10 +16,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 
 namespace {
 
@@ -106,7 +108,9 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "timed passes per kernel")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
   omp_set_num_threads(threads);
 
   const size_t words = static_cast<size_t>(size_mib) * 1048576 / sizeof(uint64_t);

@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_model.h"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/model/mla_form_choice.h"
 #include "engine/ops/cpu/cpu_features.h"
@@ -62,7 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("--new-tokens", chunks, "tokens in the chunk")->delimiter(',');
   app.add_option("--repeats", repeats, "runs per cell; the best is kept");
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   auto bench_model = moeserve::bench::ResolveBenchModel(model_dir);
   if (!bench_model.ok()) {

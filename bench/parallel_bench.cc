@@ -14,12 +14,14 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_model.h"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/parallel/expert_placement.h"
 #include "engine/parallel/moe_dispatch.h"
 #include "engine/parallel/parallel_model.h"
@@ -162,7 +164,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_dir, "checkpoint dir for the recorded trace (default tiny-v3)");
   app.add_option("--iterations", iterations);
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   nlohmann::json report = moeserve::bench::MeasurementContext();
   report["benchmark"] = "parallel";

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -115,7 +117,9 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-bytes", chunk_bytes, "bytes per Encode call (cut at line ends)");
   app.add_option("--repeats", repeats, "warm passes; the best one is reported");
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   std::string text, source;
   if (!text_path.empty()) {

@@ -8,11 +8,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/cpu/cpu_features.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/weight_gemm.h"
@@ -102,7 +104,9 @@ int main(int argc, char** argv) {
   app.add_option("--pool-mib", pool_mib, "bytes of distinct matrices cycled through");
   app.add_option("--seconds", seconds, "time per measurement");
   app.add_option("--output", output, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   std::vector<CpuIsa> isas;
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {

@@ -1,11 +1,15 @@
 #include "server/grpc_server.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "moeserve/v1/moeserve.pb.h"
 
 namespace moeserve::server {
 namespace {
@@ -18,12 +22,29 @@ std::string ListenAddress(const std::string& host, int port) {
   return ipv6_literal ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
 }
 
+// The full name of the one service declared in `message`'s file. Naming a message of each file
+// also keeps that file's generated code in the link, which is what registers it in protobuf's
+// generated pool for reflection: nothing else references health.pb.cc.
+std::string ServiceOfFile(const google::protobuf::Descriptor* message) {
+  return message->file()->service(0)->full_name();
+}
+
+// What reflection lists: every service this server exposes.
+std::vector<std::string> ExposedServiceNames() {
+  return {ServiceOfFile(moeserve::v1::GenerateRequest::descriptor()),
+          ServiceOfFile(grpc::health::v1::HealthCheckRequest::descriptor()),
+          ServiceOfFile(grpc::reflection::v1::ServerReflectionRequest::descriptor()),
+          ServiceOfFile(grpc::reflection::v1alpha::ServerReflectionRequest::descriptor())};
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& options,
                                                               grpc::Service* service) {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  auto result = std::unique_ptr<GrpcServer>(new GrpcServer());
+  result->reflection_v1_ = std::make_unique<ReflectionV1Service>(ExposedServiceNames());
+  result->reflection_v1alpha_ = std::make_unique<ReflectionV1AlphaService>(ExposedServiceNames());
 
   grpc::ServerBuilder builder;
   const std::string address = ListenAddress(options.host, options.port);
@@ -33,6 +54,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
       options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(),
       &bound_port);
   builder.RegisterService(service);
+  builder.RegisterService(result->reflection_v1_.get());
+  builder.RegisterService(result->reflection_v1alpha_.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC enables SO_REUSEPORT by default: a second server on a taken port would then start and
   // silently share the traffic. Binding must fail instead.
@@ -62,20 +85,22 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);
 
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || bound_port == 0) {
+  result->server_ = builder.BuildAndStart();
+  if (result->server_ == nullptr || bound_port == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", address,
                      options.credentials != nullptr
                          ? " (address in use, not local, or --tls-cert and --tls-key do not match?)"
                          : " (address in use or not local?)"));
   }
-  auto result = std::unique_ptr<GrpcServer>(new GrpcServer(std::move(server), bound_port));
+  result->port_ = bound_port;
   result->SetServing(false);
   return result;
 }
 
-GrpcServer::~GrpcServer() { Shutdown(std::chrono::system_clock::now()); }
+GrpcServer::~GrpcServer() {
+  if (server_ != nullptr) Shutdown(std::chrono::system_clock::now());  // null: Start failed
+}
 
 void GrpcServer::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();

@@ -4,7 +4,7 @@
 // gets an answer: block signals → listen for gRPC with health NOT_SERVING → load tokenizer and
 // model → metrics endpoint → engine → warmup → SERVING → --port-file. Then wait for
 // SIGTERM/SIGINT and drain (shutdown.h). Any startup failure prints one line naming the cause
-// (the file, the flag) and exits 1.
+// (the file, the flag) and exits 1; a command line CLI11 rejects exits 2 (command_line.h).
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,7 +22,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/batch/forward_batch.h"
+#include "engine/chat/chat_template.h"
+#include "engine/cli/command_line.h"
 #include "engine/engine.h"
+#include "engine/io/bounded_file.h"
 #include "engine/kv_cache/kv_cache_spec.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/model/generation_config.h"
@@ -40,8 +43,10 @@
 #include "server/accept_guard.h"
 #include "server/generate_service.h"
 #include "server/grpc_server.h"
+#include "server/http/http_server.h"
+#include "server/http/metrics_port.h"
+#include "server/http/openai_service.h"
 #include "server/logging.h"
-#include "server/metrics_http_server.h"
 #include "server/prometheus_metrics.h"
 #include "server/server_options.h"
 #include "server/serving_state.h"
@@ -80,11 +85,16 @@ auto LoadOrOutOfMemory(const std::string& what, const std::string& plan, const L
 
 // {"grpc_port": N, "metrics_port": M}, written to a temporary file and renamed into place, so
 // a reader polling the path never sees half a file.
-absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_port) {
+absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_port,
+                           int http_port) {
   const std::string temp = absl::StrCat(path, ".tmp.", getpid());
   {
     std::ofstream out(temp, std::ios::trunc);
-    out << nlohmann::json{{"grpc_port", grpc_port}, {"metrics_port", metrics_port}}.dump() << "\n";
+    out << nlohmann::json{{"grpc_port", grpc_port},
+                          {"metrics_port", metrics_port},
+                          {"http_port", http_port}}
+               .dump()
+        << "\n";
     out.close();
     if (!out) return absl::UnavailableError(absl::StrCat("--port-file: cannot write ", temp));
   }
@@ -185,6 +195,36 @@ int FollowNodeZero(const ServerOptions& options) {
   return 0;
 }
 
+// The checkpoint's chat template, --chat-template's, or none (the checkpoint has none).
+absl::StatusOr<std::optional<engine::ChatTemplate>> LoadChatTemplate(const ServerOptions& options) {
+  if (!options.chat_template.empty()) {
+    // Special tokens still come from the checkpoint, so {{ bos_token }} works in the file.
+    std::optional<std::string> config;
+    const std::string config_path = options.model_dir + "/tokenizer_config.json";
+    if (std::filesystem::exists(config_path)) {
+      absl::StatusOr<std::string> text =
+          engine::ReadRegularFile(config_path, engine::kMaxChatTemplateFileBytes * 16);
+      if (!text.ok()) return text.status();
+      config = *std::move(text);
+    }
+    absl::StatusOr<engine::ChatTemplate> loaded =
+        engine::ChatTemplate::LoadChatTemplateFile(options.chat_template, config);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--chat-template: ", loaded.status().message()));
+    }
+    return std::optional<engine::ChatTemplate>(*std::move(loaded));
+  }
+  absl::StatusOr<engine::ChatTemplate> loaded =
+      engine::ChatTemplate::LoadFromModelDir(options.model_dir);
+  if (absl::IsNotFound(loaded.status())) return std::optional<engine::ChatTemplate>();
+  if (!loaded.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load the chat template: ", loaded.status().message()));
+  }
+  return std::optional<engine::ChatTemplate>(*std::move(loaded));
+}
+
 int Serve(const ServerOptions& options) {
   absl::StatusOr<engine::DeviceSelection> device = engine::SelectDevice(options.device);
   if (!device.ok()) return Fail(std::string(device.status().message()));
@@ -204,11 +244,11 @@ int Serve(const ServerOptions& options) {
       {.api_key = options.api_key,
        .max_concurrent_streams = options.max_concurrent_streams,
        .stream_write_timeout = Millis(options.stream_write_timeout_seconds)});
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      MakeServerCredentials({.cert_chain = options.tls_cert,
-                             .private_key = options.tls_key,
-                             .client_ca = options.tls_client_ca});
-  if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+  absl::StatusOr<TlsPem> tls = ReadTlsFiles({.cert_chain = options.tls_cert,
+                                             .private_key = options.tls_key,
+                                             .client_ca = options.tls_client_ca});
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
+  const std::shared_ptr<grpc::ServerCredentials> credentials = MakeServerCredentials(*tls);
   absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
       GrpcServer::Start({.host = options.host,
                          .port = options.port,
@@ -217,26 +257,58 @@ int Serve(const ServerOptions& options) {
                          .max_streams_per_connection = options.max_streams_per_connection,
                          .connection_idle_timeout = Millis(options.connection_idle_seconds),
                          .handshake_timeout = Millis(options.handshake_timeout_seconds),
-                         .credentials = *credentials},
+                         .credentials = credentials},
                         &service);
   if (!grpc_server.ok()) return Fail(std::string(grpc_server.status().message()));
   // Both ports are taken before the model loads (minutes, for a real checkpoint): a busy
   // metrics port must not be found only afterwards. Scrapes during the load get an empty page.
   std::atomic<PrometheusMetrics*> metrics_for_scrape{nullptr};
-  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics_server =
-      MetricsHttpServer::Start(options.host, options.metrics_port, [&metrics_for_scrape] {
-        PrometheusMetrics* metrics = metrics_for_scrape.load();
-        return metrics != nullptr ? metrics->Serialize() : std::string();
-      });
+  const auto metrics_text = [&metrics_for_scrape] {
+    PrometheusMetrics* metrics = metrics_for_scrape.load();
+    return metrics != nullptr ? metrics->Serialize() : std::string();
+  };
+  absl::StatusOr<std::unique_ptr<HttpServer>> metrics_server =
+      HttpServer::Start(options.host, options.metrics_port, MetricsPortOptions(),
+                        [&metrics_text](std::shared_ptr<HttpExchange> exchange) {
+                          ServeMetricsPort(*exchange, metrics_text);
+                        });
   if (!metrics_server.ok()) {
     return Fail(absl::StrCat("--metrics-port: ", metrics_server.status().message()));
   }
+  OpenAiService openai({.served_model_name = served_model_name,
+                        .api_key = options.api_key,
+                        .parse_reasoning = options.reasoning_parser == "deepseek_r1",
+                        .metrics_text = metrics_text});
+  std::unique_ptr<HttpServer> http_server;
+  if (options.http_port != 0) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(
+        options.host, std::max(0, options.http_port),
+        {.name = "HTTP",
+         .threads = options.http_threads,
+         .max_body_bytes = static_cast<size_t>(options.max_message_bytes),
+         .inactivity_timeout = std::chrono::seconds(
+             static_cast<int64_t>(std::max(1.0, options.stream_write_timeout_seconds))),
+         .tls = {.cert_chain_pem = tls->cert_chain,
+                 .private_key_pem = tls->private_key,
+                 .client_ca_pem = tls->client_ca}},
+        [&openai](std::shared_ptr<HttpExchange> exchange) { openai.Handle(std::move(exchange)); },
+        [&metrics_for_calls](const std::string& endpoint, int status) {
+          if (PrometheusMetrics* m = metrics_for_calls.load()) m->OnHttpRequest(endpoint, status);
+        });
+    if (!started.ok()) return Fail(absl::StrCat("--http-port: ", started.status().message()));
+    http_server = *std::move(started);
+  }
+  const int http_port = http_server != nullptr ? http_server->port() : 0;
   LogInfo(absl::StrCat("gRPC listening on ", options.host, ":", (*grpc_server)->port(),
                        options.tls_cert.empty()        ? " (plaintext"
                        : options.tls_client_ca.empty() ? " (TLS"
                                                        : " (mutual TLS",
                        options.api_key.empty() ? ", no API key" : ", API key required",
                        "; NOT_SERVING until the model is loaded and warmed up)"));
+  if (http_server != nullptr) {
+    LogInfo(absl::StrCat("OpenAI-compatible HTTP API listening on ", options.host, ":", http_port,
+                         options.tls_cert.empty() ? " (plaintext)" : " (TLS)"));
+  }
 
   LogInfo(absl::StrCat("loading ", options.model_dir));
   {
@@ -255,6 +327,14 @@ int Serve(const ServerOptions& options) {
       engine::Tokenizer::Load(options.model_dir);
   if (!tokenizer.ok())
     return Fail(absl::StrCat("cannot load the tokenizer: ", tokenizer.status().message()));
+  absl::StatusOr<std::optional<engine::ChatTemplate>> chat_template = LoadChatTemplate(options);
+  if (!chat_template.ok()) return Fail(std::string(chat_template.status().message()));
+  LogInfo(chat_template->has_value()
+              ? absl::StrCat("chat template: ", options.chat_template.empty()
+                                                    ? "tokenizer_config.json"
+                                                    : options.chat_template)
+              : std::string("no chat template: /v1/chat/completions answers 400 (give one with "
+                            "--chat-template)"));
   // The parallel layout is checked against config.json before any weight is read.
   const engine::ParallelConfig parallel{.tensor_parallel_size = options.tensor_parallel_size,
                                         .expert_parallel_size = options.expert_parallel_size};
@@ -407,8 +487,10 @@ int Serve(const ServerOptions& options) {
                  .eos_token_ids = eos_token_ids,
                  .generation_defaults = generation_defaults},
       .model_info = ModelInfo(served_model_name, config, *engine_options, eos_token_ids,
-                              generation_defaults, quantization, device->name)};
+                              generation_defaults, quantization, device->name),
+      .chat_template = chat_template->has_value() ? &**chat_template : nullptr};
   service.SetBackend(&backend);
+  openai.SetBackend(&backend);
   (*grpc_server)->SetServing(true);
   signals.MarkServing();
 
@@ -422,15 +504,19 @@ int Serve(const ServerOptions& options) {
   LogInfo(absl::StrFormat(
       "SERVING model %s (%s, %s) from %s: dtype %s, quantization %s, device %s, KV cache "
       "%d tokens (%d blocks, %.1f MiB), max_model_len %d, prefix caching %s; gRPC %s:%d, "
-      "metrics http://%s:%d/metrics",
+      "metrics http://%s:%d/metrics%s",
       served_model_name, engine::ArchitectureName(config.architecture), config.model_type,
       options.model_dir, cpu_model != nullptr ? "float32" : "bfloat16", quantization, device->name,
       capacity_tokens, engine_options->num_kv_blocks, kv_bytes / 1048576.0,
       engine_options->max_model_len, options.enable_prefix_caching ? "on" : "off", options.host,
-      (*grpc_server)->port(), options.host, (*metrics_server)->port()));
+      (*grpc_server)->port(), options.host, (*metrics_server)->port(),
+      http_server != nullptr
+          ? absl::StrCat("; OpenAI API ", options.tls_cert.empty() ? "http" : "https", "://",
+                         options.host, ":", http_port, "/v1")
+          : std::string()));
   if (!options.port_file.empty()) {
-    if (absl::Status s =
-            WritePortFile(options.port_file, (*grpc_server)->port(), (*metrics_server)->port());
+    if (absl::Status s = WritePortFile(options.port_file, (*grpc_server)->port(),
+                                       (*metrics_server)->port(), http_port);
         !s.ok()) {
       LogError(std::string(s.message()));
     }
@@ -438,8 +524,12 @@ int Serve(const ServerOptions& options) {
 
   const int signal = signals.Wait();
   LogInfo(absl::StrCat("received signal ", signal, ": shutting down"));
-  DrainAndStop(**grpc_server, service, **engine,
+  DrainAndStop(**grpc_server, service, &openai, **engine,
                std::chrono::duration<double>(options.shutdown_grace_seconds), signals);
+  if (http_server != nullptr && !http_server->WaitForOpenExchanges(
+                                    std::chrono::steady_clock::now() + std::chrono::seconds(2))) {
+    LogWarning("some HTTP clients did not read their last bytes; closing anyway");
+  }
   metrics.SetStatsSource({});
   return 0;
 }
@@ -457,7 +547,9 @@ int main(int argc, char** argv) {
   CLI::App app{"moeserve: gRPC inference server for DeepSeek-architecture MoE models"};
   ServerOptions options;
   AddServerFlags(app, options);
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
   if (absl::Status s = CheckServerOptions(options); !s.ok()) {
     std::fprintf(stderr, "moeserve: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -193,6 +193,13 @@ PrometheusMetrics::PrometheusMetrics(const Options& options)
                         .Help("Finished gRPC calls by method and status code.")
                         .Labels(model)
                         .Register(*registry_);
+  http_requests_ = &prometheus::BuildCounter()
+                        .Name("moeserve_http_requests_total")
+                        .Help(
+                            "Answered HTTP requests (OpenAI API port) by endpoint and status "
+                            "code; 499 = the client left before the answer.")
+                        .Labels(model)
+                        .Register(*registry_);
 
   // The "info" pattern: a constant 1 whose labels carry the configuration.
   prometheus::BuildGauge()
@@ -256,6 +263,10 @@ bool PrometheusMetrics::IsMoeLayer(int64_t layer) const {
 void PrometheusMetrics::OnGrpcCall(const std::string& method, const std::string& code) {
   // Family::Add returns the existing series for known labels and is internally locked.
   grpc_requests_->Add({{"method", method}, {"code", code}}).Increment();
+}
+
+void PrometheusMetrics::OnHttpRequest(const std::string& endpoint, int status) {
+  http_requests_->Add({{"endpoint", endpoint}, {"code", std::to_string(status)}}).Increment();
 }
 
 void PrometheusMetrics::SetStatsSource(std::function<engine::EngineStats()> source) {

@@ -3,7 +3,7 @@
 // call counter and the MoE expert-load series.
 //
 // main.cc creates one, hands it to engine::Engine::Create as the MetricsRecorder, reports every
-// finished RPC through OnGrpcCall, and serves Serialize() at /metrics with MetricsHttpServer.
+// finished RPC through OnGrpcCall, and serves Serialize() at /metrics (server/http/metrics_port.h).
 // The engine thread calls the recorder hooks, gRPC threads call OnGrpcCall and the HTTP thread
 // calls Serialize, all concurrently: every public method is thread-safe.
 //
@@ -61,6 +61,8 @@ class PrometheusMetrics : public engine::MetricsRecorder {
 
   // One finished RPC; `code` is the gRPC status code name ("OK", "INVALID_ARGUMENT", ...).
   void OnGrpcCall(const std::string& method, const std::string& code);
+  // One answered HTTP request; `endpoint` is a fixed route label ("/v1/completions", "other").
+  void OnHttpRequest(const std::string& endpoint, int status);
 
   // Optional: where Serialize reads a fresh engine snapshot before each scrape (typically
   // [&engine] { return engine->Stats(); }). The engine calls OnStep only after a step that ran,
@@ -126,6 +128,7 @@ class PrometheusMetrics : public engine::MetricsRecorder {
   prometheus::Histogram* iteration_tokens_;
   prometheus::Histogram* engine_step_time_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;
+  prometheus::Family<prometheus::Counter>* http_requests_;
   // Indexed by layer; null for dense layers.
   std::vector<prometheus::Counter*> moe_routed_tokens_;
   std::vector<prometheus::Gauge*> moe_balancedness_;

@@ -50,7 +50,7 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--served-model-name", o.served_model_name,
                  "model name in GetModelInfo and the metrics' model_name label "
                  "(default: the model directory's name)");
-  app.add_option("--host", o.host, "address to listen on (gRPC and /metrics)")
+  app.add_option("--host", o.host, "address to listen on (gRPC, HTTP and /metrics)")
       ->envname("MOESERVE_HOST")
       ->capture_default_str();
   app.add_option("--port", o.port, "gRPC port (0 = ephemeral)")
@@ -59,6 +59,21 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (0 = ephemeral)")
       ->envname("MOESERVE_METRICS_PORT")
       ->capture_default_str();
+  app.add_option("--http-port", o.http_port,
+                 "OpenAI-compatible HTTP API port, which also serves /metrics (0 = off, "
+                 "-1 = ephemeral)")
+      ->envname("MOESERVE_HTTP_PORT")
+      ->capture_default_str();
+  app.add_option("--http-threads", o.http_threads,
+                 "threads polling the HTTP connections (requests are parsed and tokenized on "
+                 "them; generation runs on the engine)")
+      ->capture_default_str();
+  app.add_option("--chat-template", o.chat_template,
+                 "a Jinja2 chat template file to use instead of tokenizer_config.json's "
+                 "chat_template");
+  app.add_option("--reasoning-parser", o.reasoning_parser,
+                 "split chat output into reasoning_content and content: deepseek_r1 "
+                 "(<think>...</think>)");
   app.add_option("--device", o.device, "where the model runs")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
@@ -132,7 +147,8 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
       ->capture_default_str();
   app.add_option("--port-file", o.port_file,
-                 "once SERVING, write {\"grpc_port\": N, \"metrics_port\": M} here (atomically)");
+                 "once SERVING, write {\"grpc_port\": N, \"metrics_port\": M, \"http_port\": H} "
+                 "here (atomically)");
   app.add_option("--shutdown-grace-seconds", o.shutdown_grace_seconds,
                  "on SIGTERM/SIGINT, how long in-flight requests may run before they are aborted")
       ->capture_default_str();
@@ -202,6 +218,20 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (o.port != 0 && o.port == o.metrics_port) {
     return Invalid(absl::StrCat("--port and --metrics-port must differ, both are ", o.port));
   }
+  if (o.http_port != -1) {
+    if (absl::Status s = CheckPort("--http-port", o.http_port); !s.ok()) return s;
+  }
+  if (o.http_port > 0 && (o.http_port == o.port || o.http_port == o.metrics_port)) {
+    return Invalid(
+        absl::StrCat("--http-port must differ from --port and --metrics-port, got ", o.http_port));
+  }
+  if (o.http_threads < 1 || o.http_threads > 256) {
+    return Invalid(absl::StrCat("--http-threads must be in [1, 256], got ", o.http_threads));
+  }
+  if (!o.reasoning_parser.empty() && o.reasoning_parser != "deepseek_r1") {
+    return Invalid(absl::StrCat("--reasoning-parser must be deepseek_r1 (or unset), got '",
+                                o.reasoning_parser, "'"));
+  }
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
     return Invalid(absl::StrCat("--device must be auto, cpu or cuda, got '", o.device, "'"));
   }
@@ -218,8 +248,8 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
         absl::StrCat("--kv-cache-dtype must be auto, bf16 or fp32, got '", o.kv_cache_dtype, "'"));
   }
   if (o.generation_config != "auto" && o.generation_config != "none") {
-    return Invalid(absl::StrCat("--generation-config must be auto or none, got '",
-                                o.generation_config, "'"));
+    return Invalid(
+        absl::StrCat("--generation-config must be auto or none, got '", o.generation_config, "'"));
   }
   if (o.device == "cuda" && o.kv_cache_dtype == "fp32") {
     return Invalid("--kv-cache-dtype fp32 is for --device cpu; the CUDA latent cache is BF16");

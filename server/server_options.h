@@ -29,9 +29,13 @@ struct ServerOptions {
   std::string model_dir;          // --model: HF checkpoint directory with tokenizer.json
   std::string served_model_name;  // --served-model-name; empty = the model directory's name
   std::string host = "127.0.0.1";
-  int port = 50051;             // gRPC; 0 = ephemeral (tests)
-  int metrics_port = 9400;      // HTTP /metrics; 0 = ephemeral
-  std::string device = "auto";  // auto | cpu | cuda
+  int port = 50051;              // gRPC; 0 = ephemeral (tests)
+  int metrics_port = 9400;       // HTTP /metrics; 0 = ephemeral
+  int http_port = 8000;          // OpenAI API (and /metrics); 0 = off, -1 = ephemeral (tests)
+  int http_threads = 4;          // HttpServer::Options::threads
+  std::string chat_template;     // --chat-template FILE; empty = tokenizer_config.json's
+  std::string reasoning_parser;  // "" or "deepseek_r1" (server/http/reasoning_parser.h)
+  std::string device = "auto";   // auto | cpu | cuda
   // "" = as the checkpoint is (FP8 checkpoints stay FP8); "fp8" = quantize a BF16/F16/F32
   // checkpoint's linear weights to 128x128 FP8 blocks at load (engine::LoadOptions).
   std::string quantization;
@@ -66,7 +70,8 @@ struct ServerOptions {
   bool enable_prefix_caching = true;
 
   std::string log_level = "info";
-  std::string port_file;  // written once SERVING: {"grpc_port": N, "metrics_port": M}
+  // Written once SERVING: {"grpc_port": N, "metrics_port": M, "http_port": H (0 = off)}.
+  std::string port_file;
   double shutdown_grace_seconds = 30.0;
   bool per_expert_metrics = false;
   // Upper bound on the threads gRPC may create for this server (ResourceQuota).

@@ -120,10 +120,12 @@ int ShutdownSignal::count() const {
   return count_;
 }
 
-void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, engine::Engine& engine,
-                  std::chrono::duration<double> grace, const ShutdownSignal& signal) {
+void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, OpenAiService* openai,
+                  engine::Engine& engine, std::chrono::duration<double> grace,
+                  const ShutdownSignal& signal) {
   grpc_server.SetServing(false);
   service.StartDraining();
+  if (openai != nullptr) openai->StartDraining();
   const engine::EngineStats stats = engine.Stats();
   LogInfo(absl::StrCat("draining: ", stats.num_running, " running and ", stats.num_waiting,
                        " waiting requests, grace period ", grace.count(), " s"));
@@ -149,7 +151,10 @@ void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, engine::Eng
     }
     // Repeated while aborting: cheap for ids already gone, and it catches a stream that
     // registered its request just as the deadline passed.
-    if (aborting && tick % 10 == 0) service.CancelAll();
+    if (aborting && tick % 10 == 0) {
+      service.CancelAll();
+      if (openai != nullptr) openai->CancelAll();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   drainer.join();
@@ -157,7 +162,9 @@ void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, engine::Eng
   // gRPC's own Shutdown(deadline) would also wait for idle client connections to go away,
   // i.e. always until the deadline, so wait for the streams here and then close at once.
   LogInfo("engine stopped; waiting for the streams to finish");
-  if (!service.WaitForOpenStreams(std::chrono::steady_clock::now() + kFinalWriteTimeout)) {
+  const auto final_writes = std::chrono::steady_clock::now() + kFinalWriteTimeout;
+  if (!service.WaitForOpenStreams(final_writes) ||
+      (openai != nullptr && !openai->WaitForJobs(final_writes))) {
     LogWarning("some clients did not read their last messages; closing anyway");
   }
   grpc_server.Shutdown(std::chrono::system_clock::now());

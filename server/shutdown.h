@@ -8,10 +8,11 @@
 // inherits the blocked mask and the signals are only ever taken by ShutdownSignal's sigwait
 // thread (no async-signal-safety concerns). Once the server is SERVING, main waits on it and
 // then runs DrainAndStop:
-//   1. health NOT_SERVING, new Generate calls refused with UNAVAILABLE;
+//   1. health NOT_SERVING, new Generate calls refused with UNAVAILABLE (HTTP: /health and new
+//      generations 503);
 //   2. the engine drains (finishes the requests in flight, admits none) for up to the grace
 //      period; then, or at a second signal, every remaining request is aborted;
-//   3. the gRPC server stops once the streams have sent their last messages.
+//   3. the gRPC server stops once the streams (gRPC and HTTP) have sent their last messages.
 // A signal that arrives before SERVING ends the process at once with exit code 0: nothing is
 // being served yet, and a model load can take minutes.
 #pragma once
@@ -26,6 +27,7 @@
 #include "engine/engine.h"
 #include "server/generate_service.h"
 #include "server/grpc_server.h"
+#include "server/http/openai_service.h"
 
 namespace moeserve::server {
 
@@ -61,7 +63,9 @@ class ShutdownSignal {
 };
 
 // Steps 1-3 above. Returns when the engine thread has exited and the gRPC server has stopped.
-void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, engine::Engine& engine,
-                  std::chrono::duration<double> grace, const ShutdownSignal& signal);
+// `openai` (the HTTP API; null when --http-port 0) drains alongside the gRPC service.
+void DrainAndStop(GrpcServer& grpc_server, GenerateService& service, OpenAiService* openai,
+                  engine::Engine& engine, std::chrono::duration<double> grace,
+                  const ShutdownSignal& signal);
 
 }  // namespace moeserve::server

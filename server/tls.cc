@@ -22,13 +22,13 @@ absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& files) {
+absl::StatusOr<TlsPem> ReadTlsFiles(const TlsFiles& files) {
+  TlsPem pem;
   if (files.cert_chain.empty() && files.private_key.empty()) {
     if (!files.client_ca.empty()) {
       return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
     }
-    return grpc::InsecureServerCredentials();
+    return pem;
   }
   if (files.cert_chain.empty() || files.private_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
@@ -37,15 +37,32 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadPem("--tls-key", files.private_key);
   if (!key.ok()) return key.status();
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  pem.cert_chain = *std::move(cert);
+  pem.private_key = *std::move(key);
   if (!files.client_ca.empty()) {
     absl::StatusOr<std::string> ca = ReadPem("--tls-client-ca", files.client_ca);
     if (!ca.ok()) return ca.status();
-    options.pem_root_certs = *ca;
+    pem.client_ca = *std::move(ca);
+  }
+  return pem;
+}
+
+std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TlsPem& pem) {
+  if (pem.cert_chain.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (!pem.client_ca.empty()) {
+    options.pem_root_certs = pem.client_ca;
     options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  options.pem_key_cert_pairs.push_back({*key, *cert});
+  options.pem_key_cert_pairs.push_back({pem.private_key, pem.cert_chain});
   return grpc::SslServerCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsFiles& files) {
+  absl::StatusOr<TlsPem> pem = ReadTlsFiles(files);
+  if (!pem.ok()) return pem.status();
+  return MakeServerCredentials(*pem);
 }
 
 }  // namespace moeserve::server

@@ -9,12 +9,14 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/cuda/device_buffer.h"
 #include "engine/parallel/nccl_communicator.h"
@@ -32,7 +34,9 @@ int Main(int argc, char** argv) {
   CLI::App app("NCCL all-reduce per step on the local GPUs");
   std::string out = std::string(MOESERVE_SOURCE_DIR) + "/bench/results/gpu_collectives.json";
   app.add_option("--out", out, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   int world = 0;
   CheckCuda(cudaGetDeviceCount(&world), "cudaGetDeviceCount");

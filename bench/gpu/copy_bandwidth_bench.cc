@@ -5,11 +5,13 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/cuda/device_buffer.h"
 
@@ -20,7 +22,9 @@ int Main(int argc, char** argv) {
   CLI::App app("D2D copy bandwidth");
   std::string out = std::string(MOESERVE_SOURCE_DIR) + "/bench/results/gpu_copy_bandwidth.json";
   app.add_option("--out", out, "JSON report path");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
   const cudaStream_t stream = static_cast<cudaStream_t>(context->stream());

@@ -7,11 +7,13 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/cuda/device_buffer.h"
 #include "engine/ops/dtype.h"
@@ -76,7 +78,9 @@ int Main(int argc, char** argv) {
   app.add_option("--out", out, "JSON report path");
   app.add_option("--max-m", max_m, "largest M (tokens)");
   app.add_option("--iterations", iterations, "timed calls per measurement");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
   auto gemm = CublasLtGemm::Create(*context);

@@ -13,12 +13,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/attention/mla_decode_cuda.h"
 #include "engine/ops/attention/mla_decode_split.h"
 #include "engine/ops/attention/mla_prefill_cuda.h"
@@ -76,7 +78,9 @@ int Main(int argc, char** argv) {
   bool quick = false;
   app.add_option("--out", out, "JSON report path");
   app.add_flag("--quick", quick, "fewer shapes (smoke run)");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   const std::unique_ptr<engine::CudaContext> context = MustCreateContext();
   const engine::CudaDeviceInfo& device = context->device();

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
 #include "bench/gpu/random_weights.h"
+#include "engine/cli/command_line.h"
 #include "engine/model/cuda_model_weights.h"
 #include "engine/model/deepseek_model_cuda.h"
 #include "engine/model/moe_layer.h"
@@ -158,7 +160,9 @@ int Main(int argc, char** argv) {
   app.add_option("--iterations", iterations, "timed steps per measurement");
   app.add_option("--max-batch", max_batch, "largest decode batch");
   app.add_flag("--enforce-eager", enforce_eager, "no CUDA graphs for decode (as the server flag)");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   absl::StatusOr<ModelConfig> config = tools::PresetConfig(preset);
   MustOk(config.status());

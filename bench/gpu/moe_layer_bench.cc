@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "CLI/CLI.hpp"
 #include "bench/gpu/gpu_bench_util.h"
 #include "bench/gpu/random_weights.h"
+#include "engine/cli/command_line.h"
 #include "engine/ops/cuda/cuda_context.h"
 #include "engine/ops/cuda/device_buffer.h"
 #include "engine/ops/dtype.h"
@@ -38,7 +40,9 @@ int Main(int argc, char** argv) {
   app.add_option("--out", out, "JSON report path");
   app.add_option("--max-tokens", max_tokens, "largest T");
   app.add_option("--iterations", iterations, "timed calls per measurement");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   std::mt19937 rng(20250611);
   engine::MoeLayerHostWeights host;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -19,7 +20,8 @@ absl::Status ToStatus(const grpc::Status& status, const std::string& what) {
 
 }  // namespace
 
-BenchConnection::BenchConnection(const std::string& target, int num_channels) : target_(target) {
+BenchConnection::BenchConnection(const std::string& target, int num_channels, std::string api_key)
+    : target_(target), api_key_(std::move(api_key)) {
   for (int i = 0; i < std::max(num_channels, 1); ++i) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
@@ -63,9 +65,14 @@ absl::Status BenchConnection::WaitUntilServing(double timeout_s) {
       absl::StrCat(target_, " is not SERVING after ", timeout_s, " s (last answer: ", last, ")"));
 }
 
+void BenchConnection::Prepare(grpc::ClientContext& context) const {
+  context.set_deadline(std::chrono::system_clock::now() + kUnaryTimeout);
+  if (!api_key_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", api_key_));
+}
+
 absl::StatusOr<v1::GetModelInfoResponse> BenchConnection::GetModelInfo() {
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kUnaryTimeout);
+  Prepare(context);
   v1::GetModelInfoResponse response;
   const grpc::Status status = stubs_.front()->GetModelInfo(&context, {}, &response);
   if (!status.ok()) return ToStatus(status, "GetModelInfo");
@@ -75,7 +82,7 @@ absl::StatusOr<v1::GetModelInfoResponse> BenchConnection::GetModelInfo() {
 absl::StatusOr<std::vector<uint32_t>> BenchConnection::Tokenize(const std::string& text,
                                                                 bool add_special_tokens) {
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kUnaryTimeout);
+  Prepare(context);
   v1::TokenizeRequest request;
   request.set_text(text);
   request.set_add_special_tokens(add_special_tokens);

@@ -20,7 +20,8 @@ namespace moeserve::bench {
 
 class BenchConnection {
  public:
-  BenchConnection(const std::string& target, int num_channels);
+  // A non-empty `api_key` goes with every unary call as `authorization: Bearer KEY`.
+  BenchConnection(const std::string& target, int num_channels, std::string api_key = "");
 
   // Polls grpc.health.v1 Check("") until SERVING; DeadlineExceeded (with the last answer)
   // after `timeout_s`.
@@ -32,7 +33,11 @@ class BenchConnection {
   const std::string& target() const { return target_; }
 
  private:
+  // A fresh context for a unary call, with the deadline and the API key.
+  void Prepare(grpc::ClientContext& context) const;
+
   const std::string target_;
+  const std::string api_key_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::Moeserve::Stub>> stubs_;
 };

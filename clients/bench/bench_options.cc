@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "clients/bench/openai_http.h"
 
 namespace moeserve::bench {
 namespace {
@@ -34,13 +35,27 @@ absl::StatusOr<std::vector<double>> ParseList(const std::string& flag, const std
 }  // namespace
 
 void AddBenchFlags(CLI::App& app, BenchOptions& o) {
-  app.add_option("--target", o.target, "Server address HOST:PORT")->capture_default_str();
+  app.add_option("--backend", o.backend,
+                 "grpc: moeserve's Generate stream at --target; openai: POST "
+                 "{base-url}/v1/completions; openai-chat: POST {base-url}/v1/chat/completions "
+                 "(any OpenAI-compatible server: moeserve's HTTP port, vLLM, llama-server)")
+      ->check(CLI::IsMember({"grpc", "openai", "openai-chat"}))
+      ->capture_default_str();
+  app.add_option("--target", o.target, "grpc: server address HOST:PORT")->capture_default_str();
   app.add_option("--num-channels", o.num_channels,
-                 "gRPC channels (TCP connections) to spread requests over")
+                 "grpc: channels (TCP connections) to spread requests over")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--base-url", o.base_url,
+                 "openai backends: the server's base URL (a trailing /v1 is accepted)")
+      ->capture_default_str();
+  app.add_option(
+      "--model", o.model,
+      "openai backends: the model to request [the first id of GET {base-url}/v1/models]");
+  app.add_option("--api-key", o.api_key, "Sent as 'Authorization: Bearer KEY' (both backends)")
+      ->envname("MOESERVE_API_KEY");
   app.add_option("--ready-timeout", o.ready_timeout_s,
-                 "Seconds to wait for the server's health to be SERVING")
+                 "Seconds to wait for the server: grpc health SERVING, or GET /v1/models answering")
       ->capture_default_str();
 
   auto* data = "Dataset";
@@ -119,7 +134,7 @@ void AddBenchFlags(CLI::App& app, BenchOptions& o) {
       ->group(load);
   app.add_option_function<double>(
          "--request-timeout", [&o](double s) { o.request_timeout_s = s; },
-         "Per-request gRPC deadline in seconds")
+         "Per-request deadline in seconds (gRPC deadline; HTTP transfer timeout)")
       ->group(load);
   app.add_option("--sweep", o.sweep,
                  "Run once per value: request-rate=1,2,4,inf or max-concurrency=1,4,16")
@@ -209,6 +224,11 @@ absl::StatusOr<SweepSpec> ParseSweep(const std::string& text) {
 }
 
 absl::Status FinishBenchOptions(BenchOptions& o) {
+  if (o.backend != "grpc") {
+    absl::StatusOr<std::string> base_url = NormalizeBaseUrl(o.base_url);
+    if (!base_url.ok()) return base_url.status();
+    o.base_url = *std::move(base_url);
+  }
   if (o.dataset_name == "custom") o.dataset_name = "jsonl";
   if (o.dataset_name != "random" && o.dataset_path.empty()) {
     return absl::InvalidArgumentError(

@@ -17,6 +17,7 @@
 #include "clients/bench/arrival_process.h"
 #include "clients/bench/bench_metrics.h"
 #include "clients/bench/report.h"
+#include "clients/bench/sampling_flags.h"
 
 namespace moeserve::bench {
 
@@ -25,16 +26,14 @@ struct SweepSpec {
   std::vector<double> values;
 };
 
-struct SamplingFlags {
-  std::optional<double> temperature, top_p, min_p, frequency_penalty, presence_penalty,
-      repetition_penalty;
-  std::optional<int> top_k;
-  std::optional<uint64_t> seed;  // per-request sampling seed
-};
-
 struct BenchOptions {
+  // Server. --backend grpc reaches --target; openai and openai-chat reach --base-url.
+  std::string backend = "grpc";  // grpc | openai | openai-chat
   std::string target = "127.0.0.1:50051";
   int num_channels = 1;
+  std::string base_url = "http://127.0.0.1:8000";  // normalized by FinishBenchOptions
+  std::string model;                               // openai: empty = the first of /v1/models
+  std::string api_key;                             // Bearer token, both backends
   double ready_timeout_s = 60.0;
 
   // Dataset.

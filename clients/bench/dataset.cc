@@ -18,6 +18,21 @@ constexpr int64_t kShareGptMinLen = 4;
 constexpr int64_t kShareGptMaxPromptLen = 1024;
 constexpr int64_t kShareGptMaxTotalLen = 2048;
 
+// Words of random text prompts: common English words, one token each (after a space) in the
+// GPT-2, Llama and DeepSeek BPE vocabularies.
+constexpr const char* kWords[] = {
+    "the",     "of",       "and",   "to",     "in",       "is",     "that",  "for",     "it",
+    "as",      "was",      "with",  "be",     "by",       "on",     "not",   "he",      "this",
+    "are",     "or",       "his",   "from",   "at",       "which",  "but",   "have",    "an",
+    "had",     "they",     "you",   "were",   "their",    "one",    "all",   "we",      "can",
+    "her",     "has",      "there", "been",   "if",       "more",   "when",  "will",    "would",
+    "who",     "so",       "no",    "time",   "people",   "year",   "way",   "day",     "man",
+    "thing",   "woman",    "life",  "child",  "world",    "school", "state", "family",  "group",
+    "country", "problem",  "hand",  "part",   "place",    "case",   "week",  "company", "system",
+    "program", "question", "work",  "number", "night",    "point",  "home",  "water",   "room",
+    "mother",  "area",     "money", "story",  "fact",     "month",  "lot",   "right",   "study",
+    "book",    "eye",      "job",   "word",   "business", "issue",  "side",  "kind",    "head"};
+
 // Uniform lengths in [floor(len * (1 - r)), ceil(len * (1 + r))], at least `minimum`.
 std::pair<int64_t, int64_t> LengthRange(int64_t len, double range_ratio, int64_t minimum) {
   const auto low = static_cast<int64_t>(std::floor(static_cast<double>(len) * (1.0 - range_ratio)));
@@ -50,10 +65,7 @@ absl::StatusOr<std::vector<uint32_t>> TokenIds(const nlohmann::json& value,
   return ids;
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<BenchPrompt>> MakeRandomDataset(const RandomDatasetOptions& options,
-                                                           const VocabInfo& vocab) {
+absl::Status ValidateRandomOptions(const RandomDatasetOptions& options) {
   if (options.num_prompts <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--num-prompts must be > 0, got ", options.num_prompts));
@@ -72,6 +84,14 @@ absl::StatusOr<std::vector<BenchPrompt>> MakeRandomDataset(const RandomDatasetOp
     return absl::InvalidArgumentError(
         absl::StrCat("--output-len must be > 0, got ", options.output_len));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<BenchPrompt>> MakeRandomDataset(const RandomDatasetOptions& options,
+                                                           const VocabInfo& vocab) {
+  if (absl::Status s = ValidateRandomOptions(options); !s.ok()) return s;
   std::vector<uint32_t> allowed;
   allowed.reserve(vocab.vocab_size);
   for (int64_t id = 0; id < vocab.vocab_size; ++id) {
@@ -103,6 +123,30 @@ absl::StatusOr<std::vector<BenchPrompt>> MakeRandomDataset(const RandomDatasetOp
     prompt.token_ids = prefix;
     for (int64_t i = 0; i < input_len; ++i) prompt.token_ids.push_back(random_token());
     prompt.prompt_len = static_cast<int64_t>(prompt.token_ids.size());
+  }
+  return prompts;
+}
+
+absl::StatusOr<std::vector<BenchPrompt>> MakeRandomTextDataset(
+    const RandomDatasetOptions& options) {
+  if (absl::Status s = ValidateRandomOptions(options); !s.ok()) return s;
+  BenchRandom random(options.seed);
+  const auto random_word = [&random](std::string& text) {
+    if (!text.empty()) text.push_back(' ');
+    text += kWords[random.UniformInt(0, static_cast<int64_t>(std::size(kWords)) - 1)];
+  };
+  std::string prefix;
+  for (int64_t i = 0; i < options.prefix_len; ++i) random_word(prefix);
+  const auto [input_low, input_high] =
+      LengthRange(options.input_len, options.range_ratio, options.prefix_len > 0 ? 0 : 1);
+  const auto [output_low, output_high] = LengthRange(options.output_len, options.range_ratio, 1);
+  std::vector<BenchPrompt> prompts(options.num_prompts);
+  for (BenchPrompt& prompt : prompts) {
+    const int64_t input_len = random.UniformInt(input_low, input_high);
+    prompt.output_len = random.UniformInt(output_low, output_high);
+    prompt.text = prefix;
+    for (int64_t i = 0; i < input_len; ++i) random_word(prompt.text);
+    prompt.prompt_len = options.prefix_len + input_len;
   }
   return prompts;
 }

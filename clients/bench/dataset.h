@@ -3,9 +3,10 @@
 //
 // Random prompts are token ids drawn uniformly from the model's vocabulary minus its EOS and
 // BOS ids (from GetModelInfo), sent as TokenizedInput with ignore_eos, so prompt and output
-// lengths are exact; --prefix-len puts the same random prefix in front of every prompt for
-// prefix-cache workloads. File datasets carry text and are counted with the server's own
-// tokenizer (the Tokenize RPC, passed in as a TokenizeFn so tests can use a fake).
+// lengths are exact (over HTTP to a server of unknown vocabulary: random English words);
+// --prefix-len puts the same random prefix in front of every prompt for prefix-cache workloads.
+// File datasets carry text and are counted with the server's own tokenizer (the Tokenize RPC,
+// passed in as a TokenizeFn so tests can use a fake).
 //
 // Called once by main.cc before the run; the result is immutable during the run.
 #pragma once
@@ -44,6 +45,13 @@ struct RandomDatasetOptions {
 
 absl::StatusOr<std::vector<BenchPrompt>> MakeRandomDataset(const RandomDatasetOptions& options,
                                                            const VocabInfo& vocab);
+
+// The random dataset for a server whose vocabulary the client does not know (the openai
+// backends): text of input_len (+ prefix_len shared) words drawn from common English words,
+// each about one token in an English BPE vocabulary. prompt_len is the word count, an
+// estimate: the report takes the server's usage.prompt_tokens. Same lengths and seed use as
+// MakeRandomDataset.
+absl::StatusOr<std::vector<BenchPrompt>> MakeRandomTextDataset(const RandomDatasetOptions& options);
 
 // Counts text the way the server will: returns the token ids of `text`.
 using TokenizeFn = std::function<absl::StatusOr<std::vector<uint32_t>>(const std::string& text,

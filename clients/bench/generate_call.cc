@@ -6,12 +6,10 @@
 #include "proto/grpc_code_name.h"
 
 namespace moeserve::bench {
-namespace {}  // namespace
-
 GenerateCall::GenerateCall(v1::Moeserve::Stub* stub, v1::GenerateRequest request,
                            RequestRecord* record, Clock::time_point run_start,
-                           std::optional<double> timeout_s,
-                           std::function<void(GenerateCall*)> on_done)
+                           std::optional<double> timeout_s, const std::string& api_key,
+                           BenchBackend::DoneCallback on_done)
     : stub_(stub),
       request_(std::move(request)),
       record_(record),
@@ -23,6 +21,7 @@ GenerateCall::GenerateCall(v1::Moeserve::Stub* stub, v1::GenerateRequest request
                           std::chrono::duration_cast<std::chrono::system_clock::duration>(
                               std::chrono::duration<double>(*timeout_s)));
   }
+  if (!api_key.empty()) context_.AddMetadata("authorization", absl::StrCat("Bearer ", api_key));
 }
 
 void GenerateCall::Start() {

@@ -1,34 +1,34 @@
 // One streamed Generate call of the load test: a gRPC client read reactor that timestamps
 // every response message into a RequestRecord.
 //
-// The runner creates and owns a GenerateCall and calls Start(); gRPC's callback threads run
-// OnReadDone/OnDone, and OnDone fills in the outcome and calls `on_done(this)` as its last act.
-// The record must outlive the call; nothing else touches it until `on_done` has run. Cancel()
-// may be called from any thread while the call object lives (the runner's Ctrl-C path); the
-// runner frees calls only after the run, so a late Cancel() never meets a freed call.
+// GrpcBackend (grpc_backend.h) makes one per request; the runner owns it and calls Start();
+// gRPC's callback threads run OnReadDone/OnDone, and OnDone fills in the outcome and calls
+// `on_done(this)` as its last act (the BenchCall contract of backend.h). The record must
+// outlive the call; nothing else touches it until `on_done` has run. Cancel() may be called
+// from any thread while the call object lives (the runner's Ctrl-C path).
 #pragma once
 
-#include <chrono>
 #include <functional>
 #include <optional>
+#include <string>
 
+#include "clients/bench/backend.h"
 #include "clients/bench/request_record.h"
 #include "grpcpp/grpcpp.h"
 #include "moeserve/v1/moeserve.grpc.pb.h"
 
 namespace moeserve::bench {
 
-using Clock = std::chrono::steady_clock;
-
-class GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
+class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse>, public BenchCall {
  public:
-  // `run_start` is time zero of the record's times; `timeout_s` sets a gRPC deadline.
+  // `run_start` is time zero of the record's times; `timeout_s` sets a gRPC deadline; a
+  // non-empty `api_key` is sent as `authorization: Bearer KEY` (the server's --api-key).
   GenerateCall(v1::Moeserve::Stub* stub, v1::GenerateRequest request, RequestRecord* record,
                Clock::time_point run_start, std::optional<double> timeout_s,
-               std::function<void(GenerateCall*)> on_done);
+               const std::string& api_key, BenchBackend::DoneCallback on_done);
 
-  void Start();
-  void Cancel() { context_.TryCancel(); }
+  void Start() override;
+  void Cancel() override { context_.TryCancel(); }
 
   void OnReadDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
@@ -42,7 +42,7 @@ class GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
   const v1::GenerateRequest request_;
   RequestRecord* const record_;
   const Clock::time_point run_start_;
-  const std::function<void(GenerateCall*)> on_done_;
+  const BenchBackend::DoneCallback on_done_;
   grpc::ClientContext context_;
   v1::GenerateResponse response_;
 

@@ -1,10 +1,12 @@
 // moeserve-bench: the load-test client of moeserve, with `vllm bench serve`'s definitions
-// (docs/benchmarking.md). Connects, waits for SERVING, builds the dataset, warms up, runs one
-// load point or a --sweep, and reports client-side (and with --scrape-metrics server-side)
-// latency percentiles, throughput and goodput.
+// (docs/benchmarking.md). Connects (gRPC, or with --backend openai|openai-chat any
+// OpenAI-compatible HTTP server), waits until the server answers, builds the dataset, warms
+// up, runs one load point or a --sweep, and reports client-side (and with --scrape-metrics
+// server-side) latency percentiles, throughput and goodput.
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -17,11 +19,15 @@
 #include "clients/bench/bench_metrics.h"
 #include "clients/bench/bench_options.h"
 #include "clients/bench/dataset.h"
+#include "clients/bench/grpc_backend.h"
+#include "clients/bench/openai_backend.h"
+#include "clients/bench/openai_http.h"
 #include "clients/bench/progress_bar.h"
 #include "clients/bench/report.h"
 #include "clients/bench/runner.h"
 #include "clients/bench/server_metrics.h"
 #include "clients/bench/sweep_plot.h"
+#include "engine/cli/command_line.h"
 
 namespace moeserve::bench {
 namespace {
@@ -51,32 +57,44 @@ std::string RandomHex() {
 
 std::string RateText(double rate) { return std::isinf(rate) ? "inf" : absl::StrCat(rate); }
 
-absl::StatusOr<std::vector<BenchPrompt>> LoadDataset(const BenchOptions& o,
-                                                     const v1::GetModelInfoResponse& info,
-                                                     BenchConnection& connection) {
-  if (o.dataset_name == "random") {
-    VocabInfo vocab{.vocab_size = info.vocab_size()};
-    vocab.excluded_ids.assign(info.eos_token_ids().begin(), info.eos_token_ids().end());
-    if (info.has_bos_token_id()) vocab.excluded_ids.push_back(info.bos_token_id());
-    return MakeRandomDataset(RandomDatasetOptions{.num_prompts = o.num_prompts,
-                                                  .input_len = o.input_len,
-                                                  .output_len = o.output_len,
-                                                  .range_ratio = o.range_ratio,
-                                                  .prefix_len = o.prefix_len,
-                                                  .seed = o.seed},
-                             vocab);
-  }
-  const TokenizeFn tokenize = [&connection](const std::string& text, bool add_special_tokens) {
-    return connection.Tokenize(text, add_special_tokens);
-  };
+RandomDatasetOptions RandomOptions(const BenchOptions& o) {
+  return RandomDatasetOptions{.num_prompts = o.num_prompts,
+                              .input_len = o.input_len,
+                              .output_len = o.output_len,
+                              .range_ratio = o.range_ratio,
+                              .prefix_len = o.prefix_len,
+                              .seed = o.seed};
+}
+
+absl::StatusOr<std::vector<BenchPrompt>> LoadFileDataset(const BenchOptions& o,
+                                                         int64_t max_model_len,
+                                                         const TokenizeFn& tokenize) {
   FileDatasetOptions file{.path = o.dataset_path,
                           .num_prompts = o.num_prompts,
-                          .max_model_len = info.max_context_length(),
+                          .max_model_len = max_model_len,
                           .seed = o.seed};
   if (o.output_len_set) file.output_len = o.output_len;
   if (o.dataset_name == "jsonl") return LoadJsonlDataset(file, tokenize);
   return LoadShareGptDataset(file, tokenize);
 }
+
+absl::StatusOr<std::vector<BenchPrompt>> LoadGrpcDataset(const BenchOptions& o,
+                                                         const v1::GetModelInfoResponse& info,
+                                                         BenchConnection& connection) {
+  if (o.dataset_name == "random") {
+    VocabInfo vocab{.vocab_size = info.vocab_size()};
+    vocab.excluded_ids.assign(info.eos_token_ids().begin(), info.eos_token_ids().end());
+    if (info.has_bos_token_id()) vocab.excluded_ids.push_back(info.bos_token_id());
+    return MakeRandomDataset(RandomOptions(o), vocab);
+  }
+  const TokenizeFn tokenize = [&connection](const std::string& text, bool add_special_tokens) {
+    return connection.Tokenize(text, add_special_tokens);
+  };
+  return LoadFileDataset(o, info.max_context_length(), tokenize);
+}
+
+// Random prompts need exact lengths, as vLLM forces ignore_eos for its random dataset.
+bool IgnoreEos(const BenchOptions& o) { return o.ignore_eos || o.dataset_name == "random"; }
 
 RequestTemplate MakeTemplate(const BenchOptions& o) {
   RequestTemplate t;
@@ -90,10 +108,83 @@ RequestTemplate MakeTemplate(const BenchOptions& o) {
   if (f.presence_penalty) s.set_presence_penalty(static_cast<float>(*f.presence_penalty));
   if (f.repetition_penalty) s.set_repetition_penalty(static_cast<float>(*f.repetition_penalty));
   if (f.seed) s.set_seed(*f.seed);
-  // Random prompts need exact lengths, as vLLM forces ignore_eos for its random dataset.
-  t.ignore_eos = o.ignore_eos || o.dataset_name == "random";
+  t.ignore_eos = IgnoreEos(o);
   t.timeout_s = o.request_timeout_s;
+  t.api_key = o.api_key;
   return t;
+}
+
+// The server a run talks to, whichever backend reaches it, and the prompts made for it.
+struct Target {
+  std::string backend_name;  // the result's "backend": moeserve-grpc | openai | openai-chat
+  std::string address;       // --target or --base-url
+  std::string model_name;
+  std::vector<BenchPrompt> prompts;
+  std::unique_ptr<BenchConnection> connection;  // grpc: outlives the backend's stubs
+  std::unique_ptr<BenchBackend> backend;
+};
+
+absl::StatusOr<Target> ConnectGrpc(const BenchOptions& o) {
+  Target target{.backend_name = "moeserve-grpc", .address = o.target};
+  target.connection = std::make_unique<BenchConnection>(o.target, o.num_channels, o.api_key);
+  if (absl::Status s = target.connection->WaitUntilServing(o.ready_timeout_s); !s.ok()) return s;
+  absl::StatusOr<v1::GetModelInfoResponse> model = target.connection->GetModelInfo();
+  if (!model.ok()) return model.status();
+  std::printf("Target %s: model %s (%s, vocab %u, context %u, %s on %s)\n", o.target.c_str(),
+              model->served_model_name().c_str(), model->architecture().c_str(),
+              model->vocab_size(), model->max_context_length(), model->dtype().c_str(),
+              model->device().c_str());
+  target.model_name = model->served_model_name();
+  absl::StatusOr<std::vector<BenchPrompt>> prompts = LoadGrpcDataset(o, *model, *target.connection);
+  if (!prompts.ok()) return prompts.status();
+  target.prompts = *std::move(prompts);
+  target.backend = std::make_unique<GrpcBackend>(target.connection->stubs(), MakeTemplate(o));
+  return target;
+}
+
+absl::StatusOr<Target> ConnectOpenAi(const BenchOptions& o) {
+  const bool chat = o.backend == "openai-chat";
+  Target target{.backend_name = o.backend, .address = o.base_url};
+  absl::StatusOr<OpenAiModelInfo> model =
+      WaitForOpenAiModel(o.base_url, o.api_key, o.model, o.ready_timeout_s);
+  if (!model.ok()) return model.status();
+  const OpenAiEndpoint endpoint =
+      chat ? OpenAiEndpoint::kChatCompletions : OpenAiEndpoint::kCompletions;
+  std::printf("Target %s: model %s (POST %s%s)\n", o.base_url.c_str(), model->id.c_str(),
+              o.base_url.c_str(), OpenAiPath(endpoint));
+  target.model_name = model->id;
+  absl::StatusOr<std::vector<BenchPrompt>> prompts;
+  if (o.dataset_name == "random") {
+    // The client knows no vocabulary of an arbitrary server: random words, counted by the
+    // server's usage.
+    prompts = MakeRandomTextDataset(RandomOptions(o));
+  } else {
+    OpenAiTokenizer tokenizer(o.base_url, o.api_key, model->id);
+    prompts = LoadFileDataset(o, model->max_model_len,
+                              [&tokenizer](const std::string& text, bool add_special_tokens) {
+                                return tokenizer.Tokenize(text, add_special_tokens);
+                              });
+  }
+  if (!prompts.ok()) return prompts.status();
+  target.prompts = *std::move(prompts);
+  if (chat) {
+    for (const BenchPrompt& prompt : target.prompts) {
+      if (!prompt.token_ids.empty()) {
+        return absl::InvalidArgumentError(
+            "--backend openai-chat sends text: the dataset has token-id prompts (use --backend "
+            "openai)");
+      }
+    }
+  }
+  target.backend = std::make_unique<OpenAiBackend>(
+      OpenAiBackendOptions{.base_url = o.base_url,
+                           .api_key = o.api_key,
+                           .request = OpenAiRequestOptions{.endpoint = endpoint,
+                                                           .model = model->id,
+                                                           .sampling = o.sampling,
+                                                           .ignore_eos = IgnoreEos(o)},
+                           .timeout_s = o.request_timeout_s});
+  return target;
 }
 
 RunPlan MakePlan(const BenchOptions& o, const ArrivalOptions& arrival,
@@ -201,30 +292,14 @@ PointResult RunPoint(const BenchOptions& o, const ArrivalOptions& arrival,
 }
 
 int RunBench(const BenchOptions& o) {
-  BenchConnection connection(o.target, o.num_channels);
-  if (absl::Status s = connection.WaitUntilServing(o.ready_timeout_s); !s.ok()) {
-    std::fprintf(stderr, "moeserve-bench: %s\n", std::string(s.message()).c_str());
+  absl::StatusOr<Target> target = o.backend == "grpc" ? ConnectGrpc(o) : ConnectOpenAi(o);
+  if (!target.ok()) {
+    std::fprintf(stderr, "moeserve-bench: %s\n", std::string(target.status().message()).c_str());
     return 1;
   }
-  absl::StatusOr<v1::GetModelInfoResponse> model = connection.GetModelInfo();
-  if (!model.ok()) {
-    std::fprintf(stderr, "moeserve-bench: %s\n", std::string(model.status().message()).c_str());
-    return 1;
-  }
-  std::printf("Target %s: model %s (%s, vocab %u, context %u, %s on %s)\n", o.target.c_str(),
-              model->served_model_name().c_str(), model->architecture().c_str(),
-              model->vocab_size(), model->max_context_length(), model->dtype().c_str(),
-              model->device().c_str());
-  absl::StatusOr<std::vector<BenchPrompt>> prompts = LoadDataset(o, *model, connection);
-  if (!prompts.ok()) {
-    std::fprintf(stderr, "moeserve-bench: %s\n", std::string(prompts.status().message()).c_str());
-    return 1;
-  }
-
-  RequestTemplate request_template = MakeTemplate(o);
+  const std::vector<BenchPrompt>& prompts = target->prompts;
   const std::string run_id = RandomHex();
-  request_template.request_id_prefix = absl::StrCat("bench-", run_id, "-");
-  LoadRunner runner(connection.stubs(), *prompts, request_template);
+  LoadRunner runner(*target->backend, prompts, absl::StrCat("bench-", run_id, "-"));
 
   std::signal(SIGINT, OnSigint);
   std::atomic<bool> done{false};
@@ -248,10 +323,8 @@ int RunBench(const BenchOptions& o) {
   if (o.num_warmups > 0) {
     std::printf("Warming up with %lld requests...\n", static_cast<long long>(o.num_warmups));
     std::fflush(stdout);
-    RequestTemplate warmup_template = request_template;
-    warmup_template.request_id_prefix = absl::StrCat("warmup-", run_id, "-");
-    const std::vector<BenchPrompt> first = {prompts->front()};
-    LoadRunner warmup(connection.stubs(), first, warmup_template);
+    const std::vector<BenchPrompt> first = {prompts.front()};
+    LoadRunner warmup(*target->backend, first, absl::StrCat("warmup-", run_id, "-"));
     RunResult warm = warmup.Run(
         RunPlan{.num_requests = o.num_warmups, .max_concurrency = o.max_concurrency.value_or(0)},
         nullptr);
@@ -262,8 +335,9 @@ int RunBench(const BenchOptions& o) {
 
   RunInfo info{.date = LocalDate(),
                .label = o.label,
-               .model_id = model->served_model_name(),
-               .target = o.target,
+               .backend = target->backend_name,
+               .model_id = target->model_name,
+               .target = target->address,
                .dataset = o.dataset_name,
                .num_prompts = o.num_prompts,
                .request_rate = o.request_rate,
@@ -328,8 +402,8 @@ int RunBench(const BenchOptions& o) {
       if (point.interrupted) break;
     }
     if (!o.plot.empty()) {
-      const std::string title = absl::StrCat(
-          model->served_model_name(), ": latency vs throughput (", sweep.parameter, " sweep)");
+      const std::string title =
+          absl::StrCat(target->model_name, ": latency vs throughput (", sweep.parameter, " sweep)");
       if (absl::Status s = PlotSweep(plot_points, o.plot, title); s.ok()) {
         std::printf("Plot written to %s\n", o.plot.c_str());
       } else {
@@ -346,11 +420,13 @@ int RunBench(const BenchOptions& o) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "moeserve-bench: load test of a moeserve server with vllm bench serve's metrics "
-      "(TTFT, TPOT, ITL, E2EL, throughput, goodput)"};
+      "moeserve-bench: load test of a moeserve server (gRPC) or any OpenAI-compatible server "
+      "with vllm bench serve's metrics (TTFT, TPOT, ITL, E2EL, throughput, goodput)"};
   moeserve::bench::BenchOptions options;
   moeserve::bench::AddBenchFlags(app, options);
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
   if (absl::Status s = moeserve::bench::FinishBenchOptions(options); !s.ok()) {
     std::fprintf(stderr, "moeserve-bench: %s\n", std::string(s.message()).c_str());
     return 2;

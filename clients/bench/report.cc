@@ -62,8 +62,8 @@ nlohmann::ordered_json ResultJson(const RunInfo& info, const BenchmarkMetrics& m
                                   const std::vector<RequestRecord>* records) {
   nlohmann::ordered_json j;  // keys in the order vLLM writes them
   j["date"] = info.date;
-  j["endpoint_type"] = "moeserve-grpc";
-  j["backend"] = "moeserve-grpc";
+  j["endpoint_type"] = info.backend;
+  j["backend"] = info.backend;
   j["label"] = info.label;
   j["model_id"] = info.model_id;
   j["tokenizer_id"] = info.model_id;
@@ -180,7 +180,7 @@ void PrintSummary(std::FILE* out, const RunInfo& info, const BenchmarkMetrics& m
     Line(out, "Median E2EL gap (ms):", Fixed(m.e2el_gap_ms.median));
   }
   if (!m.errors_by_code.empty()) {
-    Rule(out, "Errors by gRPC status", '-');
+    Rule(out, "Errors by status code", '-');
     for (const auto& [code, count] : m.errors_by_code) Line(out, code + ":", absl::StrCat(count));
   }
   if (m.usage_mismatches > 0) {

@@ -21,11 +21,12 @@ namespace moeserve::bench {
 
 // The settings of a run, as vLLM's result JSON names them.
 struct RunInfo {
-  std::string date;      // vLLM's "%Y%m%d-%H%M%S" (local time)
-  std::string label;     // --label, default "moeserve"
-  std::string model_id;  // the served model name from GetModelInfo
-  std::string target;
-  std::string dataset;  // random | jsonl | sharegpt
+  std::string date;                       // vLLM's "%Y%m%d-%H%M%S" (local time)
+  std::string label;                      // --label, default "moeserve"
+  std::string backend = "moeserve-grpc";  // or vLLM's names "openai" / "openai-chat"
+  std::string model_id;  // the served model name (GetModelInfo, or the model requested)
+  std::string target;    // HOST:PORT (grpc) or the base URL (openai backends)
+  std::string dataset;   // random | jsonl | sharegpt
   int64_t num_prompts = 0;
   double request_rate = 0.0;  // inf allowed
   double burstiness = 1.0;

@@ -1,8 +1,9 @@
 // What the client observed for one request: the raw material of every metric.
 //
-// Written by one GenerateCall (grpc_generate_call.cc) while its stream runs and read by
-// bench_metrics.cc and report.cc after the run. Times are seconds on the client's steady clock,
-// relative to the start of the run, so the detailed JSONL lines up with the arrival schedule.
+// Written by one call of a backend (GenerateCall for gRPC, an OpenAiStreamReader for the
+// openai backends) while its stream runs and read by bench_metrics.cc and report.cc after the
+// run. Times are seconds on the client's steady clock, relative to the start of the run, so
+// the detailed JSONL lines up with the arrival schedule.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,7 @@ struct RequestRecord {
   double start_time = 0.0;      // when the call was started (after any --max-concurrency wait)
 
   bool success = false;
-  std::string status_code = "OK";  // gRPC status code name; "OK" when success
+  std::string status_code = "OK";  // gRPC code name, or HTTP_<status> etc.; "OK" when success
   std::string error;               // status message (or protocol error) on failure
 
   // Response timing, as `vllm bench serve`: ttft = start -> first message carrying token ids;

@@ -7,32 +7,15 @@
 
 namespace moeserve::bench {
 
-v1::GenerateRequest BuildGenerateRequest(const BenchPrompt& prompt, const RequestTemplate& options,
-                                         const std::string& request_id) {
-  v1::GenerateRequest request;
-  request.set_request_id(request_id);
-  if (!prompt.token_ids.empty()) {
-    request.mutable_tokenized()->mutable_input_ids()->Add(prompt.token_ids.begin(),
-                                                          prompt.token_ids.end());
-  } else {
-    request.set_text(prompt.text);
-  }
-  v1::SamplingParams* sampling = request.mutable_sampling_params();
-  *sampling = options.sampling;
-  sampling->set_max_tokens(static_cast<uint32_t>(prompt.output_len));
-  sampling->set_ignore_eos(options.ignore_eos);
-  return request;
-}
-
-LoadRunner::LoadRunner(std::vector<v1::Moeserve::Stub*> stubs,
-                       const std::vector<BenchPrompt>& prompts, RequestTemplate request_template)
-    : stubs_(std::move(stubs)), prompts_(prompts), template_(std::move(request_template)) {}
+LoadRunner::LoadRunner(BenchBackend& backend, const std::vector<BenchPrompt>& prompts,
+                       std::string request_id_prefix)
+    : backend_(backend), prompts_(prompts), request_id_prefix_(std::move(request_id_prefix)) {}
 
 LoadRunner::~LoadRunner() = default;
 
 void LoadRunner::Interrupt() {
   interrupted_ = true;
-  std::vector<GenerateCall*> live;
+  std::vector<BenchCall*> live;
   {
     std::lock_guard<std::mutex> lock(mu_);
     live.assign(live_calls_.begin(), live_calls_.end());
@@ -40,7 +23,7 @@ void LoadRunner::Interrupt() {
   }
   // Outside mu_: a cancelled call may finish inline, and its callback takes mu_. The calls stay
   // allocated until the runner dies, so cancelling one that has just ended is harmless.
-  for (GenerateCall* call : live) call->Cancel();
+  for (BenchCall* call : live) call->Cancel();
 }
 
 template <typename Predicate>
@@ -56,7 +39,7 @@ bool LoadRunner::WaitUntil(std::unique_lock<std::mutex>& lock, Clock::time_point
   return !interrupted_;
 }
 
-void LoadRunner::OnCallDone(GenerateCall* call, RequestRecord* record, ProgressBar* progress) {
+void LoadRunner::OnCallDone(BenchCall* call, RequestRecord* record, ProgressBar* progress) {
   if (progress != nullptr) progress->OnRequestDone(record->success);
   std::lock_guard<std::mutex> lock(mu_);
   live_calls_.erase(call);
@@ -96,23 +79,21 @@ RunResult LoadRunner::Run(const RunPlan& plan, ProgressBar* progress) {
     const BenchPrompt& prompt = prompts_[i % prompts_.size()];
     RequestRecord& record = records.emplace_back();
     record.index = i;
-    record.request_id = absl::StrCat(template_.request_id_prefix, next_request_number_++);
+    record.request_id = absl::StrCat(request_id_prefix_, next_request_number_++);
     record.prompt_len = prompt.prompt_len;
     record.max_tokens = prompt.output_len;
     record.scheduled_time = offset;
-    auto* call = calls_
-                     .emplace_back(std::make_unique<GenerateCall>(
-                         stubs_[i % stubs_.size()],
-                         BuildGenerateRequest(prompt, template_, record.request_id), &record, start,
-                         template_.timeout_s,
-                         [this, &record, progress](GenerateCall* done) {
-                           OnCallDone(done, &record, progress);
-                         }))
-                     .get();
+    BenchCall* call =
+        calls_
+            .emplace_back(backend_.NewCall(prompt, &record, start,
+                                           [this, &record, progress](BenchCall* done) {
+                                             OnCallDone(done, &record, progress);
+                                           }))
+            .get();
     live_calls_.insert(call);
     ++in_flight_;
-    // gRPC may run a call's callbacks inline on this thread (a call that fails at once), and
-    // they take mu_.
+    // A backend may finish a call inline on this thread (gRPC, for a call that fails at once),
+    // and its callback takes mu_.
     lock.unlock();
     call->Start();
     lock.lock();

@@ -3,9 +3,10 @@
 //
 // The calling thread is the dispatcher: it sleeps until each send time, waits for a free
 // concurrency slot (so under a limit a request's start_time can trail its scheduled time, as
-// with vLLM's semaphore), builds the request and starts a GenerateCall; gRPC's callback threads
-// finish the calls. Run() returns when every started call has ended. Interrupt() (any thread,
-// e.g. on Ctrl-C) stops sending and cancels what is in flight; the partial run is returned.
+// with vLLM's semaphore), and starts a call of the backend (backend.h: gRPC or an OpenAI-compatible
+// HTTP server); the backend's threads finish the calls. Run() returns when every started call
+// has ended. Interrupt() (any thread, e.g. on Ctrl-C) stops sending and cancels what is in
+// flight; the partial run is returned.
 #pragma once
 
 #include <atomic>
@@ -20,21 +21,12 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "clients/bench/backend.h"
 #include "clients/bench/dataset.h"
-#include "clients/bench/generate_call.h"
 #include "clients/bench/progress_bar.h"
 #include "clients/bench/request_record.h"
-#include "moeserve/v1/moeserve.grpc.pb.h"
 
 namespace moeserve::bench {
-
-// What every request of a run shares; max_tokens comes from each prompt.
-struct RequestTemplate {
-  v1::SamplingParams sampling;
-  bool ignore_eos = false;
-  std::string request_id_prefix = "bench-";
-  std::optional<double> timeout_s;  // per-request gRPC deadline
-};
 
 struct RunPlan {
   int64_t num_requests = 0;          // an upper bound when duration_s is set
@@ -49,15 +41,11 @@ struct RunResult {
   bool interrupted = false;
 };
 
-// Builds the GenerateRequest for `prompt` (ids as TokenizedInput, else text).
-v1::GenerateRequest BuildGenerateRequest(const BenchPrompt& prompt, const RequestTemplate& options,
-                                         const std::string& request_id);
-
 class LoadRunner {
  public:
-  // `stubs` are used round-robin (one per channel); they and `prompts` must outlive the runner.
-  LoadRunner(std::vector<v1::Moeserve::Stub*> stubs, const std::vector<BenchPrompt>& prompts,
-             RequestTemplate request_template);
+  // `backend` and `prompts` must outlive the runner. Request ids are <prefix><n>.
+  LoadRunner(BenchBackend& backend, const std::vector<BenchPrompt>& prompts,
+             std::string request_id_prefix = "bench-");
   ~LoadRunner();
   LoadRunner(const LoadRunner&) = delete;
   LoadRunner& operator=(const LoadRunner&) = delete;
@@ -68,14 +56,14 @@ class LoadRunner {
   void Interrupt();
 
  private:
-  void OnCallDone(GenerateCall* call, RequestRecord* record, ProgressBar* progress);
+  void OnCallDone(BenchCall* call, RequestRecord* record, ProgressBar* progress);
   // Waits until `deadline`, or until `ready` (with mu_ held) is true; false if interrupted.
   template <typename Predicate>
   bool WaitUntil(std::unique_lock<std::mutex>& lock, Clock::time_point deadline, Predicate ready);
 
-  const std::vector<v1::Moeserve::Stub*> stubs_;
+  BenchBackend& backend_;
   const std::vector<BenchPrompt>& prompts_;
-  const RequestTemplate template_;
+  const std::string request_id_prefix_;
   std::atomic<bool> interrupted_{false};
   // Request ids are <prefix><n> with n counting across every Run() of this runner: the server
   // may still hold a finished request's id for a moment after its stream ended, so a sweep
@@ -85,9 +73,9 @@ class LoadRunner {
   std::mutex mu_;
   std::condition_variable cv_;
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  std::set<GenerateCall*> live_calls_ ABSL_GUARDED_BY(mu_);  // for Interrupt's cancel
+  std::set<BenchCall*> live_calls_ ABSL_GUARDED_BY(mu_);  // for Interrupt's cancel
   // Every call of every run, freed with the runner: long after each OnDone has returned.
-  std::vector<std::unique_ptr<GenerateCall>> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<BenchCall>> calls_ ABSL_GUARDED_BY(mu_);
   Clock::time_point last_end_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -5,11 +5,13 @@
 //   moeserve-cli health [--timeout S]                             exit 0 only when SERVING
 // Exit status: 0 success, 1 the call failed (gRPC code and message on stderr), 2 usage error.
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "clients/cli/cli_commands.h"
 #include "clients/cli/cli_common.h"
+#include "engine/cli/command_line.h"
 
 int main(int argc, char** argv) {
   using namespace moeserve::cli;
@@ -56,11 +58,10 @@ int main(int argc, char** argv) {
   health_command->add_option("--timeout", health_timeout, "deadline in seconds")
       ->capture_default_str();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    const int printed = app.exit(error);  // prints help, or the error and a hint
-    return printed == 0 ? kExitOk : kExitUsage;
+  // 0 after --help or --version; 2 (kExitUsage) with CLI11's message after a usage error.
+  static_assert(kExitUsage == moeserve::engine::kExitUsage);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
   }
 
   if (generate_command->parsed()) return RunGenerate(connection, generate);

@@ -2,7 +2,8 @@
 // consistent (completed + failed = sent; ids streamed = output tokens = the server's usage and
 // its generation counter; TTFT <= E2EL) and agrees with the server's own TTFT histogram; a
 // refused workload is counted by status code; a sweep writes a row and a result per point; a
-// text prompt file is counted with the server's tokenizer.
+// text prompt file is counted with the server's tokenizer; --backend openai and openai-chat
+// over the server's HTTP port agree with its usage and counters.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -63,6 +64,9 @@ class BenchIntegrationTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
+
+  // Our OpenAI-compatible HTTP API (ServerProcess starts the server with --http-port -1).
+  std::string BaseUrl() const { return "http://127.0.0.1:" + std::to_string(server_->http_port()); }
 
   std::string MetricsUrl() const {
     return "http://127.0.0.1:" + std::to_string(server_->metrics_port()) + "/metrics";
@@ -210,6 +214,62 @@ TEST_F(BenchIntegrationTest, TextPromptFileIsCountedWithTheServersTokenizer) {
     EXPECT_EQ(line["output_tokens"], 5);  // --output-len overrides the file
     EXPECT_EQ(line["prompt_len"], line["server_prompt_tokens"]);
   }
+}
+
+TEST_F(BenchIntegrationTest, OpenAiBackendsOverOurHttpPortAgreeWithTheServersAccounts) {
+  if (server_->http_port() == 0) GTEST_SKIP() << "this server wrote no http_port";
+  constexpr int kPrompts = 8;
+  for (const std::string backend : {"openai", "openai-chat"}) {
+    SCOPED_TRACE(backend);
+    const fs::path result = dir_ / (backend + ".json");
+    const fs::path detail = dir_ / (backend + ".jsonl");
+    const CommandResult r = RunBench(
+        "--backend " + backend + " --base-url " + BaseUrl() + " --num-prompts " +
+        std::to_string(kPrompts) +
+        " --input-len 8 --output-len 6 --max-concurrency 4 --seed 3 --num-warmups 1"
+        " --scrape-metrics " +
+        MetricsUrl() + " --save-result " + result.string() + " --save-detailed " + detail.string());
+    ASSERT_EQ(r.exit_status, 0) << Describe(r);
+    const nlohmann::json j = nlohmann::json::parse(ReadFile(result));
+    EXPECT_EQ(j["backend"], backend);
+    EXPECT_EQ(j["model_id"], "bench-test-model");  // the first id of /v1/models
+    EXPECT_EQ(j["completed"], kPrompts);
+    EXPECT_EQ(j["failed"], 0) << j["errors_by_code"];
+    EXPECT_EQ(j["usage_mismatches"], 0);
+
+    // Random prompts are words over HTTP; ignore_eos still makes the output length exact, and
+    // the lengths in the report are the server's usage.
+    int64_t streamed = 0;
+    int64_t prompt_tokens = 0;
+    for (const nlohmann::json& line : ReadJsonLines(detail)) {
+      ASSERT_TRUE(line["success"].get<bool>()) << line;
+      EXPECT_EQ(line["output_tokens"], line["max_tokens"]) << line;
+      EXPECT_EQ(line["output_tokens"], line["server_completion_tokens"]) << line;
+      EXPECT_EQ(line["prompt_len"], line["server_prompt_tokens"]) << line;
+      EXPECT_GT(line["ttft"].get<double>(), 0.0) << line;
+      EXPECT_LE(line["ttft"].get<double>(), line["latency"].get<double>()) << line;
+      streamed += line["output_tokens"].get<int64_t>();
+      prompt_tokens += line["prompt_len"].get<int64_t>();
+    }
+    EXPECT_EQ(j["total_output_tokens"].get<int64_t>(), streamed);
+    EXPECT_EQ(j["total_input_tokens"].get<int64_t>(), prompt_tokens);
+    // The server's own counters over the run (the warmup came before the first scrape).
+    const nlohmann::json& server = j["server_metrics"];
+    ASSERT_TRUE(server.is_object()) << j.dump(2);
+    EXPECT_DOUBLE_EQ(server["generation_tokens"].get<double>(), static_cast<double>(streamed));
+    EXPECT_DOUBLE_EQ(server["prompt_tokens"].get<double>(), static_cast<double>(prompt_tokens));
+  }
+
+  // Over-long prompts: refused with HTTP 400 and counted by that code.
+  const fs::path refused = dir_ / "refused.json";
+  const CommandResult r = RunBench("--backend openai --base-url " + BaseUrl() +
+                                   " --num-prompts 3 --input-len 5000 --output-len 4"
+                                   " --save-result " +
+                                   refused.string());
+  EXPECT_EQ(r.exit_status, 1) << Describe(r);
+  const nlohmann::json j = nlohmann::json::parse(ReadFile(refused));
+  EXPECT_EQ(j["failed"], 3);
+  EXPECT_EQ(j["errors_by_code"]["HTTP_400"], 3) << j["errors_by_code"];
 }
 
 }  // namespace

@@ -597,7 +597,7 @@ class StartupValidationTest(unittest.TestCase):
 
     def run_server(self, *args, timeout=60):
         result = subprocess.run([ARGS.server, "--host", "127.0.0.1", "--port", "0",
-                                 "--metrics-port", "0"] + list(args),
+                                 "--metrics-port", "0", "--http-port", "-1"] + list(args),
                                 capture_output=True, text=True, timeout=timeout)
         return result.returncode, result.stdout + result.stderr
 
@@ -657,7 +657,7 @@ class StartupValidationTest(unittest.TestCase):
             port = busy.getsockname()[1]
             result = subprocess.run(
                 [ARGS.server, "--model", model_dir(), "--host", "127.0.0.1", "--port", str(port),
-                 "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
+                 "--metrics-port", "0", "--http-port", "-1"], capture_output=True, text=True, timeout=60)
             ours = re.compile(r"^\d{4}-\d\d-\d\dT\S+ [DIWE] moeserve: ")
             foreign = [line for line in result.stderr.splitlines() if not ours.match(line)]
             errors = [line for line in result.stderr.splitlines() if " E moeserve: " in line]

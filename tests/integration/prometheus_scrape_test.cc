@@ -1,7 +1,7 @@
 // The metrics endpoint end to end: the real `moeserve` binary on a tiny random model serves a
 // few Generate calls, its /metrics passes `promtool check metrics`, and Debian's Prometheus,
 // started on loopback by the test, scrapes it so the TTFT histogram can be queried with PromQL.
-// A second test points Prometheus at MetricsHttpServer alone, fed synthetic events.
+// A second test points Prometheus at the metrics port's HttpServer alone, fed synthetic events.
 //
 // Skipped when /usr/bin/prometheus is missing (scripts/setup installs it). Prometheus's first
 // scrape can take ~13 s after start (build-notes.md §3), so the targets API is polled.
@@ -29,7 +29,8 @@
 #include "gtest/gtest.h"
 #include "moeserve/v1/moeserve.grpc.pb.h"
 #include "nlohmann/json.hpp"
-#include "server/metrics_http_server.h"
+#include "server/http/http_server.h"
+#include "server/http/metrics_port.h"
 #include "server/prometheus_metrics.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/server_process.h"
@@ -225,12 +226,16 @@ grpc::Status Generate(v1::Moeserve::Stub& stub, const std::string& prompt, int m
 
 // Our HTTP server and exposition against a real Prometheus, without the model: isolates a
 // scrape problem from a server-startup one.
-TEST(PrometheusScrapeTest, PrometheusScrapesMetricsHttpServer) {
+TEST(PrometheusScrapeTest, PrometheusScrapesTheMetricsPort) {
   if (!fs::exists(kPrometheus)) GTEST_SKIP() << kPrometheus << " not installed";
   server::PrometheusMetrics metrics(
       {.model_name = kModelName, .num_layers = 2, .num_routed_experts = 4, .num_kv_blocks = 16});
   for (int i = 1; i <= 5; ++i) metrics.OnFirstToken(0.05 * i);
-  auto http = server::MetricsHttpServer::Start("127.0.0.1", 0, [&] { return metrics.Serialize(); });
+  auto http = server::HttpServer::Start("127.0.0.1", 0, server::MetricsPortOptions(),
+                                        [&](std::shared_ptr<server::HttpExchange> exchange) {
+                                          server::ServeMetricsPort(
+                                              *exchange, [&] { return metrics.Serialize(); });
+                                        });
   ASSERT_TRUE(http.ok()) << http.status();
 
   PrometheusProcess prometheus;

@@ -58,7 +58,7 @@ class ServerProcess:
         self.port_file = os.path.join(self.dir, "ports.json")
         self.log_path = os.path.join(self.dir, "server.log")
         self.command = [binary, "--model", model_dir, "--served-model-name", SERVED_MODEL_NAME,
-                        "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                        "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "-1",
                         "--port-file", self.port_file, "--shutdown-grace-seconds", "30"]
         self.command += list(extra_args)
         self.process = None
@@ -159,26 +159,86 @@ class MoeserveTest(unittest.TestCase):
         self.assertEqual(response.status, health_pb2.HealthCheckResponse.SERVING,
                          f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}")
 
-    def test_02_reflection_lists_and_describes_the_service(self):
-        reflection = reflection_pb2_grpc.ServerReflectionStub(self.channel)
-        requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
-                    reflection_pb2.ServerReflectionRequest(
-                        file_containing_symbol="moeserve.v1.Moeserve")]
-        responses = list(reflection.ServerReflectionInfo(iter(requests), timeout=30))
-        self.assertEqual(len(responses), 2)
-        self.assertFalse(responses[0].HasField("error_response"), responses[0])
-        services = {s.name for s in responses[0].list_services_response.service}
-        self.assertIn("moeserve.v1.Moeserve", services, f"reflection lists {sorted(services)}")
-        self.assertIn("grpc.health.v1.Health", services)
+    # The services grpcurl must be able to list, describe and call with no .proto file.
+    EXPOSED_SERVICES = ("moeserve.v1.Moeserve", "grpc.health.v1.Health",
+                        "grpc.reflection.v1.ServerReflection",
+                        "grpc.reflection.v1alpha.ServerReflection")
 
-        # The descriptor grpcurl would use to describe and call Generate.
-        from google.protobuf import descriptor_pb2
-        files = [descriptor_pb2.FileDescriptorProto.FromString(raw) for raw in
-                 responses[1].file_descriptor_response.file_descriptor_proto]
-        methods = {m.name for f in files for s in f.service if s.name == "Moeserve"
-                   for m in s.method}
-        self.assertTrue({"Generate", "Tokenize", "GetModelInfo", "GetServerInfo",
-                         "Abort"} <= methods, f"reflection describes methods {methods}")
+    def reflect(self, package, requests):
+        """Sends `requests` on one ServerReflectionInfo stream of grpc.reflection.<package>.
+
+        The v1alpha stubs serve both packages: v1 is v1alpha renamed, the same messages with the
+        same field numbers, so only the method path differs (and Debian generates no v1 module
+        that could sit beside v1alpha's reflection_pb2)."""
+        call = self.channel.stream_stream(
+            f"/grpc.reflection.{package}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+        responses = list(call(iter(requests), timeout=30))
+        self.assertEqual(len(responses), len(requests))
+        for response in responses:
+            self.assertFalse(response.HasField("error_response"), response)
+        return responses
+
+    @staticmethod
+    def pool_of(responses):
+        """A fresh descriptor pool holding every reflected file, each added after its imports."""
+        from google.protobuf import descriptor_pb2, descriptor_pool
+        files = {}
+        for response in responses:
+            for raw in response.file_descriptor_response.file_descriptor_proto:
+                proto = descriptor_pb2.FileDescriptorProto.FromString(raw)
+                files[proto.name] = proto
+        pool, added = descriptor_pool.DescriptorPool(), set()
+
+        def add(name):
+            if name not in added:
+                for dependency in files[name].dependency:
+                    add(dependency)
+                pool.Add(files[name])
+                added.add(name)
+        for name in files:
+            add(name)
+        return pool
+
+    def test_02_reflection_lists_describes_and_calls_like_grpcurl(self):
+        from google.protobuf import message_factory
+        for package in ("v1", "v1alpha"):
+            with self.subTest(package=package):
+                # grpcurl list
+                listed = self.reflect(package, [reflection_pb2.ServerReflectionRequest(
+                    list_services="")])[0]
+                services = {s.name for s in listed.list_services_response.service}
+                self.assertTrue(set(self.EXPOSED_SERVICES) <= services,
+                                f"reflection lists {sorted(services)}")
+
+                # grpcurl describe SERVICE, for each: every method's types resolve.
+                pool = self.pool_of(self.reflect(package, [
+                    reflection_pb2.ServerReflectionRequest(file_containing_symbol=name)
+                    for name in self.EXPOSED_SERVICES]))
+                for name in self.EXPOSED_SERVICES:
+                    service = pool.FindServiceByName(name)
+                    self.assertTrue(service.methods, name)
+                    for method in service.methods:
+                        pool.FindMessageTypeByName(method.input_type.full_name)
+                        pool.FindMessageTypeByName(method.output_type.full_name)
+                methods = {m.name for m in pool.FindServiceByName("moeserve.v1.Moeserve").methods}
+                self.assertTrue({"Generate", "Tokenize", "GetModelInfo", "GetServerInfo",
+                                 "Abort"} <= methods, f"reflection describes methods {methods}")
+
+                # grpcurl -d '{"service": ""}' grpc.health.v1.Health/Check, with message classes
+                # made from the reflected descriptors only.
+                check = pool.FindMethodByName("grpc.health.v1.Health.Check")
+                factory = message_factory.MessageFactory(pool)
+                request_class = factory.GetPrototype(check.input_type)
+                response_class = factory.GetPrototype(check.output_type)
+                call = self.channel.unary_unary(
+                    f"/{check.containing_service.full_name}/{check.name}",
+                    request_serializer=request_class.SerializeToString,
+                    response_deserializer=response_class.FromString)
+                response = call(request_class(service=""), timeout=10)
+                status = check.output_type.fields_by_name["status"].enum_type
+                self.assertEqual(status.values_by_number[response.status].name, "SERVING")
 
     def test_03_model_and_server_info(self):
         self.assertEqual(self.info.served_model_name, SERVED_MODEL_NAME)

@@ -1,8 +1,8 @@
 // The real `moeserve` binary on 127.0.0.1 (port 0) with the tiny-v3 checkpoint, driven by the
 // C++ gRPC client: streaming with text and token input (greedy output equal to the library's
 // GenerateGreedy), 40 concurrent streams with mixed sampling parameters, a table of bad inputs
-// over the wire, cancellation, Abort, deadlines, queue limits, info RPCs and reflection.
-// Startup, health and SIGTERM behaviour are in server_lifecycle_test.cc.
+// over the wire, cancellation, Abort, deadlines, queue limits and info RPCs. Startup, health
+// and SIGTERM behaviour are in server_lifecycle_test.cc, reflection in reflection_test.cc.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,7 +12,6 @@
 #include <map>
 #include <optional>
 #include <regex>
-#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -20,7 +19,6 @@
 #include "engine/runner/offline_runner.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
-#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/integration/server_test_client.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_checkpoints.h"
@@ -548,28 +546,6 @@ TEST_F(ServerIntegrationTest, InfoRpcsDescribeModelAndServer) {
   auto tokenizer = engine::Tokenizer::Load(model_dir_);
   const std::vector<int32_t> expected = *(*tokenizer)->Encode("Hello world", true);
   EXPECT_EQ(std::vector<int32_t>(tokens.token_ids().begin(), tokens.token_ids().end()), expected);
-}
-
-TEST_F(ServerIntegrationTest, ReflectionListsTheService) {
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
-  grpc::reflection::v1alpha::ServerReflectionRequest request;
-  request.set_list_services("");
-  ASSERT_TRUE(stream->Write(request));
-  stream->WritesDone();
-  grpc::reflection::v1alpha::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  std::set<std::string> services;
-  for (const auto& service : response.list_services_response().service()) {
-    services.insert(service.name());
-  }
-  EXPECT_TRUE(services.contains("moeserve.v1.Moeserve"));
-  EXPECT_TRUE(services.contains("grpc.health.v1.Health"));
-  while (stream->Read(&response)) {
-  }
-  EXPECT_TRUE(stream->Finish().ok());
 }
 
 class QueueLimitTest : public ServerIntegrationTest {

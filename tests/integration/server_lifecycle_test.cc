@@ -115,7 +115,7 @@ TEST(ServerLifecycleTest, HealthIsNotServingUntilLoadedThenServing) {
   const int port = FreeLoopbackPort();
   const fs::path log = dir / "server.log";
   const pid_t pid = Spawn({"--model", dir.string(), "--host", "127.0.0.1", "--port",
-                           std::to_string(port), "--metrics-port", "0"},
+                           std::to_string(port), "--metrics-port", "0", "--http-port", "-1"},
                           log);
   // Connect only once the port accepts: a gRPC channel that saw "connection refused" backs off
   // for seconds before its next attempt.
@@ -224,7 +224,7 @@ TEST(ServerLifecycleTest, GracePeriodOverAbortsRemainingRequests) {
 TEST(ServerLifecycleTest, DeviceCudaWithoutGpuFailsClearly) {
   const fs::path dir = TempDir("moeserve_cuda");
   const pid_t pid = Spawn({"--model", TestCheckpointDir("tiny-v3", false), "--device", "cuda",
-                           "--port", "0", "--metrics-port", "0"},
+                           "--port", "0", "--metrics-port", "0", "--http-port", "-1"},
                           dir / "log");
   EXPECT_EQ(WaitExit(pid), 1);
   const std::string log = ReadFile(dir / "log");
@@ -278,9 +278,9 @@ TEST(ServerLifecycleTest, OnlineFp8QuantizationServesTheQuantizedModel) {
 TEST(ServerLifecycleTest, MissingModelFailsNamingTheFile) {
   const fs::path dir = TempDir("moeserve_missing");
   fs::create_directories(dir / "empty_model");
-  const pid_t pid =
-      Spawn({"--model", (dir / "empty_model").string(), "--port", "0", "--metrics-port", "0"},
-            dir / "log");
+  const pid_t pid = Spawn({"--model", (dir / "empty_model").string(), "--port", "0",
+                           "--metrics-port", "0", "--http-port", "-1"},
+                          dir / "log");
   EXPECT_EQ(WaitExit(pid), 1);
   const std::string log = ReadFile(dir / "log");
   EXPECT_NE(log.find("tokenizer.json"), std::string::npos) << log;
@@ -290,16 +290,18 @@ TEST(ServerLifecycleTest, MissingModelFailsNamingTheFile) {
 // reported as a missing tokenizer.json).
 TEST(ServerLifecycleTest, MissingModelDirectoryIsNamedAsSuch) {
   const fs::path dir = TempDir("moeserve_no_model_dir");
-  const pid_t missing = Spawn(
-      {"--model", (dir / "nowhere").string(), "--port", "0", "--metrics-port", "0"}, dir / "log1");
+  const pid_t missing = Spawn({"--model", (dir / "nowhere").string(), "--port", "0",
+                               "--metrics-port", "0", "--http-port", "-1"},
+                              dir / "log1");
   EXPECT_EQ(WaitExit(missing), 1);
   const std::string log1 = ReadFile(dir / "log1");
   EXPECT_NE(log1.find("--model " + (dir / "nowhere").string() + ": no such directory"),
             std::string::npos)
       << log1;
   std::ofstream(dir / "a_file") << "x";
-  const pid_t file = Spawn(
-      {"--model", (dir / "a_file").string(), "--port", "0", "--metrics-port", "0"}, dir / "log2");
+  const pid_t file = Spawn({"--model", (dir / "a_file").string(), "--port", "0", "--metrics-port",
+                            "0", "--http-port", "-1"},
+                           dir / "log2");
   EXPECT_EQ(WaitExit(file), 1);
   const std::string log2 = ReadFile(dir / "log2");
   EXPECT_NE(log2.find(": not a directory"), std::string::npos) << log2;
@@ -312,9 +314,10 @@ TEST(ServerLifecycleTest, BadFlagsFailBeforeLoading) {
       Spawn({"--model", model, "--kv-cache-tokens", "1024", "--kv-cache-memory-bytes", "1000000"},
             dir / "log1");
   EXPECT_NE(WaitExit(both_kv), 0);
-  const pid_t too_long = Spawn({"--model", model, "--port", "0", "--metrics-port", "0",
-                                "--kv-cache-tokens", "1024", "--max-model-len", "2048"},
-                               dir / "log2");
+  const pid_t too_long =
+      Spawn({"--model", model, "--port", "0", "--metrics-port", "0", "--http-port", "-1",
+             "--kv-cache-tokens", "1024", "--max-model-len", "2048"},
+            dir / "log2");
   EXPECT_EQ(WaitExit(too_long), 1);
   EXPECT_NE(ReadFile(dir / "log2").find("--max-model-len 2048 exceeds the KV cache capacity"),
             std::string::npos)
@@ -326,7 +329,7 @@ TEST(ServerLifecycleTest, BadFlagsFailBeforeLoading) {
 TEST(ServerLifecycleTest, KvCacheLargerThanMemoryIsAStartupErrorWithTheFigures) {
   const fs::path dir = TempDir("moeserve_memory_plan");
   const pid_t pid = Spawn({"--model", TestCheckpointDir("tiny-v3", false), "--port", "0",
-                           "--metrics-port", "0", "--kv-cache-memory-bytes",
+                           "--metrics-port", "0", "--http-port", "-1", "--kv-cache-memory-bytes",
                            std::to_string(int64_t{1} << 49)},  // 512 TiB, within the flag's range
                           dir / "log");
   EXPECT_EQ(WaitExit(pid), 1);

@@ -1,8 +1,8 @@
 // Starts the real `moeserve` binary for integration tests and stops it with SIGTERM.
 //
 // The server binds 127.0.0.1 port 0 for gRPC and metrics and writes the ports it got, as
-// {"grpc_port": N, "metrics_port": M}, to --port-file once it is SERVING; Start waits for
-// that file. stdout and stderr go to a log file whose path the test can print on failure.
+// {"grpc_port": N, "metrics_port": M, "http_port": H}, to --port-file once it is SERVING; Start
+// waits for that file. stdout and stderr go to a log file whose path the test can print on failure.
 #pragma once
 
 #include <fcntl.h>
@@ -44,7 +44,8 @@ class ServerProcess {
     fs::create_directories(dir);
     port_file_ = (dir / "ports.json").string();
     log_file_ = (dir / "server.log").string();
-    for (const char* a : {"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"}) {
+    for (const char* a :
+         {"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "-1"}) {
       args.push_back(a);
     }
     args.push_back("--port-file");
@@ -76,6 +77,7 @@ class ServerProcess {
         if (ports.is_object() && ports.contains("grpc_port") && ports.contains("metrics_port")) {
           grpc_port_ = ports["grpc_port"];
           metrics_port_ = ports["metrics_port"];
+          http_port_ = ports.value("http_port", 0);
           return true;
         }
       }
@@ -109,6 +111,7 @@ class ServerProcess {
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // the OpenAI API (--http-port -1: ephemeral)
   pid_t pid() const { return pid_; }
   const std::string& error() const { return error_; }
   std::string Log() const {
@@ -122,6 +125,7 @@ class ServerProcess {
   int exit_status_ = 0;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   std::string port_file_;
   std::string log_file_;
   std::string error_;

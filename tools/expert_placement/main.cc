@@ -9,10 +9,12 @@
 // max/mean rank load per MoE layer before (contiguous partition) and after.
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "engine/cli/command_line.h"
 #include "engine/model/model_config.h"
 #include "engine/parallel/expert_placement.h"
 #include "engine/parallel/parallel_config.h"
@@ -41,7 +43,9 @@ int main(int argc, char** argv) {
   app.add_option("--redundant-experts", redundant,
                  "extra slots in total, a multiple of the ranks (default: one per rank)");
   app.add_option("--out", out_path, "placement JSON to write")->required();
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   absl::StatusOr<engine::ModelConfig> config = engine::LoadModelConfig(model_dir + "/config.json");
   if (!config.ok()) return Fail(std::string(config.status().message()));

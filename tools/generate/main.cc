@@ -7,11 +7,13 @@
 // this loop for serving.
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "engine/cli/command_line.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/runner/offline_runner.h"
 #include "engine/sampling/sampler.h"
@@ -54,7 +56,9 @@ int main(int argc, char** argv) {
   app.add_option("--stop", stop.stop_strings, "stop string (repeatable)");
   app.add_flag("--ignore-eos", stop.ignore_eos);
   app.add_flag("--stats", show_stats, "print token counts and speed to stderr");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   auto tokenizer = Tokenizer::Load(model_dir);
   if (!tokenizer.ok()) return Fail(tokenizer.status().ToString());

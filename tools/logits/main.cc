@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "engine/cli/command_line.h"
 #include "engine/io/npy.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/runner/offline_runner.h"
@@ -44,7 +46,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_flag("--no-activation-quant", no_activation_quant,
                "do not round FP8 linears' inputs through e4m3");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   std::ifstream in(input_path);
   if (!in) return Fail("cannot open --input " + input_path);

@@ -1,10 +1,12 @@
 // moeserve-make-model: writes a random-weight DeepSeek checkpoint in HF layout.
 //   moeserve-make-model --preset tiny-v3 --out DIR [--fp8] [--shards N] [--seed S]
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_join.h"
+#include "engine/cli/command_line.h"
 #include "tools/make_model/checkpoint_maker.h"
 #include "tools/make_model/model_presets.h"
 
@@ -20,7 +22,9 @@ int main(int argc, char** argv) {
   app.add_option("--shards", options.shards, "number of safetensors files (0: ~4 GiB each)");
   app.add_option("--seed", options.seed, "random seed (output is deterministic per seed)");
   app.add_option("--num-layers", num_layers, "override num_hidden_layers");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   auto config = PresetConfig(preset);
   if (!config.ok()) {

@@ -9,10 +9,12 @@
 // Decoded bytes that are not valid UTF-8 (ids that split a character) are written as U+FFFD.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "engine/cli/command_line.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -73,7 +75,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-special-tokens", no_special_tokens,
                "encode without the special tokens the tokenizer adds (BOS)");
   app.add_flag("--skip-special-tokens", skip_special_tokens, "decode without special added tokens");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = moeserve::engine::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   auto tokenizer = Tokenizer::Load(model_dir);
   if (!tokenizer.ok()) {

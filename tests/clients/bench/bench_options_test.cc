@@ -82,5 +82,26 @@ TEST(BenchOptionsTest, ContradictionsAreRefused) {
   EXPECT_TRUE(Parse({"--duration", "10", "--max-concurrency", "4"}, ok).ok());
 }
 
+TEST(BenchOptionsTest, OpenAiBackendsNormalizeTheBaseUrlAndGrpcStaysTheDefault) {
+  BenchOptions grpc;
+  ASSERT_TRUE(Parse({}, grpc).ok());
+  EXPECT_EQ(grpc.backend, "grpc");
+
+  BenchOptions chat;
+  ASSERT_TRUE(Parse({"--backend", "openai-chat", "--base-url", "http://h:8000/v1/", "--model", "m",
+                     "--api-key", "k"},
+                    chat)
+                  .ok());
+  EXPECT_EQ(chat.backend, "openai-chat");
+  EXPECT_EQ(chat.base_url, "http://h:8000");
+  EXPECT_EQ(chat.model, "m");
+  EXPECT_EQ(chat.api_key, "k");
+
+  BenchOptions bad_url;
+  EXPECT_FALSE(Parse({"--backend", "openai", "--base-url", "h:8000"}, bad_url).ok());
+  BenchOptions bad_backend;
+  EXPECT_FALSE(Parse({"--backend", "tgi"}, bad_backend).ok());
+}
+
 }  // namespace
 }  // namespace moeserve::bench

@@ -3,6 +3,7 @@
 // the server's Tokenize RPC: one token per whitespace-separated word, plus BOS when asked).
 #include "clients/bench/dataset.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -114,6 +115,36 @@ TEST(RandomDatasetTest, BadOptionsAreRejected) {
   EXPECT_FALSE(MakeRandomDataset({.num_prompts = 1, .input_len = 0, .prefix_len = 0}, kVocab).ok());
   EXPECT_FALSE(
       MakeRandomDataset({.num_prompts = 1}, {.vocab_size = 2, .excluded_ids = {0, 1}}).ok());
+}
+
+TEST(RandomTextDatasetTest, WordPromptsHaveTheLengthsSharedPrefixAndSeedOfTheIdDataset) {
+  const RandomDatasetOptions options{.num_prompts = 20,
+                                     .input_len = 10,
+                                     .output_len = 6,
+                                     .range_ratio = 0.5,
+                                     .prefix_len = 4,
+                                     .seed = 3};
+  absl::StatusOr<std::vector<BenchPrompt>> prompts = MakeRandomTextDataset(options);
+  ASSERT_TRUE(prompts.ok()) << prompts.status();
+  ASSERT_EQ(prompts->size(), 20u);
+  const auto words = [](const BenchPrompt& p) {
+    return std::vector<std::string>(absl::StrSplit(p.text, ' '));
+  };
+  const std::vector<std::string> first = words(prompts->front());
+  const std::vector<std::string> prefix(first.begin(), first.begin() + 4);
+  for (const BenchPrompt& p : *prompts) {
+    EXPECT_TRUE(p.token_ids.empty());
+    const std::vector<std::string> w = words(p);
+    EXPECT_EQ(static_cast<int64_t>(w.size()), p.prompt_len);
+    EXPECT_GE(p.prompt_len, 4 + 5);  // prefix + floor(10 * 0.5)
+    EXPECT_LE(p.prompt_len, 4 + 15);
+    EXPECT_GE(p.output_len, 3);
+    EXPECT_LE(p.output_len, 9);
+    EXPECT_EQ(std::vector<std::string>(w.begin(), w.begin() + 4), prefix);
+  }
+  absl::StatusOr<std::vector<BenchPrompt>> again = MakeRandomTextDataset(options);
+  EXPECT_EQ((*again)[7].text, (*prompts)[7].text);
+  EXPECT_FALSE(MakeRandomTextDataset({.num_prompts = 1, .input_len = 0}).ok());
 }
 
 TEST(JsonlDatasetTest, ReadsTextAndIdPromptsWithPerLineLengthsAndCycles) {

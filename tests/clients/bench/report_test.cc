@@ -139,7 +139,7 @@ TEST(ReportTest, SummaryPrintsVllmsLines) {
   for (const char* expected :
        {"Serving Benchmark Result", "Successful requests:", "Request rate configured (RPS):",
         "Request goodput (req/s):", "Mean TTFT (ms):", "P99 TPOT (ms):", "Median ITL (ms):",
-        "Errors by gRPC status", "UNAVAILABLE:"}) {
+        "Errors by status code", "UNAVAILABLE:"}) {
     EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n" << text;
   }
 }

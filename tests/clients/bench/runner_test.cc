@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "clients/bench/bench_metrics.h"
+#include "clients/bench/grpc_backend.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "moeserve/v1/moeserve.grpc.pb.h"
 
@@ -97,7 +99,8 @@ class RunnerTest : public ::testing::Test {
 
 TEST_F(RunnerTest, ClosedLoopNeverExceedsMaxConcurrencyAndCountsIdsNotMessages) {
   const std::vector<BenchPrompt> prompts = IdPrompts(12, 7);
-  LoadRunner runner({stub_.get()}, prompts, RequestTemplate{});
+  GrpcBackend backend({stub_.get()}, RequestTemplate{});
+  LoadRunner runner(backend, prompts);
   const RunResult run = runner.Run(RunPlan{.num_requests = 12, .max_concurrency = 3}, nullptr);
   ASSERT_EQ(run.records.size(), 12u);
   EXPECT_LE(service_.max_in_flight(), 3);
@@ -121,9 +124,8 @@ TEST_F(RunnerTest, ClosedLoopNeverExceedsMaxConcurrencyAndCountsIdsNotMessages) 
 
 TEST_F(RunnerTest, RequestIdsAreNeverReusedAcrossRuns) {
   const std::vector<BenchPrompt> prompts = IdPrompts(2, 1);
-  RequestTemplate request_template;
-  request_template.request_id_prefix = "p-";
-  LoadRunner runner({stub_.get()}, prompts, request_template);
+  GrpcBackend backend({stub_.get()}, RequestTemplate{});
+  LoadRunner runner(backend, prompts, "p-");
   const RunResult first = runner.Run(RunPlan{.num_requests = 2}, nullptr);
   const RunResult second = runner.Run(RunPlan{.num_requests = 2}, nullptr);
   EXPECT_EQ(first.records[1].request_id, "p-1");
@@ -133,7 +135,8 @@ TEST_F(RunnerTest, RequestIdsAreNeverReusedAcrossRuns) {
 
 TEST_F(RunnerTest, OpenLoopSendsAtTheScheduledTimes) {
   const std::vector<BenchPrompt> prompts = IdPrompts(3, 1);
-  LoadRunner runner({stub_.get()}, prompts, RequestTemplate{});
+  GrpcBackend backend({stub_.get()}, RequestTemplate{});
+  LoadRunner runner(backend, prompts);
   const RunResult run =
       runner.Run(RunPlan{.num_requests = 3, .send_offsets = {0.0, 0.1, 0.2}}, nullptr);
   ASSERT_EQ(run.records.size(), 3u);
@@ -149,7 +152,8 @@ TEST_F(RunnerTest, FailuresKeepTheirStatusCodeAndDeadlinesExpire) {
                                       {.text = "slow", .prompt_len = 1, .output_len = 50}};
   RequestTemplate request_template;
   request_template.timeout_s = 0.3;
-  LoadRunner runner({stub_.get()}, prompts, request_template);
+  GrpcBackend backend({stub_.get()}, request_template);
+  LoadRunner runner(backend, prompts);
   const RunResult run = runner.Run(RunPlan{.num_requests = 2}, nullptr);
   ASSERT_EQ(run.records.size(), 2u);
   EXPECT_EQ(run.records[0].status_code, "RESOURCE_EXHAUSTED");
@@ -162,7 +166,8 @@ TEST_F(RunnerTest, FailuresKeepTheirStatusCodeAndDeadlinesExpire) {
 
 TEST_F(RunnerTest, InterruptStopsSendingAndCancelsWhatIsInFlight) {
   std::vector<BenchPrompt> prompts = {{.text = "slow", .prompt_len = 1, .output_len = 100}};
-  LoadRunner runner({stub_.get()}, prompts, RequestTemplate{});
+  GrpcBackend backend({stub_.get()}, RequestTemplate{});
+  LoadRunner runner(backend, prompts);
   std::thread interrupter([&] {
     std::this_thread::sleep_for(milliseconds(300));
     runner.Interrupt();
@@ -178,7 +183,8 @@ TEST_F(RunnerTest, InterruptStopsSendingAndCancelsWhatIsInFlight) {
 
 TEST_F(RunnerTest, DurationRunStopsSendingWhenTheTimeIsUp) {
   const std::vector<BenchPrompt> prompts = IdPrompts(4, 3);
-  LoadRunner runner({stub_.get()}, prompts, RequestTemplate{});
+  GrpcBackend backend({stub_.get()}, RequestTemplate{});
+  LoadRunner runner(backend, prompts);
   const RunResult run = runner.Run(
       RunPlan{.num_requests = 1 << 20, .duration_s = 0.4, .max_concurrency = 2}, nullptr);
   // Each request takes ~15-20 ms, two at a time: about 40-50 in 0.4 s; allow a slow machine.
