@@ -485,10 +485,10 @@ int Serve(const ServerOptions& options) {
       .limits = {.vocab_size = config.vocab_size,
                  .max_model_len = engine_options->max_model_len,
                  .eos_token_ids = eos_token_ids,
-                 .generation_defaults = generation_defaults},
+                 .generation_defaults = generation_defaults,
+                 .chat_template = chat_template->has_value() ? &**chat_template : nullptr},
       .model_info = ModelInfo(served_model_name, config, *engine_options, eos_token_ids,
-                              generation_defaults, quantization, device->name),
-      .chat_template = chat_template->has_value() ? &**chat_template : nullptr};
+                              generation_defaults, quantization, device->name)};
   service.SetBackend(&backend);
   openai.SetBackend(&backend);
   (*grpc_server)->SetServing(true);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +13,8 @@
 #include "engine/stop_checker.h"
 #include "engine/tokenizer/utf8.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "nlohmann/json.hpp"
+#include "server/chat_prompt.h"
 
 namespace moeserve::server {
 namespace {
@@ -45,11 +49,90 @@ absl::Status CheckTokenId(uint32_t id, int64_t vocab_size, const std::string& fi
   return Invalid(absl::StrCat(field, " = ", id, " is out of range [0, ", vocab_size, ")"));
 }
 
+// A JSON text field of chat input: empty = absent, else it must parse (and be `kind`).
+absl::StatusOr<std::optional<nlohmann::ordered_json>> ParseJsonField(const std::string& text,
+                                                                    const std::string& field,
+                                                                    bool want_array) {
+  if (text.empty()) return std::optional<nlohmann::ordered_json>();
+  nlohmann::ordered_json value = nlohmann::ordered_json::parse(text, nullptr, false);
+  if (value.is_discarded()) return Invalid(absl::StrCat(field, " is not valid JSON"));
+  if (want_array ? !value.is_array() : !value.is_object()) {
+    return Invalid(absl::StrCat(field, " must be a JSON ", want_array ? "array" : "object"));
+  }
+  return std::optional<nlohmann::ordered_json>(std::move(value));
+}
+
+// GenerateRequest.chat → the prompt text its template renders.
+absl::StatusOr<std::string> RenderChatInput(const v1::ChatInput& chat,
+                                            const RequestLimits& limits) {
+  MOESERVE_RETURN_IF_ERROR(CheckNoUnknownFields(chat, "chat"));
+  if (chat.messages().empty()) return Invalid("chat.messages must not be empty");
+  if (chat.messages().size() > static_cast<int>(kMaxChatMessages)) {
+    return Invalid(absl::StrCat("chat.messages: at most ", kMaxChatMessages, " messages, got ",
+                                chat.messages().size()));
+  }
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  for (int i = 0; i < chat.messages().size(); ++i) {
+    const v1::ChatMessage& m = chat.messages(i);
+    const std::string field = absl::StrCat("chat.messages[", i, "]");
+    MOESERVE_RETURN_IF_ERROR(CheckNoUnknownFields(m, field));
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" &&
+        m.role() != "tool") {
+      return Invalid(absl::StrCat(field, ".role must be system, user, assistant or tool, got \"",
+                                  m.role(), "\""));
+    }
+    nlohmann::ordered_json message = {{"role", m.role()}, {"content", m.content()}};
+    for (const auto& [name, value] :
+         {std::pair<const char*, const std::string*>{"content", &m.content()},
+          {"name", &m.name()},
+          {"tool_call_id", &m.tool_call_id()},
+          {"reasoning_content", &m.reasoning_content()}}) {
+      MOESERVE_RETURN_IF_ERROR(CheckUtf8(*value, absl::StrCat(field, ".", name)));
+      if (!value->empty() && std::string_view(name) != "content") message[name] = *value;
+    }
+    MOESERVE_ASSIGN_OR_RETURN(
+        std::optional<nlohmann::ordered_json> tool_calls,
+        ParseJsonField(m.tool_calls_json(), field + ".tool_calls_json", /*want_array=*/true));
+    if (tool_calls) message["tool_calls"] = *std::move(tool_calls);
+    messages.push_back(std::move(message));
+  }
+  ChatPromptOptions options;
+  options.add_generation_prompt =
+      chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true;
+  MOESERVE_ASSIGN_OR_RETURN(options.tools,
+                            ParseJsonField(chat.tools_json(), "chat.tools_json", true));
+  MOESERVE_ASSIGN_OR_RETURN(
+      std::optional<nlohmann::ordered_json> kwargs,
+      ParseJsonField(chat.chat_template_kwargs_json(), "chat.chat_template_kwargs_json", false));
+  if (kwargs) options.template_kwargs = *std::move(kwargs);
+  absl::StatusOr<std::string> text = RenderChatPrompt(limits.chat_template, messages, options);
+  if (!text.ok()) return Invalid(absl::StrCat("chat: ", text.status().message()));
+  return text;
+}
+
 // The prompt's token ids and the name of the field they came from (for errors).
 struct Prompt {
   std::vector<int32_t> token_ids;
   const char* field = "";
 };
+
+absl::StatusOr<std::vector<int32_t>> TokenizePrompt(const std::string& text, bool add_special,
+                                                    const char* field,
+                                                    const engine::Tokenizer& tokenizer,
+                                                    const RequestLimits& limits) {
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text, add_special);
+  if (!ids.ok()) return Invalid(absl::StrCat(field, ": ", ids.status().message()));
+  if (ids->empty()) return Invalid(absl::StrCat(field, " encodes to no tokens"));
+  for (size_t i = 0; i < ids->size(); ++i) {
+    // A tokenizer with ids beyond the model's embedding would fail in the forward pass.
+    if ((*ids)[i] < 0 || (*ids)[i] >= limits.vocab_size) {
+      return Invalid(absl::StrCat(field, ": token ", (*ids)[i], " at position ", i,
+                                  " is outside the model's vocabulary [0, ", limits.vocab_size,
+                                  ")"));
+    }
+  }
+  return ids;
+}
 
 absl::StatusOr<Prompt> ValidateInput(const v1::GenerateRequest& r,
                                      const engine::Tokenizer& tokenizer,
@@ -61,18 +144,8 @@ absl::StatusOr<Prompt> ValidateInput(const v1::GenerateRequest& r,
       if (r.text().empty()) return Invalid("text must not be empty");
       MOESERVE_RETURN_IF_ERROR(CheckUtf8(r.text(), "text"));
       const bool add_special = r.has_add_special_tokens() ? r.add_special_tokens() : true;
-      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(r.text(), add_special);
-      if (!ids.ok()) return Invalid(absl::StrCat("text: ", ids.status().message()));
-      if (ids->empty()) return Invalid("text encodes to no tokens");
-      for (size_t i = 0; i < ids->size(); ++i) {
-        // A tokenizer with ids beyond the model's embedding would fail in the forward pass.
-        if ((*ids)[i] < 0 || (*ids)[i] >= limits.vocab_size) {
-          return Invalid(absl::StrCat("text: token ", (*ids)[i], " at position ", i,
-                                      " is outside the model's vocabulary [0, ", limits.vocab_size,
-                                      ")"));
-        }
-      }
-      prompt.token_ids = *std::move(ids);
+      MOESERVE_ASSIGN_OR_RETURN(prompt.token_ids,
+                                TokenizePrompt(r.text(), add_special, "text", tokenizer, limits));
       break;
     }
     case v1::GenerateRequest::kTokenized: {
@@ -89,8 +162,17 @@ absl::StatusOr<Prompt> ValidateInput(const v1::GenerateRequest& r,
       }
       break;
     }
+    case v1::GenerateRequest::kChat: {
+      prompt.field = "chat";
+      MOESERVE_ASSIGN_OR_RETURN(std::string text, RenderChatInput(r.chat(), limits));
+      // The template wrote BOS and the other special tokens itself.
+      const bool add_special = r.has_add_special_tokens() ? r.add_special_tokens() : false;
+      MOESERVE_ASSIGN_OR_RETURN(prompt.token_ids, TokenizePrompt(text, add_special, "chat",
+                                                                 tokenizer, limits));
+      break;
+    }
     case v1::GenerateRequest::INPUT_NOT_SET:
-      return Invalid("input: exactly one of text or tokenized must be set");
+      return Invalid("input: exactly one of text, tokenized or chat must be set");
   }
   const int64_t length = static_cast<int64_t>(prompt.token_ids.size());
   if (length >= limits.max_model_len) {

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/chat/chat_template.h"
 #include "engine/model/generation_config.h"
 #include "engine/request.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -33,6 +34,8 @@ inline constexpr size_t kMaxStopTokenIds = 1024;
 inline constexpr size_t kMaxLogitBiasEntries = 1024;
 // request_ids of one Abort call.
 inline constexpr size_t kMaxAbortIds = 1024;
+// Messages of one chat input.
+inline constexpr size_t kMaxChatMessages = 4096;
 
 struct RequestLimits {
   int64_t vocab_size = 0;     // the model's: token ids must be below it
@@ -43,9 +46,13 @@ struct RequestLimits {
   // generation_config.json's sampling defaults (`--generation-config auto`): they replace the
   // plain defaults below for fields a request leaves unset.
   engine::GenerationDefaults generation_defaults;
+  // The checkpoint's chat template (or --chat-template's) for chat input; null when it has
+  // none (chat input is then refused, naming the fix). Outlives the server.
+  const engine::ChatTemplate* chat_template = nullptr;
 };
 
-// The engine request for `request`: text is tokenized (add_special_tokens, default true),
+// The engine request for `request`: text is tokenized (add_special_tokens, default true), chat
+// input is rendered with limits.chat_template and tokenized (add_special_tokens default false),
 // proto3-optional fields absent take the checkpoint's generation_config.json value where it has
 // one, else their documented defaults (temperature 1, top_p 1, top_k -1, min_p 0,
 // repetition_penalty 1, max_tokens min(16, room left in the context)); skip_special_tokens true.

@@ -19,10 +19,6 @@
 #include "moeserve/v1/moeserve.pb.h"
 #include "server/request_validation.h"
 
-namespace moeserve::engine {
-class ChatTemplate;  // engine/chat/chat_template.h
-}  // namespace moeserve::engine
-
 namespace moeserve::server {
 
 // Constant after construction; everything it points to outlives the gRPC server.
@@ -31,8 +27,6 @@ struct ServingBackend {
   const engine::Tokenizer* tokenizer = nullptr;
   RequestLimits limits;
   moeserve::v1::GetModelInfoResponse model_info;
-  // The checkpoint's chat template (or --chat-template's); null when it has none.
-  const engine::ChatTemplate* chat_template = nullptr;
 };
 
 // Called once per finished RPC with its method name ("Generate", "Tokenize", ...) and code.

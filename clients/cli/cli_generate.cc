@@ -1,4 +1,5 @@
-// `moeserve-cli generate`: one streaming Generate call, printed as it arrives.
+// `moeserve-cli generate` (and each turn of `chat`): one streaming Generate call, printed as it
+// arrives.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -50,6 +51,11 @@ int RunGenerate(const Connection& connection, const GenerateFlags& flags) {
                  std::string(request.status().message()).c_str());
     return kExitUsage;
   }
+  return StreamGenerate(connection, *request, flags, nullptr);
+}
+
+int StreamGenerate(const Connection& connection, const v1::GenerateRequest& request,
+                   const GenerateFlags& flags, std::string* text_out) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(connection);
   if (!channel.ok()) return ReportError(std::string(channel.status().message()));
   std::unique_ptr<v1::Moeserve::Stub> stub = v1::Moeserve::NewStub(*channel);
@@ -61,7 +67,7 @@ int RunGenerate(const Connection& connection, const GenerateFlags& flags) {
   std::optional<v1::GenerateComplete> complete;
   bool wrote_text = false;
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
-      stub->Generate(&context, *request);
+      stub->Generate(&context, request);
   v1::GenerateResponse response;
   while (reader->Read(&response)) {
     if (flags.json) {
@@ -73,6 +79,7 @@ int RunGenerate(const Connection& connection, const GenerateFlags& flags) {
       if (!flags.json) {
         const std::string& text = response.chunk().text();
         std::fwrite(text.data(), 1, text.size(), stdout);
+        if (text_out != nullptr) text_out->append(text);
         wrote_text = wrote_text || !text.empty();
         std::fflush(stdout);  // show each piece as it arrives
       }

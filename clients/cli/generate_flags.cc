@@ -59,7 +59,10 @@ void AddGenerateFlags(CLI::App& command, GenerateFlags& flags) {
                      "comma-separated prompt token ids, used as given, instead of PROMPT");
   command.add_flag("--no-add-special-tokens", flags.no_add_special_tokens,
                    "do not add BOS etc. when tokenizing PROMPT");
+  AddSamplingFlags(command, flags);
+}
 
+void AddSamplingFlags(CLI::App& command, GenerateFlags& flags) {
   command.add_option("--max-tokens", flags.max_tokens, "tokens to generate at most (server: 16)");
   command.add_option("--min-tokens", flags.min_tokens, "tokens to generate before EOS/stop ids");
   command.add_option("--temperature", flags.temperature, "0 = greedy (server: 1.0)");
@@ -110,6 +113,11 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& fl
     request.set_text(*flags.prompt);
     if (flags.no_add_special_tokens) request.set_add_special_tokens(false);
   }
+  if (absl::Status status = FillSamplingAndOptions(flags, request); !status.ok()) return status;
+  return request;
+}
+
+absl::Status FillSamplingAndOptions(const GenerateFlags& flags, v1::GenerateRequest& request) {
   request.set_request_id(flags.request_id);
   request.set_priority(flags.priority);
 
@@ -133,7 +141,24 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& fl
     if (absl::Status status = AddLogitBias(entry, params); !status.ok()) return status;
   }
   if (flags.no_skip_special_tokens) params.set_skip_special_tokens(false);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::GenerateRequest> BuildChatRequest(const GenerateFlags& flags,
+                                                     const std::vector<ChatTurn>& turns) {
+  v1::GenerateRequest request;
+  for (const ChatTurn& turn : turns) {
+    v1::ChatMessage& message = *request.mutable_chat()->add_messages();
+    message.set_role(turn.role);
+    message.set_content(turn.content);
+  }
+  if (absl::Status status = FillSamplingAndOptions(flags, request); !status.ok()) return status;
   return request;
+}
+
+absl::StatusOr<std::string> ReadPromptArgument(const std::string& argument, std::istream& input) {
+  if (argument != "-") return argument;
+  return ReadBounded(input);
 }
 
 }  // namespace moeserve::cli

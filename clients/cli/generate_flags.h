@@ -53,6 +53,8 @@ struct GenerateFlags {
 
 // Registers the flags on the `generate` subcommand, writing into `flags`.
 void AddGenerateFlags(CLI::App& command, GenerateFlags& flags);
+// Only the sampling and call flags (--max-tokens ... --stats), for `chat`.
+void AddSamplingFlags(CLI::App& command, GenerateFlags& flags);
 
 // A PROMPT of "-" is read from `input` (the CLI passes std::cin) up to this many bytes.
 inline constexpr size_t kMaxStdinPromptBytes = size_t{16} << 20;
@@ -61,5 +63,21 @@ inline constexpr size_t kMaxStdinPromptBytes = size_t{16} << 20;
 // a "-" prompt cannot be read from `input` or is larger than kMaxStdinPromptBytes.
 absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const GenerateFlags& flags,
                                                          std::istream& input);
+
+// Sets request_id, priority and sampling_params from the flags; InvalidArgument for a
+// malformed --logit-bias.
+absl::Status FillSamplingAndOptions(const GenerateFlags& flags, v1::GenerateRequest& request);
+
+// One message of `moeserve-cli chat`'s conversation.
+struct ChatTurn {
+  std::string role;  // system, user or assistant
+  std::string content;
+};
+// A Generate request with chat input (the server renders the model's chat template).
+absl::StatusOr<v1::GenerateRequest> BuildChatRequest(const GenerateFlags& flags,
+                                                     const std::vector<ChatTurn>& turns);
+
+// `argument`, or all of `input` when it is "-" (bounded by kMaxStdinPromptBytes).
+absl::StatusOr<std::string> ReadPromptArgument(const std::string& argument, std::istream& input);
 
 }  // namespace moeserve::cli

@@ -1,5 +1,6 @@
 // moeserve-cli: a command-line client of a moeserve server.
 //   moeserve-cli [--target HOST:PORT] generate [flags] PROMPT   streams the completion
+//   moeserve-cli chat [--system TEXT] [flags] [MESSAGE]           a chat turn, or one per stdin line
 //   moeserve-cli tokenize TEXT                                    token ids as a JSON array
 //   moeserve-cli info [--json]                                    model and server info
 //   moeserve-cli health [--timeout S]                             exit 0 only when SERVING
@@ -34,6 +35,15 @@ int main(int argc, char** argv) {
       app.add_subcommand("generate", "stream a completion of PROMPT to stdout");
   AddGenerateFlags(*generate_command, generate);
 
+  ChatFlags chat;
+  CLI::App* chat_command = app.add_subcommand(
+      "chat",
+      "chat with the model (its chat template is applied by the server): MESSAGE is one user "
+      "turn; without it, each line of stdin is a turn until EOF or /exit");
+  chat_command->add_option("MESSAGE", chat.message, "the user's message; - reads it from stdin");
+  chat_command->add_option("--system", chat.system, "a system message first");
+  AddSamplingFlags(*chat_command, chat.generation);
+
   std::string text;
   bool no_add_special_tokens = false;
   double unary_timeout = 30;
@@ -65,6 +75,7 @@ int main(int argc, char** argv) {
   }
 
   if (generate_command->parsed()) return RunGenerate(connection, generate);
+  if (chat_command->parsed()) return RunChat(connection, chat);
   if (tokenize_command->parsed()) {
     return RunTokenize(connection, text, !no_add_special_tokens, unary_timeout);
   }

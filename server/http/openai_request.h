@@ -18,14 +18,13 @@
 #include "absl/status/statusor.h"
 #include "moeserve/v1/moeserve.pb.h"
 #include "nlohmann/json.hpp"
+#include "server/request_validation.h"
 
 namespace moeserve::server {
 
 // Choices one request may ask for (n), and prompts one completion request may carry.
 inline constexpr int kMaxChoices = 128;
 inline constexpr size_t kMaxPromptsPerRequest = 256;
-// Messages of one chat request.
-inline constexpr size_t kMaxChatMessages = 4096;
 
 enum class OpenAiApi { kCompletions, kChat };
 

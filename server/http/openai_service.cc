@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/chat/chat_template.h"
 #include "engine/status_macros.h"
 #include "server/api_key.h"
+#include "server/chat_prompt.h"
 #include "server/http/openai_response.h"
 #include "server/logging.h"
 #include "server/request_validation.h"
@@ -232,31 +232,11 @@ void OpenAiService::Generate(const std::shared_ptr<HttpExchange>& exchange, Open
 
 absl::StatusOr<std::string> OpenAiService::RenderChat(const OpenAiRequest& request,
                                                       const ServingBackend& backend) const {
-  if (backend.chat_template == nullptr) {
-    return absl::FailedPreconditionError(
-        "this model has no chat template (tokenizer_config.json has no chat_template); give "
-        "one with --chat-template FILE, or use /v1/completions");
-  }
-  engine::ChatRenderOptions options;
-  options.add_generation_prompt = request.add_generation_prompt;
-  options.tools = request.tools;
-  options.extra_kwargs = request.chat_template_kwargs;
-  MOESERVE_ASSIGN_OR_RETURN(std::string text,
-                            backend.chat_template->Render(request.messages, options));
-  if (request.continue_final_message) {
-    // vLLM's rule: the prompt ends where the last message's own text ends, so the model
-    // continues it instead of starting a new turn.
-    const nlohmann::ordered_json& last = request.messages.back();
-    const std::string content =
-        last["content"].is_string() ? last["content"].get<std::string>() : std::string();
-    const size_t at = content.empty() ? std::string::npos : text.rfind(content);
-    if (at == std::string::npos) {
-      return absl::InvalidArgumentError(
-          "continue_final_message: the last message's content is not in the rendered prompt");
-    }
-    text.resize(at + content.size());
-  }
-  return text;
+  return RenderChatPrompt(backend.limits.chat_template, request.messages,
+                          {.add_generation_prompt = request.add_generation_prompt,
+                           .continue_final_message = request.continue_final_message,
+                           .tools = request.tools,
+                           .template_kwargs = request.chat_template_kwargs});
 }
 
 HttpResponse OpenAiService::Models(const ServingBackend& backend) const {

@@ -6,12 +6,13 @@ DeepSeek-V3 test model (its tokenizer_config.json carries DeepSeek-V3's chat tem
 API key, and checks over the wire: /v1/models, completions and chat, streaming and not (the
 streamed text equals the whole one), n choices, seeds, stop strings, logprobs, usage, errors
 (status, OpenAI's error body, the field named) and auth, raw SSE framing with curl, /tokenize
-and /detokenize, /health, /version and /metrics, a client that leaves mid-stream (its KV blocks
+and /detokenize, /health, /version and /metrics, gRPC chat input through `moeserve-cli chat`
+(the same replies as /v1/chat/completions, turn after turn), a client that leaves mid-stream (its KV blocks
 are freed), the deepseek_r1 reasoning parser, and a SIGTERM drain with a stream in flight.
 
 The client is the PyPI package, pinned below, installed into a venv the test makes (kept in the
 build tree between runs). CTest runs:
-  openai_api_test.py --server BIN --make-model BIN --checkpoints DIR --workdir DIR
+  openai_api_test.py --server BIN --make-model BIN --cli BIN --checkpoints DIR --workdir DIR
 """
 
 import argparse
@@ -99,6 +100,7 @@ class Server:
                 with open(self.port_file) as f:
                     ports = json.load(f)
                 self.http_port, self.metrics_port = ports["http_port"], ports["metrics_port"]
+                self.grpc_port = ports["grpc_port"]
                 self.base = f"http://127.0.0.1:{self.http_port}"
                 return
             except (OSError, ValueError, KeyError):
@@ -237,6 +239,31 @@ class OpenAiApiTest(unittest.TestCase):
                          message.content)
         self.assertEqual(stream[-1].choices[0].finish_reason, whole.choices[0].finish_reason)
 
+    def test_grpc_chat_through_the_cli_equals_http_chat(self):
+        # Two front ends, one template and one engine: moeserve-cli chat (gRPC chat input) and
+        # /v1/chat/completions give the same greedy reply, turn after turn.
+        def http_reply(messages):
+            return self.client.chat.completions.create(
+                model=SERVED_MODEL_NAME, messages=messages, temperature=0, max_tokens=10,
+                extra_body={"ignore_eos": True}).choices[0].message.content
+        cli = [ARGS.cli, "--target", f"127.0.0.1:{self.server.grpc_port}", "--api-key", API_KEY,
+               "chat", "--system", "You are terse.", "--temperature", "0", "--max-tokens", "10",
+               "--ignore-eos"]
+        one = subprocess.run(cli + ["Who divided the waters?"], capture_output=True, text=True,
+                             timeout=120)
+        self.assertEqual(one.returncode, 0, one.stderr)
+        messages = [{"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": "Who divided the waters?"}]
+        first = http_reply(messages)
+        self.assertEqual(one.stdout, first + "\n")
+        # A conversation on stdin: the second turn sees the first reply.
+        two = subprocess.run(cli, input="Who divided the waters?\nAnd then?\n",
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(two.returncode, 0, two.stderr)
+        second = http_reply(messages + [{"role": "assistant", "content": first},
+                                        {"role": "user", "content": "And then?"}])
+        self.assertEqual(two.stdout, first + "\n" + second + "\n")
+
     def test_chat_logprobs(self):
         r = self.client.chat.completions.create(
             model=SERVED_MODEL_NAME, messages=[{"role": "user", "content": "Hi"}],
@@ -345,7 +372,54 @@ class OpenAiApiTest(unittest.TestCase):
             self.fail("the abandoned stream still runs:\n" + text)
 
 
+def make_certificates(directory):
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=directory)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=test-ca")
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"),
+                        ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr", "-subj", f"/CN={name}")
+        with open(os.path.join(directory, f"{name}.ext"), "w") as f:
+            f.write(extra + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {n: os.path.join(directory, n) for n in
+            ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
 class ReasoningAndDrainTest(unittest.TestCase):
+    def test_https_and_client_certificates(self):
+        certs = make_certificates(tempfile.mkdtemp(prefix="certs_", dir=ARGS.workdir))
+        server = Server(["--tls-cert", certs["server.pem"], "--tls-key", certs["server.key"],
+                         "--tls-client-ca", certs["ca.pem"]])
+        try:
+            url = f"https://127.0.0.1:{server.http_port}"
+            body = json.dumps({"prompt": "Let there be", "max_tokens": 3, "temperature": 0})
+            def curl(*extra):
+                return subprocess.run(
+                    ["curl", "-sS", "--max-time", "30", "--cacert", certs["ca.pem"], "-H",
+                     "Authorization: Bearer " + API_KEY, "-H", "Content-Type: application/json",
+                     "-o", "-", "-w", "\n%{http_code}"] + list(extra),
+                    capture_output=True, text=True)
+            ok = curl("--cert", certs["client.pem"], "--key", certs["client.key"], "-d", body,
+                      url + "/v1/completions")
+            self.assertTrue(ok.stdout.endswith("\n200"), ok.stdout + ok.stderr)
+            self.assertEqual(json.loads(ok.stdout.rsplit("\n", 1)[0])["usage"]
+                             ["completion_tokens"], 3)
+            # Without a client certificate: refused (401), nothing generated.
+            no_cert = curl("-d", body, url + "/v1/completions")
+            self.assertTrue(no_cert.stdout.endswith("\n401"), no_cert.stdout + no_cert.stderr)
+            # Plain HTTP to the TLS port gets no answer.
+            plain = subprocess.run(["curl", "-sS", "--max-time", "5",
+                                    f"http://127.0.0.1:{server.http_port}/health"],
+                                   capture_output=True, text=True)
+            self.assertNotEqual(plain.returncode, 0)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
     def test_reasoning_parser_splits_think_output(self):
         # The model is random: its output never closes a <think>, so all of it is reasoning and
         # the answer is null; the reasoning equals the plain output of the same greedy request.
@@ -389,6 +463,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--make-model", required=True)
+    parser.add_argument("--cli", required=True)
     parser.add_argument("--checkpoints", required=True)
     parser.add_argument("--workdir", required=True)
     ARGS, rest = parser.parse_known_args()

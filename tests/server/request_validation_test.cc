@@ -3,6 +3,7 @@
 // defaults included). Also the request-id, Tokenize and Abort checks.
 #include "server/request_validation.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::server {
@@ -451,6 +453,117 @@ TEST_F(RequestValidationTest, TokenizeChecksUtf8AndHonoursAddSpecialTokens) {
   const auto bad = ValidateTokenizeRequest(request, *tokenizer_);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(bad.status().message().rfind("text", 0), 0u) << bad.status();
+}
+
+// GenerateRequest.chat: rendered by the checkpoint's template (the oracle tests of
+// tests/engine/chat/ pin the rendering against transformers), tokenized without BOS added.
+class ChatInputValidationTest : public RequestValidationTest {
+ protected:
+  static void SetUpTestSuite() {
+    RequestValidationTest::SetUpTestSuite();
+    auto loaded = engine::ChatTemplate::LoadFromModelDir(
+        moeserve::testing::TestCheckpointDir("tiny-v3", false));
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    template_ = new engine::ChatTemplate(*std::move(loaded));
+  }
+  static void TearDownTestSuite() {
+    delete template_;
+    RequestValidationTest::TearDownTestSuite();
+  }
+  static RequestLimits ChatLimits() {
+    RequestLimits limits = Limits();
+    limits.max_model_len = 4096;
+    limits.chat_template = template_;
+    return limits;
+  }
+  static engine::ChatTemplate* template_;
+};
+
+engine::ChatTemplate* ChatInputValidationTest::template_ = nullptr;
+
+TEST_F(ChatInputValidationTest, MessagesAreRenderedAndTokenizedWithoutAddingBos) {
+  v1::GenerateRequest r;
+  v1::ChatInput& chat = *r.mutable_chat();
+  auto add = [&](const char* role, const char* content) {
+    v1::ChatMessage& m = *chat.add_messages();
+    m.set_role(role);
+    m.set_content(content);
+    return &m;
+  };
+  add("system", "Be brief.");
+  add("user", "Who made the light?");
+  v1::ChatMessage* call = add("assistant", "");
+  call->set_tool_calls_json(
+      R"([{"type":"function","function":{"name":"lookup","arguments":"{\"q\": \"light\"}"}}])");
+  add("tool", "God")->set_tool_call_id("1");
+  absl::StatusOr<engine::GenerateRequest> got =
+      ValidateGenerateRequest(r, *tokenizer_, ChatLimits());
+  ASSERT_TRUE(got.ok()) << got.status();
+
+  nlohmann::ordered_json messages = nlohmann::ordered_json::parse(R"([
+      {"role":"system","content":"Be brief."},
+      {"role":"user","content":"Who made the light?"},
+      {"role":"assistant","content":"","tool_calls":[{"type":"function","function":{"name":"lookup","arguments":"{\"q\": \"light\"}"}}]},
+      {"role":"tool","content":"God","tool_call_id":"1"}])");
+  absl::StatusOr<std::string> text =
+      template_->Render(messages, {.add_generation_prompt = true});
+  ASSERT_TRUE(text.ok()) << text.status();
+  auto want = tokenizer_->Encode(*text, /*add_special_tokens=*/false);
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(got->prompt_token_ids, *want);
+  // The template itself starts with BOS: exactly one.
+  ASSERT_TRUE(tokenizer_->bos_token_id().has_value());
+  EXPECT_EQ(got->prompt_token_ids[0], *tokenizer_->bos_token_id());
+  EXPECT_NE(got->prompt_token_ids[1], *tokenizer_->bos_token_id());
+
+  // add_generation_prompt false renders without the assistant opening (V3's template adds it
+  // after a user turn): a shorter prompt.
+  chat.mutable_messages()->DeleteSubrange(2, 2);
+  absl::StatusOr<engine::GenerateRequest> open = ValidateGenerateRequest(r, *tokenizer_, ChatLimits());
+  ASSERT_TRUE(open.ok()) << open.status();
+  chat.set_add_generation_prompt(false);
+  absl::StatusOr<engine::GenerateRequest> closed =
+      ValidateGenerateRequest(r, *tokenizer_, ChatLimits());
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_LT(closed->prompt_token_ids.size(), open->prompt_token_ids.size());
+}
+
+TEST_F(ChatInputValidationTest, BadChatInputNamesTheField) {
+  auto error = [](const v1::GenerateRequest& r, const RequestLimits& limits) {
+    absl::StatusOr<engine::GenerateRequest> got = ValidateGenerateRequest(r, *tokenizer_, limits);
+    return got.ok() ? std::string("OK") : std::string(got.status().message());
+  };
+  v1::GenerateRequest r;
+  r.mutable_chat();
+  EXPECT_EQ(error(r, ChatLimits()), "chat.messages must not be empty");
+  v1::ChatMessage* m = r.mutable_chat()->add_messages();
+  m->set_role("robot");
+  m->set_content("x");
+  EXPECT_EQ(error(r, ChatLimits()),
+            "chat.messages[0].role must be system, user, assistant or tool, got \"robot\"");
+  m->set_role("user");
+  m->set_tool_calls_json("{not json");
+  EXPECT_EQ(error(r, ChatLimits()), "chat.messages[0].tool_calls_json is not valid JSON");
+  m->clear_tool_calls_json();
+  m->set_content("ab\xff");
+  EXPECT_THAT(error(r, ChatLimits()), ::testing::StartsWith("chat.messages[0].content is not valid UTF-8"));
+  m->set_content("fine");
+  r.mutable_chat()->set_chat_template_kwargs_json("[1]");
+  EXPECT_EQ(error(r, ChatLimits()), "chat.chat_template_kwargs_json must be a JSON object");
+  r.mutable_chat()->clear_chat_template_kwargs_json();
+  EXPECT_EQ(error(r, ChatLimits()), "OK");
+  // A model without a chat template says how to give one.
+  EXPECT_THAT(error(r, Limits()), ::testing::StartsWith("chat: this model has no chat template"));
+  // The template's own raise_exception reaches the client: V3's template refuses nothing, so
+  // use one that does.
+  auto raising = engine::ChatTemplate::FromSource(
+      "{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message must come "
+      "first') }}{% endif %}",
+      "test");
+  ASSERT_TRUE(raising.ok()) << raising.status();
+  RequestLimits limits = ChatLimits();
+  limits.chat_template = &*raising;
+  EXPECT_EQ(error(r, limits), "chat: a system message must come first");
 }
 
 }  // namespace
