@@ -456,9 +456,12 @@ int Serve(const ServerOptions& options) {
   }
   PrometheusMetrics metrics(metrics_options);
   metrics_for_scrape.store(&metrics);
-  // Declared after `metrics`, so it runs first: the scrape thread is joined before the metrics
-  // it reads go away.
-  const absl::Cleanup stop_metrics_server = [&metrics_server] { metrics_server->reset(); };
+  // Declared after `metrics`, so it runs first: the HTTP threads (scrapes, and the per-request
+  // counter) are joined before the metrics they touch go away.
+  const absl::Cleanup stop_http_servers = [&metrics_server, &http_server] {
+    http_server.reset();
+    metrics_server->reset();
+  };
 
   GatedMetricsRecorder engine_metrics(&metrics);
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine =

@@ -51,8 +51,8 @@ absl::Status CheckTokenId(uint32_t id, int64_t vocab_size, const std::string& fi
 
 // A JSON text field of chat input: empty = absent, else it must parse (and be `kind`).
 absl::StatusOr<std::optional<nlohmann::ordered_json>> ParseJsonField(const std::string& text,
-                                                                    const std::string& field,
-                                                                    bool want_array) {
+                                                                     const std::string& field,
+                                                                     bool want_array) {
   if (text.empty()) return std::optional<nlohmann::ordered_json>();
   nlohmann::ordered_json value = nlohmann::ordered_json::parse(text, nullptr, false);
   if (value.is_discarded()) return Invalid(absl::StrCat(field, " is not valid JSON"));
@@ -167,8 +167,8 @@ absl::StatusOr<Prompt> ValidateInput(const v1::GenerateRequest& r,
       MOESERVE_ASSIGN_OR_RETURN(std::string text, RenderChatInput(r.chat(), limits));
       // The template wrote BOS and the other special tokens itself.
       const bool add_special = r.has_add_special_tokens() ? r.add_special_tokens() : false;
-      MOESERVE_ASSIGN_OR_RETURN(prompt.token_ids, TokenizePrompt(text, add_special, "chat",
-                                                                 tokenizer, limits));
+      MOESERVE_ASSIGN_OR_RETURN(prompt.token_ids,
+                                TokenizePrompt(text, add_special, "chat", tokenizer, limits));
       break;
     }
     case v1::GenerateRequest::INPUT_NOT_SET:

@@ -1,7 +1,7 @@
 // moeserve-cli: a command-line client of a moeserve server.
 //   moeserve-cli [--target HOST:PORT] generate [flags] PROMPT   streams the completion
-//   moeserve-cli chat [--system TEXT] [flags] [MESSAGE]           a chat turn, or one per stdin line
-//   moeserve-cli tokenize TEXT                                    token ids as a JSON array
+//   moeserve-cli chat [--system TEXT] [flags] [MESSAGE]           a chat turn, or one per stdin
+//   line moeserve-cli tokenize TEXT                                    token ids as a JSON array
 //   moeserve-cli info [--json]                                    model and server info
 //   moeserve-cli health [--timeout S]                             exit 0 only when SERVING
 // Exit status: 0 success, 1 the call failed (gRPC code and message on stderr), 2 usage error.

@@ -505,8 +505,7 @@ TEST_F(ChatInputValidationTest, MessagesAreRenderedAndTokenizedWithoutAddingBos)
       {"role":"user","content":"Who made the light?"},
       {"role":"assistant","content":"","tool_calls":[{"type":"function","function":{"name":"lookup","arguments":"{\"q\": \"light\"}"}}]},
       {"role":"tool","content":"God","tool_call_id":"1"}])");
-  absl::StatusOr<std::string> text =
-      template_->Render(messages, {.add_generation_prompt = true});
+  absl::StatusOr<std::string> text = template_->Render(messages, {.add_generation_prompt = true});
   ASSERT_TRUE(text.ok()) << text.status();
   auto want = tokenizer_->Encode(*text, /*add_special_tokens=*/false);
   ASSERT_TRUE(want.ok());
@@ -519,7 +518,8 @@ TEST_F(ChatInputValidationTest, MessagesAreRenderedAndTokenizedWithoutAddingBos)
   // add_generation_prompt false renders without the assistant opening (V3's template adds it
   // after a user turn): a shorter prompt.
   chat.mutable_messages()->DeleteSubrange(2, 2);
-  absl::StatusOr<engine::GenerateRequest> open = ValidateGenerateRequest(r, *tokenizer_, ChatLimits());
+  absl::StatusOr<engine::GenerateRequest> open =
+      ValidateGenerateRequest(r, *tokenizer_, ChatLimits());
   ASSERT_TRUE(open.ok()) << open.status();
   chat.set_add_generation_prompt(false);
   absl::StatusOr<engine::GenerateRequest> closed =
@@ -546,7 +546,8 @@ TEST_F(ChatInputValidationTest, BadChatInputNamesTheField) {
   EXPECT_EQ(error(r, ChatLimits()), "chat.messages[0].tool_calls_json is not valid JSON");
   m->clear_tool_calls_json();
   m->set_content("ab\xff");
-  EXPECT_THAT(error(r, ChatLimits()), ::testing::StartsWith("chat.messages[0].content is not valid UTF-8"));
+  EXPECT_THAT(error(r, ChatLimits()),
+              ::testing::StartsWith("chat.messages[0].content is not valid UTF-8"));
   m->set_content("fine");
   r.mutable_chat()->set_chat_template_kwargs_json("[1]");
   EXPECT_EQ(error(r, ChatLimits()), "chat.chat_template_kwargs_json must be a JSON object");
