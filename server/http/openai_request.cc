@@ -400,6 +400,12 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body_text)
                             OptionalBool(body, "add_special_tokens"));
   if (add_special) base.set_add_special_tokens(*add_special);
   MOESERVE_RETURN_IF_ERROR(ParsePrompts(body, base, request.prompts));
+  if (request.prompts.size() * static_cast<size_t>(request.n) > kMaxSequencesPerRequest) {
+    return Invalid(absl::StrCat("n: ", request.prompts.size(), " prompts × n = ", request.n,
+                                " asks for ", request.prompts.size() * request.n,
+                                " sequences; at most ", kMaxSequencesPerRequest,
+                                " per request"));
+  }
   return request;
 }
 

@@ -25,6 +25,9 @@ namespace moeserve::server {
 // Choices one request may ask for (n), and prompts one completion request may carry.
 inline constexpr int kMaxChoices = 128;
 inline constexpr size_t kMaxPromptsPerRequest = 256;
+// Engine requests (prompts × n) one HTTP request may start: beyond it one client would fill
+// the engine's queue by itself.
+inline constexpr size_t kMaxSequencesPerRequest = 512;
 
 enum class OpenAiApi { kCompletions, kChat };
 

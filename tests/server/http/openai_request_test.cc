@@ -96,6 +96,10 @@ TEST(OpenAiRequestTest, TypeErrorsNameTheField) {
             "echo is not supported");
   EXPECT_THAT(Error(ParseCompletionRequest("{\"prompt\": ")), HasSubstr("not valid JSON"));
   EXPECT_EQ(Error(ParseCompletionRequest("[1]")), "the body must be a JSON object");
+  std::string many = R"({"n":128,"prompt":[)";
+  for (int i = 0; i < 5; ++i) many += std::string(i ? "," : "") + "\"p\"";
+  EXPECT_EQ(Error(ParseCompletionRequest(many + "]}")),
+            "n: 5 prompts × n = 128 asks for 640 sequences; at most 512 per request");
 }
 
 TEST(OpenAiRequestTest, ChatMessagesAndOptions) {
