@@ -391,6 +391,36 @@ def make_certificates(directory):
 
 
 class ReasoningAndDrainTest(unittest.TestCase):
+    def test_chat_template_flag_replaces_the_checkpoints(self):
+        directory = tempfile.mkdtemp(prefix="template_", dir=ARGS.workdir)
+        path = os.path.join(directory, "plain.jinja")
+        with open(path, "w") as f:
+            f.write("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n"
+                    "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+        server = Server(["--chat-template", path])
+        try:
+            messages = [{"role": "user", "content": "Who made the light?"}]
+            got = json.loads(server.http("POST", "/tokenize", {"messages": messages})[1])
+            # The same text through the plain tokenizer: BOS comes from the checkpoint's
+            # special tokens, written by the template, so none is added.
+            bos = json.loads(server.http("POST", "/tokenize", {"prompt": ""})[1])["tokens"]
+            want = json.loads(server.http("POST", "/tokenize", {
+                "prompt": "[user] Who made the light?\n[assistant] ",
+                "add_special_tokens": False})[1])["tokens"]
+            self.assertEqual(got["tokens"], bos + want)
+        finally:
+            self.assertEqual(server.stop(), 0)
+        # A template that does not parse is a startup error naming the flag and the line.
+        with open(path, "w") as f:
+            f.write("line one\n{% if %}")
+        broken = subprocess.run([ARGS.server, "--model", ARGS.model, "--port", "0",
+                                 "--metrics-port", "0", "--http-port", "-1",
+                                 "--chat-template", path], capture_output=True, text=True,
+                                timeout=120)
+        self.assertEqual(broken.returncode, 1)
+        self.assertIn("--chat-template", broken.stderr + broken.stdout)
+        self.assertIn("line 2", broken.stderr + broken.stdout)
+
     def test_https_and_client_certificates(self):
         certs = make_certificates(tempfile.mkdtemp(prefix="certs_", dir=ARGS.workdir))
         server = Server(["--tls-cert", certs["server.pem"], "--tls-key", certs["server.key"],
