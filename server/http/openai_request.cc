@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "engine/sampling/sampling_params.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::server {
@@ -385,7 +386,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body_text)
   MOESERVE_RETURN_IF_ERROR(ParseCommon(body, request, p));
   MOESERVE_RETURN_IF_ERROR(SetMaxTokens(body, "max_tokens", p));
   MOESERVE_ASSIGN_OR_RETURN(std::optional<int64_t> logprobs,
-                            OptionalInteger(body, "logprobs", 0, 20));
+                            OptionalInteger(body, "logprobs", 0, engine::kMaxNumLogprobs));
   if (logprobs) {
     request.logprobs = static_cast<int>(*logprobs);
     p.set_logprobs(request.logprobs);
@@ -403,8 +404,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body_text)
   if (request.prompts.size() * static_cast<size_t>(request.n) > kMaxSequencesPerRequest) {
     return Invalid(absl::StrCat("n: ", request.prompts.size(), " prompts × n = ", request.n,
                                 " asks for ", request.prompts.size() * request.n,
-                                " sequences; at most ", kMaxSequencesPerRequest,
-                                " per request"));
+                                " sequences; at most ", kMaxSequencesPerRequest, " per request"));
   }
   return request;
 }
@@ -421,7 +421,7 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(std::string_view body_text) {
   MOESERVE_RETURN_IF_ERROR(SetMaxTokens(body, "max_completion_tokens", p));
   MOESERVE_ASSIGN_OR_RETURN(std::optional<bool> logprobs, OptionalBool(body, "logprobs"));
   MOESERVE_ASSIGN_OR_RETURN(std::optional<int64_t> top_logprobs,
-                            OptionalInteger(body, "top_logprobs", 0, 20));
+                            OptionalInteger(body, "top_logprobs", 0, engine::kMaxNumLogprobs));
   if (top_logprobs && !logprobs.value_or(false)) {
     return Invalid("top_logprobs requires logprobs: true");
   }
