@@ -1,6 +1,5 @@
 #include "server/http/openai_job.h"
 
-#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -217,7 +216,7 @@ std::string OpenAiJob::StreamChunksLocked(int index, const engine::TokenEvent& e
     if (delta.empty() && !has_logprobs && !last) return "";
     c["delta"] = std::move(delta);
   }
-  if (last) c["finish_reason"] = std::string(OpenAiFinishReason(*event.finish));
+  if (last) c["finish_reason"] = std::string(engine::FinishReasonName(*event.finish));
   chunk["choices"] = Json::array({std::move(c)});
   return SseEvent(chunk);
 }
@@ -294,7 +293,7 @@ void OpenAiJob::CompleteLocked() {
       return;
     }
     Json c = {{"index", i},
-              {"finish_reason", std::string(OpenAiFinishReason(*choice.finish))},
+              {"finish_reason", std::string(engine::FinishReasonName(*choice.finish))},
               {"logprobs", nullptr}};
     if (params_.api == OpenAiApi::kChat) {
       Json message = {{"role", "assistant"}, {"content", choice.text}};

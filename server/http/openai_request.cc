@@ -362,16 +362,11 @@ absl::StatusOr<OrderedJson> ParseMessages(const OrderedJson& body) {
 }  // namespace
 
 absl::StatusOr<Json> ParseJsonObject(std::string_view body) {
-  Json json = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) {
-    // Parse again for the position: the non-throwing parse does not report it.
-    try {
-      const Json again = Json::parse(body.begin(), body.end());
-      (void)again;
-    } catch (const Json::parse_error& e) {
-      return Invalid(absl::StrCat("the body is not valid JSON (byte ", e.byte, ")"));
-    }
-    return Invalid("the body is not valid JSON");
+  Json json;
+  try {
+    json = Json::parse(body.begin(), body.end());
+  } catch (const Json::parse_error& e) {
+    return Invalid(absl::StrCat("the body is not valid JSON (byte ", e.byte, ")"));
   }
   if (!json.is_object()) return Invalid("the body must be a JSON object");
   return json;
@@ -379,8 +374,7 @@ absl::StatusOr<Json> ParseJsonObject(std::string_view body) {
 
 absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body_text) {
   MOESERVE_ASSIGN_OR_RETURN(Json body, ParseJsonObject(body_text));
-  OpenAiRequest request;
-  request.api = OpenAiApi::kCompletions;
+  OpenAiRequest request{.api = OpenAiApi::kCompletions};
   v1::GenerateRequest base;
   v1::SamplingParams& p = *base.mutable_sampling_params();
   MOESERVE_RETURN_IF_ERROR(ParseCommon(body, request, p));
@@ -411,8 +405,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body_text)
 
 absl::StatusOr<OpenAiRequest> ParseChatRequest(std::string_view body_text) {
   MOESERVE_ASSIGN_OR_RETURN(Json body, ParseJsonObject(body_text));
-  OpenAiRequest request;
-  request.api = OpenAiApi::kChat;
+  OpenAiRequest request{.api = OpenAiApi::kChat};
   v1::GenerateRequest base;
   v1::SamplingParams& p = *base.mutable_sampling_params();
   MOESERVE_RETURN_IF_ERROR(ParseCommon(body, request, p));

@@ -86,10 +86,6 @@ Json UsageJson(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_
           {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
 }
 
-std::string_view OpenAiFinishReason(engine::FinishReason reason) {
-  return engine::FinishReasonName(reason);
-}
-
 std::string DumpJson(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }

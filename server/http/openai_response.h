@@ -2,7 +2,8 @@
 // shapes, usage, Server-Sent Events framing, finish reasons, ids.
 //
 // openai_job.cc assembles chunks and whole responses from these; the shapes follow OpenAI's API
-// reference (and vLLM where OpenAI is silent: finish_reason "abort", logprobs of -inf as -9999).
+// reference (and vLLM where OpenAI is silent: logprobs of -inf as -9999; finish reasons are the
+// engine's names, engine::FinishReasonName, whose "abort" is vLLM's word for a cancelled request).
 #pragma once
 
 #include <cstdint>
@@ -30,9 +31,6 @@ void AppendChatLogprobs(const std::vector<engine::GeneratedToken>& tokens,
                         const engine::Tokenizer& tokenizer, nlohmann::json& content);
 
 nlohmann::json UsageJson(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens);
-
-// "stop", "length" or "abort" (vLLM's name for a cancelled request).
-std::string_view OpenAiFinishReason(engine::FinishReason reason);
 
 // `data: <json>\n\n`; invalid UTF-8 in strings is replaced, never thrown on.
 std::string SseEvent(const nlohmann::json& payload);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "tests/testing/files.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_checkpoints.h"
 
@@ -30,17 +31,8 @@ struct CommandResult {
   std::string err;
 };
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-std::vector<nlohmann::json> ReadJsonLines(const fs::path& path) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using moeserve::testing::ReadFile;
+using moeserve::testing::ReadJsonLinesFile;
 
 class BenchIntegrationTest : public ::testing::Test {
  protected:
@@ -117,7 +109,7 @@ TEST_F(BenchIntegrationTest, ClosedLoopRunIsConsistentWithTheServersOwnAccounts)
 
   // Per request: the ids streamed are what was asked for (ignore_eos) and what the server
   // reports in its usage; the first token never comes after the last.
-  const std::vector<nlohmann::json> lines = ReadJsonLines(detail);
+  const std::vector<nlohmann::json> lines = ReadJsonLinesFile(detail);
   ASSERT_EQ(lines.size(), static_cast<size_t>(kPrompts));
   int64_t streamed = 0;
   int64_t prompt_tokens = 0;
@@ -207,7 +199,7 @@ TEST_F(BenchIntegrationTest, TextPromptFileIsCountedWithTheServersTokenizer) {
       RunBench("--dataset-name jsonl --dataset-path " + prompts.string() +
                " --num-prompts 4 --output-len 5 --ignore-eos --save-detailed " + detail.string());
   ASSERT_EQ(r.exit_status, 0) << Describe(r);
-  const std::vector<nlohmann::json> lines = ReadJsonLines(detail);
+  const std::vector<nlohmann::json> lines = ReadJsonLinesFile(detail);
   ASSERT_EQ(lines.size(), 4u);
   for (const nlohmann::json& line : lines) {
     ASSERT_TRUE(line["success"].get<bool>()) << line;
@@ -241,7 +233,7 @@ TEST_F(BenchIntegrationTest, OpenAiBackendsOverOurHttpPortAgreeWithTheServersAcc
     // the lengths in the report are the server's usage.
     int64_t streamed = 0;
     int64_t prompt_tokens = 0;
-    for (const nlohmann::json& line : ReadJsonLines(detail)) {
+    for (const nlohmann::json& line : ReadJsonLinesFile(detail)) {
       ASSERT_TRUE(line["success"].get<bool>()) << line;
       EXPECT_EQ(line["output_tokens"], line["max_tokens"]) << line;
       EXPECT_EQ(line["output_tokens"], line["server_completion_tokens"]) << line;

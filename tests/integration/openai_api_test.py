@@ -28,6 +28,8 @@ import unittest
 import urllib.error
 import urllib.request
 
+from test_support import ensure_checkpoint, metric_value
+
 # Pinned: the client whose behaviour the tests assert (httpx pinned with it: 0.28 changed an
 # argument openai 1.55 passes).
 PINNED = ["openai==1.55.3", "httpx==0.27.2"]
@@ -56,29 +58,6 @@ def ensure_venv(workdir):
     os.execv(python, [python] + sys.argv)
 
 
-def ensure_checkpoint(make_model, root, preset="tiny-v3", seed=1234):
-    final_dir = os.path.join(root, f"{preset}-s{seed}")
-    if os.path.exists(os.path.join(final_dir, "config.json")):
-        return final_dir
-    os.makedirs(root, exist_ok=True)
-    temp_dir = os.path.join(root, f".tmp-{preset}-openai-{os.getpid()}")
-    subprocess.run([make_model, "--preset", preset, "--out", temp_dir, "--shards", "2",
-                    "--seed", str(seed)], check=True)
-    try:
-        os.rename(temp_dir, final_dir)
-    except OSError:
-        subprocess.run(["rm", "-rf", temp_dir], check=False)
-    return final_dir
-
-
-def metric_value(text, name, labels=""):
-    total, found = 0.0, False
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if match and match.group(1) == name and labels in (match.group(2) or ""):
-            total += float(match.group(3))
-            found = True
-    return total if found else None
 
 
 class Server:

@@ -27,27 +27,14 @@ import time
 import unittest
 import urllib.request
 
+from test_support import ensure_checkpoint, metric_value
+
 ARGS = None  # parsed command line, set in main()
 SERVED_MODEL_NAME = "py-test-model"
 
 # Generated in the build tree (see tests/integration/CMakeLists.txt); imported in main().
 grpc = pb = pb_grpc = health_pb2 = health_pb2_grpc = reflection_pb2 = reflection_pb2_grpc = None
 
-
-def ensure_checkpoint(make_model, root, preset="tiny-v3", seed=1234):
-    """The checkpoint the C++ tests use (TestCheckpointDir): written once, renamed into place."""
-    final_dir = os.path.join(root, f"{preset}-s{seed}")
-    if os.path.exists(os.path.join(final_dir, "config.json")):
-        return final_dir
-    os.makedirs(root, exist_ok=True)
-    temp_dir = os.path.join(root, f".tmp-{preset}-py-{os.getpid()}")
-    subprocess.run([make_model, "--preset", preset, "--out", temp_dir, "--shards", "2",
-                    "--seed", str(seed)], check=True)
-    try:
-        os.rename(temp_dir, final_dir)
-    except OSError:  # another test process got there first
-        subprocess.run(["rm", "-rf", temp_dir], check=False)
-    return final_dir
 
 
 class ServerProcess:
@@ -99,16 +86,6 @@ class ServerProcess:
             self.process.wait()
             return None
 
-
-def metric_value(text, name):
-    """Sum of the samples of `name` (any labels) in Prometheus text format; None if absent."""
-    total, found = 0.0, False
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if match and match.group(1) == name:
-            total += float(match.group(3))
-            found = True
-    return total if found else None
 
 
 class MoeserveTest(unittest.TestCase):

@@ -22,6 +22,7 @@
 #include "clients/bench/runner.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/files.h"
 
 namespace moeserve::bench {
 namespace {
@@ -30,17 +31,8 @@ namespace fs = std::filesystem;
 
 constexpr char kApiKey[] = "secret-key";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-std::vector<nlohmann::json> ReadJsonLines(const fs::path& path) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using moeserve::testing::ReadFile;
+using moeserve::testing::ReadJsonLinesFile;
 
 // The Python server as a child process, stopped with SIGTERM.
 class FakeOpenAiServer {
@@ -78,7 +70,7 @@ class FakeOpenAiServer {
     }
   }
   std::string BaseUrl() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::vector<nlohmann::json> Requests() const { return ReadJsonLines(log_); }
+  std::vector<nlohmann::json> Requests() const { return ReadJsonLinesFile(log_); }
 
  private:
   pid_t pid_ = -1;
@@ -159,7 +151,7 @@ TEST_F(OpenAiBenchTest, CompletionsRunTakesTokensFromUsageAndCountsFailuresByCod
   EXPECT_GT(j["server_metrics"]["generation_tokens"].get<double>(), 0.0) << j.dump(2);
 
   int successes = 0;
-  for (const nlohmann::json& line : ReadJsonLines(detail)) {
+  for (const nlohmann::json& line : ReadJsonLinesFile(detail)) {
     if (!line["success"].get<bool>()) {
       EXPECT_FALSE(line["error"].get<std::string>().empty()) << line;
       continue;
