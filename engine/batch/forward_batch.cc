@@ -96,4 +96,30 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, int64_t vocab_size,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
+                                               const ForwardOptions& options) {
+  std::vector<int64_t> rows;
+  if (options.logits_for == LogitsFor::kAllTokens) {
+    for (int64_t t = 0; t < batch.num_tokens(); ++t) rows.push_back(t);
+    return rows;
+  }
+  const bool counted = !options.logits_per_sequence.empty();
+  if (counted && static_cast<int64_t>(options.logits_per_sequence.size()) != batch.num_seqs()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logits_per_sequence has ", options.logits_per_sequence.size(),
+                     " entries for ", batch.num_seqs(), " sequences"));
+  }
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    const int64_t n = counted ? options.logits_per_sequence[s] : 1;
+    if (n < 1 || n > batch.num_new_tokens(s)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logits_per_sequence[", s, "] = ", n, " is outside [1, ", batch.num_new_tokens(s), "]"));
+    }
+    for (int64_t t = batch.query_start_loc[s + 1] - n; t < batch.query_start_loc[s + 1]; ++t) {
+      rows.push_back(t);
+    }
+  }
+  return rows;
+}
+
 }  // namespace moeserve::engine

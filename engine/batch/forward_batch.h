@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/batch/forward_options.h"
 
 namespace moeserve::engine {
 
@@ -59,5 +61,10 @@ class ForwardBatchBuilder {
 // last tokens of each context. InvalidArgument naming the index otherwise.
 absl::Status ValidateForwardBatch(const ForwardBatch& batch, int64_t vocab_size,
                                   int64_t num_kv_blocks);
+
+// The token indices whose logits a forward returns under `options` (ForwardOptions::logits_for
+// and logits_per_sequence), in order. InvalidArgument when logits_per_sequence does not fit.
+absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
+                                               const ForwardOptions& options);
 
 }  // namespace moeserve::engine

@@ -1,6 +1,9 @@
 // Switches of one forward pass that tests and tools flip; the server uses the defaults.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 namespace moeserve::engine {
 
 // Which MLA form computes attention (reference §3.1).
@@ -11,8 +14,10 @@ enum class MlaForm {
 };
 
 enum class LogitsFor {
-  kLastTokenOfEachSequence,  // [num_seqs, vocab]: what sampling needs
-  kAllTokens,                // [num_tokens, vocab]: for golden comparisons and scoring
+  // [num_seqs, vocab]: what sampling needs; or, with ForwardOptions::logits_per_sequence, the
+  // last n_s tokens of each sequence s (speculative verification), [Σ n_s, vocab].
+  kLastTokenOfEachSequence,
+  kAllTokens,  // [num_tokens, vocab]: for golden comparisons and scoring
 };
 
 struct ForwardOptions {
@@ -21,6 +26,9 @@ struct ForwardOptions {
   // Round the input of every FP8 linear through e4m3 per token per 128 channels, as the GPU
   // path must (reference §4). Off reproduces a dequantize-then-fp32 reference exactly.
   bool quantize_activations = true;
+  // kLastTokenOfEachSequence only: logits for the last logits_per_sequence[s] tokens of each
+  // sequence s, each in [1, its new tokens]. Empty: one per sequence.
+  std::vector<int32_t> logits_per_sequence;
 };
 
 }  // namespace moeserve::engine

@@ -51,31 +51,26 @@ DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, RankConte
           static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {}
 
 KvPages DeepseekModel::MakeKvPages(int64_t num_blocks) const {
-  return KvPages(config_.num_hidden_layers, num_blocks, config_.kv_cache_dim(), kv_cache_dtype_);
+  return KvPages(config_.num_hidden_layers + num_mtp_modules(), num_blocks, config_.kv_cache_dim(),
+                 kv_cache_dtype_);
 }
 
 absl::Status DeepseekModel::ValidateBatch(const ForwardBatch& b, const KvPages& pages) const {
-  if (pages.num_layers() != config_.num_hidden_layers || pages.kv_dim() != config_.kv_cache_dim() ||
+  if (pages.num_layers() != config_.num_hidden_layers + num_mtp_modules() ||
+      pages.kv_dim() != config_.kv_cache_dim() ||
       (pages.dtype() != DType::kF32 && pages.dtype() != DType::kBF16)) {
     return absl::InvalidArgumentError("KvPages do not match the model's layers or kv_dim");
   }
   return ValidateForwardBatch(b, config_.vocab_size, pages.num_blocks());
 }
 
-absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& batch, KvPages& pages,
-                                                          const ForwardOptions& options) const {
-  MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
+absl::Status DeepseekModel::RunDecoderLayer(const DecoderLayerWeights& layer, int64_t kv_layer,
+                                            int64_t* counts, const ForwardBatch& batch,
+                                            KvPages& pages, const ForwardOptions& options,
+                                            std::vector<float>& h) const {
   const int64_t num_tokens = batch.num_tokens();
-  const int64_t hidden = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const bool quantize = options.quantize_activations;
-
-  // Residual stream h: [num_tokens, hidden] fp32.
-  std::vector<float> h(static_cast<size_t>(num_tokens * hidden));
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    const float* row = weights_.embed_tokens.data() + batch.token_ids[t] * hidden;
-    std::copy(row, row + hidden, h.begin() + t * hidden);
-  }
   std::vector<float> normed(h.size()), branch(h.size());
   // Tensor parallel: each rank's attention / MLP output is a partial sum over its heads or
   // its slice of the intermediate dimension; the all-reduce makes h identical on every rank.
@@ -84,49 +79,130 @@ absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& ba
     if (!tensor_parallel) return absl::OkStatus();
     return rank_.comm->AllReduceSum(absl::MakeSpan(branch));
   };
-  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const DecoderLayerWeights& layer = weights_.layers[l];
-    RmsNormCpu(h, layer.input_norm, eps, num_tokens, absl::MakeSpan(normed));
-    MlaForward(config_, layer.attention, rope_, batch, options, normed.data(), pages.layer(l),
-               branch.data());
+  RmsNormCpu(h, layer.input_norm, eps, num_tokens, absl::MakeSpan(normed));
+  MlaForward(config_, layer.attention, rope_, batch, options, normed.data(), pages.layer(kv_layer),
+             branch.data());
+  MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
+  for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
+
+  RmsNormCpu(h, layer.post_attention_norm, eps, num_tokens, absl::MakeSpan(normed));
+  if (layer.moe.has_value() && rank_.ep_size() > 1) {
+    MOESERVE_RETURN_IF_ERROR(
+        ExpertParallelMoeForward(config_, *layer.moe, rank_.placement->layers[kv_layer], rank_,
+                                 normed.data(), num_tokens, quantize, branch.data(), counts));
+  } else if (layer.moe.has_value()) {
+    // Every tensor-parallel rank routes every token: rank 0 alone counts them.
+    MoeForward(config_, *layer.moe, normed.data(), num_tokens, quantize, branch.data(),
+               rank_.rank == 0 ? counts : nullptr);
     MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
-    for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
-
-    RmsNormCpu(h, layer.post_attention_norm, eps, num_tokens, absl::MakeSpan(normed));
-    int64_t* counts = expert_token_counts_.data() + l * config_.n_routed_experts;
-    if (layer.moe.has_value() && rank_.ep_size() > 1) {
-      MOESERVE_RETURN_IF_ERROR(
-          ExpertParallelMoeForward(config_, *layer.moe, rank_.placement->layers[l], rank_,
-                                   normed.data(), num_tokens, quantize, branch.data(), counts));
-    } else if (layer.moe.has_value()) {
-      // Every tensor-parallel rank routes every token: rank 0 alone counts them.
-      MoeForward(config_, *layer.moe, normed.data(), num_tokens, quantize, branch.data(),
-                 rank_.rank == 0 ? counts : nullptr);
-      MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
-    } else {
-      MlpForward(*layer.dense_mlp, normed.data(), num_tokens, quantize, branch.data());
-      MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
-    }
-    for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
-  }
-
-  // Final norm and lm_head on the rows whose logits are wanted.
-  std::vector<int64_t> rows;
-  if (options.logits_for == LogitsFor::kAllTokens) {
-    for (int64_t t = 0; t < num_tokens; ++t) rows.push_back(t);
   } else {
-    for (int64_t s = 0; s < batch.num_seqs(); ++s) rows.push_back(batch.query_start_loc[s + 1] - 1);
+    MlpForward(*layer.dense_mlp, normed.data(), num_tokens, quantize, branch.data());
+    MOESERVE_RETURN_IF_ERROR(all_reduce_branch());
   }
+  for (size_t i = 0; i < h.size(); ++i) h[i] += branch[i];
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModel::RunLayers(const ForwardBatch& batch,
+                                                            KvPages& pages,
+                                                            const ForwardOptions& options) const {
+  const int64_t hidden = config_.hidden_size;
+  // Residual stream h: [num_tokens, hidden] fp32.
+  std::vector<float> h(static_cast<size_t>(batch.num_tokens() * hidden));
+  for (int64_t t = 0; t < batch.num_tokens(); ++t) {
+    const float* row = weights_.embed_tokens.data() + batch.token_ids[t] * hidden;
+    std::copy(row, row + hidden, h.begin() + t * hidden);
+  }
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    MOESERVE_RETURN_IF_ERROR(RunDecoderLayer(
+        weights_.layers[l], l, expert_token_counts_.data() + l * config_.n_routed_experts, batch,
+        pages, options, h));
+  }
+  return h;
+}
+
+ForwardOutput DeepseekModel::HeadLogits(const std::vector<float>& h, absl::Span<const int64_t> rows,
+                                        const std::vector<float>& norm, const LinearWeight& head,
+                                        const ForwardOptions& options) const {
+  const int64_t hidden = config_.hidden_size;
   const int64_t num_rows = static_cast<int64_t>(rows.size());
-  std::vector<float> final_hidden(static_cast<size_t>(num_rows * hidden));
+  ForwardOutput out;
+  out.hidden.resize(static_cast<size_t>(num_rows * hidden));
   for (int64_t r = 0; r < num_rows; ++r) {
     std::copy(h.begin() + rows[r] * hidden, h.begin() + (rows[r] + 1) * hidden,
-              final_hidden.begin() + r * hidden);
+              out.hidden.begin() + r * hidden);
   }
-  RmsNormCpu(final_hidden, weights_.final_norm, eps, num_rows, absl::MakeSpan(final_hidden));
-  std::vector<float> logits(static_cast<size_t>(num_rows * config_.vocab_size));
-  ApplyLinear(weights_.lm_head, final_hidden.data(), num_rows, hidden, quantize, logits.data());
-  return logits;
+  RmsNormCpu(out.hidden, norm, static_cast<float>(config_.rms_norm_eps), num_rows,
+             absl::MakeSpan(out.hidden));
+  out.logits.resize(static_cast<size_t>(num_rows * config_.vocab_size));
+  ApplyLinear(head, out.hidden.data(), num_rows, hidden, options.quantize_activations,
+              out.logits.data());
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& batch, KvPages& pages,
+                                                          const ForwardOptions& options) const {
+  MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows, LogitRows(batch, options));
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<float> h, RunLayers(batch, pages, options));
+  return HeadLogits(h, rows, weights_.final_norm, weights_.lm_head, options).logits;
+}
+
+absl::StatusOr<ForwardOutput> DeepseekModel::ForwardWithHidden(
+    const ForwardBatch& batch, KvPages& pages, const ForwardOptions& options) const {
+  MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows, LogitRows(batch, options));
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<float> h, RunLayers(batch, pages, options));
+  ForwardOutput out = HeadLogits(h, rows, weights_.final_norm, weights_.lm_head, options);
+  RmsNormCpu(h, weights_.final_norm, static_cast<float>(config_.rms_norm_eps), batch.num_tokens(),
+             absl::MakeSpan(h));
+  out.hidden = std::move(h);
+  return out;
+}
+
+absl::StatusOr<ForwardOutput> DeepseekModel::ForwardMtp(int64_t module, const ForwardBatch& batch,
+                                                        absl::Span<const float> prev_hidden,
+                                                        KvPages& pages,
+                                                        const ForwardOptions& options) const {
+  if (module < 0 || module >= num_mtp_modules()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MTP module ", module, " is not loaded (", num_mtp_modules(), " are)"));
+  }
+  MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows, LogitRows(batch, options));
+  const int64_t hidden = config_.hidden_size;
+  const int64_t num_tokens = batch.num_tokens();
+  if (static_cast<int64_t>(prev_hidden.size()) != num_tokens * hidden) {
+    return absl::InvalidArgumentError(absl::StrCat("MTP prev_hidden has ", prev_hidden.size(),
+                                                   " values; expected ", num_tokens * hidden));
+  }
+  const MtpWeights& mtp = weights_.mtp[module];
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const std::vector<float>& embed = mtp.embed_tokens ? *mtp.embed_tokens : weights_.embed_tokens;
+  // [enorm(embed(t_{i+1})) | hnorm(h_i)] per token, embedding first (vLLM's order); the
+  // embedding is zero at position 0, as vLLM's DeepSeekMultiTokenPredictor has it.
+  std::vector<float> e(static_cast<size_t>(num_tokens * hidden));
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    if (batch.positions[t] == 0) continue;
+    const float* row = embed.data() + batch.token_ids[t] * hidden;
+    std::copy(row, row + hidden, e.begin() + t * hidden);
+  }
+  RmsNormCpu(e, mtp.enorm, eps, num_tokens, absl::MakeSpan(e));
+  std::vector<float> hn(prev_hidden.begin(), prev_hidden.end());
+  RmsNormCpu(hn, mtp.hnorm, eps, num_tokens, absl::MakeSpan(hn));
+  std::vector<float> joined(static_cast<size_t>(num_tokens * 2 * hidden));
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    std::copy(e.begin() + t * hidden, e.begin() + (t + 1) * hidden,
+              joined.begin() + t * 2 * hidden);
+    std::copy(hn.begin() + t * hidden, hn.begin() + (t + 1) * hidden,
+              joined.begin() + t * 2 * hidden + hidden);
+  }
+  std::vector<float> h(static_cast<size_t>(num_tokens * hidden));
+  ApplyLinear(mtp.eh_proj, joined.data(), num_tokens, 2 * hidden, options.quantize_activations,
+              h.data());
+  MOESERVE_RETURN_IF_ERROR(RunDecoderLayer(mtp.block, config_.num_hidden_layers + module,
+                                           /*expert_counts=*/nullptr, batch, pages, options, h));
+  return HeadLogits(h, rows, mtp.head_norm, mtp.head ? *mtp.head : weights_.lm_head, options);
 }
 
 }  // namespace moeserve::engine

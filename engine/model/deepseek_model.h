@@ -28,6 +28,15 @@
 
 namespace moeserve::engine {
 
+// Logits and the hidden states that go with them (ForwardWithHidden, ForwardMtp).
+struct ForwardOutput {
+  std::vector<float> logits;  // [rows, vocab], rows per ForwardOptions (LogitRows)
+  // ForwardWithHidden: [num_tokens, hidden], every token's state after the final norm (what the
+  // first MTP module reads). ForwardMtp: [rows, hidden], the module's state after
+  // shared_head.norm for the logits' rows (what the next draft step reads).
+  std::vector<float> hidden;
+};
+
 class DeepseekModel {
  public:
   // Reads config.json and the safetensors of an HF checkpoint directory; `options` as in
@@ -45,8 +54,9 @@ class DeepseekModel {
   const RankContext& rank() const { return rank_; }
   const ModelWeights& weights() const { return weights_; }
 
-  // KV pages sized for this model: num_blocks blocks of kKvBlockSize tokens per layer, of the
-  // element type the load options chose (CpuKvCacheDtype; fp32 for a model built directly).
+  // KV pages sized for this model: num_blocks blocks of kKvBlockSize tokens per layer (the main
+  // stack's, then one per loaded MTP module), of the element type the load options chose
+  // (CpuKvCacheDtype; fp32 for a model built directly).
   KvPages MakeKvPages(int64_t num_blocks) const;
   DType kv_cache_dtype() const { return kv_cache_dtype_; }
 
@@ -55,6 +65,22 @@ class DeepseekModel {
   // vocabulary and inconsistent batches are InvalidArgument, checked before any work.
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch, KvPages& pages,
                                              const ForwardOptions& options = {}) const;
+
+  // Forward that also returns every token's final-normed hidden state, for the MTP module.
+  absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch, KvPages& pages,
+                                                  const ForwardOptions& options = {}) const;
+
+  // MTP modules loaded (LoadOptions::load_mtp): 0 or the config's num_nextn_predict_layers.
+  int64_t num_mtp_modules() const { return static_cast<int64_t>(weights_.mtp.size()); }
+
+  // One step of MTP module `module` (reference §3.4) at the batch's positions: token i of the
+  // batch is the token AFTER position i (t_{i+1}), `prev_hidden` [num_tokens, hidden] the state
+  // at position i of the previous depth (ForwardWithHidden's hidden, or this module's own output
+  // when drafting further ahead). Writes the module's latents into its layer of `pages` and
+  // returns the logits of t_{i+2} for the rows ForwardOptions selects, with their hidden states.
+  absl::StatusOr<ForwardOutput> ForwardMtp(int64_t module, const ForwardBatch& batch,
+                                           absl::Span<const float> prev_hidden, KvPages& pages,
+                                           const ForwardOptions& options = {}) const;
 
   // The checks Forward starts with: token ids, positions, slots and block tables.
   absl::Status ValidateBatch(const ForwardBatch& batch, const KvPages& pages) const;
@@ -65,6 +91,19 @@ class DeepseekModel {
   const std::vector<int64_t>& expert_token_counts() const { return expert_token_counts_; }
 
  private:
+  // Embedding → decoder layers on a validated batch: the residual stream [num_tokens, hidden]
+  // before the final norm.
+  absl::StatusOr<std::vector<float>> RunLayers(const ForwardBatch& batch, KvPages& pages,
+                                               const ForwardOptions& options) const;
+  // One decoder layer on the residual stream `h` in place; `kv_layer` indexes `pages`.
+  absl::Status RunDecoderLayer(const DecoderLayerWeights& layer, int64_t kv_layer,
+                               int64_t* expert_counts, const ForwardBatch& batch, KvPages& pages,
+                               const ForwardOptions& options, std::vector<float>& h) const;
+  // RMSNorm(h[rows]) with `norm`, then `head`: the logits and the normed rows.
+  ForwardOutput HeadLogits(const std::vector<float>& h, absl::Span<const int64_t> rows,
+                           const std::vector<float>& norm, const LinearWeight& head,
+                           const ForwardOptions& options) const;
+
   ModelConfig config_;
   ModelWeights weights_;
   RankContext rank_;

@@ -358,6 +358,59 @@ absl::StatusOr<MoeWeights> LoadMoe(TensorFetcher& fetch, const ModelConfig& c,
   return moe;
 }
 
+absl::StatusOr<DecoderLayerWeights> LoadDecoderLayer(TensorFetcher& fetch, const ModelConfig& c,
+                                                     const std::string& prefix, bool moe,
+                                                     const WeightShard& shard,
+                                                     const std::vector<int32_t>& slot_experts) {
+  const int64_t hidden = c.hidden_size;
+  DecoderLayerWeights layer;
+  MOESERVE_ASSIGN_OR_RETURN(layer.input_norm,
+                            fetch.Dense(prefix + ".input_layernorm.weight", {hidden}));
+  MOESERVE_ASSIGN_OR_RETURN(layer.post_attention_norm,
+                            fetch.Dense(prefix + ".post_attention_layernorm.weight", {hidden}));
+  MOESERVE_ASSIGN_OR_RETURN(layer.attention, LoadMla(fetch, c, prefix + ".self_attn", shard));
+  if (moe) {
+    MOESERVE_ASSIGN_OR_RETURN(layer.moe, LoadMoe(fetch, c, prefix + ".mlp", shard, slot_experts));
+  } else {
+    MOESERVE_ASSIGN_OR_RETURN(layer.dense_mlp,
+                              LoadMlp(fetch, prefix + ".mlp", hidden, c.intermediate_size,
+                                      Part(c.intermediate_size, shard.tp_size, shard.tp_rank)));
+  }
+  return layer;
+}
+
+// MTP module `m` (model.layers.{num_hidden_layers + m}.*, reference §3.4). Its block is an MoE
+// layer when the model has routed experts (V3's layer 61), as moeserve-make-model writes it.
+absl::StatusOr<MtpWeights> LoadMtp(TensorFetcher& fetch, const Checkpoint& checkpoint,
+                                   const ModelConfig& c, int64_t m, const ModelWeights& main) {
+  const int64_t hidden = c.hidden_size;
+  const std::string prefix = absl::StrCat("model.layers.", c.num_hidden_layers + m);
+  MtpWeights mtp;
+  MOESERVE_ASSIGN_OR_RETURN(mtp.enorm, fetch.Dense(prefix + ".enorm.weight", {hidden}));
+  MOESERVE_ASSIGN_OR_RETURN(mtp.hnorm, fetch.Dense(prefix + ".hnorm.weight", {hidden}));
+  // BF16 in DeepSeek's FP8 checkpoints and never quantized online (reference §4).
+  MOESERVE_ASSIGN_OR_RETURN(mtp.eh_proj, fetch.Linear(prefix + ".eh_proj", hidden, 2 * hidden,
+                                                      /*quantizable=*/false));
+  MOESERVE_ASSIGN_OR_RETURN(
+      mtp.block, LoadDecoderLayer(fetch, c, prefix, c.n_routed_experts > 0, WeightShard{}, {}));
+  MOESERVE_ASSIGN_OR_RETURN(mtp.head_norm,
+                            fetch.Dense(prefix + ".shared_head.norm.weight", {hidden}));
+  // V3 stores copies of the main embedding and lm_head here; hold them only if they differ.
+  if (checkpoint.Contains(prefix + ".embed_tokens.weight")) {
+    std::vector<float> embed;
+    MOESERVE_ASSIGN_OR_RETURN(embed,
+                              fetch.Dense(prefix + ".embed_tokens.weight", {c.vocab_size, hidden}));
+    if (embed != main.embed_tokens) mtp.embed_tokens = std::move(embed);
+  }
+  if (checkpoint.Contains(prefix + ".shared_head.head.weight")) {
+    LinearWeight head;
+    MOESERVE_ASSIGN_OR_RETURN(head, fetch.Linear(prefix + ".shared_head.head", c.vocab_size, hidden,
+                                                 /*quantizable=*/false));
+    if (DequantizeLinear(head) != DequantizeLinear(main.lm_head)) mtp.head = std::move(head);
+  }
+  return mtp;
+}
+
 }  // namespace
 
 std::optional<CpuKernels> ParseCpuKernels(std::string_view name) {
@@ -428,23 +481,11 @@ absl::Status LoadModelWeightsByLayer(
   }
   // Layers [0, num_hidden_layers) only: model.layers.{num_hidden_layers}.* is the MTP module.
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string prefix = absl::StrCat("model.layers.", l);
+    const std::vector<int32_t> no_experts;
     DecoderLayerWeights layer;
-    MOESERVE_ASSIGN_OR_RETURN(layer.input_norm,
-                              fetch.Dense(prefix + ".input_layernorm.weight", {hidden}));
-    MOESERVE_ASSIGN_OR_RETURN(layer.post_attention_norm,
-                              fetch.Dense(prefix + ".post_attention_layernorm.weight", {hidden}));
-    MOESERVE_ASSIGN_OR_RETURN(layer.attention, LoadMla(fetch, c, prefix + ".self_attn", shard));
-    if (c.IsMoeLayer(l)) {
-      const std::vector<int32_t> no_experts;
-      MOESERVE_ASSIGN_OR_RETURN(
-          layer.moe, LoadMoe(fetch, c, prefix + ".mlp", shard,
-                             shard.layer_experts.empty() ? no_experts : shard.layer_experts[l]));
-    } else {
-      MOESERVE_ASSIGN_OR_RETURN(layer.dense_mlp,
-                                LoadMlp(fetch, prefix + ".mlp", hidden, c.intermediate_size,
-                                        Part(c.intermediate_size, shard.tp_size, shard.tp_rank)));
-    }
+    MOESERVE_ASSIGN_OR_RETURN(
+        layer, LoadDecoderLayer(fetch, c, absl::StrCat("model.layers.", l), c.IsMoeLayer(l), shard,
+                                shard.layer_experts.empty() ? no_experts : shard.layer_experts[l]));
     MOESERVE_RETURN_IF_ERROR(on_layer(l, std::move(layer)));
   }
   return absl::OkStatus();
@@ -461,6 +502,19 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
                                                      return absl::OkStatus();
                                                    }));
   weights.layers = std::move(layers);
+  if (options.load_mtp) {
+    if (shard.tp_size > 1 || !shard.layer_experts.empty()) {
+      return absl::InvalidArgumentError(
+          "the MTP module is loaded only into an unsharded model (no tensor or expert "
+          "parallelism)");
+    }
+    TensorFetcher fetch(checkpoint, c, options);
+    for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
+      MtpWeights mtp;
+      MOESERVE_ASSIGN_OR_RETURN(mtp, LoadMtp(fetch, checkpoint, c, m, weights));
+      weights.mtp.push_back(std::move(mtp));
+    }
+  }
   return weights;
 }
 

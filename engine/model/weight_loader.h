@@ -3,8 +3,9 @@
 // Checks every tensor the config implies against the checkpoint: present, a floating dtype,
 // exactly the expected shape; FP8 tensors need a finite F32 weight_scale_inv of shape
 // [ceil(out/128), ceil(in/128)] and no NaN byte (0x7F, 0xFF). Errors name the tensor, the file and
-// both shapes. Tensors of the MTP layer (index num_hidden_layers, reference §2.2) are not part of
-// the main stack and are left alone. Called by DeepseekModel::Load.
+// both shapes. Tensors of the MTP layers (index num_hidden_layers and up, reference §3.4) are not
+// part of the main stack: they load into ModelWeights::mtp when LoadOptions::load_mtp asks for
+// them, and are left alone otherwise. Called by DeepseekModel::Load.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,9 @@ struct LoadOptions {
   // batched; otherwise `--cpu-kernels bf16` hands BF16 GEMMs with many rows to oneDNN (faster,
   // reduction order depends on the batch; ops/linear/weight_gemm_onednn.h).
   bool deterministic = false;
+  // Load the config's num_nextn_predict_layers MTP modules (ModelWeights::mtp) for speculative
+  // decoding (`--speculative-tokens`); without it they are left in the checkpoint.
+  bool load_mtp = false;
 };
 
 // Whether linears loaded with `options` may run on oneDNN (LinearWeight::library_gemm).

@@ -85,11 +85,27 @@ struct DecoderLayerWeights {
   std::optional<MoeWeights> moe;        // the others
 };
 
+// One multi-token-prediction module, model.layers.{num_hidden_layers + m}.* (reference §3.4):
+// h' = eh_proj([enorm(embed(t_{i+1})); hnorm(h_i)]), one decoder block, then the shared head.
+// DeepSeek-V3 ships copies of the main embedding and lm_head as the module's embed_tokens and
+// shared_head.head; a copy equal to the main tensor is not held twice (the optionals are empty
+// and the main ones are used).
+struct MtpWeights {
+  std::vector<float> enorm;  // [hidden], on the embedding of the next token
+  std::vector<float> hnorm;  // [hidden], on the previous depth's hidden state
+  LinearWeight eh_proj;      // [hidden, 2 * hidden]: input [enorm(e) | hnorm(h)]
+  DecoderLayerWeights block;
+  std::vector<float> head_norm;                    // shared_head.norm [hidden]
+  std::optional<std::vector<float>> embed_tokens;  // [vocab, hidden] when it differs
+  std::optional<LinearWeight> head;                // [vocab, hidden] when it differs
+};
+
 struct ModelWeights {
   std::vector<float> embed_tokens;  // [vocab, hidden]
   std::vector<float> final_norm;    // [hidden]
   LinearWeight lm_head;             // [vocab, hidden]
   std::vector<DecoderLayerWeights> layers;
+  std::vector<MtpWeights> mtp;  // loaded only when LoadOptions::load_mtp
 };
 
 }  // namespace moeserve::engine

@@ -6,7 +6,10 @@
 # For each of tiny-v2-lite, tiny-v2, tiny-v3 and tiny-v3 --fp8 (golden name tiny-v3-fp8) it
 # runs BUILD_DIR/tools/make_model/moeserve-make-model --preset P --out TMP/<name> --seed 1234 [--fp8]
 # and then the oracle (make_golden.py) on that checkpoint into tests/golden/<name>/, and prints
-# a summary. The checkpoints live in a temporary directory that is removed on exit.
+# a summary. Then the MTP oracle (make_mtp_golden.py) writes mtp_logits.npy + mtp_manifest.json
+# for the checkpoints with an MTP module: tiny-v3, tiny-v3-fp8 and tiny-v2-lite --mtp-layers 1
+# (golden name tiny-v2-lite-mtp). The checkpoints live in a temporary directory that is removed
+# on exit.
 #
 # Environment:
 #   ORACLE_PYTHON   python with requirements.txt installed
@@ -90,6 +93,25 @@ for spec in "${SPECS[@]}"; do
   rm -rf "${GOLDEN:?}/$name"
   mv "$GOLDEN/$name.new" "$GOLDEN/$name"
   NAMES+=("$name")
+done
+
+# name:preset:extra make-model flags, for the MTP goldens (tiny-v3 and tiny-v3-fp8 reuse the
+# checkpoints above).
+MTP_SPECS=(
+  "tiny-v3:tiny-v3:"
+  "tiny-v3-fp8:tiny-v3:--fp8"
+  "tiny-v2-lite-mtp:tiny-v2-lite:--mtp-layers 1"
+)
+for spec in "${MTP_SPECS[@]}"; do
+  IFS=: read -r name preset flags <<<"$spec"
+  if [[ ! -d "$TMP/$name" ]]; then
+    # shellcheck disable=SC2086  # $flags is a word list on purpose
+    "$MAKE_MODEL" --preset "$preset" --out "$TMP/$name" --seed "$SEED" $flags
+  fi
+  echo "== $name: MTP oracle" >&2
+  mkdir -p "$GOLDEN/$name"
+  "$PY" "$ROOT/tools/oracle/make_mtp_golden.py" --model "$TMP/$name" --out "$GOLDEN/$name" \
+    --seed "$SEED"
 done
 
 "$PY" - "$GOLDEN" "${NAMES[@]}" <<'PYEOF'

@@ -1,0 +1,112 @@
+// The MTP module's forward against the PyTorch oracle (tools/oracle/make_mtp_golden.py, written
+// from the DeepSeek-V3 report §2.2 around transformers' decoder layer): for prompts of several
+// lengths, the main model's final-normed hidden states and the shifted tokens go through
+// ForwardMtp, and its logits at every position must match within 1e-4 relative error — on the
+// reference kernels and on the fast kernels (in fp32, FP8 presets with activation quantization
+// off, as the oracle dequantizes the weights).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "engine/batch/forward_batch.h"
+#include "engine/io/npy.h"
+#include "engine/model/deepseek_model.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/test_checkpoints.h"
+
+namespace moeserve::engine {
+namespace {
+
+constexpr double kMaxRelativeError = 1e-4;
+
+struct MtpGoldenCase {
+  const char* golden_name;
+  const char* preset;
+  bool fp8;
+  std::optional<int64_t> mtp_layers;  // the preset's own when unset
+  CpuKernels kernels;
+};
+
+void PrintTo(const MtpGoldenCase& c, std::ostream* os) { *os << c.golden_name; }
+
+class MtpGoldenTest : public ::testing::TestWithParam<MtpGoldenCase> {};
+
+TEST_P(MtpGoldenTest, MtpLogitsMatchOracle) {
+  const MtpGoldenCase& param = GetParam();
+  const std::string dir = std::string(MOESERVE_SOURCE_DIR) + "/tests/golden/" + param.golden_name;
+  std::ifstream in(dir + "/mtp_manifest.json");
+  ASSERT_TRUE(in) << "missing " << dir << "/mtp_manifest.json";
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  auto golden = ReadNpyFloat32(dir + "/mtp_logits.npy");
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  auto model = DeepseekModel::Load(
+      testing::TestCheckpointDir(param.preset, param.fp8, 1234, param.mtp_layers),
+      {.cpu_kernels = param.kernels, .kv_cache_dtype = DType::kF32, .load_mtp = true});
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ((*model)->num_mtp_modules(), 1);
+  const int64_t vocab = (*model)->config().vocab_size;
+  const int64_t hidden = (*model)->config().hidden_size;
+  const int64_t max_len = golden->shape[1];
+  ASSERT_EQ(golden->shape[2], vocab);
+
+  const auto prompts = manifest["prompts"].get<std::vector<std::vector<int32_t>>>();
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const std::vector<int32_t>& ids = prompts[p];
+    const int64_t n = static_cast<int64_t>(ids.size()) - 1;  // positions with a next token
+    const int64_t blocks = (n + kKvBlockSize) / kKvBlockSize;
+    KvPages pages = (*model)->MakeKvPages(blocks);
+    std::vector<int32_t> table(blocks);
+    for (int64_t b = 0; b < blocks; ++b) table[b] = static_cast<int32_t>(b);
+    ForwardOptions options{.logits_for = LogitsFor::kAllTokens, .quantize_activations = false};
+
+    ForwardBatchBuilder main_builder;
+    main_builder.AddSequence(table, 0, absl::MakeConstSpan(ids).subspan(0, n));
+    auto main = (*model)->ForwardWithHidden(std::move(main_builder).Build(), pages, options);
+    ASSERT_TRUE(main.ok()) << main.status();
+    ASSERT_EQ(static_cast<int64_t>(main->hidden.size()), n * hidden);
+
+    ForwardBatchBuilder mtp_builder;
+    mtp_builder.AddSequence(table, 0, absl::MakeConstSpan(ids).subspan(1, n));
+    auto mtp =
+        (*model)->ForwardMtp(0, std::move(mtp_builder).Build(), main->hidden, pages, options);
+    ASSERT_TRUE(mtp.ok()) << mtp.status();
+
+    double max_diff = 0.0, max_ref = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* ours = mtp->logits.data() + i * vocab;
+      const float* ref = golden->data.data() + (p * max_len + i) * vocab;
+      for (int64_t v = 0; v < vocab; ++v) {
+        max_diff = std::max(max_diff, std::fabs(static_cast<double>(ours[v]) - ref[v]));
+        max_ref = std::max(max_ref, std::fabs(static_cast<double>(ref[v])));
+      }
+    }
+    const double relative = max_diff / max_ref;
+    std::printf("[ mtp      ] %s prompt %zu (%zu tokens): max relative error %.3g\n",
+                param.golden_name, p, ids.size(), relative);
+    EXPECT_LE(relative, kMaxRelativeError)
+        << "prompt " << p << "; if make-model or the oracle changed on purpose, regenerate with "
+        << "tools/oracle/regenerate_goldens.sh";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Presets, MtpGoldenTest,
+    ::testing::Values(
+        MtpGoldenCase{"tiny-v3", "tiny-v3", false, std::nullopt, CpuKernels::kReference},
+        MtpGoldenCase{"tiny-v3", "tiny-v3", false, std::nullopt, CpuKernels::kFast},
+        MtpGoldenCase{"tiny-v3-fp8", "tiny-v3", true, std::nullopt, CpuKernels::kReference},
+        MtpGoldenCase{"tiny-v3-fp8", "tiny-v3", true, std::nullopt, CpuKernels::kFast},
+        MtpGoldenCase{"tiny-v2-lite-mtp", "tiny-v2-lite", false, 1, CpuKernels::kReference}),
+    [](const auto& info) {
+      std::string name = absl::StrCat(info.param.golden_name, "_",
+                                      info.param.kernels == CpuKernels::kFast ? "fast" : "ref");
+      for (char& c : name) {
+        if (c == '-') c = '_';
+      }
+      return name;
+    });
+
+}  // namespace
+}  // namespace moeserve::engine
