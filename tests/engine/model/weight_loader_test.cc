@@ -99,6 +99,35 @@ TEST(WeightLoaderTest, LoadsMainStackAndLeavesMtpLayerOut) {
   EXPECT_EQ(weights->layers[1].moe->correction_bias.size(), 16u);
 }
 
+// With load_mtp the module comes in from model.layers.{num_hidden_layers}.*: its projections at
+// their shapes, an MoE block, and its own cache layer; a sharded load refuses it.
+TEST(WeightLoaderTest, LoadsTheMtpModuleWhenAsked) {
+  const std::string dir = testing::TestCheckpointDir("tiny-v3", false);
+  auto checkpoint = Checkpoint::Open(dir);
+  ASSERT_TRUE(checkpoint.ok());
+  auto config = LoadModelConfig(dir + "/config.json");
+  ASSERT_TRUE(config.ok());
+  auto weights = LoadModelWeights(*checkpoint, *config, {.load_mtp = true});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  ASSERT_EQ(weights->mtp.size(), 1u);
+  const MtpWeights& mtp = weights->mtp[0];
+  EXPECT_EQ(mtp.eh_proj.out_features, config->hidden_size);
+  EXPECT_EQ(mtp.eh_proj.in_features, 2 * config->hidden_size);
+  EXPECT_EQ(mtp.enorm.size(), static_cast<size_t>(config->hidden_size));
+  EXPECT_EQ(mtp.head_norm.size(), static_cast<size_t>(config->hidden_size));
+  EXPECT_TRUE(mtp.block.moe.has_value());
+
+  auto model = DeepseekModel::Load(dir, {.load_mtp = true});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->num_mtp_modules(), 1);
+  EXPECT_EQ((*model)->MakeKvPages(2).num_layers(), config->num_hidden_layers + 1);
+
+  auto sharded = LoadModelWeights(*checkpoint, *config, {.load_mtp = true},
+                                  WeightShard{.tp_rank = 0, .tp_size = 2});
+  ASSERT_FALSE(sharded.ok());
+  EXPECT_NE(sharded.status().message().find("MTP"), std::string::npos) << sharded.status();
+}
+
 // The streamed load hands every layer over in order, each equal to the whole load's, keeps
 // the non-layer tensors, and stops at the first error its callback returns.
 TEST(WeightLoaderTest, StreamedLoadEqualsTheWholeLoadLayerByLayer) {
