@@ -494,6 +494,10 @@ absl::Status LoadModelWeightsByLayer(
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
                                               const LoadOptions& options,
                                               const WeightShard& shard) {
+  if (options.load_mtp && (shard.tp_size > 1 || !shard.layer_experts.empty())) {
+    return absl::InvalidArgumentError(
+        "the MTP module is loaded only into an unsharded model (no tensor or expert parallelism)");
+  }
   ModelWeights weights;
   std::vector<DecoderLayerWeights> layers;
   MOESERVE_RETURN_IF_ERROR(LoadModelWeightsByLayer(checkpoint, c, options, shard, weights,
@@ -503,11 +507,6 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
                                                    }));
   weights.layers = std::move(layers);
   if (options.load_mtp) {
-    if (shard.tp_size > 1 || !shard.layer_experts.empty()) {
-      return absl::InvalidArgumentError(
-          "the MTP module is loaded only into an unsharded model (no tensor or expert "
-          "parallelism)");
-    }
     TensorFetcher fetch(checkpoint, c, options);
     for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
       MtpWeights mtp;
