@@ -122,7 +122,7 @@ absl::StatusOr<std::vector<float>> DeepseekModel::RunLayers(const ForwardBatch& 
 }
 
 ForwardOutput DeepseekModel::HeadLogits(const std::vector<float>& h, absl::Span<const int64_t> rows,
-                                        const std::vector<float>& norm, const LinearWeight& head,
+                                        const std::vector<float>* norm, const LinearWeight& head,
                                         const ForwardOptions& options) const {
   const int64_t hidden = config_.hidden_size;
   const int64_t num_rows = static_cast<int64_t>(rows.size());
@@ -132,8 +132,10 @@ ForwardOutput DeepseekModel::HeadLogits(const std::vector<float>& h, absl::Span<
     std::copy(h.begin() + rows[r] * hidden, h.begin() + (rows[r] + 1) * hidden,
               out.hidden.begin() + r * hidden);
   }
-  RmsNormCpu(out.hidden, norm, static_cast<float>(config_.rms_norm_eps), num_rows,
-             absl::MakeSpan(out.hidden));
+  if (norm != nullptr) {
+    RmsNormCpu(out.hidden, *norm, static_cast<float>(config_.rms_norm_eps), num_rows,
+               absl::MakeSpan(out.hidden));
+  }
   out.logits.resize(static_cast<size_t>(num_rows * config_.vocab_size));
   ApplyLinear(head, out.hidden.data(), num_rows, hidden, options.quantize_activations,
               out.logits.data());
@@ -145,7 +147,7 @@ absl::StatusOr<std::vector<float>> DeepseekModel::Forward(const ForwardBatch& ba
   MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
   MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows, LogitRows(batch, options));
   MOESERVE_ASSIGN_OR_RETURN(std::vector<float> h, RunLayers(batch, pages, options));
-  return HeadLogits(h, rows, weights_.final_norm, weights_.lm_head, options).logits;
+  return HeadLogits(h, rows, &weights_.final_norm, weights_.lm_head, options).logits;
 }
 
 absl::StatusOr<ForwardOutput> DeepseekModel::ForwardWithHidden(
@@ -153,9 +155,10 @@ absl::StatusOr<ForwardOutput> DeepseekModel::ForwardWithHidden(
   MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
   MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows, LogitRows(batch, options));
   MOESERVE_ASSIGN_OR_RETURN(std::vector<float> h, RunLayers(batch, pages, options));
-  ForwardOutput out = HeadLogits(h, rows, weights_.final_norm, weights_.lm_head, options);
+  // Every token's state is normed once; the logits' rows are taken from it.
   RmsNormCpu(h, weights_.final_norm, static_cast<float>(config_.rms_norm_eps), batch.num_tokens(),
              absl::MakeSpan(h));
+  ForwardOutput out = HeadLogits(h, rows, /*norm=*/nullptr, weights_.lm_head, options);
   out.hidden = std::move(h);
   return out;
 }
@@ -202,7 +205,7 @@ absl::StatusOr<ForwardOutput> DeepseekModel::ForwardMtp(int64_t module, const Fo
               h.data());
   MOESERVE_RETURN_IF_ERROR(RunDecoderLayer(mtp.block, config_.num_hidden_layers + module,
                                            /*expert_counts=*/nullptr, batch, pages, options, h));
-  return HeadLogits(h, rows, mtp.head_norm, mtp.head ? *mtp.head : weights_.lm_head, options);
+  return HeadLogits(h, rows, &mtp.head_norm, mtp.head ? *mtp.head : weights_.lm_head, options);
 }
 
 }  // namespace moeserve::engine

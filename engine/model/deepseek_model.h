@@ -99,9 +99,10 @@ class DeepseekModel {
   absl::Status RunDecoderLayer(const DecoderLayerWeights& layer, int64_t kv_layer,
                                int64_t* expert_counts, const ForwardBatch& batch, KvPages& pages,
                                const ForwardOptions& options, std::vector<float>& h) const;
-  // RMSNorm(h[rows]) with `norm`, then `head`: the logits and the normed rows.
+  // RMSNorm(h[rows]) with `norm` (null: h is normed already), then `head`: the logits and the
+  // normed rows.
   ForwardOutput HeadLogits(const std::vector<float>& h, absl::Span<const int64_t> rows,
-                           const std::vector<float>& norm, const LinearWeight& head,
+                           const std::vector<float>* norm, const LinearWeight& head,
                            const ForwardOptions& options) const;
 
   ModelConfig config_;

@@ -406,7 +406,12 @@ absl::StatusOr<MtpWeights> LoadMtp(TensorFetcher& fetch, const Checkpoint& check
     LinearWeight head;
     MOESERVE_ASSIGN_OR_RETURN(head, fetch.Linear(prefix + ".shared_head.head", c.vocab_size, hidden,
                                                  /*quantizable=*/false));
-    if (DequantizeLinear(head) != DequantizeLinear(main.lm_head)) mtp.head = std::move(head);
+    // Both were loaded by the same rules, so equal tensors are held identically.
+    const bool same = head.format == main.lm_head.format && head.weight == main.lm_head.weight &&
+                      head.weight_bf16 == main.lm_head.weight_bf16 &&
+                      head.weight_fp8 == main.lm_head.weight_fp8 &&
+                      head.scale_inv == main.lm_head.scale_inv;
+    if (!same) mtp.head = std::move(head);
   }
   return mtp;
 }
