@@ -16,8 +16,10 @@ resumes from it), train_log.jsonl (loss, lr, per-layer expert load per logged st
 hf/ (the final model, fp32 safetensors + config). tools/train/export.py turns hf/ into the
 shipped BF16 and FP8 checkpoints.
 
-No MTP layer: transformers' DeepseekV3 has no multi-token-prediction module, so the model has
-num_nextn_predict_layers = 0.
+One multi-token-prediction (MTP) module (num_nextn_predict_layers = 1) trains beside the main
+model with DeepSeek-V3's λ-weighted next-next-token loss (tools/train/mtp.py; transformers has no
+MTP module). --init-from DIR starts the main model from a shipped checkpoint (continued training;
+the MTP module, if DIR has none, starts fresh).
 """
 
 import argparse
@@ -30,11 +32,13 @@ import sys
 import time
 
 import torch
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402
+import mtp as mtp_lib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BPE_VOCAB = 4079  # + 17 added chat tokens = 4096
@@ -79,7 +83,7 @@ def model_config():
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=None,
-        num_nextn_predict_layers=0,
+        num_nextn_predict_layers=1,
         topk_method="noaux_tc",
         scoring_func="sigmoid",
     )
@@ -121,12 +125,13 @@ def sample_batch(stream, starts, batch, rng, bos):
 
 
 class LoadMeter:
-    """Counts tokens routed to each expert of each MoE layer via forward hooks on the routers."""
+    """Counts tokens routed to each expert of each MoE layer (the MTP block is layer
+    num_hidden_layers) via forward hooks on the routers."""
 
-    def __init__(self, model):
+    def __init__(self, model, mtp):
         self.gates = {}
         self.counts = {}
-        for i, layer in enumerate(model.model.layers):
+        for i, layer in enumerate(list(model.model.layers) + [mtp.block]):
             gate = getattr(layer.mlp, "gate", None)
             if gate is None:
                 continue
@@ -155,17 +160,29 @@ def lr_at(step, progress, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-@torch.no_grad()
-def held_out_loss(model, ids, bos):
-    model.eval()
-    total, n = 0.0, 0
-    for s in range(0, len(ids), SEQ_LEN - 1):
-        chunk = torch.cat([torch.tensor([bos]), ids[s:s + SEQ_LEN - 1]]).unsqueeze(0)
-        logits = model(chunk).logits[0, :-1].float()
-        total += torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum").item()
-        n += chunk.shape[1] - 1
-    model.train()
-    return total / n
+def evaluate(model, mtp, held_ids, bos):
+    main, extra, acceptance = mtp_lib.held_out(model, mtp, held_ids, bos, SEQ_LEN)
+    return {"held_out_loss": main, "held_out_mtp_loss": extra,
+            "held_out_mtp_acceptance": acceptance}
+
+
+def init_from(model, mtp, directory):
+    """Loads a shipped checkpoint (BF16 safetensors) into the main model, and its MTP module
+    (model.layers.{N}.*) when it has one."""
+    tensors = {k: v.float() for k, v in load_file(os.path.join(directory,
+                                                                "model.safetensors")).items()}
+    prefix = f"model.layers.{mtp.layer_index}."
+    main = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
+    model.load_state_dict(main, strict=True)
+    module = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if module:
+        renamed = {"enorm.weight": "enorm.weight", "hnorm.weight": "hnorm.weight",
+                   "eh_proj.weight": "eh_proj.weight",
+                   "shared_head.norm.weight": "head_norm.weight"}
+        mtp.load_state_dict({renamed.get(k, "block." + k): v for k, v in module.items()},
+                            strict=True)
+    print(f"initialized from {directory} ({'with' if module else 'without'} an MTP module)",
+          flush=True)
 
 
 def main():
@@ -186,6 +203,10 @@ def main():
     # On a shared 2-core machine 2 threads made steps 10x slower than 1 (tools/train/README.md).
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--mtp-weight", type=float, default=0.3,
+                    help="λ of the MTP loss (DeepSeek-V3 used 0.3, then 0.1 late in training)")
+    ap.add_argument("--init-from", help="a shipped checkpoint directory to continue training "
+                    "(its tokenizer must be the one in WORK/tokenizer)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -202,15 +223,21 @@ def main():
 
     config = model_config()
     model = DeepseekV3ForCausalLM(config)
+    mtp = mtp_lib.MtpModule(config)
+    if args.init_from:
+        init_from(model, mtp, args.init_from)
     model.train()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"parameters: {n_params} ({n_params * 2 / 1e6:.1f} MB in BF16)", flush=True)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    mtp.train()
+    params = list(model.named_parameters()) + [("mtp." + n, p) for n, p in mtp.named_parameters()]
+    n_params = sum(p.numel() for _, p in params)
+    print(f"parameters: {n_params} ({n_params * 2 / 1e6:.1f} MB in BF16), of which MTP "
+          f"{sum(p.numel() for p in mtp.parameters())}", flush=True)
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
-    meter = LoadMeter(model)
+    meter = LoadMeter(model, mtp)
     rng = random.Random(args.seed)
     step = 0
     ckpt_path = os.path.join(args.work, "checkpoint.pt")
@@ -218,6 +245,7 @@ def main():
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ck["model"])
+        mtp.load_state_dict(ck["mtp"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         rng.setstate(ck["rng"])
@@ -226,7 +254,7 @@ def main():
 
     def save():
         tmp = ckpt_path + ".tmp"
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+        torch.save({"model": model.state_dict(), "mtp": mtp.state_dict(), "opt": opt.state_dict(), "step": step,
                     "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
                     "elapsed": elapsed0 + time.time() - t0}, tmp)
         os.replace(tmp, ckpt_path)
@@ -247,10 +275,10 @@ def main():
             g["lr"] = lr
         batch = sample_batch(stream, starts, args.batch, rng, config.bos_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            out = model(batch, labels=batch)
+            main_loss, mtp_loss, loss = mtp_lib.losses(model, mtp, batch, args.mtp_weight)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0).item()
         opt.step()
         loads = meter.take()
         # Auxiliary-loss-free balancing: nudge each expert's selection bias toward equal load.
@@ -260,31 +288,35 @@ def main():
                 gate.e_score_correction_bias += args.bias_rate * torch.sign(
                     load.mean() - load).float()
         step += 1
-        rec = {"step": step, "loss": out.loss.item(), "lr": lr, "grad_norm": gnorm,
+        rec = {"step": step, "loss": main_loss.item(), "mtp_loss": mtp_loss.item(), "lr": lr, "grad_norm": gnorm,
                "seconds": time.time() - ts, "elapsed": elapsed0 + time.time() - t0,
                "tokens": step * tokens_per_step,
                "expert_load": {str(i): [int(x) for x in loads[i].tolist()] for i in loads},
                "bias": {str(i): [round(x, 5) for x in g.e_score_correction_bias.tolist()]
                         for i, g in meter.gates.items()}}
         if step % args.eval_every == 0:
-            rec["held_out_loss"] = held_out_loss(model, held_ids, config.bos_token_id)
+            rec.update(evaluate(model, mtp, held_ids, config.bos_token_id))
         log.write(json.dumps(rec) + "\n")
         log.flush()
         maxmean = {i: round(float(l.max() / l.mean()), 2) for i, l in loads.items()}
-        print(f"step {step} ({progress:.0%}) loss {out.loss.item():.4f} lr {lr:.2e} "
+        print(f"step {step} ({progress:.0%}) loss {main_loss.item():.4f} "
+              f"mtp {mtp_loss.item():.4f} lr {lr:.2e} "
               f"gnorm {gnorm:.2f} {rec['seconds']:.2f}s max/mean load {maxmean}"
-              + (f" held-out loss {rec['held_out_loss']:.4f}" if "held_out_loss" in rec else ""),
+              + (f" held-out loss {rec['held_out_loss']:.4f} mtp {rec['held_out_mtp_loss']:.4f}"
+                 f" acceptance {rec['held_out_mtp_acceptance']:.3f}"
+                 if "held_out_loss" in rec else ""),
               flush=True)
         if step % args.ckpt_every == 0:
             save()
     save()
-    rec = {"step": step, "final": True,
-           "held_out_loss": held_out_loss(model, held_ids, config.bos_token_id)}
+    rec = {"step": step, "final": True, **evaluate(model, mtp, held_ids, config.bos_token_id)}
     log.write(json.dumps(rec) + "\n")
     print(f"final held-out loss {rec['held_out_loss']:.4f} "
-          f"(ppl {math.exp(rec['held_out_loss']):.2f})", flush=True)
+          f"(ppl {math.exp(rec['held_out_loss']):.2f}), MTP loss {rec['held_out_mtp_loss']:.4f}, "
+          f"greedy MTP acceptance {rec['held_out_mtp_acceptance']:.3f}", flush=True)
     hf = os.path.join(args.work, "hf")
     model.save_pretrained(hf, safe_serialization=True)
+    save_file(mtp.checkpoint_tensors(), os.path.join(hf, "mtp.safetensors"))
     print(f"saved {hf} after {step} steps, {(time.time() - t0) / 60:.1f} min", flush=True)
 
 

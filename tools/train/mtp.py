@@ -1,0 +1,104 @@
+"""DeepSeek-V3's multi-token-prediction (MTP) module and training objective, for tools/train.
+
+transformers has no MTP module, so this is ours, written from the DeepSeek-V3 technical report
+§2.2 with the conventions moeserve serves (engine/model/deepseek_model.h ForwardMtp, reference
+page §3.4) and tools/oracle/make_mtp_golden.py checks:
+
+    h_i   = the main model's hidden state at position i after its final norm
+    e_i   = Emb(t_{i+1}) (the main embedding, shared), set to 0 at position 0
+    h'_i  = M · [RMSNorm_enorm(e_i) ; RMSNorm_hnorm(h_i)]          (M = eh_proj, [D, 2D])
+    h''   = TRM(h'_{0..i})   one decoder block (transformers' own layer, index num_hidden_layers)
+    P(t_{i+2}) = softmax(lm_head(RMSNorm_shared_head.norm(h''_i)))  (the main lm_head, shared)
+
+Loss (report eq. 24–25, depth D = 1): L = L_main + λ · CE(P(t_{i+2}), t_{i+2}), gradients flow
+into the main model through h and the shared embedding/head, as in the report.
+"""
+
+import torch
+from torch import nn
+from transformers.models.deepseek_v3.modeling_deepseek_v3 import (DeepseekV3DecoderLayer,
+                                                                    DeepseekV3RMSNorm)
+
+
+class MtpModule(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        d, eps = config.hidden_size, config.rms_norm_eps
+        self.layer_index = config.num_hidden_layers
+        self.enorm = DeepseekV3RMSNorm(d, eps)
+        self.hnorm = DeepseekV3RMSNorm(d, eps)
+        self.eh_proj = nn.Linear(2 * d, d, bias=False)
+        self.block = DeepseekV3DecoderLayer(config, layer_idx=self.layer_index)
+        self.head_norm = DeepseekV3RMSNorm(d, eps)
+        std = config.initializer_range
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, std)
+        gate = getattr(self.block.mlp, "gate", None)
+        if gate is not None:
+            nn.init.normal_(gate.weight, 0.0, std)
+            nn.init.zeros_(gate.e_score_correction_bias)
+
+    def forward(self, model, hidden, tokens):
+        """hidden: [B, T, D] main final-normed states; tokens: [B, T]. Returns logits
+        [B, T-1, V]: row i predicts t_{i+2} (the last row has no target inside the window)."""
+        n = tokens.shape[1] - 1
+        e = model.model.embed_tokens(tokens[:, 1:n + 1])
+        e = torch.cat([torch.zeros_like(e[:, :1]), e[:, 1:]], dim=1)  # position 0
+        x = self.eh_proj(torch.cat([self.enorm(e), self.hnorm(hidden[:, :n])], dim=-1))
+        pos = torch.arange(n, device=tokens.device)[None].expand(tokens.shape[0], n)
+        cos_sin = model.model.rotary_emb(x, pos)
+        mask = torch.full((n, n), torch.finfo(x.dtype).min, device=x.device).triu(1)[None, None]
+        y = self.block(x, attention_mask=mask, position_ids=pos, position_embeddings=cos_sin)
+        y = y[0] if isinstance(y, tuple) else y
+        return model.lm_head(self.head_norm(y))
+
+    def checkpoint_tensors(self):
+        """The module's tensors under the real V3/R1 names model.layers.{N}.* (embed_tokens and
+        shared_head.head are the main model's, so they are not written, as the loaders allow)."""
+        p = f"model.layers.{self.layer_index}."
+        out = {p + "enorm.weight": self.enorm.weight, p + "hnorm.weight": self.hnorm.weight,
+               p + "eh_proj.weight": self.eh_proj.weight,
+               p + "shared_head.norm.weight": self.head_norm.weight}
+        for name, t in self.block.state_dict().items():
+            out[p + name] = t
+        return {k: v.detach().float().contiguous() for k, v in out.items()}
+
+
+def losses(model, mtp, batch, mtp_weight):
+    """Main next-token loss, MTP next-next-token loss, and their λ-weighted sum."""
+    out = model.model(input_ids=batch, use_cache=False)
+    hidden = out.last_hidden_state
+    logits = model.lm_head(hidden)
+    ce = nn.functional.cross_entropy
+    vocab = logits.shape[-1]
+    main = ce(logits[:, :-1].reshape(-1, vocab).float(), batch[:, 1:].reshape(-1))
+    mtp_logits = mtp(model, hidden, batch)[:, :-1]  # rows 0..T-3 have targets t_2..t_{T-1}
+    extra = ce(mtp_logits.reshape(-1, vocab).float(), batch[:, 2:].reshape(-1))
+    return main, extra, main + mtp_weight * extra
+
+
+@torch.no_grad()
+def held_out(model, mtp, ids, bos, seq_len):
+    """Held-out main loss, MTP loss, and greedy MTP acceptance: how often the module's argmax
+    for t_{i+2} equals the main model's argmax at position i+1 (what greedy speculative decoding
+    accepts), teacher-forced over `ids` in BOS-prefixed chunks."""
+    model.eval()
+    mtp.eval()
+    tot_main = tot_mtp = 0.0
+    n_main = n_mtp = accepted = 0
+    for s in range(0, len(ids), seq_len - 1):
+        chunk = torch.cat([torch.tensor([bos]), ids[s:s + seq_len - 1]]).unsqueeze(0)
+        hidden = model.model(input_ids=chunk, use_cache=False).last_hidden_state
+        logits = model.lm_head(hidden)[0].float()
+        tot_main += nn.functional.cross_entropy(logits[:-1], chunk[0, 1:], reduction="sum").item()
+        n_main += chunk.shape[1] - 1
+        if chunk.shape[1] < 3:
+            continue
+        draft = mtp(model, hidden, chunk)[0, :-1].float()
+        tot_mtp += nn.functional.cross_entropy(draft, chunk[0, 2:], reduction="sum").item()
+        n_mtp += chunk.shape[1] - 2
+        accepted += (draft.argmax(-1) == logits[1:-1].argmax(-1)).sum().item()
+    model.train()
+    mtp.train()
+    return tot_main / n_main, tot_mtp / n_mtp, accepted / n_mtp
