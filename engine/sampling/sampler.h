@@ -97,6 +97,23 @@ int32_t GreedyToken(absl::Span<const float> logits);
 // backend for argmax ids instead of whole logit rows (a GPU keeps the logits on the device).
 bool NeedsOnlyArgmax(const SamplingParams& params);
 
+// Speculative verification of one draft token at one position (Leviathan et al., "Fast
+// Inference from Transformers via Speculative Decoding", 2023; Chen et al., "Accelerating Large
+// Language Model Decoding with Speculative Sampling", 2023) for a deterministic drafter, whose
+// proposal q is one-hot on `draft` (the MTP module's argmax). With p SampleToken's distribution
+// for these logits: greedy params accept iff the argmax is `draft`, and the token is the argmax;
+// otherwise `draft` is accepted with probability min(1, p(draft) / q(draft)) = p(draft), and on
+// rejection the token is drawn from max(0, p - q) renormalised, i.e. p with `draft` removed.
+// Either way the token is distributed exactly as SampleToken's. Draws one uniform for an
+// accepted (or greedy) token and two for a rejected one. Logprobs as SampleToken's.
+struct VerifiedToken {
+  SampledToken token;
+  bool accepted = false;  // token.token_id == draft
+};
+VerifiedToken VerifyDraftToken(absl::Span<const float> logits, const SamplingParams& params,
+                               const PenaltyContext& context, int32_t draft, SequenceRng& rng,
+                               SamplingWorkspace& workspace);
+
 // One row of a batched call.
 struct SamplingRow {
   const SamplingParams* params = nullptr;

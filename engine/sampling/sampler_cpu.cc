@@ -213,6 +213,32 @@ SampledToken SampleToken(absl::Span<const float> logits, const SamplingParams& p
   return out;
 }
 
+VerifiedToken VerifyDraftToken(absl::Span<const float> logits, const SamplingParams& params,
+                               const PenaltyContext& context, int32_t draft, SequenceRng& rng,
+                               SamplingWorkspace& workspace) {
+  const double u = rng.NextUniform();
+  const absl::Span<const float> processed = ProcessedLogits(logits, params, context, workspace);
+  VerifiedToken out;
+  const double total = params.greedy() ? 0.0 : KeptWeights(processed, params, workspace);
+  const bool in_vocab = draft >= 0 && static_cast<size_t>(draft) < processed.size();
+  if (total <= 0.0) {
+    // Greedy, or nothing left to sample: SampleToken's answer is the argmax.
+    out.token.token_id = ArgmaxOf(processed);
+  } else if (in_vocab && u * total < static_cast<double>(workspace.weights[draft])) {
+    out.token.token_id = draft;  // accepted with probability p(draft)
+  } else {
+    // Rejected: the residual max(0, p - one_hot(draft)) is p without the draft.
+    if (in_vocab) workspace.weights[draft] = 0.0f;
+    const double residual = BlockSums(workspace.weights, workspace.block_sums);
+    const double v = rng.NextUniform();
+    out.token.token_id = residual > 0.0 ? Draw(workspace.weights, workspace.block_sums, residual, v)
+                                        : ArgmaxOf(processed);
+  }
+  out.accepted = out.token.token_id == draft;
+  if (params.num_logprobs >= 0) FillLogprobs(logits, params.num_logprobs, out.token);
+  return out;
+}
+
 SampledToken SampleToken(absl::Span<const float> logits, const SamplingParams& params,
                          const PenaltyContext& context, SequenceRng& rng) {
   SamplingWorkspace workspace;
