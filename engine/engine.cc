@@ -33,6 +33,21 @@ absl::Status Engine::ValidateOptions(const EngineOptions& options) {
         "max_model_len ", options.max_model_len, " exceeds the KV cache capacity of ",
         options.num_kv_blocks * kKvBlockSize, " tokens (", options.num_kv_blocks, " blocks)"));
   }
+  if (options.speculative_tokens < 0 || options.speculative_tokens > kMaxSpeculativeTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("EngineOptions: speculative_tokens ",
+                                                   options.speculative_tokens, " is outside [0, ",
+                                                   kMaxSpeculativeTokens, "]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::ValidateSpeculation(const EngineOptions& options, int64_t num_mtp_modules) {
+  if (options.speculative_tokens > 0 && num_mtp_modules == 0) {
+    return absl::InvalidArgumentError(
+        "speculative_tokens needs the model's multi-token-prediction module: the checkpoint "
+        "must have num_nextn_predict_layers >= 1 and be loaded with it (LoadOptions::load_mtp), "
+        "on one rank");
+  }
   return absl::OkStatus();
 }
 
@@ -45,6 +60,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const DeepseekModel& mode
     return absl::InvalidArgumentError(
         "EngineOptions: tensor/expert parallel sizes above 1 need a ParallelModel");
   }
+  if (absl::Status s = ValidateSpeculation(options, model.num_mtp_modules()); !s.ok()) return s;
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 
@@ -60,6 +76,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(ParallelModel& model,
         " / expert_parallel_size ", options.expert_parallel_size, " do not match the model's ",
         model.parallel().tensor_parallel_size, " / ", model.parallel().expert_parallel_size));
   }
+  const int64_t mtp = model.world_size() == 1 ? model.shard(0).num_mtp_modules() : 0;
+  if (absl::Status s = ValidateSpeculation(options, mtp); !s.ok()) return s;
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 
@@ -76,6 +94,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepModel& model, const T
     return absl::InvalidArgumentError(
         "EngineOptions: tensor/expert parallelism is not supported by this backend yet");
   }
+  if (absl::Status s = ValidateSpeculation(options, model.num_mtp_modules()); !s.ok()) return s;
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 

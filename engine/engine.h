@@ -98,6 +98,8 @@ class Engine {
          MetricsRecorder* metrics);
   void Start();  // the part of construction after loop_ exists
   static absl::Status ValidateOptions(const EngineOptions& options);
+  // speculative_tokens > 0 needs an MTP module.
+  static absl::Status ValidateSpeculation(const EngineOptions& options, int64_t num_mtp_modules);
   absl::Status Validate(const GenerateRequest& request) const;
   void Run();  // the engine thread
 

@@ -78,19 +78,26 @@ void EngineLoop::RunOnce() {
     }
     return;
   }
-  scheduler_.CommitComputed(batch);
+  scheduler_.CommitComputed(batch, output->accepted_drafts);
+  CountSpeculation(batch, output->accepted_drafts);
 
-  for (size_t i = 0; i < output->sequences.size(); ++i) {
-    Sequence* s = output->sequences[i];
-    scheduler_.AppendToken(*s, output->tokens[i].token_id);
-    ++total_generated_tokens_;
-    RecordTokenLatency(*s);
-    TokenEvent event = ProcessSampledToken(*s, output->tokens[i]);
-    if (event.finish) {
-      EndSequence(s, std::move(event));
-    } else {
+  for (SequenceOutput& out : output->sequences) {
+    Sequence* s = out.sequence;
+    bool finished = false;
+    // One event per token, so that a stop inside accepted drafts ends the request right there.
+    for (const SampledToken& token : out.tokens) {
+      scheduler_.AppendToken(*s, token.token_id);
+      ++total_generated_tokens_;
+      RecordTokenLatency(*s);
+      TokenEvent event = ProcessSampledToken(*s, token);
+      if (event.finish) {
+        EndSequence(s, std::move(event));
+        finished = true;
+        break;
+      }
       Emit(s->sink, std::move(event));
     }
+    if (!finished) s->draft_tokens = std::move(out.next_drafts);
   }
   ++total_steps_;
   last_step_.step_ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
@@ -98,6 +105,22 @@ void EngineLoop::RunOnce() {
     EngineStats stats;
     FillStats(stats);
     metrics_->OnStep(stats);
+  }
+}
+
+void EngineLoop::CountSpeculation(const ScheduledBatch& batch,
+                                  absl::Span<const int64_t> accepted_drafts) {
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const int64_t drafts = batch.sequences[i].num_draft_tokens;
+    if (drafts == 0) continue;
+    const int64_t accepted = accepted_drafts[i];
+    ++speculation_.num_drafts;
+    speculation_.num_draft_tokens += drafts;
+    speculation_.num_accepted_tokens += accepted;
+    if (speculation_.accepted_per_position.size() < static_cast<size_t>(drafts)) {
+      speculation_.accepted_per_position.resize(static_cast<size_t>(drafts), 0);
+    }
+    for (int64_t p = 0; p < accepted; ++p) ++speculation_.accepted_per_position[p];
   }
 }
 
@@ -130,6 +153,7 @@ void EngineLoop::FillStats(EngineStats& stats) const {
   stats.total_generated_tokens = total_generated_tokens_;
   stats.last_step = last_step_;
   stats.expert_token_counts = runner_.expert_token_counts();
+  stats.speculation = speculation_;
 }
 
 }  // namespace moeserve::engine

@@ -56,6 +56,8 @@ class EngineLoop {
 
  private:
   void EndSequence(Sequence* sequence, TokenEvent final_event);
+  // Adds a step's verified drafts to the speculative-decoding counters.
+  void CountSpeculation(const ScheduledBatch& batch, absl::Span<const int64_t> accepted_drafts);
   // First-token or inter-token latency of a token just appended to `s`.
   void RecordTokenLatency(Sequence& s);
 
@@ -72,6 +74,7 @@ class EngineLoop {
   int64_t total_steps_ = 0;
   int64_t total_generated_tokens_ = 0;
   StepStats last_step_;
+  SpeculativeStats speculation_;
   std::vector<std::pair<TokenSink*, TokenEvent>> pending_events_;
 };
 

@@ -7,6 +7,9 @@
 
 namespace moeserve::engine {
 
+// The most draft tokens one step verifies (vLLM and SGLang serve DeepSeek's MTP with 1-3).
+inline constexpr int64_t kMaxSpeculativeTokens = 8;
+
 struct EngineOptions {
   int64_t num_kv_blocks = 256;           // of 64 tokens each (from the memory planner or a flag)
   int64_t max_num_seqs = 64;             // running sequences per step
@@ -26,6 +29,10 @@ struct EngineOptions {
   // token's computation never depends on whether it was prefilled, decoded or recomputed
   // after preemption, and greedy output is identical in every batch (DESIGN.md §4).
   MlaForm mla_form = MlaForm::kAbsorbed;
+  // Speculative decoding with the model's MTP module (0: off): each decode verifies up to this
+  // many draft tokens, the module drafting autoregressively beyond the first
+  // (docs/speculative-decoding.md).
+  int64_t speculative_tokens = 0;
   // Ranks the model is split over (engine/parallel/parallel_config.h). They must match the
   // ParallelModel the engine is created with; a plain DeepseekModel is one rank.
   int tensor_parallel_size = 1;

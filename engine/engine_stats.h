@@ -15,6 +15,16 @@ struct StepStats {
   double step_ms = 0.0;
 };
 
+// Speculative decoding so far (vLLM's spec_decode counters): a "draft" is one sequence's
+// proposal verified in one step, of num_draft_tokens tokens in all.
+struct SpeculativeStats {
+  int64_t num_drafts = 0;
+  int64_t num_draft_tokens = 0;
+  int64_t num_accepted_tokens = 0;
+  // [position]: drafts whose token at that position (0 = first) was accepted.
+  std::vector<int64_t> accepted_per_position;
+};
+
 struct EngineStats {
   int64_t num_running = 0;
   int64_t num_waiting = 0;  // in the scheduler's queue plus submitted but not yet drained
@@ -31,6 +41,7 @@ struct EngineStats {
   StepStats last_step;
   // Tokens routed to each expert so far: [num_layers, n_routed_experts] (dense layers 0).
   std::vector<int64_t> expert_token_counts;
+  SpeculativeStats speculation;
 };
 
 }  // namespace moeserve::engine

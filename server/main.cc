@@ -127,6 +127,8 @@ moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_nam
   info.set_num_layers(static_cast<uint32_t>(config.num_hidden_layers));
   info.set_num_routed_experts(static_cast<uint32_t>(config.n_routed_experts));
   info.set_num_experts_per_token(static_cast<uint32_t>(config.num_experts_per_tok));
+  info.set_num_mtp_modules(static_cast<uint32_t>(config.num_nextn_predict_layers));
+  info.set_speculative_tokens(static_cast<uint32_t>(engine_options.speculative_tokens));
   info.set_kv_cache_capacity_tokens(
       static_cast<uint64_t>(engine_options.num_kv_blocks * engine::kKvBlockSize));
   info.set_device(device);
@@ -418,8 +420,9 @@ int Serve(const ServerOptions& options) {
         options.model_dir, config, load,
         engine::CpuServingShape{
             .num_kv_blocks = engine_options->num_kv_blocks,
-            .kv_bytes_per_block =
-                engine::KvCacheSpecFor(config, engine::CpuKvCacheDtype(load)).BytesPerBlock(),
+            .kv_bytes_per_block = engine::KvCacheSpecFor(config, engine::CpuKvCacheDtype(load),
+                                                         MtpKvLayers(options, config))
+                                      .BytesPerBlock(),
             .max_num_batched_tokens = engine_options->max_num_batched_tokens,
             .max_num_seqs = engine_options->max_num_seqs,
             .max_model_len = engine_options->max_model_len,
@@ -444,13 +447,15 @@ int Serve(const ServerOptions& options) {
     quantization = config.fp8 ? "fp8" : options.quantization == "fp8" ? "fp8 (online)" : "none";
   }
   if (!engine_options.ok()) return Fail(std::string(engine_options.status().message()));
-  PrometheusMetrics::Options metrics_options{.model_name = served_model_name,
-                                             .num_layers = config.num_hidden_layers,
-                                             .num_routed_experts = config.n_routed_experts,
-                                             .block_size = engine::kKvBlockSize,
-                                             .num_kv_blocks = engine_options->num_kv_blocks,
-                                             .per_expert_counters = options.per_expert_metrics,
-                                             .max_model_len = engine_options->max_model_len};
+  PrometheusMetrics::Options metrics_options{
+      .model_name = served_model_name,
+      .num_layers = config.num_hidden_layers,
+      .num_routed_experts = config.n_routed_experts,
+      .block_size = engine::kKvBlockSize,
+      .num_kv_blocks = engine_options->num_kv_blocks,
+      .per_expert_counters = options.per_expert_metrics,
+      .max_model_len = engine_options->max_model_len,
+      .speculative_tokens = engine_options->speculative_tokens};
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     metrics_options.moe_layers.push_back(config.IsMoeLayer(layer));
   }
@@ -503,7 +508,8 @@ int Serve(const ServerOptions& options) {
                                   ? engine::CpuKvCacheDtype(CpuLoadOptions(options))
                                   : engine::DType::kBF16;
   const int64_t kv_bytes =
-      engine_options->num_kv_blocks * engine::KvCacheSpecFor(config, dtype).BytesPerBlock();
+      engine_options->num_kv_blocks *
+      engine::KvCacheSpecFor(config, dtype, MtpKvLayers(options, config)).BytesPerBlock();
   LogInfo(absl::StrFormat(
       "SERVING model %s (%s, %s) from %s: dtype %s, quantization %s, device %s, KV cache "
       "%d tokens (%d blocks, %.1f MiB), max_model_len %d, prefix caching %s; gRPC %s:%d, "

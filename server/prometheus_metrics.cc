@@ -147,6 +147,24 @@ PrometheusMetrics::PrometheusMetrics(const Options& options)
   prefix_cache_hits_ = counter("moeserve_prefix_cache_hits_total",
                                "Prompt tokens found in the prefix cache (hit rate = "
                                "rate(hits) / rate(queries)).");
+  if (options_.speculative_tokens > 0) {
+    spec_num_drafts_ = counter("moeserve_spec_decode_num_drafts_total",
+                               "Draft proposals verified: one per sequence per step that "
+                               "verified at least one draft token.");
+    spec_num_draft_tokens_ =
+        counter("moeserve_spec_decode_num_draft_tokens_total", "Draft tokens verified.");
+    spec_num_accepted_tokens_ =
+        counter("moeserve_spec_decode_num_accepted_tokens_total",
+                "Draft tokens accepted (mean acceptance length = 1 + accepted / drafts).");
+    auto& per_position = prometheus::BuildCounter()
+                             .Name("moeserve_spec_decode_num_accepted_tokens_per_pos_total")
+                             .Help("Draft tokens accepted at each position of a draft (0 = first).")
+                             .Labels(model)
+                             .Register(*registry_);
+    for (int64_t p = 0; p < options_.speculative_tokens; ++p) {
+      spec_accepted_per_position_.push_back(&per_position.Add({{"position", std::to_string(p)}}));
+    }
+  }
   time_to_first_token_ =
       histogram("moeserve_time_to_first_token_seconds",
                 "Time from arrival to the first generated token.", TtftBuckets());
@@ -281,6 +299,7 @@ void PrometheusMetrics::StartCountingFrom(const engine::EngineStats& stats) {
   last_.prefix_hit_tokens = stats.prefix_hit_tokens;
   last_.generated_tokens = stats.total_generated_tokens;
   last_.expert_token_counts = stats.expert_token_counts;
+  last_.speculation = stats.speculation;
 }
 
 std::string PrometheusMetrics::Serialize() const {
@@ -346,6 +365,20 @@ void PrometheusMetrics::ApplySnapshot(const engine::EngineStats& stats) const {
   Advance(*prefix_cache_queries_, stats.prefix_query_tokens, last_.prefix_query_tokens);
   Advance(*prefix_cache_hits_, stats.prefix_hit_tokens, last_.prefix_hit_tokens);
   ApplyExpertCounts(stats.expert_token_counts);
+  ApplySpeculation(stats.speculation);
+}
+
+void PrometheusMetrics::ApplySpeculation(const engine::SpeculativeStats& stats) const {
+  if (spec_num_drafts_ == nullptr) return;
+  engine::SpeculativeStats& last = last_.speculation;
+  Advance(*spec_num_drafts_, stats.num_drafts, last.num_drafts);
+  Advance(*spec_num_draft_tokens_, stats.num_draft_tokens, last.num_draft_tokens);
+  Advance(*spec_num_accepted_tokens_, stats.num_accepted_tokens, last.num_accepted_tokens);
+  last.accepted_per_position.resize(spec_accepted_per_position_.size(), 0);
+  for (size_t p = 0; p < spec_accepted_per_position_.size(); ++p) {
+    const int64_t now = p < stats.accepted_per_position.size() ? stats.accepted_per_position[p] : 0;
+    Advance(*spec_accepted_per_position_[p], now, last.accepted_per_position[p]);
+  }
 }
 
 void PrometheusMetrics::ApplyExpertCounts(const std::vector<int64_t>& counts) const {

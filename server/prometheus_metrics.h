@@ -52,6 +52,9 @@ class PrometheusMetrics : public engine::MetricsRecorder {
     // Prompt + output tokens of one request: the top of the token-count histograms' 1-2-5
     // buckets (request_prompt_tokens, request_generation_tokens, request_params_max_tokens).
     int64_t max_model_len = 4096;
+    // --speculative-tokens: the spec_decode series exist when > 0, with one per-position
+    // counter for each draft position.
+    int64_t speculative_tokens = 0;
   };
 
   explicit PrometheusMetrics(const Options& options);
@@ -94,11 +97,14 @@ class PrometheusMetrics : public engine::MetricsRecorder {
     int64_t prefix_hit_tokens = 0;
     int64_t generated_tokens = 0;
     std::vector<int64_t> expert_token_counts;
+    engine::SpeculativeStats speculation;
   };
 
   // Sets the gauges and advances the counters from a snapshot (OnStep or a scrape).
   void ApplySnapshot(const engine::EngineStats& stats) const;
   void ApplyExpertCounts(const std::vector<int64_t>& counts) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplySpeculation(const engine::SpeculativeStats& stats) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsMoeLayer(int64_t layer) const;
 
@@ -129,6 +135,11 @@ class PrometheusMetrics : public engine::MetricsRecorder {
   prometheus::Histogram* engine_step_time_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;
   prometheus::Family<prometheus::Counter>* http_requests_;
+  // Speculative decoding (vLLM's spec_decode series); null / empty when it is off.
+  prometheus::Counter* spec_num_drafts_ = nullptr;
+  prometheus::Counter* spec_num_draft_tokens_ = nullptr;
+  prometheus::Counter* spec_num_accepted_tokens_ = nullptr;
+  std::vector<prometheus::Counter*> spec_accepted_per_position_;
   // Indexed by layer; null for dense layers.
   std::vector<prometheus::Counter*> moe_routed_tokens_;
   std::vector<prometheus::Gauge*> moe_balancedness_;

@@ -120,6 +120,11 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
       ->capture_default_str();
   app.add_option("--max-num-seqs", o.max_num_seqs, "sequences running at once")
       ->capture_default_str();
+  app.add_option("--speculative-tokens", o.speculative_tokens,
+                 "speculative decoding with the model's multi-token-prediction (MTP) module: "
+                 "draft tokens each decode step verifies (0: off; the checkpoint needs "
+                 "num_nextn_predict_layers >= 1; --device cpu, one rank)")
+      ->capture_default_str();
   app.add_option("--max-num-partial-prefills", o.max_num_partial_prefills,
                  "prompts prefilled in one engine step at most")
       ->capture_default_str();
@@ -266,6 +271,15 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return s;
   }
   if (absl::Status s = CheckPositive("--max-num-seqs", o.max_num_seqs); !s.ok()) return s;
+  if (o.speculative_tokens < 0 || o.speculative_tokens > engine::kMaxSpeculativeTokens) {
+    return Invalid(absl::StrCat("--speculative-tokens must be in [0, ",
+                                engine::kMaxSpeculativeTokens, "], got ", o.speculative_tokens));
+  }
+  if (o.speculative_tokens > 0 && (o.tensor_parallel_size > 1 || o.expert_parallel_size > 1)) {
+    return Invalid(
+        "--speculative-tokens runs the MTP module on one rank: it cannot be combined with "
+        "--tensor-parallel-size or --expert-parallel-size above 1 yet");
+  }
   if (absl::Status s = CheckPositive("--max-num-partial-prefills", o.max_num_partial_prefills);
       !s.ok()) {
     return s;
@@ -374,13 +388,18 @@ engine::LoadOptions CpuLoadOptions(const ServerOptions& o) {
           .cpu_kernels = engine::ParseCpuKernels(o.cpu_kernels).value_or(engine::CpuKernels::kFast),
           .kv_cache_dtype = engine::ParseKvCacheDtype(o.kv_cache_dtype),
           .check_all_weights = o.check_weights,
-          .deterministic = o.deterministic};
+          .deterministic = o.deterministic,
+          .load_mtp = o.speculative_tokens > 0};
+}
+
+int64_t MtpKvLayers(const ServerOptions& o, const engine::ModelConfig& config) {
+  return o.speculative_tokens > 0 ? config.num_nextn_predict_layers : 0;
 }
 
 absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& o, const engine::ModelConfig& config) {
   if (o.kv_cache_memory_bytes > 0) {
-    const engine::KvCacheSpec spec =
-        engine::KvCacheSpecFor(config, engine::CpuKvCacheDtype(CpuLoadOptions(o)));
+    const engine::KvCacheSpec spec = engine::KvCacheSpecFor(
+        config, engine::CpuKvCacheDtype(CpuLoadOptions(o)), MtpKvLayers(o, config));
     const int64_t blocks = engine::NumBlocksForBudget(o.kv_cache_memory_bytes, spec);
     if (blocks < 1) {
       return Invalid(absl::StrCat("--kv-cache-memory-bytes ", o.kv_cache_memory_bytes,
@@ -413,9 +432,14 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
     }
     max_model_len = o.max_model_len;
   }
+  if (o.speculative_tokens > 0 && config.num_nextn_predict_layers < 1) {
+    return Invalid(absl::StrCat("--speculative-tokens needs a multi-token-prediction module, and ",
+                                o.model_dir, "/config.json has num_nextn_predict_layers 0"));
+  }
   engine::EngineOptions options;
   options.num_kv_blocks = *blocks;
   options.max_num_seqs = o.max_num_seqs;
+  options.speculative_tokens = o.speculative_tokens;
   options.max_num_batched_tokens = o.max_num_batched_tokens;
   options.max_num_partial_prefills = o.max_num_partial_prefills;
   options.cpu_threads = o.threads;
@@ -462,6 +486,10 @@ absl::StatusOr<engine::EngineOptions> MakeCudaEngineOptions(const ServerOptions&
                                                             const engine::ModelConfig& config,
                                                             int64_t max_model_len,
                                                             int64_t num_kv_blocks) {
+  if (o.speculative_tokens > 0) {
+    return Invalid(
+        "--speculative-tokens: the CUDA backend has no MTP module yet; use --device cpu");
+  }
   ServerOptions sized = o;
   sized.kv_cache_memory_bytes = 0;
   sized.kv_cache_tokens = num_kv_blocks * engine::kKvBlockSize;

@@ -63,6 +63,8 @@ struct ServerOptions {
   int64_t max_num_partial_prefills = 4;      // prompts prefilled in one step at most
   int64_t long_prefill_token_threshold = 0;  // chunk cap while prompts compete; 0 = budget / 4
   int64_t max_num_seqs = 64;
+  // --speculative-tokens: draft tokens per step from the model's MTP module (0: off).
+  int64_t speculative_tokens = 0;
   int64_t kv_cache_memory_bytes = 0;  // 0 = unset
   int64_t kv_cache_tokens = 0;        // 0 = unset
   int64_t max_queue = 1024;           // waiting requests beyond the running ones
@@ -116,9 +118,14 @@ std::string ServedModelName(const ServerOptions& options);
 // How the CPU backend loads the model: --quantization, --cpu-kernels, --kv-cache-dtype.
 engine::LoadOptions CpuLoadOptions(const ServerOptions& options);
 
+// Latent layers the MTP module adds to the KV cache: num_nextn_predict_layers under
+// --speculative-tokens, else 0.
+int64_t MtpKvLayers(const ServerOptions& options, const engine::ModelConfig& config);
+
 // The KV capacity in 64-token blocks: --kv-cache-tokens rounded up to whole blocks, or the
-// blocks of the CPU cache (num_hidden_layers × kv_cache_dim elements of the CpuLoadOptions
-// cache dtype per token) that fit in --kv-cache-memory-bytes, or kDefaultKvCacheTokens.
+// blocks of the CPU cache ((num_hidden_layers + MtpKvLayers) × kv_cache_dim elements of the
+// CpuLoadOptions cache dtype per token) that fit in --kv-cache-memory-bytes, or
+// kDefaultKvCacheTokens.
 absl::StatusOr<int64_t> KvCacheBlocks(const ServerOptions& options,
                                       const engine::ModelConfig& config);
 

@@ -31,4 +31,13 @@ struct ForwardOptions {
   std::vector<int32_t> logits_per_sequence;
 };
 
+// Logits and the hidden states that go with them (ForwardWithHidden, ForwardMtp).
+struct ForwardOutput {
+  std::vector<float> logits;  // [rows, vocab], rows per ForwardOptions (LogitRows)
+  // ForwardWithHidden: [num_tokens, hidden], every token's state after the final norm (what the
+  // first MTP module reads). ForwardMtp: [rows, hidden], the module's state after
+  // shared_head.norm for the logits' rows (what the next draft step reads).
+  std::vector<float> hidden;
+};
+
 }  // namespace moeserve::engine

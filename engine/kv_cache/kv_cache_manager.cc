@@ -91,17 +91,29 @@ void KvCacheManager::CommitComputedBlocks(BlockTable& table, absl::Span<const in
   }
 }
 
+void KvCacheManager::Release(BlockId block) {
+  if (pool_.DecRef(block) != 0) return;
+  if (prefix_cache_.has_value() && prefix_cache_->IsRegistered(block)) {
+    prefix_cache_->AddUnused(block);
+  } else {
+    pool_.PutFree(block);
+  }
+}
+
 void KvCacheManager::Free(BlockTable& table) {
   // Last block first, so that in the LRU a sequence's tail is evicted before its prefix.
-  for (auto it = table.ids_.rbegin(); it != table.ids_.rend(); ++it) {
-    if (pool_.DecRef(*it) != 0) continue;
-    if (prefix_cache_.has_value() && prefix_cache_->IsRegistered(*it)) {
-      prefix_cache_->AddUnused(*it);
-    } else {
-      pool_.PutFree(*it);
-    }
-  }
+  for (auto it = table.ids_.rbegin(); it != table.ids_.rend(); ++it) Release(*it);
   table = BlockTable();
+}
+
+void KvCacheManager::Shrink(BlockTable& table, int64_t num_tokens) {
+  const int64_t keep =
+      std::max<int64_t>((std::max<int64_t>(num_tokens, 0) + kKvBlockSize - 1) / kKvBlockSize,
+                        table.num_cached_blocks_registered_);
+  while (table.num_blocks() > keep) {
+    Release(table.ids_.back());
+    table.ids_.pop_back();
+  }
 }
 
 KvCacheStats KvCacheManager::Stats() const {

@@ -7,6 +7,7 @@
 //   MatchPrefix(prompt, table)              once, on an empty table: reuse cached full blocks;
 //   Allocate(table, computed + new tokens)  before each forward (false: preempt or wait);
 //   CommitComputedBlocks(table, tokens, n)  after each forward: share newly full blocks;
+//   Shrink(table, tokens)                   after a speculative step: give back unneeded blocks;
 //   Free(table)                             on finish, abort or preemption.
 // Every block is referenced, cached-unused (evictable) or free; NumAvailableBlocks counts the
 // last two. Not thread-safe: engine thread only.
@@ -82,6 +83,11 @@ class KvCacheManager {
   void CommitComputedBlocks(BlockTable& table, absl::Span<const int32_t> tokens,
                             int64_t num_computed_tokens);
 
+  // Gives back the blocks beyond the first ceil(num_tokens / 64), last first (never one the
+  // prefix cache has seen for this table): speculative decoding's rollback, whose rejected
+  // drafts and look-ahead slots may have spilled into blocks the sequence does not need yet.
+  void Shrink(BlockTable& table, int64_t num_tokens);
+
   // Releases the table's blocks, last block first: reference counts drop, and a block reaching
   // 0 joins the LRU (as its newest entry) if it is registered in the prefix cache, else the
   // free list. Leaves `table` empty. Safe on an empty table.
@@ -107,6 +113,9 @@ class KvCacheManager {
   absl::Status CheckInvariants(absl::Span<const BlockTable* const> live_tables) const;
 
  private:
+  // Drops one reference; at 0 the block joins the LRU if registered, else the free list.
+  void Release(BlockId block);
+
   BlockPool pool_;
   std::optional<PrefixCache> prefix_cache_;  // engaged iff prefix caching is on
   KvCacheStats counters_;                    // only the cumulative fields are kept here

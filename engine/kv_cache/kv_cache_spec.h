@@ -5,9 +5,10 @@
 // DESIGN.md §3, reference §3.1), so
 //   bytes per block = 64 x 576 x num_hidden_layers x dtype bytes.
 // DeepSeek-V3 (61 layers) in BF16: 70,272 B per token, 4,497,408 B per block; V2-Lite (27
-// layers): 31,104 B per token. MTP layers (num_nextn_predict_layers) are not counted: the
-// forward runs only the main stack. The memory planner divides its budget by BytesPerBlock()
-// (NumBlocksForBudget), and that one number sizes both the KV pages and KvCacheManager.
+// layers): 31,104 B per token. MTP layers (num_nextn_predict_layers) count only when they are
+// loaded for speculative decoding (the `mtp_layers` argument): each has its own latent layer. The
+// memory planner divides its budget by BytesPerBlock() (NumBlocksForBudget), and that one number
+// sizes both the KV pages and KvCacheManager.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +31,9 @@ struct KvCacheSpec {
   int64_t BytesPerBlock() const { return BytesPerToken() * kKvBlockSize; }
 };
 
-inline KvCacheSpec KvCacheSpecFor(const ModelConfig& config, DType dtype) {
-  return KvCacheSpec{.num_layers = config.num_hidden_layers,
+// `mtp_layers`: MTP modules loaded for speculative decoding, each with its own latent layer.
+inline KvCacheSpec KvCacheSpecFor(const ModelConfig& config, DType dtype, int64_t mtp_layers = 0) {
+  return KvCacheSpec{.num_layers = config.num_hidden_layers + mtp_layers,
                      .kv_dim = config.kv_cache_dim(),
                      .dtype_bytes = DTypeSize(dtype)};
 }

@@ -28,15 +28,6 @@
 
 namespace moeserve::engine {
 
-// Logits and the hidden states that go with them (ForwardWithHidden, ForwardMtp).
-struct ForwardOutput {
-  std::vector<float> logits;  // [rows, vocab], rows per ForwardOptions (LogitRows)
-  // ForwardWithHidden: [num_tokens, hidden], every token's state after the final norm (what the
-  // first MTP module reads). ForwardMtp: [rows, hidden], the module's state after
-  // shared_head.norm for the logits' rows (what the next draft step reads).
-  std::vector<float> hidden;
-};
-
 class DeepseekModel {
  public:
   // Reads config.json and the safetensors of an HF checkpoint directory; `options` as in

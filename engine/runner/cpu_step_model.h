@@ -23,6 +23,14 @@ class CpuStepModel final : public StepModel {
   const ModelConfig& config() const override { return model_.config(); }
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
                                              const ForwardOptions& options) override;
+  // The MTP module runs on a single rank (loading it is refused under tensor/expert
+  // parallelism), so a group reports none.
+  int64_t num_mtp_modules() const override;
+  absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
+                                                  const ForwardOptions& options) override;
+  absl::StatusOr<ForwardOutput> ForwardMtp(const ForwardBatch& batch,
+                                           absl::Span<const float> prev_hidden,
+                                           const ForwardOptions& options) override;
   int64_t num_kv_blocks() const override { return pages_[0].num_blocks(); }
   int64_t kv_bytes_per_token() const override;
   std::vector<int64_t> expert_token_counts() const override { return model_.expert_token_counts(); }

@@ -4,6 +4,7 @@
 
 #include "engine/batch/forward_batch.h"
 #include "engine/runner/cpu_step_model.h"
+#include "engine/runner/sampling_inputs.h"
 #include "engine/status_macros.h"
 
 namespace moeserve::engine {
@@ -20,19 +21,27 @@ bool ArgmaxAnswers(const ScheduledSequence& entry) {
 }  // namespace
 
 ModelRunner::ModelRunner(const DeepseekModel& model, const EngineOptions& options)
-    : owned_(std::make_unique<CpuStepModel>(model, options.num_kv_blocks)),
-      model_(*owned_),
-      options_(options) {}
+    : ModelRunner(std::make_unique<CpuStepModel>(model, options.num_kv_blocks), options) {}
 
 ModelRunner::ModelRunner(ParallelModel& model, const EngineOptions& options)
-    : owned_(std::make_unique<CpuStepModel>(model, options.num_kv_blocks)),
-      model_(*owned_),
-      options_(options) {}
+    : ModelRunner(std::make_unique<CpuStepModel>(model, options.num_kv_blocks), options) {}
 
 ModelRunner::ModelRunner(StepModel& model, const EngineOptions& options)
-    : model_(model), options_(options) {}
+    : model_(model), options_(options) {
+  if (options.speculative_tokens > 0) {
+    speculator_ = std::make_unique<MtpSpeculator>(model_, options);
+  }
+}
+
+ModelRunner::ModelRunner(std::unique_ptr<StepModel> owned, const EngineOptions& options)
+    : ModelRunner(*owned, options) {
+  owned_ = std::move(owned);
+}
+
+ModelRunner::~ModelRunner() = default;
 
 absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
+  if (speculator_ != nullptr) return speculator_->Execute(batch);
   ForwardBatchBuilder builder;
   for (const ScheduledSequence& entry : batch.sequences) {
     const Sequence& s = *entry.sequence;
@@ -45,6 +54,7 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
   forward_options.mla_form = options_.mla_form;
   forward_options.logits_for = LogitsFor::kLastTokenOfEachSequence;
   StepOutput output;
+  output.accepted_drafts.assign(batch.sequences.size(), 0);
 
   // When every sampled row is plain greedy, only the argmax ids need to leave the backend.
   if (std::all_of(batch.sequences.begin(), batch.sequences.end(), ArgmaxAnswers)) {
@@ -54,8 +64,7 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
       if (!batch.sequences[i].samples) continue;
       Sequence& s = *batch.sequences[i].sequence;
       s.rng.NextUniform();  // SampleToken draws once per token, greedy included
-      output.sequences.push_back(&s);
-      output.tokens.push_back({.token_id = ids[i]});
+      output.sequences.push_back({.sequence = &s, .tokens = {{.token_id = ids[i]}}});
     }
     return output;
   }
@@ -71,22 +80,20 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const ScheduledBatch& batch) {
     if (!entry.samples) continue;
     Sequence& s = *entry.sequence;
     rows.insert(rows.end(), logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
-    // Before min_new_tokens, EOS and stop ids may not be chosen (vLLM MinTokensLogitsProcessor).
-    if (s.num_generated() < s.request.stop.min_new_tokens) {
-      float* row = rows.data() + rows.size() - vocab;
-      if (!s.request.stop.ignore_eos) {
-        for (int32_t id : s.request.stop.eos_token_ids) row[id] = -INFINITY;
-      }
-      for (int32_t id : s.request.stop.stop_token_ids) row[id] = -INFINITY;
-    }
+    MaskStopTokensBeforeMinTokens(s, s.num_generated(),
+                                  absl::MakeSpan(rows).subspan(rows.size() - vocab));
     const absl::Span<const int32_t> all(s.tokens);
     sampling_rows.push_back(
         {&s.request.sampling,
          PenaltyContext{all.subspan(0, s.num_prompt_tokens), all.subspan(s.num_prompt_tokens)},
          &s.rng});
-    output.sequences.push_back(&s);
+    output.sequences.push_back({.sequence = &s});
   }
-  if (!sampling_rows.empty()) output.tokens = SampleBatch(rows, vocab, sampling_rows);
+  if (sampling_rows.empty()) return output;
+  std::vector<SampledToken> tokens = SampleBatch(rows, vocab, sampling_rows);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    output.sequences[i].tokens.push_back(std::move(tokens[i]));
+  }
   return output;
 }
 

@@ -1,5 +1,6 @@
 // Executes a scheduled step: ScheduledBatch → ForwardBatch → logits (StepModel, on the CPU or
-// a GPU) → sampled tokens.
+// a GPU) → sampled tokens; with EngineOptions::speculative_tokens the MtpSpeculator's
+// draft-verify-draft step instead.
 //
 // Given a CPU model, it creates the CpuStepModel that owns the host KV pages; given a
 // StepModel (the CUDA backend), it uses that model's device KV pool. Either way the pool's
@@ -14,17 +15,13 @@
 #include "engine/engine_options.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/parallel/parallel_model.h"
+#include "engine/runner/mtp_speculator.h"
 #include "engine/runner/step_model.h"
+#include "engine/runner/step_output.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/scheduled_batch.h"
 
 namespace moeserve::engine {
-
-// One sampled token per ScheduledSequence whose `samples` is set, in batch order.
-struct StepOutput {
-  std::vector<Sequence*> sequences;
-  std::vector<SampledToken> tokens;
-};
 
 class ModelRunner {
  public:
@@ -34,6 +31,7 @@ class ModelRunner {
   // A backend's model with its own KV pool of options.num_kv_blocks blocks; must outlive the
   // runner.
   ModelRunner(StepModel& model, const EngineOptions& options);
+  ~ModelRunner();
 
   absl::StatusOr<StepOutput> Execute(const ScheduledBatch& batch);
 
@@ -44,9 +42,13 @@ class ModelRunner {
   int64_t kv_bytes_per_token() const { return model_.kv_bytes_per_token(); }
 
  private:
+  // Takes ownership of a CPU backend made by the constructors above.
+  ModelRunner(std::unique_ptr<StepModel> owned, const EngineOptions& options);
+
   std::unique_ptr<StepModel> owned_;  // the CpuStepModel made for a CPU model
   StepModel& model_;
   const EngineOptions options_;
+  std::unique_ptr<MtpSpeculator> speculator_;  // when options.speculative_tokens > 0
 };
 
 }  // namespace moeserve::engine

@@ -19,4 +19,15 @@ absl::StatusOr<std::vector<int32_t>> StepModel::ForwardArgmax(const ForwardBatch
   return ids;
 }
 
+absl::StatusOr<ForwardOutput> StepModel::ForwardWithHidden(const ForwardBatch& /*batch*/,
+                                                           const ForwardOptions& /*options*/) {
+  return absl::UnimplementedError("this backend does not run speculative decoding (MTP)");
+}
+
+absl::StatusOr<ForwardOutput> StepModel::ForwardMtp(const ForwardBatch& /*batch*/,
+                                                    absl::Span<const float> /*prev_hidden*/,
+                                                    const ForwardOptions& /*options*/) {
+  return absl::UnimplementedError("this backend does not run speculative decoding (MTP)");
+}
+
 }  // namespace moeserve::engine

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/batch/forward_batch.h"
 #include "engine/batch/forward_options.h"
 #include "engine/model/model_config.h"
@@ -38,6 +39,19 @@ class StepModel {
   // takes the argmax on the device and copies only the ids.
   virtual absl::StatusOr<std::vector<int32_t>> ForwardArgmax(const ForwardBatch& batch,
                                                              const ForwardOptions& options);
+
+  // --- Speculative decoding with the model's multi-token-prediction (MTP) module.
+  // MTP modules the backend holds (the KV pool then has a latent layer for each): 0 by default.
+  virtual int64_t num_mtp_modules() const { return 0; }
+  // Forward (logits per options, logits_per_sequence included) plus every token's hidden state
+  // after the final norm, [num_tokens, hidden]. Default: Unimplemented.
+  virtual absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
+                                                          const ForwardOptions& options);
+  // One step of MTP module 0 (DeepseekModel::ForwardMtp: token i is the token after position
+  // i, prev_hidden [num_tokens, hidden] the state at position i). Default: Unimplemented.
+  virtual absl::StatusOr<ForwardOutput> ForwardMtp(const ForwardBatch& batch,
+                                                   absl::Span<const float> prev_hidden,
+                                                   const ForwardOptions& options);
 
   // Blocks of kKvBlockSize tokens in the KV pool.
   virtual int64_t num_kv_blocks() const = 0;

@@ -13,6 +13,9 @@ struct ScheduledSequence {
   int64_t num_new_tokens;  // tokens [num_computed_tokens, + num_new_tokens) run this step
   // The chunk reaches the end of the sequence's tokens, so its last logits give a new token.
   bool samples;
+  // Speculative decoding: the last num_draft_tokens of the new tokens are the sequence's first
+  // draft_tokens, verified this step (only when `samples`).
+  int64_t num_draft_tokens = 0;
 };
 
 struct ScheduledBatch {

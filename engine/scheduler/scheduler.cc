@@ -41,6 +41,7 @@ Sequence* Scheduler::PreemptionVictim() const {
 
 void Scheduler::Preempt(Sequence* victim) {
   kv_cache_.Free(victim->block_table);
+  victim->draft_tokens.clear();
   victim->num_computed_tokens = 0;
   victim->status = SequenceStatus::kWaiting;
   std::erase(running_, victim);
@@ -52,18 +53,19 @@ ScheduledBatch Scheduler::Schedule() {
   ScheduledBatch batch;
   int64_t budget = options_.max_num_batched_tokens;
   std::vector<Sequence*> scheduled;
-  const auto add = [&](Sequence* s, int64_t n) {
-    const bool samples = s->num_computed_tokens + n == s->num_tokens();
-    batch.sequences.push_back({s, n, samples});
-    (n == 1 && s->num_computed_tokens >= s->num_prompt_tokens ? batch.num_decode_tokens
-                                                              : batch.num_prefill_tokens) += n;
+  const auto add = [&](Sequence* s, int64_t n, int64_t drafts) {
+    const bool samples = s->num_computed_tokens + n - drafts == s->num_tokens();
+    batch.sequences.push_back({s, n, samples, drafts});
+    (n - drafts == 1 && s->num_computed_tokens >= s->num_prompt_tokens
+         ? batch.num_decode_tokens
+         : batch.num_prefill_tokens) += n;
     budget -= n;
     scheduled.push_back(s);
   };
-  // Finds KV blocks for n more tokens of running sequence s, preempting less important running
-  // sequences; false when s itself had to give way.
+  // Finds KV blocks for n more tokens of running sequence s (and its speculative look-ahead),
+  // preempting less important running sequences; false when s itself had to give way.
   const auto make_room = [&](Sequence* s, int64_t n) {
-    while (!kv_cache_.Allocate(s->block_table, s->num_computed_tokens + n)) {
+    while (!kv_cache_.Allocate(s->block_table, SlotsNeeded(*s, s->num_computed_tokens + n))) {
       Sequence* victim = PreemptionVictim();
       if (std::find(scheduled.begin(), scheduled.end(), victim) != scheduled.end() || victim == s) {
         // Nothing less important left to take from: this sequence waits instead.
@@ -83,7 +85,12 @@ ScheduledBatch Scheduler::Schedule() {
   for (Sequence* s : by_service) {
     if (budget <= 0) break;
     if (s->status != SequenceStatus::kRunning || s->num_uncomputed() != 1) continue;
-    if (make_room(s, 1)) add(s, 1);
+    // Speculative decoding: verify the drafts too, as far as the budget and max_tokens allow.
+    const int64_t drafts =
+        std::clamp<int64_t>(std::min({static_cast<int64_t>(s->draft_tokens.size()), budget - 1,
+                                      s->request.stop.max_new_tokens - s->num_generated() - 1}),
+                            0, options_.speculative_tokens);
+    if (make_room(s, 1 + drafts)) add(s, 1 + drafts, drafts);
   }
 
   // 2. Prefill chunks: running sequences' partial prefills, then new admissions. A long prompt
@@ -102,7 +109,7 @@ ScheduledBatch Scheduler::Schedule() {
     if (s->status != SequenceStatus::kRunning || s->num_uncomputed() <= 1) continue;
     const int64_t n = std::min({s->num_uncomputed(), budget, chunk_cap});
     if (!make_room(s, n)) continue;
-    add(s, n);
+    add(s, n, 0);
     ++num_prefills;
   }
 
@@ -116,12 +123,13 @@ ScheduledBatch Scheduler::Schedule() {
     if (s->block_table.empty()) cached = kv_cache_.MatchPrefix(s->tokens, s->block_table);
     const int64_t computed = cached;
     const int64_t n = std::min({s->num_tokens() - computed, budget, chunk_cap});
-    const int64_t needed = kv_cache_.BlocksNeeded(s->block_table, computed + n);
+    const int64_t slots = SlotsNeeded(*s, computed + n);
+    const int64_t needed = kv_cache_.BlocksNeeded(s->block_table, slots);
     // The watermark keeps room for running decodes; with nothing running it would only
     // keep a large prompt out forever.
     const int64_t reserve = running_.empty() ? 0 : watermark_blocks_;
     if (kv_cache_.NumAvailableBlocks() - needed < reserve ||
-        !kv_cache_.Allocate(s->block_table, computed + n)) {
+        !kv_cache_.Allocate(s->block_table, slots)) {
       kv_cache_.Free(s->block_table);  // give back the prefix hit; retry next step
       break;
     }
@@ -133,7 +141,7 @@ ScheduledBatch Scheduler::Schedule() {
     s->status = SequenceStatus::kRunning;
     waiting_.erase(waiting_.begin());
     running_.push_back(s);
-    add(s, n);
+    add(s, n, 0);
     ++num_prefills;
   }
   return batch;
@@ -146,11 +154,27 @@ int64_t Scheduler::LongPrefillThreshold() const {
   return std::max<int64_t>(threshold, 1);
 }
 
-void Scheduler::CommitComputed(const ScheduledBatch& batch) {
-  for (const ScheduledSequence& entry : batch.sequences) {
+int64_t Scheduler::SlotsNeeded(const Sequence& s, int64_t end) const {
+  if (options_.speculative_tokens <= 1 || end < s.num_tokens()) return end;
+  // A sampling chunk: the MTP module drafts up to k - 1 positions past it, never past the
+  // sequence's last possible token.
+  const int64_t limit = s.num_prompt_tokens + s.request.stop.max_new_tokens;
+  return std::max(end, std::min(end + options_.speculative_tokens - 1, limit));
+}
+
+void Scheduler::CommitComputed(const ScheduledBatch& batch,
+                               absl::Span<const int64_t> accepted_drafts) {
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const ScheduledSequence& entry = batch.sequences[i];
     Sequence& s = *entry.sequence;
-    s.num_computed_tokens += entry.num_new_tokens;
+    const int64_t accepted = i < accepted_drafts.size() ? accepted_drafts[i] : 0;
+    s.num_computed_tokens += entry.num_new_tokens - entry.num_draft_tokens + accepted;
+    // Blocks whose last tokens are accepted drafts register next step, once those tokens have
+    // joined `tokens` (CommitComputedBlocks stops at the tokens it is given).
     kv_cache_.CommitComputedBlocks(s.block_table, s.tokens, s.num_computed_tokens);
+    // Roll back: rejected drafts' and look-ahead slots' blocks go back to the pool (the next
+    // token's slot stays).
+    if (options_.speculative_tokens > 0) kv_cache_.Shrink(s.block_table, s.num_computed_tokens + 1);
   }
 }
 

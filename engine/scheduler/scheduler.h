@@ -1,10 +1,12 @@
 // Iteration-level scheduling: which sequences run in the next step, and with how many tokens.
 //
 // Rules (vLLM's V1 scheduler, chunked prefill always on):
-//  1. Decodes of running sequences first, in priority then arrival order, one token each,
-//     within the step's token budget. When a running sequence needs a KV block and none is
-//     available, the lowest-priority, latest-arrived running sequence is preempted (recompute:
-//     its blocks are freed, it returns to the waiting queue keeping its generated tokens).
+//  1. Decodes of running sequences first, in priority then arrival order, one token each
+//     (plus the sequence's draft tokens under speculative decoding, as far as the budget and
+//     max_tokens allow), within the step's token budget. When a running sequence needs a KV block
+//     and none is available, the lowest-priority, latest-arrived running sequence is preempted
+//     (recompute: its blocks are freed, it returns to the waiting queue keeping its generated
+//     tokens).
 //  2. Then prefill chunks, at most max_num_partial_prefills per step: running sequences whose
 //     prompt is still being prefilled, then waiting sequences in priority then arrival order,
 //     strictly (no skipping ahead). A waiting sequence reuses its longest cached prefix and is
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/types/span.h"
 #include "engine/engine_options.h"
 #include "engine/kv_cache/kv_cache_manager.h"
 #include "engine/scheduler/scheduled_batch.h"
@@ -40,9 +43,10 @@ class Scheduler {
   Sequence* AnyLiveSequence() const;
 
   ScheduledBatch Schedule();
-  // After the runner executed `batch`: the scheduled tokens are now computed; full blocks
-  // become reusable prefixes.
-  void CommitComputed(const ScheduledBatch& batch);
+  // After the runner executed `batch`: the scheduled tokens are now computed, except the draft
+  // tokens beyond the accepted_drafts[i] of entry i (empty: no speculation), whose KV slots are
+  // rolled back and their blocks freed; full blocks become reusable prefixes.
+  void CommitComputed(const ScheduledBatch& batch, absl::Span<const int64_t> accepted_drafts = {});
   // Appends a sampled token to a sequence (its KV is computed next step).
   void AppendToken(Sequence& sequence, int32_t token_id);
   // Ends a sequence (finished, cancelled or failed): frees its blocks at once and hands it
@@ -61,6 +65,9 @@ class Scheduler {
 
  private:
   void Preempt(Sequence* victim);
+  // KV slots a chunk ending at token `end` of `s` needs: `end`, or for a sampling chunk under
+  // speculative decoding also the MTP module's look-ahead.
+  int64_t SlotsNeeded(const Sequence& s, int64_t end) const;
   // The chunk cap of a prefill while prompts compete (EngineOptions).
   int64_t LongPrefillThreshold() const;
   // The running sequence to preempt: the lowest priority, latest arrival.

@@ -5,6 +5,8 @@
 // num_computed_tokens of them have their latents in the KV cache blocks of block_table.
 // Preemption frees the blocks and resets num_computed_tokens to 0 but keeps the tokens, so
 // the sequence recomputes them (with prefix-cache hits) and carries on where it was.
+// Draft tokens are not tokens: they are proposals a step verifies (docs/speculative-decoding.md),
+// and only the accepted ones join `tokens`.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +47,9 @@ struct Sequence {
   SequenceStatus status = SequenceStatus::kWaiting;
   BlockTable block_table;
   SequenceRng rng;
+  // Speculative decoding: the MTP module's guesses for the tokens after `tokens`, proposed by
+  // the last step and verified by the next (cleared on preemption).
+  std::vector<int32_t> draft_tokens;
   StopChecker stop_checker;
   std::optional<IncrementalDetokenizer> detokenizer;  // absent without a tokenizer
   RequestTimestamps timestamps;

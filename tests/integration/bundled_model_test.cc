@@ -159,5 +159,56 @@ TEST_F(BundledModelTest, GenerationConfigDefaultsAreReportedAndApplied) {
   }
 }
 
+// Issue 23: `moeserve --speculative-tokens 2` serves the bundled model's MTP module. Greedy
+// completions are still transformers' token for token (speculation never changes greedy
+// output), GetModelInfo reports the module, and /metrics counts drafts that were accepted.
+TEST(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted) {
+  std::ifstream in(std::string(MOESERVE_SOURCE_DIR) + "/tests/golden/kjv-v3-tiny/golden.json");
+  ASSERT_TRUE(in);
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  ServerProcess server;
+  ASSERT_TRUE(server.Start(ServerBinary(),
+                           {"--model", std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny",
+                            "--speculative-tokens", "2"}))
+      << server.error();
+  auto stub = v1::Moeserve::NewStub(MakeChannel(server.target()));
+  grpc::ClientContext context;
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.num_mtp_modules(), 1u);
+  EXPECT_EQ(info.speculative_tokens(), 2u);
+
+  const auto& cases = golden["greedy"];
+  std::vector<StreamResult> results(cases.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest request;
+      request.set_text(cases[i]["text"].get<std::string>());
+      request.mutable_sampling_params()->set_temperature(0.0f);
+      request.mutable_sampling_params()->set_max_tokens(golden["greedy_tokens"].get<uint32_t>());
+      request.mutable_sampling_params()->set_ignore_eos(true);
+      results[i] = Generate(*stub, request);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i]["text"].get<std::string>());
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    EXPECT_EQ(results[i].token_ids, cases[i]["tokens"].get<std::vector<uint32_t>>());
+    EXPECT_EQ(results[i].text, cases[i]["completion"].get<std::string>());
+  }
+  const HttpResponse metrics = HttpGet(server.metrics_port(), "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  const auto drafts = MetricValue(metrics.body, "moeserve_spec_decode_num_draft_tokens_total", {});
+  const auto accepted =
+      MetricValue(metrics.body, "moeserve_spec_decode_num_accepted_tokens_total", {});
+  ASSERT_TRUE(drafts.has_value() && accepted.has_value()) << metrics.body;
+  EXPECT_GT(*drafts, 0.0);
+  EXPECT_GT(*accepted, 0.0);
+  EXPECT_LE(*accepted, *drafts);
+  if (HasFailure()) std::cerr << "server log:\n" << server.Log();
+}
+
 }  // namespace
 }  // namespace moeserve::testing

@@ -361,6 +361,36 @@ TEST(PrometheusMetricsTest, StepSetsGaugesAndTurnsCumulativeValuesIntoCounters) 
             e.Value("moeserve_engine_step_seconds_bucket", {{"le", "0.002"}}) + 1);
 }
 
+TEST(PrometheusMetricsTest, SpeculativeDecodingSeriesFollowTheEngineCounters) {
+  PrometheusMetrics::Options options = TestOptions();
+  options.speculative_tokens = 2;
+  PrometheusMetrics metrics(options);
+  EngineStats s = Snapshot(1);
+  s.speculation = {.num_drafts = 5,
+                   .num_draft_tokens = 9,
+                   .num_accepted_tokens = 6,
+                   .accepted_per_position = {4, 2}};
+  metrics.OnStep(s);
+  s.total_steps = 2;
+  s.speculation = {.num_drafts = 7,
+                   .num_draft_tokens = 13,
+                   .num_accepted_tokens = 7,
+                   .accepted_per_position = {5, 2}};
+  metrics.OnStep(s);
+  Exposition e(metrics.Serialize());
+  EXPECT_EQ(e.Value("moeserve_spec_decode_num_drafts_total"), 7);
+  EXPECT_EQ(e.Value("moeserve_spec_decode_num_draft_tokens_total"), 13);
+  EXPECT_EQ(e.Value("moeserve_spec_decode_num_accepted_tokens_total"), 7);
+  EXPECT_EQ(e.Value("moeserve_spec_decode_num_accepted_tokens_per_pos_total", {{"position", "0"}}),
+            5);
+  EXPECT_EQ(e.Value("moeserve_spec_decode_num_accepted_tokens_per_pos_total", {{"position", "1"}}),
+            2);
+  // Without speculation the series do not exist.
+  PrometheusMetrics plain(TestOptions());
+  plain.OnStep(s);
+  EXPECT_THAT(plain.Serialize(), Not(HasSubstr("spec_decode")));
+}
+
 TEST(PrometheusMetricsTest, CountersNeverDecrease) {
   PrometheusMetrics metrics(TestOptions());
   EngineStats s = Snapshot(1);

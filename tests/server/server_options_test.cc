@@ -262,6 +262,47 @@ TEST(ServerOptionsTest, KvMemoryBudgetUsesTheCpuCacheDtype) {
   EXPECT_EQ(none.status().message().rfind("--kv-cache-memory-bytes", 0), 0u);
 }
 
+TEST(ServerOptionsTest, SpeculativeTokensNeedAnMtpModuleAndOneRank) {
+  engine::ModelConfig config = Config(3);
+  const ServerOptions o = Parse({"--model", "m", "--speculative-tokens", "2"});
+  EXPECT_TRUE(CpuLoadOptions(o).load_mtp);
+  EXPECT_FALSE(CpuLoadOptions(Parse({"--model", "m"})).load_mtp);
+  const auto no_module = MakeEngineOptions(o, config);
+  ASSERT_EQ(no_module.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(no_module.status().message().find("m/config.json has num_nextn_predict_layers 0"),
+            std::string::npos)
+      << no_module.status();
+  config.num_nextn_predict_layers = 1;
+  const auto e = MakeEngineOptions(o, config);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->speculative_tokens, 2);
+  // The module's latent layer counts in the KV memory budget.
+  EXPECT_EQ(MtpKvLayers(o, config), 1);
+  EXPECT_EQ(MtpKvLayers(Parse({"--model", "m"}), config), 0);
+  const int64_t four_layer_block =
+      engine::KvCacheSpecFor(config, engine::DType::kBF16, 1).BytesPerBlock();
+  EXPECT_EQ(four_layer_block, 64 * 576 * 4 * 2);
+  const auto budgeted =
+      MakeEngineOptions(Parse({"--model", "m", "--speculative-tokens", "1",
+                               "--kv-cache-memory-bytes", std::to_string(10 * four_layer_block)}),
+                        config);
+  ASSERT_TRUE(budgeted.ok()) << budgeted.status();
+  EXPECT_EQ(budgeted->num_kv_blocks, 10);
+  // Range and parallelism are checked before any model is read.
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--speculative-tokens", "-1"},
+        std::vector<std::string>{"--speculative-tokens", "9"},
+        std::vector<std::string>{"--speculative-tokens", "1", "--tensor-parallel-size", "2"}}) {
+    std::vector<std::string> args = {"--model", "m"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const absl::Status s = CheckServerOptions(Parse(args));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << absl::StrJoin(bad, " ");
+    EXPECT_NE(s.message().find("--speculative-tokens"), std::string::npos) << s;
+  }
+  EXPECT_EQ(MakeCudaEngineOptions(o, config, 4096, 10).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ServerOptionsTest, KvCacheDtypeFp32IsCpuOnly) {
   const auto cuda = Parse({"--model", "m", "--device", "cuda", "--kv-cache-dtype", "fp32"});
   EXPECT_NE(CheckServerOptions(cuda).message().find("--kv-cache-dtype fp32"), std::string::npos);

@@ -6,7 +6,8 @@
 
 BF16 variant: every tensor in BF16 except the routers' e_score_correction_bias (F32), as in
 DeepSeek-V3's checkpoint. FP8 variant: derived from the BF16 weights (so both ship the same
-model): every linear weight of attention and MLPs becomes F8_E4M3 with a 128x128-block F32
+model): every linear weight of attention and MLPs (the MTP block's too, as in DeepSeek-V3;
+its eh_proj stays BF16) becomes F8_E4M3 with a 128x128-block F32
 `weight_scale_inv` = amax/448 (an all-zero block gets 1), W = fp8 * scale_inv, the same semantics
 as engine/ops/linear/fp8_quant_cpu.cc QuantizeFp8BlockWeight; embeddings, lm_head, norms, the
 router weight and its bias stay as in the BF16 variant. Both directories get the tokenizer,
@@ -17,9 +18,14 @@ import argparse
 import json
 import os
 import shutil
+import sys
 
 import torch
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mtp as mtp_lib  # noqa: E402
+import train  # noqa: E402
 
 BLOCK = 128
 FP8_MAX = 448.0
@@ -75,16 +81,36 @@ def write_dir(out, tensors, config, tok_dir, readme_src=None):
         shutil.copyfile(os.path.join(tok_dir, name), os.path.join(out, name))
 
 
+def read_run(work, from_checkpoint):
+    """The run's tensors under their checkpoint names (the MTP module as model.layers.{N}.*)
+    and its config as a dict."""
+    if from_checkpoint:
+        ck = torch.load(os.path.join(work, "checkpoint.pt"), weights_only=False)
+        config = train.model_config()
+        src = dict(ck["model"])
+        module = mtp_lib.MtpModule(config)
+        module.load_state_dict(ck["mtp"])
+        src.update(module.checkpoint_tensors())
+        return src, config.to_dict()
+    hf = os.path.join(work, "hf")
+    src = load_file(os.path.join(hf, "model.safetensors"))
+    if os.path.exists(os.path.join(hf, "mtp.safetensors")):
+        src.update(load_file(os.path.join(hf, "mtp.safetensors")))
+    with open(os.path.join(hf, "config.json")) as f:
+        return src, json.load(f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True, help="train.py's --work directory")
     ap.add_argument("--out", required=True)
     ap.add_argument("--out-fp8", required=True)
+    ap.add_argument("--from-checkpoint", action="store_true",
+                    help="export WORK/checkpoint.pt (a run still going, or one that was cut "
+                         "short) instead of the finished run's WORK/hf/")
     args = ap.parse_args()
 
-    src = load_file(os.path.join(args.work, "hf", "model.safetensors"))
-    with open(os.path.join(args.work, "hf", "config.json")) as f:
-        hf_config = json.load(f)
+    src, hf_config = read_run(args.work, args.from_checkpoint)
     tok_dir = os.path.join(args.work, "tokenizer")
 
     bf16 = {}

@@ -91,6 +91,30 @@ TEST(KvCacheManagerTest, AllocateTakesCeilOfTokensOverBlockSizeAndFreeReturnsEve
   ExpectInvariants(kv, {});
 }
 
+TEST(KvCacheManagerTest, ShrinkGivesBackTrailingBlocksButNeverRegisteredOnes) {
+  testing::TestRng rng;
+  KvCacheManager kv(8, true);
+  BlockTable table;
+  const std::vector<int32_t> tokens = RandomTokens(rng, 2 * kB);
+  ASSERT_TRUE(kv.Allocate(table, 2 * kB + 3 * kB / 2));  // 4 blocks: 2 computed, 2 look-ahead
+  kv.CommitComputedBlocks(table, tokens, 2 * kB);
+  ASSERT_EQ(table.num_cached_blocks_registered(), 2);
+  const std::vector<BlockId> first_three(table.ids().begin(), table.ids().begin() + 3);
+  kv.Shrink(table, 2 * kB + 1);  // the next token's slot is in block 2
+  EXPECT_EQ(table.ids(), first_three);
+  EXPECT_EQ(kv.Stats().num_blocks_free, 5);
+  ExpectInvariants(kv, {&table});
+  kv.Shrink(table, 1);  // the registered prefix stays
+  EXPECT_EQ(table.num_blocks(), 2);
+  EXPECT_EQ(kv.Stats().num_blocks_free, 6);
+  ExpectInvariants(kv, {&table});
+  kv.Shrink(table, 5 * kB);  // never grows
+  EXPECT_EQ(table.num_blocks(), 2);
+  kv.Free(table);
+  EXPECT_EQ(kv.Stats().num_blocks_cached_unused, 2);
+  ExpectInvariants(kv, {});
+}
+
 TEST(KvCacheManagerTest, AllocateIsAllOrNothing) {
   KvCacheManager kv(5, false);
   BlockTable a;

@@ -1,0 +1,341 @@
+// Speculative decoding with the MTP module on the CPU backend (issue 23):
+//  1. Engine decode throughput on a trained model with an MTP module (default: the bundled
+//     models/kjv-v3-tiny): B greedy requests at once (B = 1, 8, 32), k = 0 (off), 1, 2, 3
+//     draft tokens; output tokens per second, acceptance rate, mean acceptance length.
+//  2. The price of a step on a larger model (default: a V2-Lite-shaped checkpoint, 3 layers
+//     plus an MTP module, generated into the temp directory): one decode forward, one k+1-token
+//     verification forward and one MTP draft step, batch 1 at a given context, and the speed-up
+//     that implies at the acceptance measured in (1): (1 + E[accepted]) / ((verify + k draft
+//     steps) / decode).
+// Prints tables and writes JSON with machine and date.
+//   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--output FILE]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bench/bench_report.h"
+#include "engine/cli/command_line.h"
+#include "engine/engine.h"
+#include "tools/make_model/checkpoint_maker.h"
+#include "tools/make_model/model_presets.h"
+
+namespace {
+
+using namespace moeserve::engine;
+using Clock = std::chrono::steady_clock;
+
+class CountingSink : public TokenSink {
+ public:
+  void OnEvent(TokenEvent event) override {
+    std::lock_guard lock(mu_);
+    tokens_ += static_cast<int64_t>(event.tokens.size());
+    if (event.finish) {
+      ++finished_;
+      cv_.notify_all();
+    }
+  }
+  void WaitFor(int64_t count) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return finished_ >= count; });
+  }
+  int64_t tokens() {
+    std::lock_guard lock(mu_);
+    return tokens_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t finished_ = 0;
+  int64_t tokens_ = 0;
+};
+
+// Openings of verses, as a user of the bundled model would prompt it.
+const std::vector<std::string>& PromptTexts() {
+  static const std::vector<std::string> texts = {"In the beginning God created",
+                                                 "And it came to pass, when the judges ruled,",
+                                                 "The LORD is my shepherd;",
+                                                 "And Naomi said unto her two daughters in law,",
+                                                 "Then answered Jesus and said unto them,",
+                                                 "And the children of Israel",
+                                                 "Let not your heart be troubled:",
+                                                 "And David said to Saul,",
+                                                 "Now the serpent was more subtil",
+                                                 "Blessed are the poor in spirit:",
+                                                 "And God said, Let there be",
+                                                 "Hear, O Israel:",
+                                                 "And Moses went up unto God,",
+                                                 "Whither thou goest, I will go;",
+                                                 "For unto us a child is born,",
+                                                 "And the word of the LORD came unto"};
+  return texts;
+}
+
+struct ThroughputRow {
+  int64_t batch = 0;
+  int64_t k = 0;
+  double seconds = 0.0;
+  int64_t output_tokens = 0;
+  SpeculativeStats speculation;
+  double tokens_per_second() const { return static_cast<double>(output_tokens) / seconds; }
+  double acceptance() const {
+    return speculation.num_draft_tokens > 0 ? static_cast<double>(speculation.num_accepted_tokens) /
+                                                  static_cast<double>(speculation.num_draft_tokens)
+                                            : 0.0;
+  }
+  double mean_acceptance_length() const {
+    return speculation.num_drafts > 0 ? 1.0 + static_cast<double>(speculation.num_accepted_tokens) /
+                                                  static_cast<double>(speculation.num_drafts)
+                                      : 1.0;
+  }
+};
+
+ThroughputRow RunThroughput(const DeepseekModel& model, const Tokenizer& tokenizer, int64_t batch,
+                            int64_t k, int64_t output_len) {
+  EngineOptions options{.num_kv_blocks = 256,
+                        .max_num_seqs = 64,
+                        .max_num_batched_tokens = 1024,
+                        .max_model_len = 1024};
+  options.speculative_tokens = k;
+  auto engine = Engine::Create(model, &tokenizer, options);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
+    std::exit(1);
+  }
+  std::vector<GenerateRequest> requests;
+  for (int64_t i = 0; i < batch; ++i) {
+    GenerateRequest r;
+    r.request_id = absl::StrCat("spec-", i);
+    r.prompt_token_ids =
+        *tokenizer.Encode(PromptTexts()[static_cast<size_t>(i) % PromptTexts().size()]);
+    r.sampling.temperature = 0.0f;
+    r.stop.max_new_tokens = output_len;
+    r.stop.ignore_eos = true;
+    requests.push_back(std::move(r));
+  }
+  CountingSink sink;
+  std::vector<RequestHandle> handles;
+  const Clock::time_point begin = Clock::now();
+  for (const GenerateRequest& r : requests) handles.push_back(*(*engine)->Submit(r, &sink));
+  sink.WaitFor(batch);
+  ThroughputRow row{.batch = batch, .k = k};
+  row.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  row.output_tokens = sink.tokens();
+  (*engine)->Shutdown(ShutdownMode::kDrain);
+  row.speculation = (*engine)->Stats().speculation;
+  return row;
+}
+
+// Median wall time of `fn` over `reps` runs after one warm-up.
+template <typename Fn>
+double MedianSeconds(int reps, Fn&& fn) {
+  fn();
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    const Clock::time_point t0 = Clock::now();
+    fn();
+    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+struct StepCosts {
+  double decode_ms = 0.0;
+  std::vector<double> verify_ms;  // [k - 1]: k + 1 tokens
+  double draft_ms = 0.0;          // one MTP step, one token
+};
+
+// Batch-1 step times at `context` tokens of cached context, in the absorbed form the engine
+// uses. The KV contents do not change the cost; they are whatever the prefill wrote.
+StepCosts MeasureStepCosts(const DeepseekModel& model, int64_t context, int64_t max_k, int reps) {
+  const int64_t blocks = (context + max_k + 2 + kKvBlockSize - 1) / kKvBlockSize;
+  KvPages pages = model.MakeKvPages(blocks);
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) table[b] = static_cast<int32_t>(b);
+  ForwardOptions options;
+  options.mla_form = MlaForm::kAbsorbed;
+  std::vector<int32_t> prompt(static_cast<size_t>(context));
+  for (int64_t i = 0; i < context; ++i) prompt[i] = static_cast<int32_t>(3 + (i * 7919) % 1000);
+  const auto batch_of = [&](int64_t computed, int64_t n) {
+    ForwardBatchBuilder builder;
+    builder.AddSequence(table, computed, std::vector<int32_t>(prompt.begin(), prompt.begin() + n));
+    return std::move(builder).Build();
+  };
+  (void)model.ForwardWithHidden(batch_of(0, context), pages, options);  // fill the cache
+  StepCosts costs;
+  const int64_t hidden = model.config().hidden_size;
+  costs.decode_ms = 1e3 * MedianSeconds(reps, [&] {
+                      (void)model.ForwardWithHidden(batch_of(context, 1), pages, options);
+                    });
+  for (int64_t k = 1; k <= max_k; ++k) {
+    ForwardOptions verify = options;
+    verify.logits_per_sequence = {static_cast<int32_t>(k + 1)};
+    costs.verify_ms.push_back(1e3 * MedianSeconds(reps, [&] {
+                                (void)model.ForwardWithHidden(batch_of(context, k + 1), pages,
+                                                              verify);
+                              }));
+  }
+  const std::vector<float> state(static_cast<size_t>(hidden), 0.5f);
+  costs.draft_ms = 1e3 * MedianSeconds(reps, [&] {
+                     (void)model.ForwardMtp(0, batch_of(context, 1), state, pages, options);
+                   });
+  return costs;
+}
+
+std::unique_ptr<DeepseekModel> LoadOrDie(const std::string& dir) {
+  auto model = DeepseekModel::Load(dir, LoadOptions{.load_mtp = true});
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s: %s\n", dir.c_str(), model.status().ToString().c_str());
+    std::exit(1);
+  }
+  if ((*model)->num_mtp_modules() == 0) {
+    std::fprintf(stderr, "%s has no MTP module (num_nextn_predict_layers 0)\n", dir.c_str());
+    std::exit(1);
+  }
+  return *std::move(model);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Speculative decoding with the MTP module: throughput and step costs (CPU)."};
+  std::string model_dir = std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny";
+  std::string cost_model_dir;
+  std::string output = "bench_results/speculative_decoding.json";
+  std::vector<int64_t> batches = {1, 8, 32};
+  int64_t max_k = 3;
+  int64_t output_len = 64;
+  int64_t context = 512;
+  int64_t cost_layers = 3;
+  int reps = 5;
+  app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
+  app.add_option("--cost-model", cost_model_dir,
+                 "checkpoint with an MTP module for the step costs (default: generate the "
+                 "v2-lite preset with --cost-layers layers and one MTP module, FP8)");
+  app.add_option("--cost-layers", cost_layers, "layers of the generated V2-Lite-shaped model");
+  app.add_option("--batch-sizes", batches)->delimiter(',');
+  app.add_option("--max-k", max_k, "draft tokens up to this (0 = off is always measured)");
+  app.add_option("--output-len", output_len, "tokens generated per request");
+  app.add_option("--context", context, "cached tokens before the timed steps (step costs)");
+  app.add_option("--reps", reps, "timed repetitions of each step (median)");
+  app.add_option("--output", output, "JSON report path");
+  if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
+
+  // 1. Throughput on the trained model.
+  const std::unique_ptr<DeepseekModel> model = LoadOrDie(model_dir);
+  auto tokenizer = Tokenizer::Load(model_dir);
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<ThroughputRow> rows;
+  std::printf("speculative decoding, %s, %d threads, greedy, %lld tokens per request\n",
+              model_dir.c_str(), omp_get_max_threads(), static_cast<long long>(output_len));
+  std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s\n", "batch", "k", "seconds",
+              "output tok/s", "vs k=0", "acceptance", "mean accepted");
+  for (int64_t batch : batches) {
+    double base = 0.0;
+    for (int64_t k = 0; k <= max_k; ++k) {
+      ThroughputRow row = RunThroughput(*model, **tokenizer, batch, k, output_len);
+      if (k == 0) base = row.tokens_per_second();
+      std::printf("%5lld | %2lld | %8.3f | %13.1f | %7.2fx | %10.3f | %13.2f\n",
+                  static_cast<long long>(batch), static_cast<long long>(k), row.seconds,
+                  row.tokens_per_second(), row.tokens_per_second() / base, row.acceptance(),
+                  row.mean_acceptance_length());
+      rows.push_back(std::move(row));
+    }
+  }
+
+  // 2. Step costs on the larger model.
+  std::string cost_name = cost_model_dir;
+  if (cost_model_dir.empty()) {
+    cost_model_dir = (std::filesystem::temp_directory_path() /
+                      absl::StrCat("moeserve-bench-v2-lite-", cost_layers, "l-mtp-fp8"))
+                         .string();
+    cost_name =
+        absl::StrCat("v2-lite preset, ", cost_layers, " layers + 1 MTP module, FP8 (random)");
+    if (!std::filesystem::exists(cost_model_dir + "/config.json")) {
+      std::fprintf(stderr, "generating %s ...\n", cost_model_dir.c_str());
+      auto config = moeserve::tools::PresetConfig("v2-lite");
+      if (!config.ok()) return 1;
+      config->num_hidden_layers = cost_layers;
+      config->num_nextn_predict_layers = 1;
+      const moeserve::tools::MakeCheckpointOptions make{
+          .out_dir = cost_model_dir, .fp8 = true, .seed = 1};
+      if (absl::Status s = moeserve::tools::MakeRandomCheckpoint(*config, make); !s.ok()) {
+        std::fprintf(stderr, "%s\n", s.ToString().c_str());
+        return 1;
+      }
+    }
+  }
+  const std::unique_ptr<DeepseekModel> cost_model = LoadOrDie(cost_model_dir);
+  const StepCosts costs = MeasureStepCosts(*cost_model, context, max_k, reps);
+  std::printf("\nstep costs, %s, batch 1, context %lld (median of %d)\n", cost_name.c_str(),
+              static_cast<long long>(context), reps);
+  std::printf("%-28s | %9s | %9s\n", "step", "ms", "vs decode");
+  std::printf("%-28s | %9.2f | %8.2fx\n", "decode (1 token)", costs.decode_ms, 1.0);
+  for (int64_t k = 1; k <= max_k; ++k) {
+    std::printf("%-28s | %9.2f | %8.2fx\n",
+                absl::StrCat("verify k=", k, " (", k + 1, " tokens)").c_str(),
+                costs.verify_ms[k - 1], costs.verify_ms[k - 1] / costs.decode_ms);
+  }
+  std::printf("%-28s | %9.2f | %8.2fx\n", "MTP draft step (1 token)", costs.draft_ms,
+              costs.draft_ms / costs.decode_ms);
+  std::printf(
+      "\nimplied batch-1 speed-up = (1 + accepted per step) / ((verify + k drafts) / decode)\n");
+  std::printf("%2s | %14s | %14s | %9s\n", "k", "mean accepted", "step vs decode", "speed-up");
+  nlohmann::json implied = nlohmann::json::array();
+  for (int64_t k = 1; k <= max_k; ++k) {
+    const auto it = std::find_if(rows.begin(), rows.end(),
+                                 [&](const ThroughputRow& r) { return r.batch == 1 && r.k == k; });
+    const double length = it != rows.end() ? it->mean_acceptance_length() : 1.0;
+    const double cost =
+        (costs.verify_ms[k - 1] + static_cast<double>(k) * costs.draft_ms) / costs.decode_ms;
+    std::printf("%2lld | %14.2f | %13.2fx | %8.2fx\n", static_cast<long long>(k), length, cost,
+                length / cost);
+    implied.push_back({{"k", k},
+                       {"mean_acceptance_length", length},
+                       {"step_cost", cost},
+                       {"speedup", length / cost}});
+  }
+
+  nlohmann::json report = moeserve::bench::MeasurementContext();
+  report["benchmark"] = "speculative_decoding";
+  report["model"] = model_dir;
+  report["threads"] = omp_get_max_threads();
+  report["output_len"] = output_len;
+  nlohmann::json throughput = nlohmann::json::array();
+  for (const ThroughputRow& r : rows) {
+    throughput.push_back({{"batch", r.batch},
+                          {"k", r.k},
+                          {"seconds", r.seconds},
+                          {"output_tokens", r.output_tokens},
+                          {"output_tokens_per_second", r.tokens_per_second()},
+                          {"num_drafts", r.speculation.num_drafts},
+                          {"num_draft_tokens", r.speculation.num_draft_tokens},
+                          {"num_accepted_tokens", r.speculation.num_accepted_tokens},
+                          {"accepted_per_position", r.speculation.accepted_per_position},
+                          {"acceptance", r.acceptance()},
+                          {"mean_acceptance_length", r.mean_acceptance_length()}});
+  }
+  report["throughput"] = throughput;
+  report["step_costs"] = {{"model", cost_name},
+                          {"context", context},
+                          {"decode_ms", costs.decode_ms},
+                          {"verify_ms", costs.verify_ms},
+                          {"draft_ms", costs.draft_ms}};
+  report["implied_batch1_speedup"] = implied;
+  return moeserve::bench::WriteReport(output, report) ? 0 : 1;
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The model card's quality figures for a shipped kjv-v3-tiny checkpoint (transformers, fp32).
+
+    tools/oracle/.venv/bin/python tools/train/evaluate.py [--model models/kjv-v3-tiny]
+        [--out models/kjv-v3-tiny/training/evaluation.json]
+
+* held-out perplexity: the book of Ruth (tools/train/corpus.py), in chunks of 255 tokens each
+  after a BOS, as tools/train/make_golden.py and tests/models/kjv_v3_tiny_test.cc measure it;
+* KJV words: 20 sampled continuations (temperature 0.8, 48 tokens, seeds 1..20) of the
+  golden prompts (make_golden.py's: the demo prompt, then the openings of held-out verses); the
+  share of the words they contain (runs of letters, prompt excluded, case-insensitive) that
+  occur anywhere in the KJV;
+* MTP: on the held-out text, teacher-forced, how often the MTP module's argmax for token i+2
+  equals the model's own argmax at position i+1 (the greedy acceptance rate of speculative
+  decoding with one draft token), and the module's cross-entropy.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+
+import torch
+from tokenizers import Tokenizer
+from transformers import DeepseekV3ForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corpus  # noqa: E402
+import mtp as mtp_lib  # noqa: E402
+import train  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO_PROMPT = "In the beginning God created"
+WORD = re.compile(r"[A-Za-z]+")
+
+
+def prompts(held, n):
+    out = [DEMO_PROMPT]
+    for i, v in enumerate(held):
+        if len(out) == n:
+            break
+        out.append(" ".join(v[3].split()[:5 + i % 5]))
+    return out
+
+
+@torch.no_grad()
+def sample(model, prompt_ids, n, temperature, seed):
+    gen = torch.Generator().manual_seed(seed)
+    seq = list(prompt_ids)
+    for _ in range(n):
+        logits = model(torch.tensor([seq]), use_cache=False).logits[0, -1].float()
+        probs = torch.softmax(logits / temperature, dim=-1)
+        seq.append(int(torch.multinomial(probs, 1, generator=gen)))
+    return seq[len(prompt_ids):]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=os.path.join(REPO, "models", "kjv-v3-tiny"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    config = train.model_config()
+    model = DeepseekV3ForCausalLM(config)
+    module = mtp_lib.MtpModule(config)
+    train.init_from(model, module, args.model)
+    model.eval()
+    module.eval()
+    tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
+    train_v, held, _ = corpus.split()
+    held_ids = torch.tensor(tok.encode(corpus.as_text(held), add_special_tokens=False).ids)
+
+    loss, mtp_loss, acceptance = mtp_lib.held_out(model, module, held_ids, config.bos_token_id,
+                                                  train.SEQ_LEN)
+    kjv_words = {w.lower() for v in train_v + held for w in WORD.findall(v[3])}
+    samples, total, known, unknown = [], 0, 0, {}
+    for i, text in enumerate(prompts(held, args.samples)):
+        ids = tok.encode(text).ids
+        out = sample(model, ids, args.tokens, args.temperature, seed=i + 1)
+        continuation = tok.decode(out)
+        words = WORD.findall(continuation)
+        for w in words:
+            total += 1
+            if w.lower() in kjv_words:
+                known += 1
+            else:
+                unknown[w] = unknown.get(w, 0) + 1
+        samples.append({"prompt": text, "continuation": continuation})
+    result = {
+        "model": os.path.relpath(args.model, REPO),
+        "held_out_loss": loss,
+        "held_out_perplexity": math.exp(loss),
+        "kjv_word_share": known / total,
+        "words": total,
+        "non_kjv_words": unknown,
+        "sampling": {"temperature": args.temperature, "tokens": args.tokens,
+                     "seeds": [1, args.samples]},
+        "mtp_held_out_loss": mtp_loss,
+        "mtp_greedy_acceptance": acceptance,
+        "samples": samples,
+    }
+    print(f"held-out perplexity {result['held_out_perplexity']:.2f}; KJV words "
+          f"{100 * result['kjv_word_share']:.1f}% of {total} (non-words: "
+          f"{', '.join(sorted(unknown)) or 'none'}); MTP greedy acceptance "
+          f"{100 * acceptance:.1f}% (MTP loss {mtp_loss:.3f})")
+    if args.out:
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
