@@ -220,6 +220,13 @@ void PrintSummary(std::FILE* out, const RunInfo& info, const BenchmarkMetrics& m
       Line(out, "Prefix cache hit rate (%):",
            Fixed(100.0 * s.prefix_cache_hits / s.prefix_cache_queries));
     }
+    if (const std::optional<double> length = s.MeanAcceptanceLength()) {
+      Line(out, "Spec decode mean acceptance length:", Fixed(*length));
+      if (s.spec_draft_tokens.value_or(0.0) > 0.0) {
+        Line(out, "Spec decode acceptance rate (%):",
+             Fixed(100.0 * s.spec_accepted_tokens.value_or(0.0) / *s.spec_draft_tokens));
+      }
+    }
     for (const std::string& name : s.missing) Line(out, "Not exported by the server:", name);
   }
   Rule(out, "", '=');

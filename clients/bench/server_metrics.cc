@@ -159,6 +159,19 @@ ServerMetricsReport CompareMetrics(const MetricsText& before, const MetricsText&
   r.preemptions = counter("moeserve_num_preemptions_total");
   r.prefix_cache_queries = counter("moeserve_prefix_cache_queries_total");
   r.prefix_cache_hits = counter("moeserve_prefix_cache_hits_total");
+  if (after.Has("moeserve_spec_decode_num_drafts_total")) {
+    r.spec_drafts = counter("moeserve_spec_decode_num_drafts_total");
+    r.spec_draft_tokens = counter("moeserve_spec_decode_num_draft_tokens_total");
+    r.spec_accepted_tokens = counter("moeserve_spec_decode_num_accepted_tokens_total");
+    const std::map<std::string, double> per_position_before =
+        before.SumBy("moeserve_spec_decode_num_accepted_tokens_per_pos_total", "position");
+    for (const auto& [position, value] :
+         after.SumBy("moeserve_spec_decode_num_accepted_tokens_per_pos_total", "position")) {
+      const auto it = per_position_before.find(position);
+      r.spec_accepted_per_position[position] =
+          value - (it == per_position_before.end() ? 0.0 : it->second);
+    }
+  }
   const std::map<std::string, double> reasons_before =
       before.SumBy("moeserve_request_success_total", "finished_reason");
   for (const auto& [reason, value] :
@@ -211,6 +224,19 @@ nlohmann::json ServerMetricsJson(const ServerMetricsReport& r) {
       {"num_requests_running_peak", r.running_peak ? nlohmann::json(*r.running_peak) : nullptr},
       {"missing", r.missing},
   };
+  if (r.spec_drafts) {
+    const std::optional<double> length = r.MeanAcceptanceLength();
+    j["speculative_decoding"] = {
+        {"drafts", *r.spec_drafts},
+        {"draft_tokens", r.spec_draft_tokens.value_or(0.0)},
+        {"accepted_tokens", r.spec_accepted_tokens.value_or(0.0)},
+        {"accepted_per_position", r.spec_accepted_per_position},
+        {"mean_acceptance_length", length ? nlohmann::json(*length) : nullptr},
+        {"acceptance_rate",
+         r.spec_draft_tokens.value_or(0.0) > 0.0
+             ? nlohmann::json(r.spec_accepted_tokens.value_or(0.0) / *r.spec_draft_tokens)
+             : nullptr}};
+  }
   return j;
 }
 

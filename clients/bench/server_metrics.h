@@ -77,6 +77,14 @@ struct ServerMetricsReport {
   double prefix_cache_queries = 0.0;
   double prefix_cache_hits = 0.0;
   std::map<std::string, double> finished_by_reason;
+  // Speculative decoding (moeserve_spec_decode_*, only when the server exports them):
+  // mean acceptance length = 1 + accepted / drafts, acceptance rate = accepted / draft tokens.
+  std::optional<double> spec_drafts, spec_draft_tokens, spec_accepted_tokens;
+  std::map<std::string, double> spec_accepted_per_position;  // by the position label
+  std::optional<double> MeanAcceptanceLength() const {
+    if (!spec_drafts || *spec_drafts <= 0.0) return std::nullopt;
+    return 1.0 + spec_accepted_tokens.value_or(0.0) / *spec_drafts;
+  }
   std::optional<double> kv_usage_after;
   std::optional<double> kv_usage_peak;  // over the polls during the run
   std::optional<double> kv_usage_mean;

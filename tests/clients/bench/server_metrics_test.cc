@@ -92,5 +92,34 @@ TEST(CompareMetricsTest, AStepTimeHistogramIsFoundByName) {
   EXPECT_NEAR(r.step->Mean(), 0.05, 1e-12);
 }
 
+TEST(CompareMetricsTest, SpeculativeDecodingGivesMeanAcceptanceLengthFromGrowth) {
+  const MetricsText before = MetricsText::Parse(
+      "moeserve_spec_decode_num_drafts_total{model_name=\"m\"} 10\n"
+      "moeserve_spec_decode_num_draft_tokens_total{model_name=\"m\"} 20\n"
+      "moeserve_spec_decode_num_accepted_tokens_total{model_name=\"m\"} 12\n"
+      "moeserve_spec_decode_num_accepted_tokens_per_pos_total{model_name=\"m\",position=\"0\"} 8\n"
+      "moeserve_spec_decode_num_accepted_tokens_per_pos_total{model_name=\"m\",position=\"1\"} "
+      "4\n");
+  const MetricsText after = MetricsText::Parse(
+      "moeserve_spec_decode_num_drafts_total{model_name=\"m\"} 50\n"
+      "moeserve_spec_decode_num_draft_tokens_total{model_name=\"m\"} 100\n"
+      "moeserve_spec_decode_num_accepted_tokens_total{model_name=\"m\"} 72\n"
+      "moeserve_spec_decode_num_accepted_tokens_per_pos_total{model_name=\"m\",position=\"0\"} 43\n"
+      "moeserve_spec_decode_num_accepted_tokens_per_pos_total{model_name=\"m\",position=\"1\"} "
+      "29\n");
+  const ServerMetricsReport r = CompareMetrics(before, after, {});
+  ASSERT_TRUE(r.MeanAcceptanceLength().has_value());
+  EXPECT_DOUBLE_EQ(*r.MeanAcceptanceLength(), 1.0 + 60.0 / 40.0);
+  EXPECT_EQ(r.spec_accepted_per_position.at("0"), 35);
+  EXPECT_EQ(r.spec_accepted_per_position.at("1"), 25);
+  const nlohmann::json j = ServerMetricsJson(r);
+  EXPECT_DOUBLE_EQ(j["speculative_decoding"]["acceptance_rate"].get<double>(), 60.0 / 80.0);
+  // A server without speculation reports nothing of it.
+  const ServerMetricsReport plain =
+      CompareMetrics(MetricsText::Parse(kBefore), MetricsText::Parse(kAfter), {});
+  EXPECT_FALSE(plain.MeanAcceptanceLength().has_value());
+  EXPECT_FALSE(ServerMetricsJson(plain).contains("speculative_decoding"));
+}
+
 }  // namespace
 }  // namespace moeserve::bench
