@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/bench_model.h"
 #include "bench/bench_report.h"
+#include "bench/counting_sink.h"
 #include "engine/cli/command_line.h"
 #include "engine/engine.h"
 #include "engine/kv_cache/kv_cache_spec.h"
@@ -21,33 +22,7 @@
 namespace {
 
 using namespace moeserve::engine;
-
-// Counts completions; the bench waits on it.
-class CountingSink : public TokenSink {
- public:
-  void OnEvent(TokenEvent event) override {
-    std::lock_guard lock(mu_);
-    tokens_ += static_cast<int64_t>(event.tokens.size());
-    if (event.finish) {
-      ++finished_;
-      cv_.notify_all();
-    }
-  }
-  void WaitFor(int64_t count) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return finished_ >= count; });
-  }
-  int64_t tokens() {
-    std::lock_guard lock(mu_);
-    return tokens_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int64_t finished_ = 0;
-  int64_t tokens_ = 0;
-};
+using moeserve::bench::CountingSink;
 
 std::vector<GenerateRequest> MakeRequests(int64_t count, int64_t vocab, uint64_t seed) {
   std::mt19937 rng(seed);

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_report.h"
+#include "bench/counting_sink.h"
 #include "engine/cli/command_line.h"
 #include "engine/engine.h"
 #include "tools/make_model/checkpoint_maker.h"
@@ -33,33 +34,8 @@
 namespace {
 
 using namespace moeserve::engine;
+using moeserve::bench::CountingSink;
 using Clock = std::chrono::steady_clock;
-
-class CountingSink : public TokenSink {
- public:
-  void OnEvent(TokenEvent event) override {
-    std::lock_guard lock(mu_);
-    tokens_ += static_cast<int64_t>(event.tokens.size());
-    if (event.finish) {
-      ++finished_;
-      cv_.notify_all();
-    }
-  }
-  void WaitFor(int64_t count) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return finished_ >= count; });
-  }
-  int64_t tokens() {
-    std::lock_guard lock(mu_);
-    return tokens_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int64_t finished_ = 0;
-  int64_t tokens_ = 0;
-};
 
 // Openings of verses, as a user of the bundled model would prompt it.
 const std::vector<std::string>& PromptTexts() {

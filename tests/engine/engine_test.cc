@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/collecting_sink.h"
+#include "tests/testing/engine_requests.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -33,32 +34,13 @@ class EngineTest : public ::testing::Test {
   }
 
   static GenerateRequest Greedy(std::string id, std::vector<int32_t> prompt, int64_t max_tokens) {
-    GenerateRequest r;
-    r.request_id = std::move(id);
-    r.prompt_token_ids = std::move(prompt);
-    r.sampling.temperature = 0.0f;
-    r.stop.max_new_tokens = max_tokens;
-    r.stop.ignore_eos = true;
-    return r;
+    return testing::GreedyRequest(std::move(id), std::move(prompt), max_tokens);
   }
 
   // Requests of random lengths: every third shares a 70-token prefix (prefix-cache hits) and
   // the others generate long enough to need new KV blocks while decoding (preemption).
   static std::vector<GenerateRequest> MakeRequests(int count, uint64_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> token(3, 500);
-    std::vector<int32_t> shared(70);
-    for (auto& t : shared) t = token(rng);
-    std::vector<GenerateRequest> requests;
-    for (int i = 0; i < count; ++i) {
-      const bool shares_prefix = i % 3 == 0;
-      std::vector<int32_t> prompt = shares_prefix ? shared : std::vector<int32_t>();
-      const int extra = 1 + static_cast<int>(rng() % (shares_prefix ? 100 : 40));
-      for (int k = 0; k < extra; ++k) prompt.push_back(token(rng));
-      const int64_t max_tokens = shares_prefix ? 4 + rng() % 20 : 60 + rng() % 80;
-      requests.push_back(Greedy(absl::StrCat("r", i), prompt, max_tokens));
-    }
-    return requests;
+    return testing::MixedGreedyRequests(count, seed, 500);
   }
 
   // Each request alone, in an engine with room to spare and no prefix cache.

@@ -20,6 +20,26 @@
 namespace moeserve::testing {
 namespace {
 
+// The golden prompts' greedy completions, all requests sent at once.
+std::vector<StreamResult> GenerateGoldenGreedy(v1::Moeserve::Stub& stub,
+                                               const nlohmann::json& golden) {
+  const auto& cases = golden["greedy"];
+  std::vector<StreamResult> results(cases.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest request;
+      request.set_text(cases[i]["text"].get<std::string>());
+      request.mutable_sampling_params()->set_temperature(0.0f);
+      request.mutable_sampling_params()->set_max_tokens(golden["greedy_tokens"].get<uint32_t>());
+      request.mutable_sampling_params()->set_ignore_eos(true);
+      results[i] = Generate(stub, request);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
 class BundledModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -47,19 +67,7 @@ TEST_F(BundledModelTest, GreedyCompletionsMatchTransformersAndRoutingIsCounted) 
   // The server's warm-up forward counts too; measure from here.
   const HttpResponse before = HttpGet(server_.metrics_port(), "/metrics");
   ASSERT_EQ(before.status, 200);
-  std::vector<StreamResult> results(cases.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    threads.emplace_back([&, i] {
-      v1::GenerateRequest request;
-      request.set_text(cases[i]["text"].get<std::string>());
-      request.mutable_sampling_params()->set_temperature(0.0f);
-      request.mutable_sampling_params()->set_max_tokens(golden_["greedy_tokens"].get<uint32_t>());
-      request.mutable_sampling_params()->set_ignore_eos(true);
-      results[i] = Generate(*stub_, request);
-    });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<StreamResult> results = GenerateGoldenGreedy(*stub_, golden_);
 
   int64_t tokens_processed = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -179,19 +187,7 @@ TEST(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted) {
   EXPECT_EQ(info.speculative_tokens(), 2u);
 
   const auto& cases = golden["greedy"];
-  std::vector<StreamResult> results(cases.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    threads.emplace_back([&, i] {
-      v1::GenerateRequest request;
-      request.set_text(cases[i]["text"].get<std::string>());
-      request.mutable_sampling_params()->set_temperature(0.0f);
-      request.mutable_sampling_params()->set_max_tokens(golden["greedy_tokens"].get<uint32_t>());
-      request.mutable_sampling_params()->set_ignore_eos(true);
-      results[i] = Generate(*stub, request);
-    });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<StreamResult> results = GenerateGoldenGreedy(*stub, golden);
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE(cases[i]["text"].get<std::string>());
     ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();

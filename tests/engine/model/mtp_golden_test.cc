@@ -27,6 +27,8 @@ struct MtpGoldenCase {
   bool fp8;
   std::optional<int64_t> mtp_layers;  // the preset's own when unset
   CpuKernels kernels;
+  // A checkpoint in the source tree instead of a generated preset (the bundled trained model).
+  const char* source_dir = nullptr;
 };
 
 void PrintTo(const MtpGoldenCase& c, std::ostream* os) { *os << c.golden_name; }
@@ -41,8 +43,12 @@ TEST_P(MtpGoldenTest, MtpLogitsMatchOracle) {
   const nlohmann::json manifest = nlohmann::json::parse(in);
   auto golden = ReadNpyFloat32(dir + "/mtp_logits.npy");
   ASSERT_TRUE(golden.ok()) << golden.status();
+  const std::string model_dir =
+      param.source_dir != nullptr
+          ? std::string(MOESERVE_SOURCE_DIR) + "/" + param.source_dir
+          : testing::TestCheckpointDir(param.preset, param.fp8, 1234, param.mtp_layers);
   auto model = DeepseekModel::Load(
-      testing::TestCheckpointDir(param.preset, param.fp8, 1234, param.mtp_layers),
+      model_dir,
       {.cpu_kernels = param.kernels, .kv_cache_dtype = DType::kF32, .load_mtp = true});
   ASSERT_TRUE(model.ok()) << model.status();
   ASSERT_EQ((*model)->num_mtp_modules(), 1);
@@ -98,7 +104,13 @@ INSTANTIATE_TEST_SUITE_P(
         MtpGoldenCase{"tiny-v3", "tiny-v3", false, std::nullopt, CpuKernels::kFast},
         MtpGoldenCase{"tiny-v3-fp8", "tiny-v3", true, std::nullopt, CpuKernels::kReference},
         MtpGoldenCase{"tiny-v3-fp8", "tiny-v3", true, std::nullopt, CpuKernels::kFast},
-        MtpGoldenCase{"tiny-v2-lite-mtp", "tiny-v2-lite", false, 1, CpuKernels::kReference}),
+        MtpGoldenCase{"tiny-v2-lite-mtp", "tiny-v2-lite", false, 1, CpuKernels::kReference},
+        // The bundled model's trained module (golden: tools/oracle/make_mtp_golden.py --model
+        // models/kjv-v3-tiny --out tests/golden/kjv-v3-tiny, in tools/train/README.md).
+        MtpGoldenCase{"kjv-v3-tiny", "", false, std::nullopt, CpuKernels::kReference,
+                      "models/kjv-v3-tiny"},
+        MtpGoldenCase{"kjv-v3-tiny", "", false, std::nullopt, CpuKernels::kFast,
+                      "models/kjv-v3-tiny"}),
     [](const auto& info) {
       std::string name = absl::StrCat(info.param.golden_name, "_",
                                       info.param.kernels == CpuKernels::kFast ? "fast" : "ref");

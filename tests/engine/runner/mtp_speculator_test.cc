@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
 #include "tests/testing/collecting_sink.h"
+#include "tests/testing/engine_requests.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -41,32 +42,11 @@ Loaded LoadWithMtp(const std::string& dir) {
 }
 
 GenerateRequest Greedy(std::string id, std::vector<int32_t> prompt, int64_t max_tokens) {
-  GenerateRequest r;
-  r.request_id = std::move(id);
-  r.prompt_token_ids = std::move(prompt);
-  r.sampling.temperature = 0.0f;
-  r.stop.max_new_tokens = max_tokens;
-  r.stop.ignore_eos = true;
-  return r;
+  return testing::GreedyRequest(std::move(id), std::move(prompt), max_tokens);
 }
 
-// Random prompts; every third shares a 70-token prefix (prefix-cache hits), the others decode
-// long enough to need new blocks (preemption when blocks are few).
 std::vector<GenerateRequest> MakeRequests(int count, uint64_t seed, int32_t vocab) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> token(3, vocab - 1);
-  std::vector<int32_t> shared(70);
-  for (auto& t : shared) t = token(rng);
-  std::vector<GenerateRequest> requests;
-  for (int i = 0; i < count; ++i) {
-    const bool shares_prefix = i % 3 == 0;
-    std::vector<int32_t> prompt = shares_prefix ? shared : std::vector<int32_t>();
-    const int extra = 1 + static_cast<int>(rng() % (shares_prefix ? 100 : 40));
-    for (int k = 0; k < extra; ++k) prompt.push_back(token(rng));
-    const int64_t max_tokens = shares_prefix ? 4 + rng() % 20 : 60 + rng() % 80;
-    requests.push_back(Greedy(absl::StrCat("r", i), prompt, max_tokens));
-  }
-  return requests;
+  return testing::MixedGreedyRequests(count, seed, vocab - 1);
 }
 
 struct RunResult {
