@@ -57,6 +57,20 @@ def main():
     if held:
         ax.plot([h[0] for h in held], [h[1] for h in held], "o-", color="C3",
                 label="held-out loss (Ruth)")
+    # The MTP module's next-next-token loss (runs continued with an MTP module log it).
+    mtp = [(r["step"], r["mtp_loss"]) for r in recs if "mtp_loss" in r]
+    if mtp:
+        acc, mtp_smooth = 0.0, []
+        for n, (_, x) in enumerate(mtp, 1):
+            acc = 0.95 * acc + 0.05 * x
+            mtp_smooth.append(acc / (1 - 0.95**n))
+        ax.plot([m[0] for m in mtp], mtp_smooth, color="C2", label="MTP loss (EMA 0.95)")
+        held_mtp = [(r["step"], r["held_out_mtp_loss"]) for r in recs
+                    if "held_out_mtp_loss" in r]
+        if final and "held_out_mtp_loss" in final:
+            held_mtp.append((final["step"], final["held_out_mtp_loss"]))
+        ax.plot([h[0] for h in held_mtp], [h[1] for h in held_mtp], "s--", color="C1",
+                label="held-out MTP loss (Ruth)")
     ax.set_xlabel("optimizer step (8 x 255 predicted tokens)")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.set_title("kjv-v3-tiny training")
@@ -85,7 +99,8 @@ def main():
         w.writerows(rows)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for l in layers:
-        ax.plot(series[l][0], series[l][1], label=f"layer {l}")
+        ax.plot(series[l][0], series[l][1],
+                label=f"layer {l}" + (" (MTP)" if mtp and l == layers[-1] else ""))
     ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(f"max / mean tokens per expert ({args.window}-step windows)")
