@@ -48,8 +48,7 @@ TEST_P(MtpGoldenTest, MtpLogitsMatchOracle) {
           ? std::string(MOESERVE_SOURCE_DIR) + "/" + param.source_dir
           : testing::TestCheckpointDir(param.preset, param.fp8, 1234, param.mtp_layers);
   auto model = DeepseekModel::Load(
-      model_dir,
-      {.cpu_kernels = param.kernels, .kv_cache_dtype = DType::kF32, .load_mtp = true});
+      model_dir, {.cpu_kernels = param.kernels, .kv_cache_dtype = DType::kF32, .load_mtp = true});
   ASSERT_TRUE(model.ok()) << model.status();
   ASSERT_EQ((*model)->num_mtp_modules(), 1);
   const int64_t vocab = (*model)->config().vocab_size;
