@@ -4,7 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "engine/batch/forward_batch.h"
 #include "engine/runner/sampling_inputs.h"
 #include "engine/sampling/sampler.h"
@@ -16,7 +15,7 @@ namespace {
 // Tokens a sequence may still gain: its max_new_tokens less what it generated.
 int64_t TokensLeft(const Sequence& s) { return s.request.stop.max_new_tokens - s.num_generated(); }
 
-// Steps 2 of the header for one sequence: its 1 + d logits rows → the tokens it gains.
+// Step 2 of the header for one sequence: its 1 + d logits rows → the tokens it gains.
 std::vector<SampledToken> VerifySequence(const Sequence& s, absl::Span<const float> rows,
                                          int64_t vocab, absl::Span<const int32_t> drafts,
                                          SequenceRng& rng, SamplingWorkspace& workspace) {
