@@ -12,9 +12,6 @@
 namespace moeserve::engine {
 namespace {
 
-// Tokens a sequence may still gain: its max_new_tokens less what it generated.
-int64_t TokensLeft(const Sequence& s) { return s.request.stop.max_new_tokens - s.num_generated(); }
-
 // Step 2 of the header for one sequence: its 1 + d logits rows → the tokens it gains.
 std::vector<SampledToken> VerifySequence(const Sequence& s, absl::Span<const float> rows,
                                          int64_t vocab, absl::Span<const int32_t> drafts,
@@ -155,7 +152,7 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
   for (int64_t j = 0; j < num_sampling; ++j) {
     const Sequence& s = *output.sequences[j].sequence;
     const int64_t left_after =
-        TokensLeft(s) - static_cast<int64_t>(output.sequences[j].tokens.size());
+        s.num_tokens_left() - static_cast<int64_t>(output.sequences[j].tokens.size());
     wanted[j] = std::clamp<int64_t>(left_after - 1, 0, options_.speculative_tokens);
   }
   // Row i of `draft` is batch sequence i's last position; keep the sampling ones.

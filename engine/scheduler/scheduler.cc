@@ -88,7 +88,7 @@ ScheduledBatch Scheduler::Schedule() {
     // Speculative decoding: verify the drafts too, as far as the budget and max_tokens allow.
     const int64_t drafts =
         std::clamp<int64_t>(std::min({static_cast<int64_t>(s->draft_tokens.size()), budget - 1,
-                                      s->request.stop.max_new_tokens - s->num_generated() - 1}),
+                                      s->num_tokens_left() - 1}),
                             0, options_.speculative_tokens);
     if (make_room(s, 1 + drafts)) add(s, 1 + drafts, drafts);
   }
@@ -158,7 +158,7 @@ int64_t Scheduler::SlotsNeeded(const Sequence& s, int64_t end) const {
   if (options_.speculative_tokens <= 1 || end < s.num_tokens()) return end;
   // A sampling chunk: the MTP module drafts up to k - 1 positions past it, never past the
   // sequence's last possible token.
-  const int64_t limit = s.num_prompt_tokens + s.request.stop.max_new_tokens;
+  const int64_t limit = s.num_tokens() + s.num_tokens_left();
   return std::max(end, std::min(end + options_.speculative_tokens - 1, limit));
 }
 

@@ -31,6 +31,8 @@ struct Sequence {
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - num_prompt_tokens; }
   int64_t num_uncomputed() const { return num_tokens() - num_computed_tokens; }
+  // Tokens the sequence may still generate (max_new_tokens less those generated).
+  int64_t num_tokens_left() const { return request.stop.max_new_tokens - num_generated(); }
   // Lower sorts first: served earlier, preempted later.
   bool ServedBefore(const Sequence& other) const {
     return request.priority != other.request.priority ? request.priority < other.request.priority

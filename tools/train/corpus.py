@@ -51,3 +51,15 @@ if __name__ == "__main__":
     tr, ho, d = split()
     print(f"sha256 {d}: {len(tr)} training verses ({len(as_text(tr))} chars), "
           f"{len(ho)} held-out verses of {HELD_OUT_BOOK} ({len(as_text(ho))} chars)")
+
+
+DEMO_PROMPT = "In the beginning God created"
+
+
+def prompt_candidates(held):
+    """The golden and evaluation prompts, in order: scripts/run's demo prompt, then the first
+    5-9 words of each held-out verse."""
+    out = [DEMO_PROMPT]
+    for i, v in enumerate(held):
+        out.append(" ".join(v[3].split()[:5 + i % 5]))
+    return out

@@ -32,17 +32,7 @@ import mtp as mtp_lib  # noqa: E402
 import train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO_PROMPT = "In the beginning God created"
 WORD = re.compile(r"[A-Za-z]+")
-
-
-def prompts(held, n):
-    out = [DEMO_PROMPT]
-    for i, v in enumerate(held):
-        if len(out) == n:
-            break
-        out.append(" ".join(v[3].split()[:5 + i % 5]))
-    return out
 
 
 @torch.no_grad()
@@ -81,7 +71,7 @@ def main():
                                                   train.SEQ_LEN)
     kjv_words = {w.lower() for v in train_v + held for w in WORD.findall(v[3])}
     samples, total, known, unknown = [], 0, 0, {}
-    for i, text in enumerate(prompts(held, args.samples)):
+    for i, text in enumerate(corpus.prompt_candidates(held)[:args.samples]):
         ids = tok.encode(text).ids
         out = sample(model, ids, args.tokens, args.temperature, seed=i + 1)
         continuation = tok.decode(out)

@@ -52,7 +52,6 @@ from tokenizers import Tokenizer  # noqa: E402
 import corpus  # noqa: E402
 
 CHUNK = 255  # ids per perplexity chunk; with the BOS each forward sees 256 tokens
-DEMO_PROMPT = "In the beginning God created"
 
 
 def load(model_dir):
@@ -118,10 +117,7 @@ def main():
     oracle.log(f"held-out ppl (bf16 weights, fp32 compute): {ppl:.4f} over {len(ids)} tokens")
 
     # Prompts: the demo prompt, then the first 5-9 words of held-out verses.
-    candidates = [DEMO_PROMPT]
-    for i, v in enumerate(held):
-        words = v[3].split()
-        candidates.append(" ".join(words[:5 + i % 5]))
+    candidates = corpus.prompt_candidates(held)
     greedy_cases, skipped = [], []
     for text_prompt in candidates:
         if len(greedy_cases) == args.prompts:
