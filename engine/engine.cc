@@ -125,6 +125,9 @@ void Engine::Start() {
     std::lock_guard lock(mu_);
     live_request_ids_.erase(id);
   });
+  // The loop thread's team is the one that computes from now on; the creating thread's team
+  // (model loading) would only make libgomp think the CPUs are oversubscribed.
+  ReleaseCpuThreadsOfThisThread();
   thread_ = std::thread([this] { Run(); });
 }
 

@@ -19,4 +19,6 @@ void SetCpuThreadsOfThisThread(int threads) {
 
 int CpuThreadsOfThisThread() { return omp_get_max_threads(); }
 
+void ReleaseCpuThreadsOfThisThread() { omp_pause_resource_all(omp_pause_soft); }
+
 }  // namespace moeserve::engine
