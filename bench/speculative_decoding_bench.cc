@@ -9,7 +9,6 @@
 //     steps) / decode).
 // Prints tables and writes JSON with machine and date.
 //   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--output FILE]
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +27,7 @@
 #include "bench/counting_sink.h"
 #include "engine/cli/command_line.h"
 #include "engine/engine.h"
+#include "engine/ops/cpu/cpu_threads.h"
 #include "tools/make_model/checkpoint_maker.h"
 #include "tools/make_model/model_presets.h"
 
@@ -78,11 +78,12 @@ struct ThroughputRow {
 };
 
 ThroughputRow RunThroughput(const DeepseekModel& model, const Tokenizer& tokenizer, int64_t batch,
-                            int64_t k, int64_t output_len) {
+                            int64_t k, int64_t output_len, int threads) {
   EngineOptions options{.num_kv_blocks = 256,
                         .max_num_seqs = 64,
                         .max_num_batched_tokens = 1024,
-                        .max_model_len = 1024};
+                        .max_model_len = 1024,
+                        .cpu_threads = threads};
   options.speculative_tokens = k;
   auto engine = Engine::Create(model, &tokenizer, options);
   if (!engine.ok()) {
@@ -196,6 +197,8 @@ int main(int argc, char** argv) {
   int64_t context = 512;
   int64_t cost_layers = 3;
   int reps = 5;
+  int throughput_reps = 3;
+  int threads = 0;
   app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
   app.add_option("--cost-model", cost_model_dir,
                  "checkpoint with an MTP module for the step costs (default: generate the "
@@ -206,6 +209,10 @@ int main(int argc, char** argv) {
   app.add_option("--output-len", output_len, "tokens generated per request");
   app.add_option("--context", context, "cached tokens before the timed steps (step costs)");
   app.add_option("--reps", reps, "timed repetitions of each step (median)");
+  app.add_option("--throughput-reps", throughput_reps,
+                 "runs of each throughput row (the median tok/s one is reported)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads of the engine and the step costs (0: all)");
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
 
@@ -217,14 +224,24 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<ThroughputRow> rows;
-  std::printf("speculative decoding, %s, %d threads, greedy, %lld tokens per request\n",
-              model_dir.c_str(), omp_get_max_threads(), static_cast<long long>(output_len));
+  SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread
+  std::printf(
+      "speculative decoding, %s, %d threads, greedy, %lld tokens per request, median of %d\n",
+      model_dir.c_str(), CpuThreadsOfThisThread(), static_cast<long long>(output_len),
+      throughput_reps);
   std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s\n", "batch", "k", "seconds",
               "output tok/s", "vs k=0", "acceptance", "mean accepted");
   for (int64_t batch : batches) {
     double base = 0.0;
     for (int64_t k = 0; k <= max_k; ++k) {
-      ThroughputRow row = RunThroughput(*model, **tokenizer, batch, k, output_len);
+      std::vector<ThroughputRow> runs;
+      for (int r = 0; r < throughput_reps; ++r) {
+        runs.push_back(RunThroughput(*model, **tokenizer, batch, k, output_len, threads));
+      }
+      std::sort(runs.begin(), runs.end(), [](const ThroughputRow& a, const ThroughputRow& b) {
+        return a.tokens_per_second() < b.tokens_per_second();
+      });
+      ThroughputRow row = runs[runs.size() / 2];
       if (k == 0) base = row.tokens_per_second();
       std::printf("%5lld | %2lld | %8.3f | %13.1f | %7.2fx | %10.3f | %13.2f\n",
                   static_cast<long long>(batch), static_cast<long long>(k), row.seconds,
@@ -290,7 +307,8 @@ int main(int argc, char** argv) {
   nlohmann::json report = moeserve::bench::MeasurementContext();
   report["benchmark"] = "speculative_decoding";
   report["model"] = model_dir;
-  report["threads"] = omp_get_max_threads();
+  report["threads"] = CpuThreadsOfThisThread();
+  report["throughput_reps"] = throughput_reps;
   report["output_len"] = output_len;
   nlohmann::json throughput = nlohmann::json::array();
   for (const ThroughputRow& r : rows) {
