@@ -123,7 +123,7 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--speculative-tokens", o.speculative_tokens,
                  "speculative decoding with the model's multi-token-prediction (MTP) module: "
                  "draft tokens each decode step verifies (0: off; the checkpoint needs "
-                 "num_nextn_predict_layers >= 1; --device cpu, one rank)")
+                 "num_nextn_predict_layers >= 1; one rank)")
       ->capture_default_str();
   app.add_option("--max-num-partial-prefills", o.max_num_partial_prefills,
                  "prompts prefilled in one engine step at most")
@@ -473,7 +473,8 @@ absl::StatusOr<CudaKvRequest> MakeCudaKvRequest(const ServerOptions& o,
                                 " exceeds the model's max_position_embeddings ", position_limit));
   }
   if (o.kv_cache_memory_bytes > 0) {
-    const engine::KvCacheSpec spec = engine::KvCacheSpecFor(config, engine::DType::kBF16);
+    const engine::KvCacheSpec spec =
+        engine::KvCacheSpecFor(config, engine::DType::kBF16, MtpKvLayers(o, config));
     request.max_num_kv_blocks = engine::NumBlocksForBudget(o.kv_cache_memory_bytes, spec);
   } else if (o.kv_cache_tokens > 0) {
     request.max_num_kv_blocks =
@@ -486,10 +487,6 @@ absl::StatusOr<engine::EngineOptions> MakeCudaEngineOptions(const ServerOptions&
                                                             const engine::ModelConfig& config,
                                                             int64_t max_model_len,
                                                             int64_t num_kv_blocks) {
-  if (o.speculative_tokens > 0) {
-    return Invalid(
-        "--speculative-tokens: the CUDA backend has no MTP module yet; use --device cpu");
-  }
   ServerOptions sized = o;
   sized.kv_cache_memory_bytes = 0;
   sized.kv_cache_tokens = num_kv_blocks * engine::kKvBlockSize;

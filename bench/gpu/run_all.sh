@@ -11,7 +11,7 @@
 #                moeserve-bench-gpu-sampling mla_decode_cuda_test mla_prefill_cuda_test \
 #                latent_cache_cuda_test mla_absorb_cuda_test moeserve-bench-gpu-mla \
 #                moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test \
-#                moe_grouped_gemm_cuda_test deepseek_model_cuda_test \
+#                moe_grouped_gemm_cuda_test deepseek_model_cuda_test mtp_cuda_test \
 #                nccl_communicator_test cuda_rank_group_test \
 #                moeserve-bench-gpu-moe moeserve-bench-gpu-model moeserve-bench-gpu-collectives
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
@@ -28,7 +28,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
            mla_decode_cuda_test mla_prefill_cuda_test latent_cache_cuda_test mla_absorb_cuda_test
            moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test
-           moe_grouped_gemm_cuda_test deepseek_model_cuda_test
+           moe_grouped_gemm_cuda_test deepseek_model_cuda_test mtp_cuda_test
            nccl_communicator_test cuda_rank_group_test)  # these two skip below 2 GPUs
 gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
              moeserve-bench-gpu-mla moeserve-bench-gpu-moe moeserve-bench-gpu-model

@@ -1,5 +1,7 @@
 #include "engine/batch/attention_order.h"
 
+#include "engine/status_macros.h"
+
 namespace moeserve::engine {
 
 bool UsesAbsorbedMla(MlaForm form, int64_t num_new_tokens) {
@@ -14,8 +16,10 @@ bool UsesAbsorbedMla(MlaForm form, int64_t num_new_tokens) {
   return num_new_tokens == 1;
 }
 
-AttentionOrderedBatch OrderForAttention(const ForwardBatch& in, MlaForm form,
-                                        LogitsFor logits_for) {
+absl::StatusOr<AttentionOrderedBatch> OrderForAttention(const ForwardBatch& in,
+                                                        const ForwardOptions& options) {
+  MOESERVE_ASSIGN_OR_RETURN(const std::vector<int64_t> rows, LogitRows(in, options));
+  const MlaForm form = options.mla_form;
   const int64_t num_seqs = in.num_seqs();
   std::vector<int64_t> order;  // original sequence index of each new position
   for (int pass = 0; pass < 2; ++pass) {
@@ -45,14 +49,14 @@ AttentionOrderedBatch OrderForAttention(const ForwardBatch& in, MlaForm form,
       out.num_absorbed_tokens += end - first;
     }
   }
+  out.new_index.resize(in.token_ids.size());
   for (int64_t s = 0; s < num_seqs; ++s) {
-    const int32_t n = in.query_start_loc[s + 1] - in.query_start_loc[s];
-    if (logits_for == LogitsFor::kAllTokens) {
-      for (int32_t i = 0; i < n; ++i) out.logit_rows.push_back(new_first_token[s] + i);
-    } else {
-      out.logit_rows.push_back(new_first_token[s] + n - 1);
+    for (int32_t i = in.query_start_loc[s]; i < in.query_start_loc[s + 1]; ++i) {
+      out.new_index[i] = new_first_token[s] + (i - in.query_start_loc[s]);
     }
   }
+  out.logit_rows.reserve(rows.size());
+  for (const int64_t row : rows) out.logit_rows.push_back(out.new_index[row]);
   return out;
 }
 

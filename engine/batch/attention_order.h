@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "engine/batch/forward_batch.h"
 #include "engine/batch/forward_options.h"
 
@@ -24,12 +25,17 @@ struct AttentionOrderedBatch {
   ForwardBatch batch;  // the same sequences, absorbed-form ones first, each in original order
   int64_t num_absorbed_seqs = 0;
   int64_t num_absorbed_tokens = 0;
-  // Tokens of `batch` whose logits the caller asked for, in the caller's order: the last token
-  // of each original sequence, or every original token (LogitsFor::kAllTokens).
+  // Tokens of `batch` whose logits the caller asked for (LogitRows under the caller's
+  // options: the last token of each sequence, its last logits_per_sequence[s], or every token),
+  // in the caller's order.
   std::vector<int32_t> logit_rows;
+  // new_index[i]: where the caller's token i sits in `batch` (per-token inputs such as the MTP
+  // module's previous hidden states are permuted with it).
+  std::vector<int32_t> new_index;
 };
 
-AttentionOrderedBatch OrderForAttention(const ForwardBatch& batch, MlaForm form,
-                                        LogitsFor logits_for);
+// InvalidArgument when options.logits_per_sequence does not fit the batch (LogitRows).
+absl::StatusOr<AttentionOrderedBatch> OrderForAttention(const ForwardBatch& batch,
+                                                        const ForwardOptions& options);
 
 }  // namespace moeserve::engine

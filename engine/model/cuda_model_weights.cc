@@ -89,6 +89,12 @@ size_t LayerBytes(const CudaLayerWeights& l) {
   return bytes;
 }
 
+size_t MtpBytes(const CudaMtpWeights& m) {
+  return m.enorm.size_bytes() + m.hnorm.size_bytes() + m.eh_proj.bytes() + LayerBytes(m.block) +
+         m.head_norm.size_bytes() + (m.embed_tokens ? m.embed_tokens->size_bytes() : 0) +
+         (m.head ? m.head->bytes() : 0);
+}
+
 }  // namespace
 
 absl::StatusOr<DeviceBuffer> UploadBf16(const std::vector<float>& values) {
@@ -165,6 +171,29 @@ absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, Cublas
   return out;
 }
 
+absl::StatusOr<CudaMtpWeights> UploadMtpWeights(CudaContext& context, CublasLtGemm& gemm,
+                                                const ModelConfig& config, const MtpWeights& mtp,
+                                                int64_t module) {
+  CudaMtpWeights out;
+  MOESERVE_ASSIGN_OR_RETURN(out.enorm, UploadBf16(mtp.enorm));
+  MOESERVE_ASSIGN_OR_RETURN(out.hnorm, UploadBf16(mtp.hnorm));
+  MOESERVE_ASSIGN_OR_RETURN(out.eh_proj, UploadLinear(mtp.eh_proj));
+  MOESERVE_ASSIGN_OR_RETURN(out.block, UploadLayerWeights(context, gemm, config, mtp.block,
+                                                          config.num_hidden_layers + module));
+  MOESERVE_ASSIGN_OR_RETURN(out.head_norm, UploadBf16(mtp.head_norm));
+  if (mtp.embed_tokens.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(out.embed_tokens, UploadBf16(*mtp.embed_tokens));
+  }
+  if (mtp.head.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(out.head, UploadLinear(*mtp.head));
+    if (out.head->fp8) {
+      return absl::UnimplementedError(
+          "an FP8 MTP shared_head.head is not supported by the CUDA backend");
+    }
+  }
+  return out;
+}
+
 absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights& weights,
                                    CudaModelWeights& out) {
   MOESERVE_ASSIGN_OR_RETURN(out.embed_tokens, UploadBf16(weights.embed_tokens));
@@ -201,6 +230,22 @@ absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, Cubl
         return absl::OkStatus();
       }));
   MOESERVE_RETURN_IF_ERROR(UploadNonLayerWeights(config, non_layer, out));
+  if (options.load_mtp) {
+    if (shard.tp_size > 1 || !shard.layer_experts.empty()) {
+      return absl::InvalidArgumentError(
+          "the MTP module is loaded only into an unsharded model (no tensor or expert "
+          "parallelism)");
+    }
+    MOESERVE_ASSIGN_OR_RETURN(std::vector<MtpWeights> modules,
+                              LoadMtpModules(checkpoint, config, options, non_layer));
+    for (size_t m = 0; m < modules.size(); ++m) {
+      MOESERVE_ASSIGN_OR_RETURN(
+          CudaMtpWeights uploaded,
+          UploadMtpWeights(context, gemm, config, modules[m], static_cast<int64_t>(m)));
+      out.bytes += MtpBytes(uploaded);
+      out.mtp.push_back(std::move(uploaded));
+    }
+  }
   return out;
 }
 

@@ -72,12 +72,26 @@ struct CudaLayerWeights {
   std::unique_ptr<MoeLayerCuda> moe;
 };
 
+// One MTP module (weights.h MtpWeights): h' = eh_proj([enorm(embed(t_{i+1})); hnorm(h_i)]), one
+// decoder block, then shared_head.norm and the head. The main embedding and lm_head serve
+// where the checkpoint's copies equal them (the optionals are empty).
+struct CudaMtpWeights {
+  DeviceBuffer enorm;      // [hidden] bf16
+  DeviceBuffer hnorm;      // [hidden] bf16
+  CudaLinear eh_proj;      // [hidden, 2 * hidden], BF16 (never FP8, reference §4)
+  CudaLayerWeights block;  // its latents live in KV layer num_hidden_layers + module
+  DeviceBuffer head_norm;  // [hidden] bf16
+  std::optional<DeviceBuffer> embed_tokens;  // [vocab, hidden] bf16 when it differs
+  std::optional<CudaLinear> head;            // [vocab, hidden] when it differs
+};
+
 struct CudaModelWeights {
   DeviceBuffer embed_tokens;  // [vocab, hidden] bf16
   DeviceBuffer final_norm;    // [hidden] bf16
   CudaLinear lm_head;         // [vocab, hidden]
   std::vector<CudaLayerWeights> layers;
-  DeviceBuffer rope_inv_freq;  // [qk_rope_head_dim / 2] fp32
+  std::vector<CudaMtpWeights> mtp;  // LoadOptions::load_mtp only
+  DeviceBuffer rope_inv_freq;       // [qk_rope_head_dim / 2] fp32
   float rope_attention_scaling = 1.0f;
   size_t bytes = 0;  // device bytes of all of the above
 };
@@ -109,13 +123,21 @@ absl::StatusOr<CudaLayerWeights> UploadLayerWeights(CudaContext& context, Cublas
                                                     int64_t layer_index,
                                                     const CudaWeightShard& shard = {});
 
+// MTP module `module` (its block is layer num_hidden_layers + module). MoE blocks need FP8
+// experts, as UploadLayerWeights' do.
+absl::StatusOr<CudaMtpWeights> UploadMtpWeights(CudaContext& context, CublasLtGemm& gemm,
+                                                const ModelConfig& config, const MtpWeights& mtp,
+                                                int64_t module);
+
 // Everything but the layers: embeddings, final norm, lm_head and the RoPE table.
 absl::Status UploadNonLayerWeights(const ModelConfig& config, const ModelWeights& weights,
                                    CudaModelWeights& out);
 
 // Streams a checkpoint onto the device (LoadModelWeightsByLayer): each layer is converted,
 // uploaded and dropped before the next, so the host holds one layer at a time — what makes
-// models larger than host memory in fp32 loadable. What the CUDA runner calls.
+// models larger than host memory in fp32 loadable. With LoadOptions::load_mtp the MTP modules
+// follow (unsharded models only: InvalidArgument with a tensor- or expert-parallel shard).
+// What the CUDA runner calls.
 absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, CublasLtGemm& gemm,
                                                       const Checkpoint& checkpoint,
                                                       const ModelConfig& config,

@@ -16,6 +16,7 @@
 #include "engine/ops/attention/mla_decode_split.h"
 #include "engine/ops/attention/mla_prefill_cuda.h"
 #include "engine/ops/cuda/check.h"
+#include "engine/ops/dtype.h"
 #include "engine/ops/embedding/embedding_cuda.h"
 #include "engine/ops/linear/fp8_quant_cuda.h"
 #include "engine/ops/norm/rms_norm_cuda.h"
@@ -64,12 +65,12 @@ struct DeepseekModelCuda::StepInputs {
   const int32_t* logit_rows = nullptr;
 };
 
-int64_t DeepseekModelCuda::KvBytesPerBlock(const ModelConfig& config) {
-  return config.num_hidden_layers * kKvBlockSize * config.kv_cache_dim() * 2;
+int64_t DeepseekModelCuda::KvBytesPerBlock(const ModelConfig& config, int64_t mtp_modules) {
+  return (config.num_hidden_layers + mtp_modules) * kKvBlockSize * config.kv_cache_dim() * 2;
 }
 
 int64_t DeepseekModelCuda::kv_bytes_per_token() const {
-  return config_.num_hidden_layers * config_.kv_cache_dim() * 2;
+  return (config_.num_hidden_layers + num_mtp_modules()) * config_.kv_cache_dim() * 2;
 }
 
 size_t DeepseekModelCuda::ActivationBytes(const ModelConfig& c, const CudaModelWeights& weights,
@@ -88,6 +89,8 @@ size_t DeepseekModelCuda::ActivationBytes(const ModelConfig& c, const CudaModelW
   // Alive for the whole step: inputs, residual, normed, branch, final rows, logits.
   int64_t step = t * (4 + 4 + 8 + 4) + (2 * s + 1) * 4 + s * blocks_per_seq * 4 + 8 * align;
   step += 4 * tp * d * 2 + tp * c.vocab_size * 4;
+  // ForwardMtp: the previous states, the normed embedding and hidden, and their concatenation.
+  if (!weights.mtp.empty()) step += 5 * tp * d * 2 + 4 * align;
 
   // Attention of one layer.
   int64_t attention = tp * heads * qk * 2 + tp * kv * 2 + tp * heads * v * 2;
@@ -115,6 +118,11 @@ size_t DeepseekModelCuda::ActivationBytes(const ModelConfig& c, const CudaModelW
   for (const CudaLayerWeights& layer : weights.layers) {
     if (layer.moe != nullptr) {
       mlp = std::max<int64_t>(mlp, static_cast<int64_t>(layer.moe->ScratchBytes(t)));
+    }
+  }
+  for (const CudaMtpWeights& module : weights.mtp) {
+    if (module.block.moe != nullptr) {
+      mlp = std::max<int64_t>(mlp, static_cast<int64_t>(module.block.moe->ScratchBytes(t)));
     }
   }
   const int64_t total = step + std::max(attention, mlp);
@@ -145,7 +153,8 @@ absl::StatusOr<std::unique_ptr<DeepseekModelCuda>> DeepseekModelCuda::Create(
   model->num_kv_blocks_ = num_kv_blocks;
   MOESERVE_ASSIGN_OR_RETURN(
       model->kv_pages_,
-      DeviceBuffer::Allocate(static_cast<size_t>(num_kv_blocks * KvBytesPerBlock(model->config_))));
+      DeviceBuffer::Allocate(static_cast<size_t>(
+          num_kv_blocks * KvBytesPerBlock(model->config_, model->num_mtp_modules()))));
   // Zeroed so a page read before it is written holds zeros, never NaN.
   MOESERVE_RETURN_IF_ERROR(model->kv_pages_.Fill(0));
   MOESERVE_ASSIGN_OR_RETURN(model->expert_token_counts_,
@@ -276,9 +285,8 @@ absl::Status DeepseekModelCuda::AttendNaive(const CudaMlaWeights& w, const StepI
   return CudaLaunchStatus(LaunchMhaPrefillBf16(args, stream), "LaunchMhaPrefillBf16");
 }
 
-absl::Status DeepseekModelCuda::Attention(int64_t layer, const StepInputs& in, const uint16_t* x,
-                                          uint16_t* out) {
-  const CudaMlaWeights& w = weights_.layers[static_cast<size_t>(layer)].attention;
+absl::Status DeepseekModelCuda::Attention(const CudaMlaWeights& w, int64_t kv_layer,
+                                          const StepInputs& in, const uint16_t* x, uint16_t* out) {
   DeviceArena& arena = context_->arena();
   void* stream = context_->stream();
   const int64_t t = in.num_tokens, padded = Fp8PaddedTokens(t), heads = w.num_heads;
@@ -302,7 +310,7 @@ absl::Status DeepseekModelCuda::Attention(int64_t layer, const StepInputs& in, c
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * kv_a, Take<uint16_t>(arena, padded * kv));
   MOESERVE_RETURN_IF_ERROR(Linear(w.kv_a_proj, x, t, kv_a));
 
-  uint16_t* pages = layer_pages(layer);
+  uint16_t* pages = layer_pages(kv_layer);
   const float* inv_freq = weights_.rope_inv_freq.as<float>();
   const float scaling = weights_.rope_attention_scaling;
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
@@ -328,7 +336,11 @@ absl::Status DeepseekModelCuda::Attention(int64_t layer, const StepInputs& in, c
 
 absl::Status DeepseekModelCuda::PrepareStep(const ForwardBatch& batch,
                                             const ForwardOptions& options, StepInputs& in) {
-  in.ordered = OrderForAttention(batch, options.mla_form, options.logits_for);
+  if (!options.quantize_activations) {
+    return absl::InvalidArgumentError(
+        "the CUDA backend always quantizes the inputs of FP8 linears (quantize_activations)");
+  }
+  MOESERVE_ASSIGN_OR_RETURN(in.ordered, OrderForAttention(batch, options));
   const ForwardBatch& b = in.ordered.batch;
   in.num_tokens = b.num_tokens();
   in.num_seqs = b.num_seqs();
@@ -376,7 +388,54 @@ absl::Status DeepseekModelCuda::PrepareStep(const ForwardBatch& batch,
   return absl::OkStatus();
 }
 
-absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(const StepInputs& in) {
+absl::Status DeepseekModelCuda::RunLayer(const CudaLayerWeights& layer, int64_t kv_layer,
+                                         const StepInputs& in, bool first, size_t mark, uint16_t* h,
+                                         uint16_t* normed, uint16_t* branch) {
+  DeviceArena& arena = context_->arena();
+  void* stream = context_->stream();
+  const int64_t t = in.num_tokens, d = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  arena.RewindTo(mark);
+  // h += branch (the previous layer's MLP), then normed = RMSNorm(h).
+  const int launch =
+      first ? LaunchRmsNormBf16(h, layer.input_norm.as<uint16_t>(), eps, t, d, normed, stream)
+            : LaunchFusedAddRmsNormBf16(h, branch, layer.input_norm.as<uint16_t>(), eps, t, d,
+                                        normed, stream);
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(launch, "input_layernorm"));
+  MOESERVE_RETURN_IF_ERROR(Attention(layer.attention, kv_layer, in, normed, branch));
+  MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_attention_, branch, t * d));
+  arena.RewindTo(mark);
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchFusedAddRmsNormBf16(h, branch, layer.post_attention_norm.as<uint16_t>(), eps, t, d,
+                                normed, stream),
+      "post_attention_layernorm"));
+  if (layer.moe != nullptr) {
+    MOESERVE_RETURN_IF_ERROR(layer.moe->Forward(normed, t, branch));
+    return AllReduceRows(reduce_moe_, branch, t * d);
+  }
+  MOESERVE_RETURN_IF_ERROR(Mlp(*layer.dense_mlp, normed, t, branch));
+  return AllReduceRows(reduce_attention_, branch, t * d);
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::Head(const StepInputs& in,
+                                                                        const CudaLinear& head,
+                                                                        const uint16_t* normed,
+                                                                        uint16_t* final_rows) {
+  const int64_t t = in.num_tokens, rows = static_cast<int64_t>(in.ordered.logit_rows.size());
+  const int64_t d = config_.hidden_size;
+  MOESERVE_ASSIGN_OR_RETURN(float* logits,
+                            Take<float>(context_->arena(), rows * config_.vocab_size));
+  // The rows whose logits are wanted, in the caller's order (a gather over the normed rows).
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchEmbeddingGatherBf16(normed, t, d, in.logit_rows, rows, final_rows, context_->stream()),
+      "gather logit rows"));
+  MOESERVE_RETURN_IF_ERROR(gemm_->Bf16(final_rows, head.bf16(), logits, GemmOutputType::kF32, rows,
+                                       config_.vocab_size, d));
+  return DeviceLogits{logits, rows};
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(
+    const StepInputs& in, const uint16_t** final_hidden) {
   const int64_t t = in.num_tokens, rows = static_cast<int64_t>(in.ordered.logit_rows.size());
   DeviceArena& arena = context_->arena();
   void* stream = context_->stream();
@@ -387,58 +446,27 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(const
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * branch, Take<uint16_t>(arena, padded * d));
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * final_rows,
                             Take<uint16_t>(arena, Fp8PaddedTokens(rows) * d));
-  MOESERVE_ASSIGN_OR_RETURN(float* logits, Take<float>(arena, rows * config_.vocab_size));
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
       LaunchEmbeddingGatherBf16(embed, config_.vocab_size, d, in.token_ids, t, h, stream),
       "LaunchEmbeddingGatherBf16"));
 
-  const float eps = static_cast<float>(config_.rms_norm_eps);
   const size_t mark = arena.used_bytes();
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const CudaLayerWeights& layer = weights_.layers[static_cast<size_t>(l)];
-    arena.RewindTo(mark);
-    // h += branch (the previous layer's MLP), then normed = RMSNorm(h).
-    const int launch =
-        l == 0 ? LaunchRmsNormBf16(h, layer.input_norm.as<uint16_t>(), eps, t, d, normed, stream)
-               : LaunchFusedAddRmsNormBf16(h, branch, layer.input_norm.as<uint16_t>(), eps, t, d,
-                                           normed, stream);
-    MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(launch, "input_layernorm"));
-    MOESERVE_RETURN_IF_ERROR(Attention(l, in, normed, branch));
-    MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_attention_, branch, t * d));
-    arena.RewindTo(mark);
-    MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-        LaunchFusedAddRmsNormBf16(h, branch, layer.post_attention_norm.as<uint16_t>(), eps, t, d,
-                                  normed, stream),
-        "post_attention_layernorm"));
-    if (layer.moe != nullptr) {
-      MOESERVE_RETURN_IF_ERROR(layer.moe->Forward(normed, t, branch));
-      MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_moe_, branch, t * d));
-    } else {
-      MOESERVE_RETURN_IF_ERROR(Mlp(*layer.dense_mlp, normed, t, branch));
-      MOESERVE_RETURN_IF_ERROR(AllReduceRows(reduce_attention_, branch, t * d));
-    }
+    MOESERVE_RETURN_IF_ERROR(RunLayer(weights_.layers[static_cast<size_t>(l)], l, in,
+                                      /*first=*/l == 0, mark, h, normed, branch));
   }
   arena.RewindTo(mark);
-  MOESERVE_RETURN_IF_ERROR(
-      CudaLaunchStatus(LaunchFusedAddRmsNormBf16(h, branch, weights_.final_norm.as<uint16_t>(), eps,
-                                                 t, d, normed, stream),
-                       "norm"));
-  // The rows whose logits are wanted, in the caller's order (a gather over the normed rows).
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
-      LaunchEmbeddingGatherBf16(normed, t, d, in.logit_rows, rows, final_rows, stream),
-      "gather logit rows"));
-  MOESERVE_RETURN_IF_ERROR(gemm_->Bf16(final_rows, weights_.lm_head.bf16(), logits,
-                                       GemmOutputType::kF32, rows, config_.vocab_size, d));
-  return DeviceLogits{logits, rows};
+      LaunchFusedAddRmsNormBf16(h, branch, weights_.final_norm.as<uint16_t>(),
+                                static_cast<float>(config_.rms_norm_eps), t, d, normed, stream),
+      "norm"));
+  if (final_hidden != nullptr) *final_hidden = normed;
+  return Head(in, weights_.lm_head, normed, final_rows);
 }
 
 absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevice(
     const ForwardBatch& batch, const ForwardOptions& options) {
   MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
-  if (!options.quantize_activations) {
-    return absl::InvalidArgumentError(
-        "the CUDA backend always quantizes the inputs of FP8 linears (quantize_activations)");
-  }
   if (batch.num_tokens() == 0) return DeviceLogits{nullptr, 0};
   const int64_t graph_size = IsDecodeOnly(batch) && UsesAbsorbedMla(options.mla_form, 1)
                                  ? GraphBatchSizeFor(graph_options_.batch_sizes, batch.num_seqs())
@@ -593,6 +621,127 @@ absl::StatusOr<std::vector<int32_t>> DeepseekModelCuda::ForwardArgmax(
                                                 cudaMemcpyDeviceToHost, stream));
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return host;
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModelCuda::HiddenToHost(
+    const uint16_t* rows, int64_t count, const std::vector<int32_t>* order) {
+  const int64_t d = config_.hidden_size;
+  std::vector<uint16_t> bf16(static_cast<size_t>(count * d));
+  const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
+  if (!bf16.empty()) {
+    MOESERVE_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(bf16.data(), rows, bf16.size() * 2, cudaMemcpyDeviceToHost, stream));
+  }
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  std::vector<float> out(bf16.size());
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t from = order != nullptr ? (*order)[static_cast<size_t>(i)] : i;
+    for (int64_t j = 0; j < d; ++j) out[i * d + j] = Bf16ToFloat(bf16[from * d + j]);
+  }
+  return out;
+}
+
+absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardWithHidden(const ForwardBatch& batch,
+                                                                   const ForwardOptions& options) {
+  MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
+  ForwardOutput out;
+  if (batch.num_tokens() == 0) return out;
+  StepInputs in;
+  MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
+  const uint16_t* hidden = nullptr;
+  MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, RunStep(in, &hidden));
+  out.logits.resize(static_cast<size_t>(logits.rows * config_.vocab_size));
+  MOESERVE_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(out.logits.data(), logits.data, out.logits.size() * sizeof(float),
+                      cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(context_->stream())));
+  MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(hidden, in.num_tokens, &in.ordered.new_index));
+  return out;
+}
+
+absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
+                                                            const ForwardBatch& batch,
+                                                            absl::Span<const float> prev_hidden,
+                                                            const ForwardOptions& options) {
+  if (module < 0 || module >= num_mtp_modules()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MTP module ", module, " is not loaded (", num_mtp_modules(), " are)"));
+  }
+  MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
+  const int64_t d = config_.hidden_size;
+  if (static_cast<int64_t>(prev_hidden.size()) != batch.num_tokens() * d) {
+    return absl::InvalidArgumentError(absl::StrCat("MTP prev_hidden has ", prev_hidden.size(),
+                                                   " values; expected ", batch.num_tokens() * d));
+  }
+  ForwardOutput out;
+  if (batch.num_tokens() == 0) return out;
+  StepInputs in;
+  MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
+  const CudaMtpWeights& mtp = weights_.mtp[static_cast<size_t>(module)];
+  const int64_t t = in.num_tokens, padded = Fp8PaddedTokens(t);
+  const int64_t rows = static_cast<int64_t>(in.ordered.logit_rows.size());
+  DeviceArena& arena = context_->arena();
+  void* stream = context_->stream();
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+
+  // The previous depth's states, moved into attention order, as BF16 (the residual stream's
+  // type on this backend).
+  hidden_staging_.assign(static_cast<size_t>(t * d), 0);
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t to = in.ordered.new_index[static_cast<size_t>(i)];
+    for (int64_t j = 0; j < d; ++j)
+      hidden_staging_[to * d + j] = FloatToBf16(prev_hidden[i * d + j]);
+  }
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * prev, Take<uint16_t>(arena, padded * d));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prev, hidden_staging_.data(),
+                                                hidden_staging_.size() * 2, cudaMemcpyHostToDevice,
+                                                cuda_stream));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * embedded, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * joined, Take<uint16_t>(arena, padded * 2 * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * h, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * normed, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * branch, Take<uint16_t>(arena, padded * d));
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * final_rows,
+                            Take<uint16_t>(arena, Fp8PaddedTokens(rows) * d));
+
+  // [enorm(embed(t_{i+1})) | hnorm(h_i)], the embedding zero at position 0 (deepseek_model.h).
+  const DeviceBuffer& embed = mtp.embed_tokens ? *mtp.embed_tokens : weights_.embed_tokens;
+  MOESERVE_RETURN_IF_ERROR(
+      CudaLaunchStatus(LaunchEmbeddingGatherBf16(embed.as<uint16_t>(), config_.vocab_size, d,
+                                                 in.token_ids, t, embedded, stream),
+                       "LaunchEmbeddingGatherBf16(mtp)"));
+  const std::vector<int32_t>& positions = in.ordered.batch.positions;
+  for (int64_t i = 0; i < t; ++i) {
+    if (positions[static_cast<size_t>(i)] != 0) continue;
+    MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(embedded + i * d, 0, d * 2, cuda_stream));
+  }
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchRmsNormBf16(embedded, mtp.enorm.as<uint16_t>(), eps, t, d, normed, stream), "enorm"));
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchRmsNormBf16(prev, mtp.hnorm.as<uint16_t>(), eps, t, d, branch, stream), "hnorm"));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(joined, 2 * d * 2, normed, d * 2, d * 2,
+                                                  static_cast<size_t>(t), cudaMemcpyDeviceToDevice,
+                                                  cuda_stream));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(joined + d, 2 * d * 2, branch, d * 2, d * 2,
+                                                  static_cast<size_t>(t), cudaMemcpyDeviceToDevice,
+                                                  cuda_stream));
+  MOESERVE_RETURN_IF_ERROR(Linear(mtp.eh_proj, joined, t, h));
+
+  const size_t mark = arena.used_bytes();
+  MOESERVE_RETURN_IF_ERROR(RunLayer(mtp.block, config_.num_hidden_layers + module, in,
+                                    /*first=*/true, mark, h, normed, branch));
+  arena.RewindTo(mark);
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchFusedAddRmsNormBf16(h, branch, mtp.head_norm.as<uint16_t>(), eps, t, d, normed, stream),
+      "shared_head.norm"));
+  MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits,
+                            Head(in, mtp.head ? *mtp.head : weights_.lm_head, normed, final_rows));
+  out.logits.resize(static_cast<size_t>(logits.rows * config_.vocab_size));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out.logits.data(), logits.data,
+                                                out.logits.size() * sizeof(float),
+                                                cudaMemcpyDeviceToHost, cuda_stream));
+  MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(final_rows, rows, nullptr));
+  return out;
 }
 
 }  // namespace moeserve::engine

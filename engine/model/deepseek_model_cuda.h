@@ -10,7 +10,9 @@
 // kernel, as the CPU backend's MlaForm::kAuto does. The host reorders the batch so the decode
 // sequences come first (their tokens then form one contiguous run), and puts the logits back
 // in the caller's order. Every activation comes from the context's arena: no cudaMalloc per
-// step. Created by LoadCudaRunner (engine/runner/cuda_runner.h); engine thread only.
+// step. MTP modules loaded with the weights (speculative decoding) get one latent-cache layer
+// each after the main stack's, and run through ForwardMtp. Created by LoadCudaRunner
+// (engine/runner/cuda_runner.h); engine thread only.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/batch/forward_batch.h"
 #include "engine/batch/forward_options.h"
 #include "engine/model/cuda_model_weights.h"
@@ -49,8 +52,9 @@ struct CudaGraphOptions {
 
 class DeepseekModelCuda {
  public:
-  // Bytes of latent cache per block over all layers (BF16, 64 × 576 per layer).
-  static int64_t KvBytesPerBlock(const ModelConfig& config);
+  // Bytes of latent cache per block over all layers (BF16, 64 × 576 per layer): the main
+  // stack's and one per loaded MTP module.
+  static int64_t KvBytesPerBlock(const ModelConfig& config, int64_t mtp_modules = 0);
   // Arena bytes one step within `limits` takes at most (with margin) for these weights.
   static size_t ActivationBytes(const ModelConfig& config, const CudaModelWeights& weights,
                                 const CudaStepLimits& limits, int num_sms);
@@ -84,6 +88,20 @@ class DeepseekModelCuda {
   absl::StatusOr<std::vector<int32_t>> ForwardArgmax(const ForwardBatch& batch,
                                                      const ForwardOptions& options);
   int64_t num_kv_blocks() const { return num_kv_blocks_; }
+  int64_t num_mtp_modules() const { return static_cast<int64_t>(weights_.mtp.size()); }
+
+  // DeepseekModel::ForwardWithHidden's contract: the logits, and every token's state after the
+  // final norm ([num_tokens, hidden] fp32 from the BF16 stream, the caller's token order).
+  // Always eager (verification steps are not decode-only).
+  absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
+                                                  const ForwardOptions& options);
+  // DeepseekModel::ForwardMtp's contract: token i is t_{i+1}, prev_hidden [num_tokens, hidden]
+  // the previous depth's state at position i; writes the module's latents into its KV layer and
+  // returns the logits of t_{i+2} for the rows `options` selects, with the module's states after
+  // shared_head.norm for those rows.
+  absl::StatusOr<ForwardOutput> ForwardMtp(int64_t module, const ForwardBatch& batch,
+                                           absl::Span<const float> prev_hidden,
+                                           const ForwardOptions& options);
   int64_t kv_bytes_per_token() const;
   std::vector<int64_t> expert_token_counts() const;
 
@@ -122,7 +140,23 @@ class DeepseekModelCuda {
   absl::Status PrepareStep(const ForwardBatch& batch, const ForwardOptions& options,
                            StepInputs& in);
   // The step's device work, from the uploaded inputs to the logits (what a graph captures).
-  absl::StatusOr<DeviceLogits> RunStep(const StepInputs& in);
+  // `final_hidden`, when given, receives every token's final-normed state (attention order),
+  // valid until the next step.
+  absl::StatusOr<DeviceLogits> RunStep(const StepInputs& in,
+                                       const uint16_t** final_hidden = nullptr);
+  // One decoder layer on the residual `h`: `first` when no earlier branch is pending (the
+  // input norm then adds nothing). Leaves the layer's MLP output in `branch`, to be added by the
+  // next norm. The arena is rewound to `mark` between its halves.
+  absl::Status RunLayer(const CudaLayerWeights& layer, int64_t kv_layer, const StepInputs& in,
+                        bool first, size_t mark, uint16_t* h, uint16_t* normed, uint16_t* branch);
+  // logits = rows `in.logit_rows` of `normed` · headᵀ (fp32); the gathered rows go to
+  // `final_rows`.
+  absl::StatusOr<DeviceLogits> Head(const StepInputs& in, const CudaLinear& head,
+                                    const uint16_t* normed, uint16_t* final_rows);
+  // `count` BF16 rows of the hidden size on the device → host fp32, in the caller's token order
+  // when `order` (AttentionOrderedBatch::new_index) is given.
+  absl::StatusOr<std::vector<float>> HiddenToHost(const uint16_t* rows, int64_t count,
+                                                  const std::vector<int32_t>* order);
   absl::StatusOr<DeviceLogits> ReplayDecodeGraph(const ForwardBatch& batch,
                                                  const ForwardOptions& options, int64_t size);
   int64_t graph_table_width() const {
@@ -133,7 +167,8 @@ class DeepseekModelCuda {
   // y = x · Wᵀ for `rows` rows of x (bf16); y must hold Fp8PaddedTokens(rows) rows.
   absl::Status Linear(const CudaLinear& w, const uint16_t* x, int64_t rows, uint16_t* y);
   absl::Status Mlp(const CudaMlp& mlp, const uint16_t* x, int64_t rows, uint16_t* out);
-  absl::Status Attention(int64_t layer, const StepInputs& in, const uint16_t* x, uint16_t* out);
+  absl::Status Attention(const CudaMlaWeights& w, int64_t kv_layer, const StepInputs& in,
+                         const uint16_t* x, uint16_t* out);
   absl::Status AttendAbsorbed(const CudaMlaWeights& w, const StepInputs& in, const uint16_t* q,
                               const uint16_t* pages, uint16_t* attn);
   absl::Status AttendNaive(const CudaMlaWeights& w, const StepInputs& in, int64_t seq,
@@ -150,9 +185,10 @@ class DeepseekModelCuda {
   const ModelConfig config_;
   const CudaModelWeights weights_;
   int64_t num_kv_blocks_ = 0;
-  DeviceBuffer kv_pages_;             // [layers, num_blocks, 64, 576] bf16
-  DeviceBuffer expert_token_counts_;  // [layers, n_routed_experts] int64
-  std::vector<uint8_t> staging_;      // the step's packed host inputs
+  DeviceBuffer kv_pages_;                 // [layers + MTP modules, num_blocks, 64, 576] bf16
+  DeviceBuffer expert_token_counts_;      // [layers, n_routed_experts] int64
+  std::vector<uint8_t> staging_;          // the step's packed host inputs
+  std::vector<uint16_t> hidden_staging_;  // ForwardMtp's previous states, BF16
   CudaGraphOptions graph_options_{.batch_sizes = {}};
   Communicator* comm_ = nullptr;  // null: one rank
   DeviceBuffer agreement_;        // EveryRankAgrees' int32, allocated on first use

@@ -512,14 +512,23 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
                                                    }));
   weights.layers = std::move(layers);
   if (options.load_mtp) {
-    TensorFetcher fetch(checkpoint, c, options);
-    for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
-      MtpWeights mtp;
-      MOESERVE_ASSIGN_OR_RETURN(mtp, LoadMtp(fetch, checkpoint, c, m, weights));
-      weights.mtp.push_back(std::move(mtp));
-    }
+    MOESERVE_ASSIGN_OR_RETURN(weights.mtp, LoadMtpModules(checkpoint, c, options, weights));
   }
   return weights;
+}
+
+absl::StatusOr<std::vector<MtpWeights>> LoadMtpModules(const Checkpoint& checkpoint,
+                                                       const ModelConfig& c,
+                                                       const LoadOptions& options,
+                                                       const ModelWeights& main) {
+  TensorFetcher fetch(checkpoint, c, options);
+  std::vector<MtpWeights> modules;
+  for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
+    MtpWeights mtp;
+    MOESERVE_ASSIGN_OR_RETURN(mtp, LoadMtp(fetch, checkpoint, c, m, main));
+    modules.push_back(std::move(mtp));
+  }
+  return modules;
 }
 
 }  // namespace moeserve::engine

@@ -107,4 +107,13 @@ absl::Status LoadModelWeightsByLayer(
     const WeightShard& shard, ModelWeights& weights,
     const std::function<absl::Status(int64_t, DecoderLayerWeights&&)>& on_layer);
 
+// The config's num_nextn_predict_layers MTP modules of an unsharded model (what
+// LoadModelWeights adds under LoadOptions::load_mtp; the CUDA loader uploads them after the
+// layers). `main` holds the main embedding and lm_head: a module's copy equal to them is not
+// held twice.
+absl::StatusOr<std::vector<MtpWeights>> LoadMtpModules(const Checkpoint& checkpoint,
+                                                       const ModelConfig& config,
+                                                       const LoadOptions& options,
+                                                       const ModelWeights& main);
+
 }  // namespace moeserve::engine

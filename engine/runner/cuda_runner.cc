@@ -85,7 +85,7 @@ absl::Status LoadRankWeights(LoadedRank& rank, const std::string& model_dir, con
 }
 
 // The KV pool this device can hold now (call after everything else is allocated on it).
-absl::StatusOr<KvMemoryPlan> PlanDeviceKv(const ModelConfig& config,
+absl::StatusOr<KvMemoryPlan> PlanDeviceKv(const ModelConfig& config, int64_t mtp_modules,
                                           const CudaRunnerOptions& options) {
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   size_t free_bytes = 0, total_bytes = 0;
@@ -93,7 +93,7 @@ absl::StatusOr<KvMemoryPlan> PlanDeviceKv(const ModelConfig& config,
   return PlanKvCache({.total_device_bytes = static_cast<int64_t>(total_bytes),
                       .used_device_bytes = static_cast<int64_t>(total_bytes - free_bytes),
                       .gpu_memory_utilization = options.gpu_memory_utilization,
-                      .kv_bytes_per_block = DeepseekModelCuda::KvBytesPerBlock(config),
+                      .kv_bytes_per_block = DeepseekModelCuda::KvBytesPerBlock(config, mtp_modules),
                       .max_model_len = options.max_model_len});
 }
 
@@ -141,7 +141,9 @@ absl::StatusOr<CudaRunner> LoadSingleGpu(const std::string& model_dir,
   runner.log_lines = std::move(plan.log_lines);
   MOESERVE_ASSIGN_OR_RETURN(LoadedRank rank, OpenRank(options.device_index));
   MOESERVE_RETURN_IF_ERROR(LoadRankWeights(rank, model_dir, plan, options, {}, {}));
-  MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
+  MOESERVE_ASSIGN_OR_RETURN(
+      KvMemoryPlan kv,
+      PlanDeviceKv(plan.config, static_cast<int64_t>(rank.weights.mtp.size()), options));
   runner.log_lines.push_back(DeviceLine(rank, options));
   runner.log_lines.push_back(kv.summary);
   const int64_t blocks = CappedBlocks(kv.num_blocks, options);
@@ -305,7 +307,8 @@ absl::StatusOr<LocalRanks> LoadLocalRanks(const std::string& model_dir,
       MOESERVE_RETURN_IF_ERROR(LoadRankWeights(rank, model_dir, plan, options, shard, cuda_shard));
       // NCCL sets up its connections and buffers on first use: before the KV plan measures.
       MOESERVE_RETURN_IF_ERROR(WarmUpAllReduce(*mine.comm, *rank.context, plan.config, options));
-      MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv, PlanDeviceKv(plan.config, options));
+      MOESERVE_ASSIGN_OR_RETURN(KvMemoryPlan kv,
+                                PlanDeviceKv(plan.config, /*mtp_modules=*/0, options));
       device_lines[static_cast<size_t>(local)] =
           absl::StrCat("rank ", global, ": ", DeviceLine(rank, options), "; ", kv.summary);
       capped_blocks = CappedBlocks(kv.num_blocks, options);

@@ -29,6 +29,16 @@ class CudaStepModel final : public StepModel {
                                                      const ForwardOptions& options) override {
     return model_->ForwardArgmax(batch, options);
   }
+  int64_t num_mtp_modules() const override { return model_->num_mtp_modules(); }
+  absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
+                                                  const ForwardOptions& options) override {
+    return model_->ForwardWithHidden(batch, options);
+  }
+  absl::StatusOr<ForwardOutput> ForwardMtp(const ForwardBatch& batch,
+                                           absl::Span<const float> prev_hidden,
+                                           const ForwardOptions& options) override {
+    return model_->ForwardMtp(0, batch, prev_hidden, options);
+  }
   int64_t num_kv_blocks() const override { return model_->num_kv_blocks(); }
   int64_t kv_bytes_per_token() const override { return model_->kv_bytes_per_token(); }
   std::vector<int64_t> expert_token_counts() const override {

@@ -299,8 +299,16 @@ TEST(ServerOptionsTest, SpeculativeTokensNeedAnMtpModuleAndOneRank) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << absl::StrJoin(bad, " ");
     EXPECT_NE(s.message().find("--speculative-tokens"), std::string::npos) << s;
   }
-  EXPECT_EQ(MakeCudaEngineOptions(o, config, 4096, 10).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  // The CUDA backend speculates too; its KV budget counts the module's layer as the CPU's does.
+  const auto cuda = MakeCudaEngineOptions(o, config, 512, 10);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  EXPECT_EQ(cuda->speculative_tokens, 2);
+  const auto cuda_kv = MakeCudaKvRequest(
+      Parse({"--model", "m", "--device", "cuda", "--max-model-len", "512", "--speculative-tokens",
+             "1", "--kv-cache-memory-bytes", std::to_string(10 * four_layer_block)}),
+      config);
+  ASSERT_TRUE(cuda_kv.ok()) << cuda_kv.status();
+  EXPECT_EQ(cuda_kv->max_num_kv_blocks, 10);
 }
 
 TEST(ServerOptionsTest, KvCacheDtypeFp32IsCpuOnly) {

@@ -65,17 +65,30 @@ TEST_P(OrderForAttentionTest, ReorderedStepGivesTheCallersLogits) {
   for (int64_t s = 0; s < 6; ++s) second.AddSequence(Table(s), prefix[s], tokens(step2[s]));
   const ForwardBatch mixed = std::move(second).Build();
 
-  for (LogitsFor logits_for : {LogitsFor::kLastTokenOfEachSequence, LogitsFor::kAllTokens}) {
-    const ForwardOptions options{.mla_form = GetParam(), .logits_for = logits_for};
+  // Last token, every token, and each sequence's last few (speculative verification).
+  std::vector<ForwardOptions> cases = {
+      {.mla_form = GetParam(), .logits_for = LogitsFor::kLastTokenOfEachSequence},
+      {.mla_form = GetParam(), .logits_for = LogitsFor::kAllTokens},
+      {.mla_form = GetParam(), .logits_for = LogitsFor::kLastTokenOfEachSequence}};
+  cases[2].logits_per_sequence = {1, 4, 1, 1, 9, 2};
+  for (const ForwardOptions& options : cases) {
     KvPages original_pages = (*model)->MakeKvPages(8 * kBlocksPerSeq);
     KvPages ordered_pages = (*model)->MakeKvPages(8 * kBlocksPerSeq);
-    ASSERT_TRUE((*model)->Forward(first_batch, original_pages, options).ok());
-    ASSERT_TRUE((*model)->Forward(first_batch, ordered_pages, options).ok());
+    const ForwardOptions prefix_options{.mla_form = GetParam()};
+    ASSERT_TRUE((*model)->Forward(first_batch, original_pages, prefix_options).ok());
+    ASSERT_TRUE((*model)->Forward(first_batch, ordered_pages, prefix_options).ok());
 
     auto expected = (*model)->Forward(mixed, original_pages, options);
     ASSERT_TRUE(expected.ok()) << expected.status();
-    const AttentionOrderedBatch ordered = OrderForAttention(mixed, GetParam(), logits_for);
+    auto ordered_or = OrderForAttention(mixed, options);
+    ASSERT_TRUE(ordered_or.ok()) << ordered_or.status();
+    const AttentionOrderedBatch& ordered = *ordered_or;
     ASSERT_EQ(ordered.batch.num_tokens(), mixed.num_tokens());
+    ASSERT_EQ(static_cast<int64_t>(ordered.new_index.size()), mixed.num_tokens());
+    for (int64_t i = 0; i < mixed.num_tokens(); ++i) {
+      EXPECT_EQ(ordered.batch.token_ids[ordered.new_index[i]], mixed.token_ids[i]) << i;
+      EXPECT_EQ(ordered.batch.positions[ordered.new_index[i]], mixed.positions[i]) << i;
+    }
     for (int64_t s = 0; s < ordered.batch.num_seqs(); ++s) {
       EXPECT_EQ(UsesAbsorbedMla(GetParam(), ordered.batch.num_new_tokens(s)),
                 s < ordered.num_absorbed_seqs)
@@ -97,6 +110,15 @@ TEST_P(OrderForAttentionTest, ReorderedStepGivesTheCallersLogits) {
           << "logit " << i;
     }
   }
+}
+
+TEST(OrderForAttentionOptionsTest, LogitsPerSequenceBeyondASequenceIsInvalid) {
+  ForwardBatchBuilder builder;
+  builder.AddSequence(Table(0), 0, {5, 6, 7});
+  ForwardOptions options;
+  options.logits_per_sequence = {4};
+  EXPECT_EQ(OrderForAttention(std::move(builder).Build(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Forms, OrderForAttentionTest,
