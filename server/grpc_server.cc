@@ -1,11 +1,11 @@
 #include "server/grpc_server.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -41,8 +41,10 @@ std::vector<std::string> ExposedServiceNames() {
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& options,
                                                               grpc::Service* service) {
-  grpc::EnableDefaultHealthCheckService(true);
+  // Ours (health_service.h): gRPC's reports SERVING until its first SetServingStatus.
+  grpc::EnableDefaultHealthCheckService(false);
   auto result = std::unique_ptr<GrpcServer>(new GrpcServer());
+  result->health_ = std::make_unique<HealthService>(std::set<std::string>{"", kServiceName});
   result->reflection_v1_ = std::make_unique<ReflectionV1Service>(ExposedServiceNames());
   result->reflection_v1alpha_ = std::make_unique<ReflectionV1AlphaService>(ExposedServiceNames());
 
@@ -54,6 +56,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
       options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(),
       &bound_port);
   builder.RegisterService(service);
+  builder.RegisterService(result->health_.get());
   builder.RegisterService(result->reflection_v1_.get());
   builder.RegisterService(result->reflection_v1alpha_.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
@@ -94,7 +97,6 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
                          : " (address in use or not local?)"));
   }
   result->port_ = bound_port;
-  result->SetServing(false);
   return result;
 }
 
@@ -102,17 +104,12 @@ GrpcServer::~GrpcServer() {
   if (server_ != nullptr) Shutdown(std::chrono::system_clock::now());  // null: Start failed
 }
 
-void GrpcServer::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus(serving);  // every registered name, "" included
-  health->SetServingStatus(kServiceName, serving);
-}
+void GrpcServer::SetServing(bool serving) { health_->SetServing(serving); }
 
 void GrpcServer::Shutdown(std::chrono::system_clock::time_point deadline) {
   if (shut_down_) return;
   shut_down_ = true;
-  SetServing(false);
+  health_->Shutdown();  // NOT_SERVING, and Watch streams end before the drain waits on them
   server_->Shutdown(deadline);
   server_->Wait();
 }

@@ -1,6 +1,6 @@
 // Builds and owns the grpc::Server: the listening port, the Moeserve service, grpc.health.v1
-// and server reflection (v1 and v1alpha, reflection_service.h), the message size limit and a
-// bound on gRPC's threads.
+// (health_service.h) and server reflection (v1 and v1alpha, reflection_service.h), the message size
+// limit and a bound on gRPC's threads.
 //
 // main.cc starts it before loading the model, so health checks answer NOT_SERVING during the
 // load instead of connection refused, flips it to SERVING after warmup, and the shutdown path
@@ -16,6 +16,7 @@
 #include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
+#include "server/health_service.h"
 #include "server/reflection_service.h"
 
 namespace moeserve::server {
@@ -57,6 +58,7 @@ class GrpcServer {
   GrpcServer() = default;
 
   // Declared before server_, so that they outlive it.
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<ReflectionV1AlphaService> reflection_v1alpha_;
   std::unique_ptr<grpc::Server> server_;
