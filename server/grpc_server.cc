@@ -24,7 +24,7 @@ std::string ListenAddress(const std::string& host, int port) {
 
 // The full name of the one service declared in `message`'s file. Naming a message of each file
 // also keeps that file's generated code in the link, which is what registers it in protobuf's
-// generated pool for reflection: nothing else references health.pb.cc.
+// generated pool for reflection.
 std::string ServiceOfFile(const google::protobuf::Descriptor* message) {
   return message->file()->service(0)->full_name();
 }

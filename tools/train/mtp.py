@@ -12,6 +12,12 @@ page §3.4) and tools/oracle/make_mtp_golden.py checks:
 
 Loss (report eq. 24–25, depth D = 1): L = L_main + λ · CE(P(t_{i+2}), t_{i+2}), gradients flow
 into the main model through h and the shared embedding/head, as in the report.
+
+Distillation (`distill_loss`, train.py --distill): the main model frozen, the module alone learns
+the main model's own next-token distribution one position on, KL(P_main(· | t_≤i+1) ‖ P(t_{i+2})).
+What speculative decoding accepts is agreement with the main model, not with the data, so this
+targets acceptance directly (as draft heads such as EAGLE's are trained), and it leaves the
+main model, its goldens and its perplexity bit-for-bit as they were.
 """
 
 import torch
@@ -76,6 +82,19 @@ def losses(model, mtp, batch, mtp_weight):
     mtp_logits = mtp(model, hidden, batch)[:, :-1]  # rows 0..T-3 have targets t_2..t_{T-1}
     extra = ce(mtp_logits.reshape(-1, vocab).float(), batch[:, 2:].reshape(-1))
     return main, extra, main + mtp_weight * extra
+
+
+def distill_loss(model, mtp, batch):
+    """KL from the frozen main model's next-token distribution at position i+1 to the module's
+    row i, over every row of the window (the teacher needs no data target, so the last row
+    counts too). Only the module gets gradients."""
+    with torch.no_grad():
+        hidden = model.model(input_ids=batch, use_cache=False).last_hidden_state
+        teacher = torch.log_softmax(model.lm_head(hidden)[:, 1:].float(), dim=-1)
+    student = torch.log_softmax(mtp(model, hidden, batch).float(), dim=-1)
+    vocab = student.shape[-1]
+    return nn.functional.kl_div(student.reshape(-1, vocab), teacher.reshape(-1, vocab),
+                                log_target=True, reduction="batchmean")
 
 
 @torch.no_grad()

@@ -207,6 +207,9 @@ def main():
                     help="λ of the MTP loss (DeepSeek-V3 used 0.3, then 0.1 late in training)")
     ap.add_argument("--init-from", help="a shipped checkpoint directory to continue training "
                     "(its tokenizer must be the one in WORK/tokenizer)")
+    ap.add_argument("--distill", action="store_true",
+                    help="train only the MTP module, on the frozen main model's own next-token "
+                         "distribution (tools/train/mtp.py distill_loss); needs --init-from")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -226,9 +229,15 @@ def main():
     mtp = mtp_lib.MtpModule(config)
     if args.init_from:
         init_from(model, mtp, args.init_from)
+    if args.distill and not args.init_from:
+        sys.exit("--distill needs --init-from: a trained main model to distil from")
     model.train()
     mtp.train()
-    params = list(model.named_parameters()) + [("mtp." + n, p) for n, p in mtp.named_parameters()]
+    if args.distill:
+        model.requires_grad_(False)
+    params = [("mtp." + n, p) for n, p in mtp.named_parameters()]
+    if not args.distill:
+        params = list(model.named_parameters()) + params
     n_params = sum(p.numel() for _, p in params)
     print(f"parameters: {n_params} ({n_params * 2 / 1e6:.1f} MB in BF16), of which MTP "
           f"{sum(p.numel() for p in mtp.parameters())}", flush=True)
@@ -275,7 +284,12 @@ def main():
             g["lr"] = lr
         batch = sample_batch(stream, starts, args.batch, rng, config.bos_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            main_loss, mtp_loss, loss = mtp_lib.losses(model, mtp, batch, args.mtp_weight)
+            if args.distill:
+                # The log's "mtp" is the KL here; "loss" stays the main model's (unchanged).
+                loss = mtp_lib.distill_loss(model, mtp, batch)
+                main_loss, mtp_loss = torch.zeros(()), loss
+            else:
+                main_loss, mtp_loss, loss = mtp_lib.losses(model, mtp, batch, args.mtp_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0).item()
@@ -284,6 +298,8 @@ def main():
         # Auxiliary-loss-free balancing: nudge each expert's selection bias toward equal load.
         with torch.no_grad():
             for i, gate in meter.gates.items():
+                if args.distill and i != mtp.layer_index:
+                    continue  # the frozen main model's routers stay as they are
                 load = loads[i]
                 gate.e_score_correction_bias += args.bias_rate * torch.sign(
                     load.mean() - load).float()
