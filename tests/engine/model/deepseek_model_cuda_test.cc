@@ -23,6 +23,7 @@
 #include "engine/runner/cuda_runner.h"
 #include "engine/sampling/sampler.h"
 #include "tests/testing/collecting_sink.h"
+#include "tests/testing/cuda_model_cases.h"
 #include "tests/testing/cuda_test_util.h"
 #include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
@@ -30,33 +31,13 @@
 namespace moeserve::engine {
 namespace {
 
-struct Case {
-  const char* name;
-  std::string (*dir)();
-};
-
-std::string TinyV2Lite() { return moeserve::testing::TestCheckpointDir("tiny-v2-lite", false); }
-std::string TinyV3() { return moeserve::testing::TestCheckpointDir("tiny-v3", false); }
-// $MOESERVE_SOURCE_DIR when set: the binary may run on a GPU host with the checkout elsewhere.
-std::string KjvV3Tiny() {
-  const char* root = std::getenv("MOESERVE_SOURCE_DIR");
-  return std::string(root != nullptr && *root != 0 ? root : MOESERVE_SOURCE_DIR) +
-         "/models/kjv-v3-tiny";
-}
+using testing::Argmax;
 
 constexpr int64_t kBlocksPerSeq = 4;
 constexpr int64_t kPoolBlocks = 64;
 
 std::vector<int32_t> Table(int64_t seq) {
-  std::vector<int32_t> table;
-  for (int64_t b = 0; b < kBlocksPerSeq; ++b) {
-    table.push_back(static_cast<int32_t>(kPoolBlocks - 1 - (b * 8 + seq)));  // shuffled pages
-  }
-  return table;
-}
-
-int32_t Argmax(absl::Span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+  return testing::ShuffledBlockTable(seq, kBlocksPerSeq, kPoolBlocks);
 }
 
 // Top-1 minus top-2 logit.
@@ -66,7 +47,8 @@ float Margin(absl::Span<const float> row) {
   return sorted[0] - sorted[1];
 }
 
-class DeepseekModelCudaTest : public testing::CudaTest, public ::testing::WithParamInterface<Case> {
+class DeepseekModelCudaTest : public testing::CudaTest,
+                              public ::testing::WithParamInterface<testing::ModelCase> {
  protected:
   void SetUp() override {
     testing::CudaTest::SetUp();
@@ -292,10 +274,12 @@ TEST_P(DeepseekModelCudaTest, EngineServesThroughTheCudaModelAndFreesEveryBlock)
   EXPECT_EQ(stats.num_kv_blocks_used, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, DeepseekModelCudaTest,
-                         ::testing::Values(Case{"tiny_v2_lite", TinyV2Lite},
-                                           Case{"tiny_v3", TinyV3}, Case{"kjv_v3_tiny", KjvV3Tiny}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Models, DeepseekModelCudaTest,
+    ::testing::Values(testing::ModelCase{"tiny_v2_lite", testing::TinyV2LiteDir},
+                      testing::ModelCase{"tiny_v3", testing::TinyV3Dir},
+                      testing::ModelCase{"kjv_v3_tiny", testing::KjvV3TinyDir}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace moeserve::engine

@@ -19,6 +19,7 @@
 #include "engine/runner/cuda_runner.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tests/testing/collecting_sink.h"
+#include "tests/testing/cuda_model_cases.h"
 #include "tests/testing/cuda_test_util.h"
 #include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
@@ -26,35 +27,17 @@
 namespace moeserve::engine {
 namespace {
 
-struct Case {
-  const char* name;
-  std::string (*dir)();
-};
-
-std::string TinyV3() { return moeserve::testing::TestCheckpointDir("tiny-v3", false); }
-// $MOESERVE_SOURCE_DIR when set: the binary may run on a GPU host with the checkout elsewhere.
-std::string KjvV3Tiny() {
-  const char* root = std::getenv("MOESERVE_SOURCE_DIR");
-  return std::string(root != nullptr && *root != 0 ? root : MOESERVE_SOURCE_DIR) +
-         "/models/kjv-v3-tiny";
-}
+using testing::Argmax;
 
 constexpr int64_t kBlocksPerSeq = 4;
 constexpr int64_t kPoolBlocks = 48;
 
 std::vector<int32_t> Table(int64_t seq) {
-  std::vector<int32_t> table;
-  for (int64_t b = 0; b < kBlocksPerSeq; ++b) {
-    table.push_back(static_cast<int32_t>(kPoolBlocks - 1 - (b * 8 + seq)));  // shuffled pages
-  }
-  return table;
+  return testing::ShuffledBlockTable(seq, kBlocksPerSeq, kPoolBlocks);
 }
 
-int32_t Argmax(absl::Span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
-
-class MtpCudaTest : public testing::CudaTest, public ::testing::WithParamInterface<Case> {
+class MtpCudaTest : public testing::CudaTest,
+                    public ::testing::WithParamInterface<testing::ModelCase> {
  protected:
   void SetUp() override {
     testing::CudaTest::SetUp();
@@ -198,8 +181,10 @@ TEST_P(MtpCudaTest, EngineSpeculatesThroughTheCudaModelAndFreesEveryBlock) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, MtpCudaTest,
-                         ::testing::Values(Case{"tiny_v3", TinyV3}, Case{"kjv_v3_tiny", KjvV3Tiny}),
-                         [](const ::testing::TestParamInfo<Case>& info) {
+                         ::testing::Values(testing::ModelCase{"tiny_v3", testing::TinyV3Dir},
+                                           testing::ModelCase{"kjv_v3_tiny",
+                                                              testing::KjvV3TinyDir}),
+                         [](const ::testing::TestParamInfo<testing::ModelCase>& info) {
                            return std::string(info.param.name);
                          });
 
