@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,8 +40,12 @@ fs::path TempDir(const std::string& name) {
 
 // Runs the server binary with `args`, output to `log`; returns the pid.
 pid_t Spawn(const std::vector<std::string>& args, const fs::path& log) {
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
+    // A server outlives no test process, even one that stopped at a failed ASSERT.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);

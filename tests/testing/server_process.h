@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,8 +51,12 @@ class ServerProcess {
     }
     args.push_back("--port-file");
     args.push_back(port_file_);
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // A server outlives no test process, even one that stopped at a failed ASSERT.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
       const int fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
