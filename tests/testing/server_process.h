@@ -7,8 +7,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/types.h>
 #include <sys/prctl.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
