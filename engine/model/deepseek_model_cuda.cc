@@ -595,6 +595,10 @@ DeepseekModelCuda::~DeepseekModelCuda() { DestroyGraphs(); }
 absl::StatusOr<std::vector<float>> DeepseekModelCuda::Forward(const ForwardBatch& batch,
                                                               const ForwardOptions& options) {
   MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, ForwardOnDevice(batch, options));
+  return LogitsToHost(logits);
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModelCuda::LogitsToHost(const DeviceLogits& logits) {
   std::vector<float> host(static_cast<size_t>(logits.rows * config_.vocab_size));
   const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
   if (!host.empty()) {
@@ -650,10 +654,7 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardWithHidden(const Forward
   MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
   const uint16_t* hidden = nullptr;
   MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, RunStep(in, &hidden));
-  out.logits.resize(static_cast<size_t>(logits.rows * config_.vocab_size));
-  MOESERVE_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(out.logits.data(), logits.data, out.logits.size() * sizeof(float),
-                      cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(context_->stream())));
+  MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(logits));
   MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(hidden, in.num_tokens, &in.ordered.new_index));
   return out;
 }
@@ -736,10 +737,7 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
       "shared_head.norm"));
   MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits,
                             Head(in, mtp.head ? *mtp.head : weights_.lm_head, normed, final_rows));
-  out.logits.resize(static_cast<size_t>(logits.rows * config_.vocab_size));
-  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out.logits.data(), logits.data,
-                                                out.logits.size() * sizeof(float),
-                                                cudaMemcpyDeviceToHost, cuda_stream));
+  MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(logits));
   MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(final_rows, rows, nullptr));
   return out;
 }

@@ -153,6 +153,8 @@ class DeepseekModelCuda {
   // `final_rows`.
   absl::StatusOr<DeviceLogits> Head(const StepInputs& in, const CudaLinear& head,
                                     const uint16_t* normed, uint16_t* final_rows);
+  // The logits on the host (waits for the stream).
+  absl::StatusOr<std::vector<float>> LogitsToHost(const DeviceLogits& logits);
   // `count` BF16 rows of the hidden size on the device → host fp32, in the caller's token order
   // when `order` (AttentionOrderedBatch::new_index) is given.
   absl::StatusOr<std::vector<float>> HiddenToHost(const uint16_t* rows, int64_t count,

@@ -73,6 +73,12 @@ class TestRng {
     for (uint16_t& x : v) x = FloatToBf16(static_cast<float>(Normal(0.0, stddev)));
     return v;
   }
+  // n token ids uniform in [lo, hi].
+  std::vector<int32_t> TokenIds(int64_t n, int32_t lo, int32_t hi) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (int32_t& id : ids) id = static_cast<int32_t>(Int(lo, hi));
+    return ids;
+  }
   // A random permutation of 0 .. n-1 (Fisher-Yates on our own integers).
   std::vector<int32_t> Permutation(int64_t n) {
     std::vector<int32_t> p(static_cast<size_t>(n));

@@ -6,9 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "engine/model/deepseek_model.h"
+#include "tests/testing/random.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -42,16 +41,11 @@ TEST(UsesAbsorbedMlaTest, AutoAbsorbsDecodeOnly) {
 class OrderForAttentionTest : public ::testing::TestWithParam<MlaForm> {};
 
 TEST_P(OrderForAttentionTest, ReorderedStepGivesTheCallersLogits) {
-  auto model = DeepseekModel::Load(testing::TestCheckpointDir("tiny-v3", false));
+  auto model = DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false));
   ASSERT_TRUE(model.ok()) << model.status();
   const int64_t vocab = (*model)->config().vocab_size;
-  std::mt19937 rng(static_cast<uint32_t>(GetParam()) + 7);
-  std::uniform_int_distribution<int32_t> token(2, static_cast<int32_t>(vocab - 1));
-  auto tokens = [&](int64_t n) {
-    std::vector<int32_t> t(static_cast<size_t>(n));
-    for (auto& x : t) x = token(rng);
-    return t;
-  };
+  testing::TestRng rng(static_cast<uint32_t>(GetParam()) + 7);
+  auto tokens = [&](int64_t n) { return rng.TokenIds(n, 2, static_cast<int32_t>(vocab - 1)); };
 
   // Step 1 caches a prefix for sequences 0..4; step 2 mixes decodes (1 token) and chunks.
   const std::vector<int64_t> prefix = {30, 65, 1, 12, 40, 0};

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
@@ -21,6 +20,7 @@
 #include "tests/testing/collecting_sink.h"
 #include "tests/testing/cuda_model_cases.h"
 #include "tests/testing/cuda_test_util.h"
+#include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
 #include "tests/testing/test_checkpoints.h"
 
@@ -69,13 +69,8 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
   const int64_t vocab = cpu_->config().vocab_size;
   const int64_t hidden = cpu_->config().hidden_size;
   KvPages cpu_pages = cpu_->MakeKvPages(kPoolBlocks);
-  std::mt19937 rng(77);
-  std::uniform_int_distribution<int32_t> token(2, static_cast<int32_t>(vocab - 1));
-  auto tokens = [&](int64_t n) {
-    std::vector<int32_t> t(static_cast<size_t>(n));
-    for (auto& x : t) x = token(rng);
-    return t;
-  };
+  testing::TestRng rng(77);
+  auto tokens = [&](int64_t n) { return rng.TokenIds(n, 2, static_cast<int32_t>(vocab - 1)); };
 
   // A step as speculation makes it: prefill chunks and a sequence verifying 3 tokens, with the
   // logits of each sequence's last few tokens.
