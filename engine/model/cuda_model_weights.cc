@@ -185,11 +185,11 @@ absl::StatusOr<CudaMtpWeights> UploadMtpWeights(CudaContext& context, CublasLtGe
     MOESERVE_ASSIGN_OR_RETURN(out.embed_tokens, UploadBf16(*mtp.embed_tokens));
   }
   if (mtp.head.has_value()) {
-    MOESERVE_ASSIGN_OR_RETURN(out.head, UploadLinear(*mtp.head));
-    if (out.head->fp8) {
+    if (mtp.head->fp8) {
       return absl::UnimplementedError(
           "an FP8 MTP shared_head.head is not supported by the CUDA backend");
     }
+    MOESERVE_ASSIGN_OR_RETURN(out.head, UploadLinear(*mtp.head));
   }
   return out;
 }
@@ -216,6 +216,7 @@ absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, Cubl
                                                       const LoadOptions& options,
                                                       const WeightShard& shard,
                                                       const CudaWeightShard& cuda_shard) {
+  MOESERVE_RETURN_IF_ERROR(CheckMtpShard(options, shard));
   CudaModelWeights out;
   ModelWeights non_layer;
   MOESERVE_RETURN_IF_ERROR(LoadModelWeightsByLayer(
@@ -231,11 +232,6 @@ absl::StatusOr<CudaModelWeights> LoadCudaModelWeights(CudaContext& context, Cubl
       }));
   MOESERVE_RETURN_IF_ERROR(UploadNonLayerWeights(config, non_layer, out));
   if (options.load_mtp) {
-    if (shard.tp_size > 1 || !shard.layer_experts.empty()) {
-      return absl::InvalidArgumentError(
-          "the MTP module is loaded only into an unsharded model (no tensor or expert "
-          "parallelism)");
-    }
     MOESERVE_ASSIGN_OR_RETURN(std::vector<MtpWeights> modules,
                               LoadMtpModules(checkpoint, config, options, non_layer));
     for (size_t m = 0; m < modules.size(); ++m) {

@@ -499,10 +499,7 @@ absl::Status LoadModelWeightsByLayer(
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
                                               const LoadOptions& options,
                                               const WeightShard& shard) {
-  if (options.load_mtp && (shard.tp_size > 1 || !shard.layer_experts.empty())) {
-    return absl::InvalidArgumentError(
-        "the MTP module is loaded only into an unsharded model (no tensor or expert parallelism)");
-  }
+  MOESERVE_RETURN_IF_ERROR(CheckMtpShard(options, shard));
   ModelWeights weights;
   std::vector<DecoderLayerWeights> layers;
   MOESERVE_RETURN_IF_ERROR(LoadModelWeightsByLayer(checkpoint, c, options, shard, weights,
@@ -515,6 +512,14 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
     MOESERVE_ASSIGN_OR_RETURN(weights.mtp, LoadMtpModules(checkpoint, c, options, weights));
   }
   return weights;
+}
+
+absl::Status CheckMtpShard(const LoadOptions& options, const WeightShard& shard) {
+  if (options.load_mtp && (shard.tp_size > 1 || !shard.layer_experts.empty())) {
+    return absl::InvalidArgumentError(
+        "the MTP module is loaded only into an unsharded model (no tensor or expert parallelism)");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<MtpWeights>> LoadMtpModules(const Checkpoint& checkpoint,

@@ -107,6 +107,11 @@ absl::Status LoadModelWeightsByLayer(
     const WeightShard& shard, ModelWeights& weights,
     const std::function<absl::Status(int64_t, DecoderLayerWeights&&)>& on_layer);
 
+// InvalidArgument when `options` ask for the MTP modules and `shard` is a tensor- or
+// expert-parallel shard: the modules load only into an unsharded model. Loaders check it
+// before reading anything.
+absl::Status CheckMtpShard(const LoadOptions& options, const WeightShard& shard);
+
 // The config's num_nextn_predict_layers MTP modules of an unsharded model (what
 // LoadModelWeights adds under LoadOptions::load_mtp; the CUDA loader uploads them after the
 // layers). `main` holds the main embedding and lm_head: a module's copy equal to them is not
