@@ -1,14 +1,17 @@
-// Speculative decoding with the MTP module on the CPU backend (issue 23):
+// Speculative decoding with the MTP module (issue 23):
 //  1. Engine decode throughput on a trained model with an MTP module (default: the bundled
 //     models/kjv-v3-tiny): B greedy requests at once (B = 1, 8, 32), k = 0 (off), 1, 2, 3
-//     draft tokens; output tokens per second, acceptance rate, mean acceptance length.
-//  2. The price of a step on a larger model (default: a V2-Lite-shaped checkpoint, 3 layers
+//     draft tokens; output tokens per second, acceptance rate, mean acceptance length. On the
+//     CPU backend, or with --device cuda on the GPU one (bench/gpu/run_all.sh runs that).
+//  2. CPU only: the price of a step on a larger model (default: a V2-Lite-shaped checkpoint, 3
+//  layers
 //     plus an MTP module, generated into the temp directory): one decode forward, one k+1-token
 //     verification forward and one MTP draft step, batch 1 at a given context, and the speed-up
 //     that implies at the acceptance measured in (1): (1 + E[accepted]) / ((verify + k draft
 //     steps) / decode).
 // Prints tables and writes JSON with machine and date.
-//   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--output FILE]
+//   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--device cpu|cuda]
+//                              [--output FILE]
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +31,8 @@
 #include "engine/cli/command_line.h"
 #include "engine/engine.h"
 #include "engine/ops/cpu/cpu_threads.h"
+#include "engine/runner/cuda_runner.h"
+#include "engine/runner/device.h"
 #include "tools/make_model/checkpoint_maker.h"
 #include "tools/make_model/model_presets.h"
 
@@ -77,15 +82,37 @@ struct ThroughputRow {
   }
 };
 
-ThroughputRow RunThroughput(const DeepseekModel& model, const Tokenizer& tokenizer, int64_t batch,
+// The shape of every throughput engine (and of the CUDA runner's plan).
+constexpr int64_t kMaxNumSeqs = 64;
+constexpr int64_t kMaxBatchedTokens = 1024;
+constexpr int64_t kMaxModelLen = 1024;
+constexpr int64_t kCpuKvBlocks = 256;
+
+// What the throughput engines run on: the CPU model (each engine makes its own step model and
+// KV pages), or one CUDA runner, loaded once, whose step model and KV pool every row's engine
+// uses in turn.
+struct Backend {
+  const DeepseekModel* cpu = nullptr;
+  StepModel* cuda = nullptr;
+  int64_t cuda_kv_blocks = 0;
+  std::string name = "cpu";
+};
+
+ThroughputRow RunThroughput(const Backend& backend, const Tokenizer& tokenizer, int64_t batch,
                             int64_t k, int64_t output_len, int threads) {
-  EngineOptions options{.num_kv_blocks = 256,
-                        .max_num_seqs = 64,
-                        .max_num_batched_tokens = 1024,
-                        .max_model_len = 1024,
+  EngineOptions options{.num_kv_blocks = kCpuKvBlocks,
+                        .max_num_seqs = kMaxNumSeqs,
+                        .max_num_batched_tokens = kMaxBatchedTokens,
+                        .max_model_len = kMaxModelLen,
                         .cpu_threads = threads};
   options.speculative_tokens = k;
-  auto engine = Engine::Create(model, &tokenizer, options);
+  absl::StatusOr<std::unique_ptr<Engine>> engine;
+  if (backend.cuda != nullptr) {
+    options.num_kv_blocks = backend.cuda_kv_blocks;
+    engine = Engine::Create(*backend.cuda, &tokenizer, options);
+  } else {
+    engine = Engine::Create(*backend.cpu, &tokenizer, options);
+  }
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
     std::exit(1);
@@ -184,78 +211,12 @@ std::unique_ptr<DeepseekModel> LoadOrDie(const std::string& dir) {
   return *std::move(model);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"Speculative decoding with the MTP module: throughput and step costs (CPU)."};
-  std::string model_dir = std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny";
-  std::string cost_model_dir;
-  std::string output = "bench_results/speculative_decoding.json";
-  std::vector<int64_t> batches = {1, 8, 32};
-  int64_t max_k = 3;
-  int64_t output_len = 64;
-  int64_t context = 512;
-  int64_t cost_layers = 3;
-  int reps = 5;
-  int throughput_reps = 3;
-  int threads = 0;
-  app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
-  app.add_option("--cost-model", cost_model_dir,
-                 "checkpoint with an MTP module for the step costs (default: generate the "
-                 "v2-lite preset with --cost-layers layers and one MTP module, FP8)");
-  app.add_option("--cost-layers", cost_layers, "layers of the generated V2-Lite-shaped model");
-  app.add_option("--batch-sizes", batches)->delimiter(',');
-  app.add_option("--max-k", max_k, "draft tokens up to this (0 = off is always measured)");
-  app.add_option("--output-len", output_len, "tokens generated per request");
-  app.add_option("--context", context, "cached tokens before the timed steps (step costs)");
-  app.add_option("--reps", reps, "timed repetitions of each step (median)");
-  app.add_option("--throughput-reps", throughput_reps,
-                 "runs of each throughput row (the median tok/s one is reported)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "CPU threads of the engine and the step costs (0: all)");
-  app.add_option("--output", output, "JSON report path");
-  if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
-
-  // 1. Throughput on the trained model.
-  const std::unique_ptr<DeepseekModel> model = LoadOrDie(model_dir);
-  auto tokenizer = Tokenizer::Load(model_dir);
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
-    return 1;
-  }
-  std::vector<ThroughputRow> rows;
-  SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread
-  std::printf(
-      "speculative decoding, %s, %d threads, greedy, %lld tokens per request, median of %d\n",
-      model_dir.c_str(), CpuThreadsOfThisThread(), static_cast<long long>(output_len),
-      throughput_reps);
-  std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s\n", "batch", "k", "seconds",
-              "output tok/s", "vs k=0", "acceptance", "mean accepted");
-  for (int64_t batch : batches) {
-    // Rounds of k = 0 … max_k, so that a slow spell of the machine hits every k alike; each k's
-    // median run is reported.
-    std::vector<std::vector<ThroughputRow>> runs(static_cast<size_t>(max_k + 1));
-    for (int r = 0; r < throughput_reps; ++r) {
-      for (int64_t k = 0; k <= max_k; ++k) {
-        runs[k].push_back(RunThroughput(*model, **tokenizer, batch, k, output_len, threads));
-      }
-    }
-    double base = 0.0;
-    for (int64_t k = 0; k <= max_k; ++k) {
-      std::sort(runs[k].begin(), runs[k].end(), [](const ThroughputRow& a, const ThroughputRow& b) {
-        return a.tokens_per_second() < b.tokens_per_second();
-      });
-      ThroughputRow row = runs[k][runs[k].size() / 2];
-      if (k == 0) base = row.tokens_per_second();
-      std::printf("%5lld | %2lld | %8.3f | %13.1f | %7.2fx | %10.3f | %13.2f\n",
-                  static_cast<long long>(batch), static_cast<long long>(k), row.seconds,
-                  row.tokens_per_second(), row.tokens_per_second() / base, row.acceptance(),
-                  row.mean_acceptance_length());
-      rows.push_back(std::move(row));
-    }
-  }
-
-  // 2. Step costs on the larger model.
+// 2. The step costs on the larger model, and the batch-1 speed-up they imply at the acceptance
+// measured in `rows`: the report's "step_costs" and "implied_batch1_speedup"; nullopt when the
+// model cannot be made.
+std::optional<nlohmann::json> RunStepCosts(std::string cost_model_dir, int64_t cost_layers,
+                                           int64_t context, int64_t max_k, int reps,
+                                           const std::vector<ThroughputRow>& rows) {
   std::string cost_name = cost_model_dir;
   if (cost_model_dir.empty()) {
     cost_model_dir = (std::filesystem::temp_directory_path() /
@@ -266,14 +227,14 @@ int main(int argc, char** argv) {
     if (!std::filesystem::exists(cost_model_dir + "/config.json")) {
       std::fprintf(stderr, "generating %s ...\n", cost_model_dir.c_str());
       auto config = moeserve::tools::PresetConfig("v2-lite");
-      if (!config.ok()) return 1;
+      if (!config.ok()) return std::nullopt;
       config->num_hidden_layers = cost_layers;
       config->num_nextn_predict_layers = 1;
       const moeserve::tools::MakeCheckpointOptions make{
           .out_dir = cost_model_dir, .fp8 = true, .seed = 1};
       if (absl::Status s = moeserve::tools::MakeRandomCheckpoint(*config, make); !s.ok()) {
         std::fprintf(stderr, "%s\n", s.ToString().c_str());
-        return 1;
+        return std::nullopt;
       }
     }
   }
@@ -308,6 +269,121 @@ int main(int argc, char** argv) {
                        {"speedup", length / cost}});
   }
 
+  return nlohmann::json{{"step_costs",
+                         {{"model", cost_name},
+                          {"context", context},
+                          {"decode_ms", costs.decode_ms},
+                          {"verify_ms", costs.verify_ms},
+                          {"draft_ms", costs.draft_ms}}},
+                        {"implied_batch1_speedup", implied}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Speculative decoding with the MTP module: throughput and step costs (CPU)."};
+  std::string model_dir = std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny";
+  std::string cost_model_dir;
+  std::string output = "bench_results/speculative_decoding.json";
+  std::vector<int64_t> batches = {1, 8, 32};
+  int64_t max_k = 3;
+  int64_t output_len = 64;
+  int64_t context = 512;
+  int64_t cost_layers = 3;
+  int reps = 5;
+  int throughput_reps = 3;
+  int threads = 0;
+  std::string device = "cpu";
+  app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
+  app.add_option("--cost-model", cost_model_dir,
+                 "checkpoint with an MTP module for the step costs (default: generate the "
+                 "v2-lite preset with --cost-layers layers and one MTP module, FP8)");
+  app.add_option("--cost-layers", cost_layers, "layers of the generated V2-Lite-shaped model");
+  app.add_option("--batch-sizes", batches)->delimiter(',');
+  app.add_option("--max-k", max_k, "draft tokens up to this (0 = off is always measured)");
+  app.add_option("--output-len", output_len, "tokens generated per request");
+  app.add_option("--context", context, "cached tokens before the timed steps (step costs)");
+  app.add_option("--reps", reps, "timed repetitions of each step (median)");
+  app.add_option("--throughput-reps", throughput_reps,
+                 "runs of each throughput row (the median tok/s one is reported)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads of the engine and the step costs (0: all)");
+  app.add_option("--device", device,
+                 "cpu, or cuda: the throughput rows on the GPU backend "
+                 "(the step costs, CPU only, are then skipped)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--output", output, "JSON report path");
+  if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
+
+  // 1. Throughput on the trained model.
+  const std::unique_ptr<DeepseekModel> model = LoadOrDie(model_dir);
+  auto tokenizer = Tokenizer::Load(model_dir);
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
+    return 1;
+  }
+  Backend backend{.cpu = model.get()};
+  CudaRunner cuda;
+  if (device == "cuda") {
+    absl::StatusOr<DeviceSelection> selected = SelectDevice("cuda");
+    absl::StatusOr<CudaRunner> loaded =
+        selected.ok()
+            ? LoadCudaRunner(model_dir,
+                             CudaRunnerOptions{.load = LoadOptions{.load_mtp = true},
+                                               .max_num_batched_tokens = kMaxBatchedTokens,
+                                               .max_num_seqs = kMaxNumSeqs,
+                                               .max_model_len = kMaxModelLen,
+                                               .max_num_kv_blocks = kCpuKvBlocks})
+            : absl::StatusOr<CudaRunner>(selected.status());
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "--device cuda: %s\n", loaded.status().ToString().c_str());
+      return 1;
+    }
+    cuda = *std::move(loaded);
+    backend = Backend{.cuda = cuda.model.get(),
+                      .cuda_kv_blocks = cuda.num_kv_blocks,
+                      .name = absl::StrCat(selected->name, ", ", cuda.quantization)};
+  }
+  std::vector<ThroughputRow> rows;
+  SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread
+  std::printf(
+      "speculative decoding, %s on %s, %d CPU threads, greedy, %lld tokens per request, "
+      "median of %d\n",
+      model_dir.c_str(), backend.name.c_str(), CpuThreadsOfThisThread(),
+      static_cast<long long>(output_len), throughput_reps);
+  std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s\n", "batch", "k", "seconds",
+              "output tok/s", "vs k=0", "acceptance", "mean accepted");
+  for (int64_t batch : batches) {
+    // Rounds of k = 0 … max_k, so that a slow spell of the machine hits every k alike; each k's
+    // median run is reported.
+    std::vector<std::vector<ThroughputRow>> runs(static_cast<size_t>(max_k + 1));
+    for (int r = 0; r < throughput_reps; ++r) {
+      for (int64_t k = 0; k <= max_k; ++k) {
+        runs[k].push_back(RunThroughput(backend, **tokenizer, batch, k, output_len, threads));
+      }
+    }
+    double base = 0.0;
+    for (int64_t k = 0; k <= max_k; ++k) {
+      std::sort(runs[k].begin(), runs[k].end(), [](const ThroughputRow& a, const ThroughputRow& b) {
+        return a.tokens_per_second() < b.tokens_per_second();
+      });
+      ThroughputRow row = runs[k][runs[k].size() / 2];
+      if (k == 0) base = row.tokens_per_second();
+      std::printf("%5lld | %2lld | %8.3f | %13.1f | %7.2fx | %10.3f | %13.2f\n",
+                  static_cast<long long>(batch), static_cast<long long>(k), row.seconds,
+                  row.tokens_per_second(), row.tokens_per_second() / base, row.acceptance(),
+                  row.mean_acceptance_length());
+      rows.push_back(std::move(row));
+    }
+  }
+
+  // 2. Step costs (CPU).
+  std::optional<nlohmann::json> step_costs;
+  if (backend.cuda == nullptr) {
+    step_costs = RunStepCosts(cost_model_dir, cost_layers, context, max_k, reps, rows);
+    if (!step_costs.has_value()) return 1;
+  }
+
   nlohmann::json report = moeserve::bench::MeasurementContext();
   report["benchmark"] = "speculative_decoding";
   report["model"] = model_dir;
@@ -329,11 +405,7 @@ int main(int argc, char** argv) {
                           {"mean_acceptance_length", r.mean_acceptance_length()}});
   }
   report["throughput"] = throughput;
-  report["step_costs"] = {{"model", cost_name},
-                          {"context", context},
-                          {"decode_ms", costs.decode_ms},
-                          {"verify_ms", costs.verify_ms},
-                          {"draft_ms", costs.draft_ms}};
-  report["implied_batch1_speedup"] = implied;
+  report["backend"] = backend.name;
+  if (step_costs.has_value()) report.update(*step_costs);
   return moeserve::bench::WriteReport(output, report) ? 0 : 1;
 }

@@ -13,7 +13,8 @@
 #                moe_permute_cuda_test silu_mul_fp8_cuda_test moe_layer_cuda_test \
 #                moe_grouped_gemm_cuda_test deepseek_model_cuda_test mtp_cuda_test \
 #                nccl_communicator_test cuda_rank_group_test \
-#                moeserve-bench-gpu-moe moeserve-bench-gpu-model moeserve-bench-gpu-collectives
+#                moeserve-bench-gpu-moe moeserve-bench-gpu-model moeserve-bench-gpu-collectives \
+#                moeserve-bench-speculative
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
 #
@@ -32,7 +33,8 @@ gpu_tests=(cuda_runtime_test rms_norm_cuda_test ops_cuda_test gemm_cublaslt_test
            nccl_communicator_test cuda_rank_group_test)  # these two skip below 2 GPUs
 gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-sampling
              moeserve-bench-gpu-mla moeserve-bench-gpu-moe moeserve-bench-gpu-model
-             moeserve-bench-gpu-collectives)  # the last one says so and exits below 2 GPUs
+             moeserve-bench-gpu-collectives  # says so and exits below 2 GPUs
+             moeserve-bench-speculative)     # with --device cuda: MTP speculation on the GPU
 
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"
@@ -108,6 +110,10 @@ echo "=== benchmarks"
 "$carry/bin/moeserve-bench-gpu-mla" --out "$results/gpu_mla_attention.json" 2>&1 | tee "$log_dir/gpu_mla_attention.log" || status=1
 "$carry/bin/moeserve-bench-gpu-moe" --out "$results/gpu_moe_layer.json" 2>&1 | tee "$log_dir/gpu_moe_layer.log" || status=1
 "$carry/bin/moeserve-bench-gpu-model" --out "$results/gpu_model_v2_lite.json" 2>&1 | tee "$log_dir/gpu_model_v2_lite.log" || status=1
+# MTP speculative decoding on the bundled model, k = 0..3, through the engine on the GPU.
+"$carry/bin/moeserve-bench-speculative" --device cuda --model "$repo_root/models/kjv-v3-tiny" \
+  --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 --output "$results/gpu_speculative_decoding.json" \
+  2>&1 | tee "$log_dir/gpu_speculative_decoding.log" || status=1
 # PyTorch eager BF16 on the same shape (skips itself without torch/transformers); prints ours / eager.
 python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
   --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1

@@ -8,8 +8,9 @@
   after a BOS, as tools/train/make_golden.py and tests/models/kjv_v3_tiny_test.cc measure it;
 * KJV words: 20 sampled continuations (temperature 0.8, 48 tokens, seeds 1..20) of the
   golden prompts (make_golden.py's: the demo prompt, then the openings of held-out verses); the
-  share of the words they contain (runs of letters, prompt excluded, case-insensitive) that
-  occur anywhere in the KJV;
+  share of the words the model wrote (runs of letters, case-insensitive; generated_words: the
+  prompt's words excluded unless the continuation extends its last one, and a last word cut by
+  the token limit excluded) that occur anywhere in the KJV;
 * MTP: on the held-out text, teacher-forced, how often the MTP module's argmax for token i+2
   equals the model's own argmax at position i+1 (the greedy acceptance rate of speculative
   decoding with one draft token), and the module's cross-entropy.
@@ -33,6 +34,17 @@ import train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORD = re.compile(r"[A-Za-z]+")
+
+
+def generated_words(prompt, continuation):
+    """The words the model wrote: those of prompt + continuation that contain generated
+    letters (a continuation that goes on the prompt's last word makes one word with it), less
+    a last word that runs to the end of the text (the token limit may have cut it)."""
+    text = prompt + continuation
+    spans = [m for m in WORD.finditer(text) if m.end() > len(prompt)]
+    if spans and spans[-1].end() == len(text):
+        spans.pop()
+    return [m.group() for m in spans]
 
 
 @torch.no_grad()
@@ -75,8 +87,7 @@ def main():
         ids = tok.encode(text).ids
         out = sample(model, ids, args.tokens, args.temperature, seed=i + 1)
         continuation = tok.decode(out)
-        words = WORD.findall(continuation)
-        for w in words:
+        for w in generated_words(text, continuation):
             total += 1
             if w.lower() in kjv_words:
                 known += 1

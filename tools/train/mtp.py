@@ -79,6 +79,8 @@ def losses(model, mtp, batch, mtp_weight):
     ce = nn.functional.cross_entropy
     vocab = logits.shape[-1]
     main = ce(logits[:, :-1].reshape(-1, vocab).float(), batch[:, 1:].reshape(-1))
+    if mtp_weight == 0:  # the main model alone (the module is distilled afterwards)
+        return main, torch.zeros(()), main
     mtp_logits = mtp(model, hidden, batch)[:, :-1]  # rows 0..T-3 have targets t_2..t_{T-1}
     extra = ce(mtp_logits.reshape(-1, vocab).float(), batch[:, 2:].reshape(-1))
     return main, extra, main + mtp_weight * extra

@@ -153,6 +153,24 @@ class LoadMeter:
         return out
 
 
+def add_dropout(model, mtp, p):
+    """Dropout on the embedding output and on every decoder block's attention and MLP branch
+    before it joins the residual stream (transformers' DeepseekV3 has attention-probability
+    dropout only). Forward hooks, so the modules and the checkpoint stay transformers' own;
+    active in train() mode only, so evaluation and export see the plain model."""
+    drop = torch.nn.functional.dropout
+
+    def hook(module, _inputs, output):
+        if isinstance(output, tuple):
+            return (drop(output[0], p, module.training),) + output[1:]
+        return drop(output, p, module.training)
+
+    model.model.embed_tokens.register_forward_hook(hook)
+    for layer in list(model.model.layers) + [mtp.block]:
+        layer.self_attn.register_forward_hook(hook)
+        layer.mlp.register_forward_hook(hook)
+
+
 def lr_at(step, progress, peak, warmup):
     """Linear warmup over `warmup` steps, then cosine from peak to peak/10 as progress goes 0..1."""
     if step < warmup:
@@ -210,6 +228,9 @@ def main():
     ap.add_argument("--distill", action="store_true",
                     help="train only the MTP module, on the frozen main model's own next-token "
                          "distribution (tools/train/mtp.py distill_loss); needs --init-from")
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="residual-branch and embedding dropout (add_dropout); the KJV is ~1 M "
+                         "tokens, so after a few epochs the model memorises without it")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -231,6 +252,10 @@ def main():
         init_from(model, mtp, args.init_from)
     if args.distill and not args.init_from:
         sys.exit("--distill needs --init-from: a trained main model to distil from")
+    if args.distill and args.dropout > 0:
+        sys.exit("--distill takes no --dropout: the frozen teacher must be the served model")
+    if args.dropout > 0:
+        add_dropout(model, mtp, args.dropout)
     model.train()
     mtp.train()
     if args.distill:
