@@ -3,12 +3,11 @@
 //     models/kjv-v3-tiny): B greedy requests at once (B = 1, 8, 32), k = 0 (off), 1, 2, 3
 //     draft tokens; output tokens per second, acceptance rate, mean acceptance length. On the
 //     CPU backend, or with --device cuda on the GPU one (bench/gpu/run_all.sh runs that).
-//  2. CPU only: the price of a step on a larger model (default: a V2-Lite-shaped checkpoint, 3
-//  layers
-//     plus an MTP module, generated into the temp directory): one decode forward, one k+1-token
-//     verification forward and one MTP draft step, batch 1 at a given context, and the speed-up
-//     that implies at the acceptance measured in (1): (1 + E[accepted]) / ((verify + k draft
-//     steps) / decode).
+//  2. CPU only: the price of a step on a larger model (default: a V2-Lite-shaped checkpoint,
+//     3 layers plus an MTP module, generated into the temp directory): one decode forward, one
+//     k+1-token verification forward and one MTP draft step, batch 1 at a given context, and
+//     the speed-up that implies at the acceptance measured in (1): (1 + E[accepted]) /
+//     ((verify + k draft steps) / decode).
 // Prints tables and writes JSON with machine and date.
 //   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--device cpu|cuda]
 //                              [--output FILE]
@@ -86,7 +85,7 @@ struct ThroughputRow {
 constexpr int64_t kMaxNumSeqs = 64;
 constexpr int64_t kMaxBatchedTokens = 1024;
 constexpr int64_t kMaxModelLen = 1024;
-constexpr int64_t kCpuKvBlocks = 256;
+constexpr int64_t kKvBlocks = 256;
 
 // What the throughput engines run on: the CPU model (each engine makes its own step model and
 // KV pages), or one CUDA runner, loaded once, whose step model and KV pool every row's engine
@@ -100,7 +99,7 @@ struct Backend {
 
 ThroughputRow RunThroughput(const Backend& backend, const Tokenizer& tokenizer, int64_t batch,
                             int64_t k, int64_t output_len, int threads) {
-  EngineOptions options{.num_kv_blocks = kCpuKvBlocks,
+  EngineOptions options{.num_kv_blocks = kKvBlocks,
                         .max_num_seqs = kMaxNumSeqs,
                         .max_num_batched_tokens = kMaxBatchedTokens,
                         .max_model_len = kMaxModelLen,
@@ -333,7 +332,7 @@ int main(int argc, char** argv) {
                                                .max_num_batched_tokens = kMaxBatchedTokens,
                                                .max_num_seqs = kMaxNumSeqs,
                                                .max_model_len = kMaxModelLen,
-                                               .max_num_kv_blocks = kCpuKvBlocks})
+                                               .max_num_kv_blocks = kKvBlocks})
             : absl::StatusOr<CudaRunner>(selected.status());
     if (!loaded.ok()) {
       std::fprintf(stderr, "--device cuda: %s\n", loaded.status().ToString().c_str());
