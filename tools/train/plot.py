@@ -64,7 +64,9 @@ def main():
         for n, (_, x) in enumerate(mtp, 1):
             acc = 0.95 * acc + 0.05 * x
             mtp_smooth.append(acc / (1 - 0.95**n))
-        ax.plot([m[0] for m in mtp], mtp_smooth, color="C2", label="MTP loss (EMA 0.95)")
+        # --mtp-weight 0 trains the main model alone: the module's loss is not computed.
+        if any(x > 0 for _, x in mtp):
+            ax.plot([m[0] for m in mtp], mtp_smooth, color="C2", label="MTP loss (EMA 0.95)")
         held_mtp = [(r["step"], r["held_out_mtp_loss"]) for r in recs
                     if "held_out_mtp_loss" in r]
         if final and "held_out_mtp_loss" in final:
