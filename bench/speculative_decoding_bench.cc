@@ -315,15 +315,19 @@ int main(int argc, char** argv) {
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
 
   // 1. Throughput on the trained model.
-  const std::unique_ptr<DeepseekModel> model = LoadOrDie(model_dir);
   auto tokenizer = Tokenizer::Load(model_dir);
   if (!tokenizer.ok()) {
     std::fprintf(stderr, "%s\n", tokenizer.status().ToString().c_str());
     return 1;
   }
-  Backend backend{.cpu = model.get()};
+  // Only the chosen backend loads the weights (the GPU run needs no host copy of them).
+  std::unique_ptr<DeepseekModel> cpu_model;
+  Backend backend;
   CudaRunner cuda;
-  if (device == "cuda") {
+  if (device == "cpu") {
+    cpu_model = LoadOrDie(model_dir);
+    backend.cpu = cpu_model.get();
+  } else {
     absl::StatusOr<DeviceSelection> selected = SelectDevice("cuda");
     absl::StatusOr<CudaRunner> loaded =
         selected.ok()
