@@ -10,7 +10,7 @@
 //     ((verify + k draft steps) / decode).
 // Prints tables and writes JSON with machine and date.
 //   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--device cpu|cuda]
-//                              [--output FILE]
+//                              [--cpu-kernels fast|bf16] [--output FILE]
 
 #include <algorithm>
 #include <chrono>
@@ -197,8 +197,10 @@ StepCosts MeasureStepCosts(const DeepseekModel& model, int64_t context, int64_t 
   return costs;
 }
 
-std::unique_ptr<DeepseekModel> LoadOrDie(const std::string& dir) {
-  auto model = DeepseekModel::Load(dir, LoadOptions{.load_mtp = true});
+std::unique_ptr<DeepseekModel> LoadOrDie(const std::string& dir, CpuKernels kernels) {
+  LoadOptions options{.load_mtp = true};
+  options.cpu_kernels = kernels;
+  auto model = DeepseekModel::Load(dir, options);
   if (!model.ok()) {
     std::fprintf(stderr, "%s: %s\n", dir.c_str(), model.status().ToString().c_str());
     std::exit(1);
@@ -214,8 +216,8 @@ std::unique_ptr<DeepseekModel> LoadOrDie(const std::string& dir) {
 // measured in `rows`: the report's "step_costs" and "implied_batch1_speedup"; nullopt when the
 // model cannot be made.
 std::optional<nlohmann::json> RunStepCosts(std::string cost_model_dir, int64_t cost_layers,
-                                           int64_t context, int64_t max_k, int reps,
-                                           const std::vector<ThroughputRow>& rows) {
+                                           CpuKernels kernels, int64_t context, int64_t max_k,
+                                           int reps, const std::vector<ThroughputRow>& rows) {
   std::string cost_name = cost_model_dir;
   if (cost_model_dir.empty()) {
     cost_model_dir = (std::filesystem::temp_directory_path() /
@@ -237,7 +239,7 @@ std::optional<nlohmann::json> RunStepCosts(std::string cost_model_dir, int64_t c
       }
     }
   }
-  const std::unique_ptr<DeepseekModel> cost_model = LoadOrDie(cost_model_dir);
+  const std::unique_ptr<DeepseekModel> cost_model = LoadOrDie(cost_model_dir, kernels);
   const StepCosts costs = MeasureStepCosts(*cost_model, context, max_k, reps);
   std::printf("\nstep costs, %s, batch 1, context %lld (median of %d)\n", cost_name.c_str(),
               static_cast<long long>(context), reps);
@@ -293,6 +295,7 @@ int main(int argc, char** argv) {
   int throughput_reps = 3;
   int threads = 0;
   std::string device = "cpu";
+  std::string cpu_kernels = "fast";
   app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
   app.add_option("--cost-model", cost_model_dir,
                  "checkpoint with an MTP module for the step costs (default: generate the "
@@ -311,6 +314,9 @@ int main(int argc, char** argv) {
                  "cpu, or cuda: the throughput rows on the GPU backend "
                  "(the step costs, CPU only, are then skipped)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--cpu-kernels", cpu_kernels,
+                 "--device cpu: fast or bf16, as the server's --cpu-kernels (docs/cpu-numerics.md)")
+      ->check(CLI::IsMember({"fast", "bf16"}));
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
 
@@ -325,7 +331,7 @@ int main(int argc, char** argv) {
   Backend backend;
   CudaRunner cuda;
   if (device == "cpu") {
-    cpu_model = LoadOrDie(model_dir);
+    cpu_model = LoadOrDie(model_dir, *ParseCpuKernels(cpu_kernels));
     backend.cpu = cpu_model.get();
   } else {
     absl::StatusOr<DeviceSelection> selected = SelectDevice("cuda");
@@ -350,9 +356,9 @@ int main(int argc, char** argv) {
   std::vector<ThroughputRow> rows;
   SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread
   std::printf(
-      "speculative decoding, %s on %s, %d CPU threads, greedy, %lld tokens per request, "
-      "median of %d\n",
-      model_dir.c_str(), backend.name.c_str(), CpuThreadsOfThisThread(),
+      "speculative decoding, %s on %s (%s kernels), %d CPU threads, greedy, %lld tokens per "
+      "request, median of %d\n",
+      model_dir.c_str(), backend.name.c_str(), cpu_kernels.c_str(), CpuThreadsOfThisThread(),
       static_cast<long long>(output_len), throughput_reps);
   std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s\n", "batch", "k", "seconds",
               "output tok/s", "vs k=0", "acceptance", "mean accepted");
@@ -383,7 +389,8 @@ int main(int argc, char** argv) {
   // 2. Step costs (CPU).
   std::optional<nlohmann::json> step_costs;
   if (backend.cuda == nullptr) {
-    step_costs = RunStepCosts(cost_model_dir, cost_layers, context, max_k, reps, rows);
+    step_costs = RunStepCosts(cost_model_dir, cost_layers, *ParseCpuKernels(cpu_kernels), context,
+                              max_k, reps, rows);
     if (!step_costs.has_value()) return 1;
   }
 
@@ -391,6 +398,7 @@ int main(int argc, char** argv) {
   report["benchmark"] = "speculative_decoding";
   report["model"] = model_dir;
   report["threads"] = CpuThreadsOfThisThread();
+  if (backend.cuda == nullptr) report["cpu_kernels"] = cpu_kernels;
   report["throughput_reps"] = throughput_reps;
   report["output_len"] = output_len;
   nlohmann::json throughput = nlohmann::json::array();

@@ -12,12 +12,21 @@ struct Simd {
   static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 
-  // A fixed tree: (lanes 0-3 + lanes 4-7), then pairs, then the last two.
-  static float Reduce(V v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
+  // The sums of four vectors' lanes, each by the same fixed tree (so a sum does not depend on
+  // which argument it came in): lane i + lane i + 4, then adjacent pairs, then the two pairs.
+  static void Reduce4(V a, V b, V c, V d, float* out) {
+    const V ab =
+        _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    const V cd =
+        _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    const V pairs = _mm256_hadd_ps(ab, cd);       // per half: a|b's two pair sums, c|d's two
+    const V sums = _mm256_hadd_ps(pairs, pairs);  // lanes 0, 1, 4, 5: a, c, b, d
+    out[0] = _mm256_cvtss_f32(sums);
+    out[2] = _mm_cvtss_f32(
+        _mm_shuffle_ps(_mm256_castps256_ps128(sums), _mm256_castps256_ps128(sums), 1));
+    const __m128 high = _mm256_extractf128_ps(sums, 1);
+    out[1] = _mm_cvtss_f32(high);
+    out[3] = _mm_cvtss_f32(_mm_shuffle_ps(high, high, 1));
   }
 
   static V LoadBf16(const uint16_t* p) {

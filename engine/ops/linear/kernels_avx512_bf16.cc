@@ -27,6 +27,8 @@
 namespace moeserve::engine {
 namespace {
 
+#include "engine/ops/cpu/simd_avx512.h"
+
 constexpr int kTileM = 4;
 constexpr int kTileN = 4;
 constexpr int64_t kPairs = 32;  // bf16 elements per vdpbf16ps operand
@@ -52,14 +54,19 @@ void RoundRowsToBf16(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t 
   }
 }
 
+// Each output's sum by Simd::Reduce4's fixed tree, four outputs per pass.
 template <int kRowsM, int kRowsN = kTileN>
 void StoreTile(const __m512 (&acc)[kRowsM][kRowsN], int64_t rows_n, int64_t n0, float* y,
                int64_t ldy, bool accumulate) {
+  static_assert(kRowsN % 4 == 0);
   for (int i = 0; i < kRowsM; ++i) {
+    float sums[kRowsN];
+    for (int j = 0; j < kRowsN; j += 4) {
+      Simd::Reduce4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3], sums + j);
+    }
     for (int64_t j = 0; j < rows_n; ++j) {
-      const float sum = _mm512_reduce_add_ps(acc[i][j]);
       float& out = y[i * ldy + n0 + j];
-      out = accumulate ? out + sum : sum;
+      out = accumulate ? out + sums[j] : sums[j];
     }
   }
 }
@@ -134,7 +141,7 @@ void GemmBf16AllTiles(const uint16_t* xb, int64_t padded, const WeightMatrixView
 
 // ---- FP8 (e4m3 + 128×128 block scales) ----
 
-constexpr int64_t kChunk = 64;            // e4m3 bytes converted at once: two vdpbf16ps operands
+constexpr int64_t kChunk = 64;  // e4m3 bytes converted at once: two vdpbf16ps operands
 
 // e4m3 → bf16 by lookup: vpermi2b indexes 128 bytes with the low seven bits (the magnitude;
 // the sign bit is ignored), so the bf16's high byte is table[magnitude] | sign and its low byte

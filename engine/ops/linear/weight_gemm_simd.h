@@ -6,8 +6,9 @@
 //
 // A tile is up to 4 rows of x × 4 weight rows: 16 accumulators of kLanes fp32 lanes. Each
 // output element has its own accumulator chain over k in steps of kLanes (a zero-padded last
-// step when k % kLanes != 0), then Simd::Reduce's fixed lane tree: the arithmetic of an
-// element depends on neither M nor its position in the tile nor the thread (batch invariance).
+// step when k % kLanes != 0), then Simd::Reduce4's fixed lane tree (the same for each of its
+// four sums): the arithmetic of an element depends on neither M nor its position in the tile
+// nor the thread (batch invariance).
 // Weight rows past the end are clamped to the last row and their results dropped; the x rows
 // of a tile are a template parameter, so decode (M = 1) does no wasted FMAs.
 
@@ -110,11 +111,13 @@ void MicroTile(const float* x, int64_t ldx, const WeightMatrixView& w, int64_t n
     }
     step(xs, ws, k_full);
   }
+  static_assert(kTileN == 4, "one Simd::Reduce4 per x row");
   for (int i = 0; i < kRowsM; ++i) {
+    float sums[kTileN];
+    Simd::Reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3], sums);
     for (int64_t j = 0; j < rows_n; ++j) {
-      const float sum = Simd::Reduce(acc[i][j]);
       float& out = y[i * ldy + n0 + j];
-      out = accumulate ? out + sum : sum;
+      out = accumulate ? out + sums[j] : sums[j];
     }
   }
 }
