@@ -2,9 +2,12 @@
 // CudaStepModel) against the CPU backend on the same FP8 weights, on tiny-v3 (random module) and
 // the bundled kjv-v3-tiny (trained module): verification logits for each sequence's last few
 // tokens and every token's final-normed hidden state, then one MTP step fed the CPU's states,
-// whose logits, states and greedy drafts must agree within the BF16 stream's error. Then the
-// engine speculates through the CUDA StepModel: every request ends at its length, every KV block
-// comes back, and on the trained module most drafts are accepted.
+// whose logits, states and greedy drafts must agree within the BF16 stream's error; then a main
+// decode step and an MTP decode step, which read the latents the two prefills cached (a module
+// writing into a main layer's pages, or reading the wrong ones, shows there). Then the engine
+// speculates through the CUDA StepModel: greedy tokens equal those of the same engine without
+// speculation (a divergence only at a near tie of the target's top two), every KV block comes
+// back, and on the trained module most drafts are accepted.
 // Skips with the reason when there is no CUDA device.
 #include <gtest/gtest.h>
 
@@ -78,9 +81,10 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
   std::vector<std::vector<int32_t>> ids;
   ForwardBatchBuilder builder;
   for (size_t s = 0; s < lengths.size(); ++s) {
-    ids.push_back(tokens(lengths[s] + 1));  // one more: the token after the last position
+    // Two more: the tokens at positions L (the decode step's) and L + 1 (its MTP step's).
+    ids.push_back(tokens(lengths[s] + 2));
     builder.AddSequence(Table(static_cast<int64_t>(s)), 0,
-                        std::vector<int32_t>(ids[s].begin(), ids[s].end() - 1));
+                        std::vector<int32_t>(ids[s].begin(), ids[s].begin() + lengths[s]));
   }
   const ForwardBatch batch = std::move(builder).Build();
   ForwardOptions verify;
@@ -98,16 +102,18 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
   // states so the comparison is of the module alone.
   ForwardBatchBuilder mtp_builder;
   for (size_t s = 0; s < lengths.size(); ++s) {
-    mtp_builder.AddSequence(Table(static_cast<int64_t>(s)), 0,
-                            std::vector<int32_t>(ids[s].begin() + 1, ids[s].end()));
+    mtp_builder.AddSequence(
+        Table(static_cast<int64_t>(s)), 0,
+        std::vector<int32_t>(ids[s].begin() + 1, ids[s].begin() + 1 + lengths[s]));
   }
   const ForwardBatch mtp_batch = std::move(mtp_builder).Build();
   auto cpu_draft = cpu_->ForwardMtp(0, mtp_batch, expected->hidden, cpu_pages, {});
   auto gpu_draft = gpu_->ForwardMtp(mtp_batch, expected->hidden, {});
   ASSERT_TRUE(cpu_draft.ok()) << cpu_draft.status();
   ASSERT_TRUE(gpu_draft.ok()) << gpu_draft.status();
-  ASSERT_EQ(gpu_draft->logits.size(), static_cast<size_t>(mtp_batch.num_seqs() * vocab));
-  ASSERT_EQ(gpu_draft->hidden.size(), static_cast<size_t>(mtp_batch.num_seqs() * hidden));
+  ASSERT_EQ(cpu_draft->logits.size(), static_cast<size_t>(mtp_batch.num_seqs() * vocab));
+  ASSERT_EQ(gpu_draft->logits.size(), cpu_draft->logits.size());
+  ASSERT_EQ(gpu_draft->hidden.size(), cpu_draft->hidden.size());
   const double logit_error = testing::MaxRelativeError(gpu_draft->logits, cpu_draft->logits);
   EXPECT_LT(logit_error, 5e-2);
   EXPECT_LT(testing::MaxRelativeError(gpu_draft->hidden, cpu_draft->hidden), 5e-2);
@@ -120,24 +126,58 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
             << agreed << "/" << mtp_batch.num_seqs() << " equal\n";
   EXPECT_GE(agreed, mtp_batch.num_seqs() - 1);  // one near tie may go either way
 
-  // A bad module index or state size is refused before any work.
+  // A decode step of the main model at position L, then of the module (state at L, token at
+  // L + 1): both read only what the calls above cached, the main stack its layers' latents, the
+  // module its own layer's.
+  ForwardBatchBuilder decode_builder, mtp_decode_builder;
+  for (size_t s = 0; s < lengths.size(); ++s) {
+    decode_builder.AddSequence(Table(static_cast<int64_t>(s)), lengths[s], {ids[s][lengths[s]]});
+    mtp_decode_builder.AddSequence(Table(static_cast<int64_t>(s)), lengths[s],
+                                   {ids[s][lengths[s] + 1]});
+  }
+  const ForwardBatch decode = std::move(decode_builder).Build();
+  auto cpu_decode = cpu_->ForwardWithHidden(decode, cpu_pages, {});
+  auto gpu_decode = gpu_->ForwardWithHidden(decode, {});
+  ASSERT_TRUE(cpu_decode.ok()) << cpu_decode.status();
+  ASSERT_TRUE(gpu_decode.ok()) << gpu_decode.status();
+  ASSERT_EQ(gpu_decode->logits.size(), cpu_decode->logits.size());
+  ASSERT_EQ(gpu_decode->hidden.size(), cpu_decode->hidden.size());
+  EXPECT_LT(testing::MaxRelativeError(gpu_decode->logits, cpu_decode->logits), 5e-2);
+  const ForwardBatch mtp_decode = std::move(mtp_decode_builder).Build();
+  auto cpu_next = cpu_->ForwardMtp(0, mtp_decode, cpu_decode->hidden, cpu_pages, {});
+  auto gpu_next = gpu_->ForwardMtp(mtp_decode, cpu_decode->hidden, {});
+  ASSERT_TRUE(cpu_next.ok()) << cpu_next.status();
+  ASSERT_TRUE(gpu_next.ok()) << gpu_next.status();
+  ASSERT_EQ(gpu_next->logits.size(), cpu_next->logits.size());
+  ASSERT_EQ(gpu_next->hidden.size(), cpu_next->hidden.size());
+  EXPECT_LT(testing::MaxRelativeError(gpu_next->logits, cpu_next->logits), 5e-2);
+  EXPECT_LT(testing::MaxRelativeError(gpu_next->hidden, cpu_next->hidden), 5e-2);
+
+  // A state of the wrong size is refused before any work. (The module index is not a
+  // StepModel argument: CudaStepModel always asks for module 0.)
   EXPECT_EQ(gpu_->ForwardMtp(mtp_batch, absl::MakeConstSpan(expected->hidden).subspan(1), {})
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_P(MtpCudaTest, EngineSpeculatesThroughTheCudaModelAndFreesEveryBlock) {
+// The tokens of each request, greedy with the top-2 logprobs, from a fresh engine on the CUDA
+// step model with `speculative_tokens` drafts per step; the engine's stats after it drained.
+struct EngineRun {
+  std::vector<std::vector<GeneratedToken>> tokens;
+  EngineStats stats;
+};
+
+EngineRun RunEngine(StepModel& model, const Tokenizer& tokenizer, int64_t speculative_tokens) {
   EngineOptions options;
-  options.num_kv_blocks = gpu_->num_kv_blocks();
+  options.num_kv_blocks = model.num_kv_blocks();
   options.max_num_seqs = 8;
   options.max_num_batched_tokens = 64;
   options.max_model_len = kBlocksPerSeq * 64;
-  options.speculative_tokens = 2;
-  auto engine = Engine::Create(*gpu_, nullptr, options);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto tokenizer = Tokenizer::Load(GetParam().dir());
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  options.speculative_tokens = speculative_tokens;
+  auto engine = Engine::Create(model, nullptr, options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return {};
   const std::vector<std::string> texts = {
       "And it came to pass in the days when the judges ruled, that there was a famine in the "
       "land. And a certain man of Bethlehemjudah went to sojourn in the country of Moab, he, "
@@ -148,23 +188,54 @@ TEST_P(MtpCudaTest, EngineSpeculatesThroughTheCudaModelAndFreesEveryBlock) {
   for (size_t i = 0; i < sinks.size(); ++i) {
     GenerateRequest request;
     request.request_id = absl::StrCat("r", i);
-    auto ids = (*tokenizer)->Encode(texts[i], /*add_special_tokens=*/true);
-    ASSERT_TRUE(ids.ok()) << ids.status();
+    auto ids = tokenizer.Encode(texts[i], /*add_special_tokens=*/true);
+    EXPECT_TRUE(ids.ok()) << ids.status();
     request.prompt_token_ids = *ids;
+    request.sampling.num_logprobs = 2;
     request.stop.max_new_tokens = 20 + 3 * static_cast<int64_t>(i);
     request.stop.ignore_eos = true;
     auto handle = (*engine)->Submit(request, &sinks[i]);
-    ASSERT_TRUE(handle.ok()) << handle.status();
-    handles.push_back(*std::move(handle));
+    EXPECT_TRUE(handle.ok()) << handle.status();
+    if (handle.ok()) handles.push_back(*std::move(handle));
   }
+  EngineRun run;
   for (size_t i = 0; i < sinks.size(); ++i) {
-    ASSERT_TRUE(sinks[i].WaitFinished(std::chrono::seconds(60)));
-    EXPECT_EQ(sinks[i].token_ids().size(), 20 + 3 * i);
+    EXPECT_TRUE(sinks[i].WaitFinished(std::chrono::seconds(60)));
+    run.tokens.emplace_back();
+    for (const TokenEvent& e : sinks[i].events()) {
+      run.tokens.back().insert(run.tokens.back().end(), e.tokens.begin(), e.tokens.end());
+    }
+    EXPECT_EQ(run.tokens.back().size(), 20 + 3 * i);
   }
   (*engine)->Shutdown(ShutdownMode::kDrain);
-  const EngineStats stats = (*engine)->Stats();
-  EXPECT_EQ(stats.num_kv_blocks_used, 0);
-  const SpeculativeStats& s = stats.speculation;
+  run.stats = (*engine)->Stats();
+  return run;
+}
+
+TEST_P(MtpCudaTest, EngineSpeculatesThroughTheCudaModelAndFreesEveryBlock) {
+  auto tokenizer = Tokenizer::Load(GetParam().dir());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const EngineRun plain = RunEngine(*gpu_, **tokenizer, 0);
+  const EngineRun speculative = RunEngine(*gpu_, **tokenizer, 2);
+  ASSERT_EQ(plain.tokens.size(), speculative.tokens.size());
+  for (size_t i = 0; i < plain.tokens.size(); ++i) {
+    const std::vector<GeneratedToken>& a = plain.tokens[i];
+    const std::vector<GeneratedToken>& b = speculative.tokens[i];
+    size_t same = 0;
+    while (same < std::min(a.size(), b.size()) && a[same].token_id == b[same].token_id) ++same;
+    if (same == a.size()) continue;
+    // The BF16 GEMMs of a verification (several rows) and of a decode (one) may round
+    // differently, so the first difference must be where the target's top two nearly tie.
+    ASSERT_LT(same, b.size());
+    ASSERT_GE(a[same].top_logprobs.size(), 2u);
+    const float gap = a[same].top_logprobs[0].logprob - a[same].top_logprobs[1].logprob;
+    std::cout << GetParam().name << ": request " << i << " diverges at token " << same
+              << " (top-2 logprob gap " << gap << ")\n";
+    EXPECT_LT(gap, 0.05f) << "request " << i << " token " << same;
+  }
+  EXPECT_EQ(plain.stats.num_kv_blocks_used, 0);
+  EXPECT_EQ(speculative.stats.num_kv_blocks_used, 0);
+  const SpeculativeStats& s = speculative.stats.speculation;
   EXPECT_GT(s.num_drafts, 0);
   std::cout << GetParam().name << ": " << s.num_accepted_tokens << " of " << s.num_draft_tokens
             << " draft tokens accepted\n";
