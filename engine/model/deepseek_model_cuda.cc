@@ -726,9 +726,10 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(joined + d, 2 * d * 2, branch, d * 2, d * 2,
                                                   static_cast<size_t>(t), cudaMemcpyDeviceToDevice,
                                                   cuda_stream));
+  // Marked before eh_proj, so that a quantizing linear's scratch is not held through the block.
+  const size_t mark = arena.used_bytes();
   MOESERVE_RETURN_IF_ERROR(Linear(mtp.eh_proj, joined, t, h));
 
-  const size_t mark = arena.used_bytes();
   MOESERVE_RETURN_IF_ERROR(RunLayer(mtp.block, config_.num_hidden_layers + module, in,
                                     /*first=*/true, mark, h, normed, branch));
   arena.RewindTo(mark);
