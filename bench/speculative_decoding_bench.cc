@@ -10,7 +10,7 @@
 //     ((verify + k draft steps) / decode).
 // Prints tables and writes JSON with machine and date.
 //   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--device cpu|cuda]
-//                              [--cpu-kernels fast|bf16] [--output FILE]
+//                              [--cpu-kernels fast|bf16] [--enforce-eager] [--output FILE]
 
 #include <algorithm>
 #include <chrono>
@@ -296,6 +296,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::string device = "cpu";
   std::string cpu_kernels = "fast";
+  bool enforce_eager = false;
   app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
   app.add_option("--cost-model", cost_model_dir,
                  "checkpoint with an MTP module for the step costs (default: generate the "
@@ -317,6 +318,9 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-kernels", cpu_kernels,
                  "--device cpu: fast or bf16, as the server's --cpu-kernels (docs/cpu-numerics.md)")
       ->check(CLI::IsMember({"fast", "bf16"}));
+  app.add_flag("--enforce-eager", enforce_eager,
+               "--device cuda: no decode CUDA graphs, so k = 0 runs eagerly like the speculative "
+               "steps (which always do): the verification's own cost, without the graphs' gain");
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
 
@@ -342,7 +346,8 @@ int main(int argc, char** argv) {
                                                .max_num_batched_tokens = kMaxBatchedTokens,
                                                .max_num_seqs = kMaxNumSeqs,
                                                .max_model_len = kMaxModelLen,
-                                               .max_num_kv_blocks = kKvBlocks})
+                                               .max_num_kv_blocks = kKvBlocks,
+                                               .enforce_eager = enforce_eager})
             : absl::StatusOr<CudaRunner>(selected.status());
     if (!loaded.ok()) {
       std::fprintf(stderr, "--device cuda: %s\n", loaded.status().ToString().c_str());
@@ -351,7 +356,8 @@ int main(int argc, char** argv) {
     cuda = *std::move(loaded);
     backend = Backend{.cuda = cuda.model.get(),
                       .cuda_kv_blocks = cuda.num_kv_blocks,
-                      .name = absl::StrCat(selected->name, ", ", cuda.quantization)};
+                      .name = absl::StrCat(selected->name, ", ", cuda.quantization,
+                                           enforce_eager ? ", eager" : ", decode CUDA graphs")};
   }
   std::vector<ThroughputRow> rows;
   SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread

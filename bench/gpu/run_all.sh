@@ -114,6 +114,12 @@ echo "=== benchmarks"
 "$carry/bin/moeserve-bench-speculative" --device cuda --model "$repo_root/models/kjv-v3-tiny" \
   --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 --output "$results/gpu_speculative_decoding.json" \
   2>&1 | tee "$log_dir/gpu_speculative_decoding.log" || status=1
+# The same with every step eager: k = 0 then pays the launches a speculative step pays (its
+# verification and drafts never replay graphs), which isolates the cost of verifying k + 1 tokens.
+"$carry/bin/moeserve-bench-speculative" --device cuda --enforce-eager \
+  --model "$repo_root/models/kjv-v3-tiny" --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 \
+  --output "$results/gpu_speculative_decoding_eager.json" \
+  2>&1 | tee "$log_dir/gpu_speculative_decoding_eager.log" || status=1
 # PyTorch eager BF16 on the same shape (skips itself without torch/transformers); prints ours / eager.
 python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
   --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1
