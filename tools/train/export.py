@@ -22,6 +22,7 @@ import sys
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import DeepseekV3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtp as mtp_lib  # noqa: E402
@@ -87,9 +88,15 @@ def read_run(work, from_checkpoint):
     if from_checkpoint:
         ck = torch.load(os.path.join(work, "checkpoint.pt"), weights_only=False)
         config = train.model_config()
-        src = dict(ck["model"])
+        model = DeepseekV3ForCausalLM(config)
+        model.load_state_dict(ck["model"])
         module = mtp_lib.MtpModule(config)
         module.load_state_dict(ck["mtp"])
+        if "ema" in ck:  # a --ema run exports its weight average, as its hf/ would hold
+            average = train.WeightAverage([model, module], decay=0.0)
+            average.load(ck["ema"])
+            average.swap()
+        src = dict(model.state_dict())
         src.update(module.checkpoint_tensors())
         return src, config.to_dict()
     hf = os.path.join(work, "hf")
