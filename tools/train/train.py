@@ -182,9 +182,10 @@ def lr_at(step, progress, peak, warmup, floor=0.1):
 class WeightAverage:
     """An exponential moving average of the weights (Polyak averaging), evaluated and exported
     in place of the last step's. With batches of 8 windows the held-out loss of consecutive
-    checkpoints moved by +-0.01 nats late in stage 4 (noise the last steps leave in the
-    weights); the average removes it. Covers the router biases too, which the balancing rule
-    nudges every step."""
+    checkpoints moved by +-0.01 nats late in stage 4: noise the steps leave in the weights,
+    which the average smooths while the learning rate is high. (Once the cosine has decayed it
+    matters little: at the end of stage 6 the live weights scored 4.0511, the average 4.0522.)
+    Covers the router biases too, which the balancing rule nudges every step."""
 
     def __init__(self, modules, decay):
         self.decay = decay
