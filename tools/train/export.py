@@ -93,7 +93,7 @@ def read_run(work, from_checkpoint):
         module = mtp_lib.MtpModule(config)
         module.load_state_dict(ck["mtp"])
         if "ema" in ck:  # a --ema run exports its weight average, as its hf/ would hold
-            average = train.WeightAverage([model, module], decay=0.0)
+            average = train.WeightAverage({"model": model, "mtp": module})
             average.load(ck["ema"])
             average.swap()
         src = dict(model.state_dict())

@@ -23,6 +23,7 @@ the MTP module, if DIR has none, starts fresh).
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -185,33 +186,47 @@ class WeightAverage:
     checkpoints moved by +-0.01 nats late in stage 4: noise the steps leave in the weights,
     which the average smooths while the learning rate is high. (Once the cosine has decayed it
     matters little: at the end of stage 6 the live weights scored 4.0511, the average 4.0522.)
-    Covers the router biases too, which the balancing rule nudges every step."""
+    Covers the router biases too, which the balancing rule nudges every step.
 
-    def __init__(self, modules, decay):
+    `modules` maps a prefix to each module whose weights train ({"mtp": ...} alone when
+    distilling: the frozen main model needs no average); the saved state is keyed by
+    prefixed name, so export.py can load it into the full model."""
+
+    def __init__(self, modules, decay=0.0):
         self.decay = decay
-        self.live = [t for m in modules for t in m.state_dict().values()
-                     if t.is_floating_point()]
-        self.average = [t.detach().clone() for t in self.live]
+        self.live = {f"{prefix}.{name}": t for prefix, m in modules.items()
+                     for name, t in m.state_dict().items() if t.is_floating_point()}
+        self.average = {name: t.detach().clone() for name, t in self.live.items()}
 
     @torch.no_grad()
     def update(self):
-        torch._foreach_lerp_(self.average, self.live, 1.0 - self.decay)
+        torch._foreach_lerp_(list(self.average.values()), list(self.live.values()),
+                             1.0 - self.decay)
 
     @torch.no_grad()
     def swap(self):
         """Exchanges live and averaged weights (call twice to restore)."""
-        for live, average in zip(self.live, self.average):
+        for name, live in self.live.items():
             tmp = live.clone()
-            live.copy_(average)
-            average.copy_(tmp)
+            live.copy_(self.average[name])
+            self.average[name].copy_(tmp)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The averaged weights in place for the duration (a periodic evaluation)."""
+        self.swap()
+        try:
+            yield
+        finally:
+            self.swap()
 
     def state(self):
-        return [t.clone() for t in self.average]
+        return {name: t.clone() for name, t in self.average.items()}
 
     @torch.no_grad()
     def load(self, state):
-        for average, saved in zip(self.average, state):
-            average.copy_(saved)
+        for name, saved in state.items():
+            self.average[name].copy_(saved)
 
 
 def evaluate(model, mtp, held_ids, bos):
@@ -313,7 +328,10 @@ def main():
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     meter = LoadMeter(model, mtp)
-    ema = WeightAverage([model, mtp], args.ema) if args.ema > 0 else None
+    ema = None
+    if args.ema > 0:
+        trained = {"mtp": mtp} if args.distill else {"model": model, "mtp": mtp}
+        ema = WeightAverage(trained, args.ema)
     rng = random.Random(args.seed)
     step = 0
     ckpt_path = os.path.join(args.work, "checkpoint.pt")
@@ -383,11 +401,8 @@ def main():
                "bias": {str(i): [round(x, 5) for x in g.e_score_correction_bias.tolist()]
                         for i, g in meter.gates.items()}}
         if step % args.eval_every == 0:
-            if ema is not None:
-                ema.swap()
-            rec.update(evaluate(model, mtp, held_ids, config.bos_token_id))
-            if ema is not None:
-                ema.swap()
+            with ema.applied() if ema is not None else contextlib.nullcontext():
+                rec.update(evaluate(model, mtp, held_ids, config.bos_token_id))
         log.write(json.dumps(rec) + "\n")
         log.flush()
         maxmean = {i: round(float(l.max() / l.mean()), 2) for i, l in loads.items()}
