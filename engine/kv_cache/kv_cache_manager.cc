@@ -15,13 +15,15 @@ KvCacheManager::KvCacheManager(int64_t num_blocks, bool enable_prefix_caching,
   if (enable_prefix_caching) prefix_cache_.emplace(pool_.num_blocks(), prefix_key_mask);
 }
 
-int64_t KvCacheManager::MatchPrefix(absl::Span<const int32_t> tokens, BlockTable& table) {
+int64_t KvCacheManager::MatchPrefix(absl::Span<const int32_t> tokens, BlockTable& table,
+                                    PrefixReuse reuse) {
   if (!prefix_cache_.has_value() || !table.empty()) return 0;
   const auto num_tokens = static_cast<int64_t>(tokens.size());
   counters_.prefix_query_tokens += num_tokens;
   // At least the last token is computed: at most floor((n - 1) / 64) blocks.
   const int64_t max_blocks = num_tokens > 0 ? (num_tokens - 1) / kKvBlockSize : 0;
   PrefixLink link;
+  PrefixLink link_before_last;
   for (int64_t i = 0; i < max_blocks; ++i) {
     const std::optional<PrefixCache::Found> found = prefix_cache_->Find(
         link,
@@ -30,7 +32,13 @@ int64_t KvCacheManager::MatchPrefix(absl::Span<const int32_t> tokens, BlockTable
     if (pool_.ref_count(found->block) == 0) prefix_cache_->RemoveUnused(found->block);
     pool_.IncRef(found->block);
     table.ids_.push_back(found->block);
+    link_before_last = link;
     link = found->link;
+  }
+  if (reuse == PrefixReuse::kAllButLastBlock && !table.ids_.empty()) {
+    Release(table.ids_.back());
+    table.ids_.pop_back();
+    link = link_before_last;
   }
   table.num_cached_blocks_registered_ = table.num_blocks();
   table.last_hash_ = link.key;

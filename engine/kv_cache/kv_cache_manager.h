@@ -59,7 +59,15 @@ class KvCacheManager {
   // LRU), and returns the number of tokens covered, a multiple of 64. Adds n to
   // prefix_query_tokens and the result to prefix_hit_tokens. Returns 0 and counts nothing when
   // prefix caching is off.
-  int64_t MatchPrefix(absl::Span<const int32_t> tokens, BlockTable& table);
+  //
+  // Under speculative decoding the MTP module's cache entry at each position depends on the
+  // token AFTER it too; at a block's last position that token lies outside the block, so the
+  // block's key does not cover it, and a sequence that goes on differently would read the
+  // previous owner's entry. kAllButLastBlock therefore gives back the last block found, to be
+  // computed again (vLLM and LMDeploy drop it likewise).
+  enum class PrefixReuse { kAllBlocks, kAllButLastBlock };
+  int64_t MatchPrefix(absl::Span<const int32_t> tokens, BlockTable& table,
+                      PrefixReuse reuse = PrefixReuse::kAllBlocks);
 
   // Blocks needed to grow `table` to hold num_tokens tokens in total (0 if it already does).
   int64_t BlocksNeeded(const BlockTable& table, int64_t num_tokens) const;

@@ -120,7 +120,12 @@ ScheduledBatch Scheduler::Schedule() {
     Sequence* s = waiting_.front();
     const bool first_admission = !s->timestamps.scheduled.has_value();
     int64_t cached = 0;
-    if (s->block_table.empty()) cached = kv_cache_.MatchPrefix(s->tokens, s->block_table);
+    if (s->block_table.empty()) {
+      cached = kv_cache_.MatchPrefix(s->tokens, s->block_table,
+                                     options_.speculative_tokens > 0
+                                         ? KvCacheManager::PrefixReuse::kAllButLastBlock
+                                         : KvCacheManager::PrefixReuse::kAllBlocks);
+    }
     const int64_t computed = cached;
     const int64_t n = std::min({s->num_tokens() - computed, budget, chunk_cap});
     const int64_t slots = SlotsNeeded(*s, computed + n);

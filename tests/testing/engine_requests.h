@@ -25,12 +25,14 @@ inline engine::GenerateRequest GreedyRequest(std::string id, std::vector<int32_t
   return r;
 }
 
-// `count` requests with token ids in [3, max_token_id], ids "r0", "r1", ...
+// `count` requests with token ids in [3, max_token_id], ids "r0", "r1", ...; every third one
+// starts with the same shared_prefix_len tokens.
 inline std::vector<engine::GenerateRequest> MixedGreedyRequests(int count, uint64_t seed,
-                                                                int32_t max_token_id) {
+                                                                int32_t max_token_id,
+                                                                size_t shared_prefix_len = 70) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int32_t> token(3, max_token_id);
-  std::vector<int32_t> shared(70);
+  std::vector<int32_t> shared(shared_prefix_len);
   for (auto& t : shared) t = token(rng);
   std::vector<engine::GenerateRequest> requests;
   for (int i = 0; i < count; ++i) {

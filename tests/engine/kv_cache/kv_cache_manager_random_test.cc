@@ -55,7 +55,7 @@ class ReferenceKvCache {
     for (int b = 0; b < num_blocks; ++b) free_.insert(b);
   }
 
-  int64_t MatchPrefix(const std::vector<int32_t>& tokens, Table& t) {
+  int64_t MatchPrefix(const std::vector<int32_t>& tokens, Table& t, bool all_but_last_block) {
     if (!caching_) return 0;
     const auto n = static_cast<int64_t>(tokens.size());
     stats_.prefix_query_tokens += n;
@@ -69,6 +69,12 @@ class ReferenceKvCache {
       ++b.ref;
       t.ids.push_back(it->second);
       node = b.node;
+    }
+    if (all_but_last_block && !t.ids.empty()) {
+      const int last = t.ids.back();
+      t.ids.pop_back();
+      if (--mutable_block(last).ref == 0) lru_.push_back(last);
+      node = mutable_block(last).parent_node;
     }
     t.cursor = static_cast<int64_t>(t.ids.size());
     t.last_node = node;
@@ -291,9 +297,13 @@ class Simulation {
     auto seq = std::make_unique<Seq>();
     seq->tokens = MakePrompt();
     seq->max_len = static_cast<int64_t>(seq->tokens.size()) + rng_.Int(1, 100);
-    const int64_t hit = kv_.MatchPrefix(seq->tokens, seq->table);
+    // Half the prompts reuse their hit but its last block, as under speculative decoding.
+    const bool all_but_last = rng_.Int(0, 1) == 1;
+    const int64_t hit = kv_.MatchPrefix(seq->tokens, seq->table,
+                                        all_but_last ? KvCacheManager::PrefixReuse::kAllButLastBlock
+                                                     : KvCacheManager::PrefixReuse::kAllBlocks);
     if (options_.compare_with_reference) {
-      EXPECT_EQ(ref_.MatchPrefix(seq->tokens, seq->ref), hit);
+      EXPECT_EQ(ref_.MatchPrefix(seq->tokens, seq->ref, all_but_last), hit);
     }
     EXPECT_EQ(hit % kB, 0);
     EXPECT_LT(hit, static_cast<int64_t>(seq->tokens.size()));

@@ -415,6 +415,61 @@ TEST(KvCacheManagerTest, CommitAfterAHitExtendsTheMatchedChain) {
   ExpectInvariants(kv, {&a, &b, &c});
 }
 
+// Under speculative decoding the last block a match finds is given back (the MTP module's
+// entry at its last position depends on the token after it): the hit stops one block short,
+// the block goes back to the LRU untouched, and a recomputed copy registers as a duplicate
+// while the chain goes on from the block before it.
+TEST(KvCacheManagerTest, ReuseAllButLastBlockStopsOneBlockShort) {
+  testing::TestRng rng;
+  KvCacheManager kv(12, true);
+  const std::vector<int32_t> system = RandomTokens(rng, 3 * kB);
+  BlockTable a;
+  Prefill(kv, Concat(system, RandomTokens(rng, 10)), a);
+  const std::vector<BlockId> a_blocks = a.ids();
+  kv.Free(a);
+  const KvCacheStats before = kv.Stats();
+  ASSERT_EQ(before.num_blocks_cached_unused, 3);
+
+  const std::vector<int32_t> prompt = Concat(system, RandomTokens(rng, 20));
+  BlockTable b;
+  EXPECT_EQ(kv.MatchPrefix(prompt, b, KvCacheManager::PrefixReuse::kAllButLastBlock), 2 * kB);
+  EXPECT_EQ(b.ids(), Ids({a_blocks[0], a_blocks[1]}));
+  EXPECT_EQ(kv.RefCount(a_blocks[2]), 0);
+  EXPECT_TRUE(kv.IsCached(a_blocks[2]));
+  KvCacheStats after = kv.Stats();
+  EXPECT_EQ(after.num_blocks_cached_unused, 1);
+  EXPECT_EQ(after.num_blocks_used, 2);
+  EXPECT_EQ(after.prefix_hit_tokens - before.prefix_hit_tokens, 2 * kB);
+  ExpectInvariants(kv, {&b});
+
+  // B computes the third block again; the cache keeps A's copy under that key, and B's fourth
+  // block registers as its child.
+  ASSERT_TRUE(kv.Allocate(b, static_cast<int64_t>(prompt.size())));
+  std::vector<int32_t> tokens = prompt;
+  while (static_cast<int64_t>(tokens.size()) < 4 * kB) {
+    tokens.push_back(static_cast<int32_t>(rng.Int(0, 1000)));
+  }
+  ASSERT_TRUE(kv.Allocate(b, 4 * kB));
+  kv.CommitComputedBlocks(b, tokens, 4 * kB);
+  EXPECT_NE(b.ids()[2], a_blocks[2]);
+  EXPECT_EQ(b.num_cached_blocks_registered(), 4);
+  BlockTable c;
+  EXPECT_EQ(kv.MatchPrefix(Concat(tokens, {7}), c), 4 * kB);
+  EXPECT_EQ(c.ids(), Ids({a_blocks[0], a_blocks[1], a_blocks[2], b.ids()[3]}));
+  ExpectInvariants(kv, {&b, &c});
+
+  // One block found: nothing is reused, and the table starts from the root again.
+  BlockTable d;
+  EXPECT_EQ(kv.MatchPrefix(Concat(Head(system, kB), {1, 2, 3}), d,
+                           KvCacheManager::PrefixReuse::kAllButLastBlock),
+            0);
+  EXPECT_TRUE(d.empty());
+  ASSERT_TRUE(kv.Allocate(d, kB + 3));
+  kv.CommitComputedBlocks(d, Concat(Head(system, kB), {1, 2, 3}), kB + 3);
+  EXPECT_FALSE(kv.IsCached(d.ids()[0]));  // a duplicate of A's first block, under the root
+  ExpectInvariants(kv, {&b, &c, &d});
+}
+
 // With every key equal (mask 0), a different block under the same key is told apart by its
 // stored tokens: no hit, and the colliding block is simply not registered.
 TEST(KvCacheManagerTest, HashCollisionNeverHandsOutAWrongBlock) {

@@ -45,8 +45,10 @@ GenerateRequest Greedy(std::string id, std::vector<int32_t> prompt, int64_t max_
   return testing::GreedyRequest(std::move(id), std::move(prompt), max_tokens);
 }
 
+// A third of them share a 140-token prefix: two full blocks, so that a prefix hit under
+// speculation, which reuses all but the last block found, still reuses one.
 std::vector<GenerateRequest> MakeRequests(int count, uint64_t seed, int32_t vocab) {
-  return testing::MixedGreedyRequests(count, seed, vocab - 1);
+  return testing::MixedGreedyRequests(count, seed, vocab - 1, /*shared_prefix_len=*/140);
 }
 
 struct RunResult {
@@ -171,11 +173,14 @@ INSTANTIATE_TEST_SUITE_P(Presets, SpeculativeGreedyTest,
 // bonus tokens and multi-token commits are exercised, not just rejection.
 class BundledModelSpeculationTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(BundledModelSpeculationTest, GreedyIdenticalAndDraftsAccepted) {
+std::string BundledModelDir(const std::string& name) {
   const char* root = std::getenv("MOESERVE_MODELS_DIR");
-  const std::string dir =
-      (root != nullptr ? std::string(root) : std::string(MOESERVE_SOURCE_DIR) + "/models") + "/" +
-      GetParam();
+  return (root != nullptr ? std::string(root) : std::string(MOESERVE_SOURCE_DIR) + "/models") +
+         "/" + name;
+}
+
+TEST_P(BundledModelSpeculationTest, GreedyIdenticalAndDraftsAccepted) {
+  const std::string dir = BundledModelDir(GetParam());
   const Loaded m = LoadWithMtp(dir);
   ASSERT_NE(m.model, nullptr);
   ASSERT_EQ(m.model->num_mtp_modules(), 1) << dir << " should ship an MTP module";
@@ -230,6 +235,78 @@ INSTANTIATE_TEST_SUITE_P(Models, BundledModelSpeculationTest,
                            return info.param == "kjv-v3-tiny" ? std::string("bf16")
                                                               : std::string("fp8");
                          });
+
+// Tokens gained per step: 1 + the drafts accepted in that step.
+std::vector<size_t> StepGains(const std::vector<TokenEvent>& events) {
+  std::vector<size_t> gains;
+  for (const TokenEvent& e : events) {
+    if (!e.tokens.empty()) gains.push_back(e.tokens.size());
+  }
+  return gains;
+}
+
+// A prompt that hits the prefix cache under speculation is served exactly as when it runs
+// alone, drafts included (the tokens each step gains), and reuses the hit but its last block:
+// the MTP module's cache entry at a block's last position depends on the token after the
+// block, and reusing that block would hand the prompt the entry its predecessor wrote from
+// another next token (KvCacheManager::PrefixReuse). On this model that stale entry happened
+// not to change a draft over these 12 x 64 tokens, so the hit accounting is what fails
+// without the rule.
+TEST(SpeculativePrefixCacheTest, DraftsAfterAPrefixHitAreThoseOfThePromptAlone) {
+  const Loaded m = LoadWithMtp(BundledModelDir("kjv-v3-tiny"));
+  ASSERT_NE(m.model, nullptr);
+  auto shared = m.tokenizer->Encode(
+      "In the beginning God created the heaven and the earth. And the earth was without form, "
+      "and void; and darkness was upon the face of the deep. And the Spirit of God moved upon "
+      "the face of the waters. And God said, Let there be light: and there was light. And God "
+      "saw the light, that it was good: and God divided the light from the darkness. And God "
+      "called the light Day, and the darkness he called Night. And the evening and the morning "
+      "were the first day. And God said, Let there be a firmament in the midst of the waters, "
+      "and let it divide the waters from the waters.",
+      /*add_special_tokens=*/true);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  for (const int64_t blocks : {1, 2}) {
+    const auto prefix_len = static_cast<size_t>(blocks * kKvBlockSize);
+    ASSERT_GE(shared->size(), prefix_len);
+    const std::vector<int32_t> prefix(shared->begin(), shared->begin() + prefix_len);
+    std::vector<GenerateRequest> requests;
+    for (const char* text :
+         {" And the LORD spake unto Moses, saying,", " And Naomi said unto her",
+          " Then answered Jesus and said", " And David said to Saul,", " The LORD is my shepherd;",
+          " For God so loved the world,", " Whither thou goest, I will go;", " Now the serpent was",
+          " Blessed are the poor in spirit:", " And the children of Israel",
+          " Let not your heart be troubled:", " And it came to pass, when"}) {
+      auto tail = m.tokenizer->Encode(text, /*add_special_tokens=*/false);
+      ASSERT_TRUE(tail.ok()) << tail.status();
+      std::vector<int32_t> prompt = prefix;
+      prompt.insert(prompt.end(), tail->begin(), tail->end());
+      requests.push_back(Greedy(absl::StrCat("p", requests.size()), prompt, 64));
+    }
+    EngineOptions alone{.num_kv_blocks = 64, .enable_prefix_caching = false};
+    alone.speculative_tokens = 1;
+    EngineOptions cached = alone;
+    cached.enable_prefix_caching = true;
+    auto engine = Engine::Create(*m.model, m.tokenizer.get(), cached);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    for (size_t i = 0; i < requests.size(); ++i) {  // one at a time: each hits the cache
+      CollectingSink sink;
+      auto handle = (*engine)->Submit(requests[i], &sink);
+      ASSERT_TRUE(handle.ok()) << handle.status();
+      ASSERT_TRUE(sink.WaitFinished());
+      const RunResult reference = RunAll(m, alone, {requests[i]});
+      ASSERT_EQ(reference.events.size(), 1u);
+      EXPECT_EQ(Tokens(sink.events()), Tokens(reference.events[0])) << blocks << " " << i;
+      EXPECT_EQ(StepGains(sink.events()), StepGains(reference.events[0]))
+          << "prefix of " << blocks << " blocks, request " << i
+          << ": drafts differ from the prompt's alone";
+    }
+    (*engine)->Shutdown(ShutdownMode::kDrain);
+    const EngineStats stats = (*engine)->Stats();
+    EXPECT_EQ(stats.prefix_hit_tokens,
+              static_cast<int64_t>(requests.size() - 1) * (blocks - 1) * kKvBlockSize);
+    EXPECT_EQ(stats.num_kv_blocks_used, 0);
+  }
+}
 
 class SpeculativeStopsTest : public ::testing::Test {
  protected:

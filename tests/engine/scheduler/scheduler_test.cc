@@ -214,5 +214,35 @@ TEST(SchedulerTest, PartialPrefillsPerStepAreBounded) {
   for (const ScheduledSequence& e : batch.sequences) EXPECT_EQ(e.num_new_tokens, 100);
 }
 
+// A prompt that shares three full blocks with a finished one reuses all three, or under
+// speculative decoding two: the MTP module's cache entry at the third block's last position was
+// computed from the finished prompt's next token, which the new prompt does not share.
+TEST(SchedulerTest, SpeculationReusesAPrefixHitButItsLastBlock) {
+  for (const int64_t k : {0, 1, 3}) {
+    SCOPED_TRACE(absl::StrCat("speculative_tokens ", k));
+    std::mt19937 rng(8);
+    EngineOptions options{.num_kv_blocks = 32,
+                          .max_num_batched_tokens = 512,
+                          .enable_prefix_caching = true,
+                          .speculative_tokens = k};
+    Scheduler scheduler(options);
+    std::vector<int32_t> shared(3 * kKvBlockSize);
+    for (auto& t : shared) t = static_cast<int32_t>(rng() % 50);
+    scheduler.Add(MakeSequence("first", 3 * kKvBlockSize + 5, 1, 0, 0, rng, shared));
+    ScheduledBatch first = scheduler.Schedule();
+    ASSERT_EQ(first.sequences.size(), 1u);
+    scheduler.CommitComputed(first);
+    scheduler.Finish(first.sequences[0].sequence);
+
+    scheduler.Add(MakeSequence("second", 3 * kKvBlockSize + 9, 1, 0, 1, rng, shared));
+    ScheduledBatch second = scheduler.Schedule();
+    ASSERT_EQ(second.sequences.size(), 1u);
+    const int64_t reused = k > 0 ? 2 * kKvBlockSize : 3 * kKvBlockSize;
+    EXPECT_EQ(second.sequences[0].sequence->num_cached_tokens, reused);
+    EXPECT_EQ(second.sequences[0].num_new_tokens, 3 * kKvBlockSize + 9 - reused);
+    EXPECT_EQ(scheduler.kv_cache().Stats().prefix_hit_tokens, reused);
+  }
+}
+
 }  // namespace
 }  // namespace moeserve::engine
