@@ -4,7 +4,8 @@
 // tokens and every token's final-normed hidden state, then one MTP step fed the CPU's states,
 // whose logits, states and greedy drafts must agree within the BF16 stream's error; then a main
 // decode step and an MTP decode step, which read the latents the two prefills cached (a module
-// writing into a main layer's pages, or reading the wrong ones, shows there). Then the engine
+// writing into a main layer's pages, or reading the wrong ones, shows there); all of it in both
+// attention forms (kAuto, and kAbsorbed, which the engine uses). Then the engine
 // speculates through the CUDA StepModel: greedy tokens equal those of the same engine without
 // speculation (a divergence only at a near tie of the target's top two), every KV block comes
 // back, and on the trained module most drafts are accepted.
@@ -64,11 +65,26 @@ class MtpCudaTest : public testing::CudaTest,
               (cpu_->config().num_hidden_layers + 1) * cpu_->config().kv_cache_dim() * 2);
   }
 
+  // Verification, an MTP step, then a decode and an MTP decode step, each against the CPU.
+  void CompareStepsWithCpu(MlaForm form);
+
   std::unique_ptr<DeepseekModel> cpu_;
   std::unique_ptr<StepModel> gpu_;
 };
 
+// Run in both attention forms: kAuto (the naive form for multi-token sequences) and
+// kAbsorbed, which the engine serves with (EngineOptions::mla_form), so verification and
+// prefill go through the multi-query absorbed decode kernel there.
 TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
+  for (const MlaForm form : {MlaForm::kAuto, MlaForm::kAbsorbed}) {
+    SCOPED_TRACE(form == MlaForm::kAuto ? "mla_form auto" : "mla_form absorbed");
+    CompareStepsWithCpu(form);
+  }
+}
+
+void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
+  ForwardOptions options;
+  options.mla_form = form;
   const int64_t vocab = cpu_->config().vocab_size;
   const int64_t hidden = cpu_->config().hidden_size;
   KvPages cpu_pages = cpu_->MakeKvPages(kPoolBlocks);
@@ -87,7 +103,7 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
                         std::vector<int32_t>(ids[s].begin(), ids[s].begin() + lengths[s]));
   }
   const ForwardBatch batch = std::move(builder).Build();
-  ForwardOptions verify;
+  ForwardOptions verify = options;
   verify.logits_per_sequence = {2, 3, 1, 1};
   auto expected = cpu_->ForwardWithHidden(batch, cpu_pages, verify);
   auto actual = gpu_->ForwardWithHidden(batch, verify);
@@ -107,8 +123,8 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
         std::vector<int32_t>(ids[s].begin() + 1, ids[s].begin() + 1 + lengths[s]));
   }
   const ForwardBatch mtp_batch = std::move(mtp_builder).Build();
-  auto cpu_draft = cpu_->ForwardMtp(0, mtp_batch, expected->hidden, cpu_pages, {});
-  auto gpu_draft = gpu_->ForwardMtp(mtp_batch, expected->hidden, {});
+  auto cpu_draft = cpu_->ForwardMtp(0, mtp_batch, expected->hidden, cpu_pages, options);
+  auto gpu_draft = gpu_->ForwardMtp(mtp_batch, expected->hidden, options);
   ASSERT_TRUE(cpu_draft.ok()) << cpu_draft.status();
   ASSERT_TRUE(gpu_draft.ok()) << gpu_draft.status();
   ASSERT_EQ(cpu_draft->logits.size(), static_cast<size_t>(mtp_batch.num_seqs() * vocab));
@@ -136,16 +152,16 @@ TEST_P(MtpCudaTest, VerificationAndDraftStepsMatchTheCpuBackend) {
                                    {ids[s][lengths[s] + 1]});
   }
   const ForwardBatch decode = std::move(decode_builder).Build();
-  auto cpu_decode = cpu_->ForwardWithHidden(decode, cpu_pages, {});
-  auto gpu_decode = gpu_->ForwardWithHidden(decode, {});
+  auto cpu_decode = cpu_->ForwardWithHidden(decode, cpu_pages, options);
+  auto gpu_decode = gpu_->ForwardWithHidden(decode, options);
   ASSERT_TRUE(cpu_decode.ok()) << cpu_decode.status();
   ASSERT_TRUE(gpu_decode.ok()) << gpu_decode.status();
   ASSERT_EQ(gpu_decode->logits.size(), cpu_decode->logits.size());
   ASSERT_EQ(gpu_decode->hidden.size(), cpu_decode->hidden.size());
   EXPECT_LT(testing::MaxRelativeError(gpu_decode->logits, cpu_decode->logits), 5e-2);
   const ForwardBatch mtp_decode = std::move(mtp_decode_builder).Build();
-  auto cpu_next = cpu_->ForwardMtp(0, mtp_decode, cpu_decode->hidden, cpu_pages, {});
-  auto gpu_next = gpu_->ForwardMtp(mtp_decode, cpu_decode->hidden, {});
+  auto cpu_next = cpu_->ForwardMtp(0, mtp_decode, cpu_decode->hidden, cpu_pages, options);
+  auto gpu_next = gpu_->ForwardMtp(mtp_decode, cpu_decode->hidden, options);
   ASSERT_TRUE(cpu_next.ok()) << cpu_next.status();
   ASSERT_TRUE(gpu_next.ok()) << gpu_next.status();
   ASSERT_EQ(gpu_next->logits.size(), cpu_next->logits.size());
