@@ -11,6 +11,10 @@
   share of the words the model wrote (runs of letters, case-insensitive; generated_words: the
   prompt's words excluded unless the continuation extends its last one, and a last word cut by
   the token limit excluded) that occur anywhere in the KJV;
+* lexicon leaks: on the held-out text, teacher-forced, the probability (at the sampling
+  temperature) the model gives tokens that would spell a word not in the KJV
+  (tools/train/lexicon.py), summed over positions, per held-out word: a low-noise companion to
+  the sampled count (it is higher, since held-out text is harder for the model than its own);
 * MTP: on the held-out text, teacher-forced, how often the MTP module's argmax for token i+2
   equals the model's own argmax at position i+1 (the greedy acceptance rate of speculative
   decoding with one draft token), and the module's cross-entropy.
@@ -20,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 
 import torch
@@ -29,11 +32,12 @@ from transformers import DeepseekV3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402
+import lexicon  # noqa: E402
 import mtp as mtp_lib  # noqa: E402
 import train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORD = re.compile(r"[A-Za-z]+")
+WORD = lexicon.WORD
 
 
 def generated_words(prompt, continuation):
@@ -45,6 +49,18 @@ def generated_words(prompt, continuation):
     if spans and spans[-1].end() == len(text):
         spans.pop()
     return [m.group() for m in spans]
+
+
+@torch.no_grad()
+def held_out_leaks(model, lex, ids, bos, temperature):
+    """Sum over held-out positions of P(a token that leaves the lexicon), teacher-forced in the
+    chunks mtp.held_out uses."""
+    total = 0.0
+    for s in range(0, len(ids), train.SEQ_LEN - 1):
+        chunk = torch.cat([torch.tensor([bos]), ids[s:s + train.SEQ_LEN - 1]]).unsqueeze(0)
+        logits = model(chunk, use_cache=False).logits[0].float() / temperature
+        total += lexicon.leak_log_prob(logits, lex.masks_for(chunk)[0]).exp().sum().item()
+    return total
 
 
 @torch.no_grad()
@@ -82,6 +98,9 @@ def main():
     loss, mtp_loss, acceptance = mtp_lib.held_out(model, module, held_ids, config.bos_token_id,
                                                   train.SEQ_LEN)
     kjv_words = {w.lower() for v in train_v + held for w in WORD.findall(v[3])}
+    leaks = held_out_leaks(model, lexicon.Lexicon([v[3] for v in train_v + held], tok), held_ids,
+                           config.bos_token_id, args.temperature)
+    leaks_per_word = leaks / len(WORD.findall(corpus.as_text(held)))
     samples, total, known, unknown = [], 0, 0, {}
     for i, text in enumerate(corpus.prompt_candidates(held)[:args.samples]):
         ids = tok.encode(text).ids
@@ -103,13 +122,15 @@ def main():
         "non_kjv_words": unknown,
         "sampling": {"temperature": args.temperature, "tokens": args.tokens,
                      "seeds": [1, args.samples]},
+        "held_out_lexicon_leaks_per_word": leaks_per_word,
         "mtp_held_out_loss": mtp_loss,
         "mtp_greedy_acceptance": acceptance,
         "samples": samples,
     }
     print(f"held-out perplexity {result['held_out_perplexity']:.2f}; KJV words "
           f"{100 * result['kjv_word_share']:.1f}% of {total} (non-words: "
-          f"{', '.join(sorted(unknown)) or 'none'}); MTP greedy acceptance "
+          f"{', '.join(sorted(unknown)) or 'none'}); held-out lexicon leaks "
+          f"{leaks_per_word:.4f} per word; MTP greedy acceptance "
           f"{100 * acceptance:.1f}% (MTP loss {mtp_loss:.3f})")
     if args.out:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)

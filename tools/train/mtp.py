@@ -17,7 +17,9 @@ Distillation (`distill_loss`, train.py --distill): the main model frozen, the mo
 the main model's own next-token distribution one position on, KL(P_main(· | t_≤i+1) ‖ P(t_{i+2})).
 What speculative decoding accepts is agreement with the main model, not with the data, so this
 targets acceptance directly (as draft heads such as EAGLE's are trained), and it leaves the
-main model, its goldens and its perplexity bit-for-bit as they were.
+main model, its goldens and its perplexity bit-for-bit as they were. `alongside_distill_loss`
+(train.py --distill-alongside) does the same while the main model trains, against each step's
+main forward, so one run yields both.
 """
 
 import torch
@@ -45,11 +47,16 @@ class MtpModule(nn.Module):
             nn.init.normal_(gate.weight, 0.0, std)
             nn.init.zeros_(gate.e_score_correction_bias)
 
-    def forward(self, model, hidden, tokens):
+    def forward(self, model, hidden, tokens, detach_shared=False):
         """hidden: [B, T, D] main final-normed states; tokens: [B, T]. Returns logits
-        [B, T-1, V]: row i predicts t_{i+2} (the last row has no target inside the window)."""
+        [B, T-1, V]: row i predicts t_{i+2} (the last row has no target inside the window).
+        detach_shared: no gradient reaches the main model's embedding and lm_head (distilling
+        alongside the main model's own training)."""
         n = tokens.shape[1] - 1
-        e = model.model.embed_tokens(tokens[:, 1:n + 1])
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        if detach_shared:
+            emb, head = emb.detach(), head.detach()
+        e = nn.functional.embedding(tokens[:, 1:n + 1], emb)
         e = torch.cat([torch.zeros_like(e[:, :1]), e[:, 1:]], dim=1)  # position 0
         x = self.eh_proj(torch.cat([self.enorm(e), self.hnorm(hidden[:, :n])], dim=-1))
         pos = torch.arange(n, device=tokens.device)[None].expand(tokens.shape[0], n)
@@ -57,7 +64,7 @@ class MtpModule(nn.Module):
         mask = torch.full((n, n), torch.finfo(x.dtype).min, device=x.device).triu(1)[None, None]
         y = self.block(x, attention_mask=mask, position_ids=pos, position_embeddings=cos_sin)
         y = y[0] if isinstance(y, tuple) else y
-        return model.lm_head(self.head_norm(y))
+        return nn.functional.linear(self.head_norm(y), head)
 
     def checkpoint_tensors(self):
         """The module's tensors under the real V3/R1 names model.layers.{N}.* (embed_tokens and
@@ -71,19 +78,40 @@ class MtpModule(nn.Module):
         return {k: v.detach().float().contiguous() for k, v in out.items()}
 
 
-def losses(model, mtp, batch, mtp_weight):
-    """Main next-token loss, MTP next-next-token loss, and their λ-weighted sum."""
-    out = model.model(input_ids=batch, use_cache=False)
-    hidden = out.last_hidden_state
-    logits = model.lm_head(hidden)
-    ce = nn.functional.cross_entropy
+def main_forward(model, batch):
+    """The main model's final-normed hidden states and logits for `batch`."""
+    hidden = model.model(input_ids=batch, use_cache=False).last_hidden_state
+    return hidden, model.lm_head(hidden)
+
+
+def next_token_loss(logits, batch):
     vocab = logits.shape[-1]
-    main = ce(logits[:, :-1].reshape(-1, vocab).float(), batch[:, 1:].reshape(-1))
-    if mtp_weight == 0:  # the main model alone (the module is distilled afterwards)
-        return main, torch.zeros(()), main
+    return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, vocab).float(),
+                                       batch[:, 1:].reshape(-1))
+
+
+def next_next_token_loss(model, mtp, hidden, batch):
+    """The module's CE on t_{i+2}; gradients flow into the main model (report §2.2)."""
     mtp_logits = mtp(model, hidden, batch)[:, :-1]  # rows 0..T-3 have targets t_2..t_{T-1}
-    extra = ce(mtp_logits.reshape(-1, vocab).float(), batch[:, 2:].reshape(-1))
-    return main, extra, main + mtp_weight * extra
+    vocab = mtp_logits.shape[-1]
+    return nn.functional.cross_entropy(mtp_logits.reshape(-1, vocab).float(),
+                                       batch[:, 2:].reshape(-1))
+
+
+def _kl_to_next_position(model, mtp, hidden, logits, batch, detach_shared):
+    teacher = torch.log_softmax(logits[:, 1:].detach().float(), dim=-1)
+    student = torch.log_softmax(
+        mtp(model, hidden, batch, detach_shared=detach_shared).float(), dim=-1)
+    vocab = student.shape[-1]
+    return nn.functional.kl_div(student.reshape(-1, vocab), teacher.reshape(-1, vocab),
+                                log_target=True, reduction="batchmean")
+
+
+def alongside_distill_loss(model, mtp, hidden, logits, batch):
+    """distill_loss against the main model as it trains: the teacher is this step's main
+    forward, and nothing flows back into the main model (its states, embedding and head are
+    detached), so the main model trains exactly as without the module."""
+    return _kl_to_next_position(model, mtp, hidden.detach(), logits, batch, detach_shared=True)
 
 
 def distill_loss(model, mtp, batch):
@@ -91,12 +119,8 @@ def distill_loss(model, mtp, batch):
     row i, over every row of the window (the teacher needs no data target, so the last row
     counts too). Only the module gets gradients."""
     with torch.no_grad():
-        hidden = model.model(input_ids=batch, use_cache=False).last_hidden_state
-        teacher = torch.log_softmax(model.lm_head(hidden)[:, 1:].float(), dim=-1)
-    student = torch.log_softmax(mtp(model, hidden, batch).float(), dim=-1)
-    vocab = student.shape[-1]
-    return nn.functional.kl_div(student.reshape(-1, vocab), teacher.reshape(-1, vocab),
-                                log_target=True, reduction="batchmean")
+        hidden, logits = main_forward(model, batch)
+    return _kl_to_next_position(model, mtp, hidden, logits, batch, detach_shared=False)
 
 
 @torch.no_grad()

@@ -20,6 +20,10 @@ One multi-token-prediction (MTP) module (num_nextn_predict_layers = 1) trains be
 model with DeepSeek-V3's λ-weighted next-next-token loss (tools/train/mtp.py; transformers has no
 MTP module). --init-from DIR starts the main model from a shipped checkpoint (continued training;
 the MTP module, if DIR has none, starts fresh).
+
+--lexicon-weight W adds W times an unlikelihood term on the tokens that would spell a word the
+training text does not contain (tools/train/lexicon.py); --distill-alongside distils the module
+from the main model while the main model trains (mtp.alongside_distill_loss).
 """
 
 import argparse
@@ -39,6 +43,7 @@ from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402
+import lexicon  # noqa: E402
 import mtp as mtp_lib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -279,6 +284,12 @@ def main():
     ap.add_argument("--distill", action="store_true",
                     help="train only the MTP module, on the frozen main model's own next-token "
                          "distribution (tools/train/mtp.py distill_loss); needs --init-from")
+    ap.add_argument("--lexicon-weight", type=float, default=0.0,
+                    help="weight of the unlikelihood of tokens that would spell a word outside "
+                         "the training text's lexicon (tools/train/lexicon.py)")
+    ap.add_argument("--distill-alongside", action="store_true",
+                    help="with --mtp-weight 0: distil the MTP module from the main model while "
+                         "the main model trains (mtp.alongside_distill_loss)")
     ap.add_argument("--dropout", type=float, default=0.0,
                     help="residual-branch and embedding dropout (add_dropout); the model "
                          "card's stage 4 compares 0.1 with none")
@@ -310,6 +321,11 @@ def main():
         sys.exit("--distill needs --init-from: a trained main model to distil from")
     if args.distill and args.dropout > 0:
         sys.exit("--distill takes no --dropout: the frozen teacher must be the served model")
+    if args.distill_alongside and (args.distill or args.mtp_weight != 0):
+        sys.exit("--distill-alongside goes with --mtp-weight 0 and without --distill")
+    if args.distill and args.lexicon_weight > 0:
+        sys.exit("--distill trains the module alone; --lexicon-weight is for the main model")
+    lex = lexicon.Lexicon([v[3] for v in train_v], tok) if args.lexicon_weight > 0 else None
     if args.dropout > 0:
         add_dropout(model, mtp, args.dropout)
     model.train()
@@ -377,7 +393,21 @@ def main():
                 loss = mtp_lib.distill_loss(model, mtp, batch)
                 main_loss, mtp_loss = torch.zeros(()), loss
             else:
-                main_loss, mtp_loss, loss = mtp_lib.losses(model, mtp, batch, args.mtp_weight)
+                hidden, logits = mtp_lib.main_forward(model, batch)
+                main_loss = mtp_lib.next_token_loss(logits, batch)
+                loss = main_loss
+                if args.mtp_weight > 0:
+                    mtp_loss = mtp_lib.next_next_token_loss(model, mtp, hidden, batch)
+                    loss = loss + args.mtp_weight * mtp_loss
+                elif args.distill_alongside:  # the log's "mtp" is the KL
+                    mtp_loss = mtp_lib.alongside_distill_loss(model, mtp, hidden, logits, batch)
+                    loss = loss + mtp_loss
+                else:
+                    mtp_loss = torch.zeros(())
+                if lex is not None:
+                    lexicon_loss = lexicon.unlikelihood(logits[:, :-1],
+                                                        lex.masks_for(batch[:, :-1]))
+                    loss = loss + args.lexicon_weight * lexicon_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0).item()
@@ -394,7 +424,9 @@ def main():
         if ema is not None:
             ema.update()
         step += 1
-        rec = {"step": step, "loss": main_loss.item(), "mtp_loss": mtp_loss.item(), "lr": lr, "grad_norm": gnorm,
+        rec = {"step": step, "loss": main_loss.item(), "mtp_loss": mtp_loss.item(),
+               **({"lexicon_loss": lexicon_loss.item()} if lex is not None else {}),
+               "lr": lr, "grad_norm": gnorm,
                "seconds": time.time() - ts, "elapsed": elapsed0 + time.time() - t0,
                "tokens": step * tokens_per_step,
                "expert_load": {str(i): [int(x) for x in loads[i].tolist()] for i in loads},
@@ -407,7 +439,9 @@ def main():
         log.flush()
         maxmean = {i: round(float(l.max() / l.mean()), 2) for i, l in loads.items()}
         print(f"step {step} ({progress:.0%}) loss {main_loss.item():.4f} "
-              f"mtp {mtp_loss.item():.4f} lr {lr:.2e} "
+              f"mtp {mtp_loss.item():.4f} "
+              + (f"lexicon {lexicon_loss.item():.4f} " if lex is not None else "")
+              + f"lr {lr:.2e} "
               f"gnorm {gnorm:.2f} {rec['seconds']:.2f}s max/mean load {maxmean}"
               + (f" held-out loss {rec['held_out_loss']:.4f} mtp {rec['held_out_mtp_loss']:.4f}"
                  f" acceptance {rec['held_out_mtp_acceptance']:.3f}"
