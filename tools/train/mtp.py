@@ -109,8 +109,9 @@ def _kl_to_next_position(model, mtp, hidden, logits, batch, detach_shared):
 
 def alongside_distill_loss(model, mtp, hidden, logits, batch):
     """distill_loss against the main model as it trains: the teacher is this step's main
-    forward, and nothing flows back into the main model (its states, embedding and head are
-    detached), so the main model trains exactly as without the module."""
+    forward, and no gradient flows back into the main model (its states, embedding and head
+    are detached); train.py's global gradient-norm clip, which counts the module's gradients
+    too, is the one thing the two share."""
     return _kl_to_next_position(model, mtp, hidden.detach(), logits, batch, detach_shared=True)
 
 
