@@ -52,18 +52,6 @@ def generated_words(prompt, continuation):
 
 
 @torch.no_grad()
-def held_out_leaks(model, lex, ids, bos, temperature):
-    """Sum over held-out positions of P(a token that leaves the lexicon), teacher-forced in the
-    chunks mtp.held_out uses."""
-    total = 0.0
-    for s in range(0, len(ids), train.SEQ_LEN - 1):
-        chunk = torch.cat([torch.tensor([bos]), ids[s:s + train.SEQ_LEN - 1]]).unsqueeze(0)
-        logits = model(chunk, use_cache=False).logits[0].float() / temperature
-        total += lexicon.leak_log_prob(logits, lex.masks_for(chunk)[0]).exp().sum().item()
-    return total
-
-
-@torch.no_grad()
 def sample(model, prompt_ids, n, temperature, seed):
     gen = torch.Generator().manual_seed(seed)
     seq = list(prompt_ids)
@@ -95,12 +83,17 @@ def main():
     train_v, held, _ = corpus.split()
     held_ids = torch.tensor(tok.encode(corpus.as_text(held), add_special_tokens=False).ids)
 
+    lex = lexicon.Lexicon([v[3] for v in train_v + held], tok)
+    kjv_words = lex.words
+    leaks = []  # per chunk, the probability (at the sampling temperature) of leaving the lexicon
+
+    def count_leaks(chunk, logits):
+        leak = lexicon.leak_log_prob(logits / args.temperature, lex.masks_for(chunk)[0]).exp()
+        leaks.append(leak.sum().item())
+
     loss, mtp_loss, acceptance = mtp_lib.held_out(model, module, held_ids, config.bos_token_id,
-                                                  train.SEQ_LEN)
-    kjv_words = {w.lower() for v in train_v + held for w in WORD.findall(v[3])}
-    leaks = held_out_leaks(model, lexicon.Lexicon([v[3] for v in train_v + held], tok), held_ids,
-                           config.bos_token_id, args.temperature)
-    leaks_per_word = leaks / len(WORD.findall(corpus.as_text(held)))
+                                                  train.SEQ_LEN, on_chunk=count_leaks)
+    leaks_per_word = sum(leaks) / len(WORD.findall(corpus.as_text(held)))
     samples, total, known, unknown = [], 0, 0, {}
     for i, text in enumerate(corpus.prompt_candidates(held)[:args.samples]):
         ids = tok.encode(text).ids

@@ -54,9 +54,8 @@ class Lexicon:
         for s in self.surface:
             letters_only = bool(s) and s.isascii() and s.isalpha()
             self.all_letters.append(letters_only)
-            lead = _leading_letters(s)
-            trail = _trailing_letters(s) if not letters_only else s
-            inner = WORD.findall(s[len(lead):len(s) - len(trail)]) if not letters_only else []
+            lead, trail = _leading_letters(s), _trailing_letters(s)  # both s if all letters
+            inner = WORD.findall(s[len(lead):len(s) - len(trail)])
             self.lead.append(lead)
             self.trail.append(trail)
             self.self_ok.append(letters_only or (all(w in self.words for w in inner)

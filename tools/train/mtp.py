@@ -125,10 +125,11 @@ def distill_loss(model, mtp, batch):
 
 
 @torch.no_grad()
-def held_out(model, mtp, ids, bos, seq_len):
+def held_out(model, mtp, ids, bos, seq_len, on_chunk=None):
     """Held-out main loss, MTP loss, and greedy MTP acceptance: how often the module's argmax
     for t_{i+2} equals the main model's argmax at position i+1 (what greedy speculative decoding
-    accepts), teacher-forced over `ids` in BOS-prefixed chunks."""
+    accepts), teacher-forced over `ids` in BOS-prefixed chunks. on_chunk(chunk, logits), if
+    given, sees each chunk [1, T] and the main model's fp32 logits [T, V] for it."""
     model.eval()
     mtp.eval()
     tot_main = tot_mtp = 0.0
@@ -137,6 +138,8 @@ def held_out(model, mtp, ids, bos, seq_len):
         chunk = torch.cat([torch.tensor([bos]), ids[s:s + seq_len - 1]]).unsqueeze(0)
         hidden = model.model(input_ids=chunk, use_cache=False).last_hidden_state
         logits = model.lm_head(hidden)[0].float()
+        if on_chunk is not None:
+            on_chunk(chunk, logits)
         tot_main += nn.functional.cross_entropy(logits[:-1], chunk[0, 1:], reduction="sum").item()
         n_main += chunk.shape[1] - 1
         if chunk.shape[1] < 3:
