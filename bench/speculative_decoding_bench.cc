@@ -5,9 +5,10 @@
 //     CPU backend, or with --device cuda on the GPU one (bench/gpu/run_all.sh runs that).
 //  2. CPU only: the price of a step on a larger model (default: a V2-Lite-shaped checkpoint,
 //     3 layers plus an MTP module, generated into the temp directory): one decode forward, one
-//     k+1-token verification forward and one MTP draft step, batch 1 at a given context, and
-//     the speed-up that implies at the acceptance measured in (1): (1 + E[accepted]) /
-//     ((verify + k draft steps) / decode).
+//     k+1-token verification forward, one MTP draft step, and a k = 1 step's MTP pass (two
+//     positions, the first writing only its latents), batch 1 at a given context, interleaved;
+//     and the speed-up that implies at the acceptance measured in (1): (1 + E[accepted]) /
+//     ((verify + MTP pass + (k - 1) draft steps) / decode), the pass taken at two positions.
 // Prints tables and writes JSON with machine and date.
 //   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--device cpu|cuda]
 //                              [--cpu-kernels fast|bf16] [--enforce-eager] [--output FILE]
@@ -17,6 +18,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -140,24 +142,44 @@ ThroughputRow RunThroughput(const Backend& backend, const Tokenizer& tokenizer, 
   return row;
 }
 
-// Median wall time of `fn` over `reps` runs after one warm-up.
-template <typename Fn>
-double MedianSeconds(int reps, Fn&& fn) {
-  fn();
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    const Clock::time_point t0 = Clock::now();
-    fn();
-    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+// A forward to time, and the one that precedes it in the loop it belongs to (run untimed just
+// before it), so the caches hold what they would: a decode follows a decode when k = 0, a
+// verification follows the MTP pass of the step before.
+struct TimedStep {
+  std::function<void()> before;
+  std::function<void()> step;
+};
+
+// Median wall time of each step over `reps` rounds after one warm-up round. Each round runs
+// every step once, in turn, so all of them see the same state of this (noisy, shared) VM: run
+// one after the other, two steps measured seconds apart differed by up to 1.6x here.
+std::vector<double> InterleavedMedianMs(int reps, const std::vector<TimedStep>& steps) {
+  std::vector<std::vector<double>> times(steps.size());
+  for (int r = -1; r < reps; ++r) {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      steps[i].before();
+      const Clock::time_point t0 = Clock::now();
+      steps[i].step();
+      const double ms = 1e3 * std::chrono::duration<double>(Clock::now() - t0).count();
+      if (r >= 0) times[i].push_back(ms);
+    }
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::vector<double> medians;
+  for (std::vector<double>& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
 }
 
 struct StepCosts {
   double decode_ms = 0.0;
   std::vector<double> verify_ms;  // [k - 1]: k + 1 tokens
   double draft_ms = 0.0;          // one MTP step, one token
+  // The MTP pass of a k = 1 step that accepted its draft: two positions, logits for the last;
+  // the first writes only its latents (as served), or (for comparison) runs the whole block.
+  double pass_ms = 0.0;
+  double pass_full_block_ms = 0.0;
 };
 
 // Batch-1 step times at `context` tokens of cached context, in the absorbed form the engine
@@ -177,23 +199,39 @@ StepCosts MeasureStepCosts(const DeepseekModel& model, int64_t context, int64_t 
     return std::move(builder).Build();
   };
   (void)model.ForwardWithHidden(batch_of(0, context), pages, options);  // fill the cache
-  StepCosts costs;
   const int64_t hidden = model.config().hidden_size;
-  costs.decode_ms = 1e3 * MedianSeconds(reps, [&] {
-                      (void)model.ForwardWithHidden(batch_of(context, 1), pages, options);
-                    });
-  for (int64_t k = 1; k <= max_k; ++k) {
-    ForwardOptions verify = options;
-    verify.logits_per_sequence = {static_cast<int32_t>(k + 1)};
-    costs.verify_ms.push_back(1e3 * MedianSeconds(reps, [&] {
-                                (void)model.ForwardWithHidden(batch_of(context, k + 1), pages,
-                                                              verify);
-                              }));
-  }
   const std::vector<float> state(static_cast<size_t>(hidden), 0.5f);
-  costs.draft_ms = 1e3 * MedianSeconds(reps, [&] {
-                     (void)model.ForwardMtp(0, batch_of(context, 1), state, pages, options);
-                   });
+  const std::vector<float> two_states(static_cast<size_t>(2 * hidden), 0.5f);
+  ForwardOptions full_block = options;
+  full_block.logits_for = LogitsFor::kAllTokens;  // every position through the block
+
+  const auto decode = [&] { (void)model.ForwardWithHidden(batch_of(context, 1), pages, options); };
+  const auto verify = [&](int64_t k) {
+    ForwardOptions verify_options = options;
+    verify_options.logits_per_sequence = {static_cast<int32_t>(k + 1)};
+    (void)model.ForwardWithHidden(batch_of(context, k + 1), pages, verify_options);
+  };
+  const auto draft = [&] {
+    (void)model.ForwardMtp(0, batch_of(context, 1), state, pages, options);
+  };
+  const auto pass = [&] {
+    (void)model.ForwardMtp(0, batch_of(context, 2), two_states, pages, options);
+  };
+  std::vector<TimedStep> steps;
+  steps.push_back({decode, decode});
+  for (int64_t k = 1; k <= max_k; ++k) steps.push_back({pass, [&, k] { verify(k); }});
+  steps.push_back({pass, draft});
+  steps.push_back({[&] { verify(1); }, pass});
+  steps.push_back(
+      {[&] { verify(1); },
+       [&] { (void)model.ForwardMtp(0, batch_of(context, 2), two_states, pages, full_block); }});
+  const std::vector<double> ms = InterleavedMedianMs(reps, steps);
+  StepCosts costs;
+  costs.decode_ms = ms[0];
+  costs.verify_ms.assign(ms.begin() + 1, ms.begin() + 1 + max_k);
+  costs.draft_ms = ms[1 + max_k];
+  costs.pass_ms = ms[2 + max_k];
+  costs.pass_full_block_ms = ms[3 + max_k];
   return costs;
 }
 
@@ -252,8 +290,13 @@ std::optional<nlohmann::json> RunStepCosts(std::string cost_model_dir, int64_t c
   }
   std::printf("%-28s | %9.2f | %8.2fx\n", "MTP draft step (1 token)", costs.draft_ms,
               costs.draft_ms / costs.decode_ms);
+  std::printf("%-28s | %9.2f | %8.2fx\n", "MTP pass, k=1 step (2 pos.)", costs.pass_ms,
+              costs.pass_ms / costs.decode_ms);
+  std::printf("%-28s | %9.2f | %8.2fx\n", "  same, both through block", costs.pass_full_block_ms,
+              costs.pass_full_block_ms / costs.decode_ms);
   std::printf(
-      "\nimplied batch-1 speed-up = (1 + accepted per step) / ((verify + k drafts) / decode)\n");
+      "\nimplied batch-1 speed-up = (1 + accepted per step) / ((verify + MTP pass + (k - 1) "
+      "drafts) / decode)\n");
   std::printf("%2s | %14s | %14s | %9s\n", "k", "mean accepted", "step vs decode", "speed-up");
   nlohmann::json implied = nlohmann::json::array();
   for (int64_t k = 1; k <= max_k; ++k) {
@@ -261,7 +304,8 @@ std::optional<nlohmann::json> RunStepCosts(std::string cost_model_dir, int64_t c
                                  [&](const ThroughputRow& r) { return r.batch == 1 && r.k == k; });
     const double length = it != rows.end() ? it->mean_acceptance_length() : 1.0;
     const double cost =
-        (costs.verify_ms[k - 1] + static_cast<double>(k) * costs.draft_ms) / costs.decode_ms;
+        (costs.verify_ms[k - 1] + costs.pass_ms + static_cast<double>(k - 1) * costs.draft_ms) /
+        costs.decode_ms;
     std::printf("%2lld | %14.2f | %13.2fx | %8.2fx\n", static_cast<long long>(k), length, cost,
                 length / cost);
     implied.push_back({{"k", k},
@@ -275,7 +319,9 @@ std::optional<nlohmann::json> RunStepCosts(std::string cost_model_dir, int64_t c
                           {"context", context},
                           {"decode_ms", costs.decode_ms},
                           {"verify_ms", costs.verify_ms},
-                          {"draft_ms", costs.draft_ms}}},
+                          {"draft_ms", costs.draft_ms},
+                          {"mtp_pass_ms", costs.pass_ms},
+                          {"mtp_pass_full_block_ms", costs.pass_full_block_ms}}},
                         {"implied_batch1_speedup", implied}};
 }
 

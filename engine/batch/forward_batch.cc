@@ -122,4 +122,22 @@ absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
   return rows;
 }
 
+ForwardBatch RowsOnly(const ForwardBatch& batch, absl::Span<const int64_t> rows) {
+  ForwardBatch out;
+  out.query_start_loc.push_back(0);
+  size_t r = 0;
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    for (; r < rows.size() && rows[r] < batch.query_start_loc[s + 1]; ++r) {
+      out.token_ids.push_back(batch.token_ids[rows[r]]);
+      out.positions.push_back(batch.positions[rows[r]]);
+      out.slot_mapping.push_back(batch.slot_mapping[rows[r]]);
+    }
+    out.query_start_loc.push_back(static_cast<int32_t>(out.token_ids.size()));
+  }
+  out.seq_lens = batch.seq_lens;
+  out.block_tables = batch.block_tables;
+  out.max_blocks_per_seq = batch.max_blocks_per_seq;
+  return out;
+}
+
 }  // namespace moeserve::engine

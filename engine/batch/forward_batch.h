@@ -67,4 +67,9 @@ absl::Status ValidateForwardBatch(const ForwardBatch& batch, int64_t vocab_size,
 absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
                                                const ForwardOptions& options);
 
+// The batch of only the tokens `rows` (LogitRows' output: the last tokens of each sequence, at
+// least one per sequence), with the same contexts and block tables. A forward over it attends
+// as those tokens do within `batch`, once the latents of the tokens left out are in the cache.
+ForwardBatch RowsOnly(const ForwardBatch& batch, absl::Span<const int64_t> rows);
+
 }  // namespace moeserve::engine

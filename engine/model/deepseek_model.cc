@@ -203,9 +203,54 @@ absl::StatusOr<ForwardOutput> DeepseekModel::ForwardMtp(int64_t module, const Fo
   std::vector<float> h(static_cast<size_t>(num_tokens * hidden));
   ApplyLinear(mtp.eh_proj, joined.data(), num_tokens, 2 * hidden, options.quantize_activations,
               h.data());
-  MOESERVE_RETURN_IF_ERROR(RunDecoderLayer(mtp.block, config_.num_hidden_layers + module,
-                                           /*expert_counts=*/nullptr, batch, pages, options, h));
-  return HeadLogits(h, rows, &mtp.head_norm, mtp.head ? *mtp.head : weights_.lm_head, options);
+  const int64_t kv_layer = config_.num_hidden_layers + module;
+  const LinearWeight& head = mtp.head ? *mtp.head : weights_.lm_head;
+  if (static_cast<int64_t>(rows.size()) == num_tokens) {
+    MOESERVE_RETURN_IF_ERROR(
+        RunDecoderLayer(mtp.block, kv_layer, /*expert_counts=*/nullptr, batch, pages, options, h));
+    return HeadLogits(h, rows, &mtp.head_norm, head, options);
+  }
+  // Only the logits' rows need the block's output (a speculative step feeds the module every
+  // position it accepted, and drafts from the last). The others need only their latents in the
+  // module's cache, which the rows attend to: their attention, o_proj and MoE are skipped.
+  std::vector<int64_t> latent_only;
+  for (int64_t t = 0, r = 0; t < num_tokens; ++t) {
+    if (r < static_cast<int64_t>(rows.size()) && rows[r] == t) {
+      ++r;
+    } else {
+      latent_only.push_back(t);
+    }
+  }
+  WriteLatentsOnly(mtp.block, kv_layer, batch, latent_only, h, pages, options);
+  std::vector<float> h_rows(rows.size() * static_cast<size_t>(hidden));
+  for (size_t r = 0; r < rows.size(); ++r) {
+    std::copy_n(h.begin() + rows[r] * hidden, hidden, h_rows.begin() + r * hidden);
+  }
+  MOESERVE_RETURN_IF_ERROR(RunDecoderLayer(mtp.block, kv_layer, /*expert_counts=*/nullptr,
+                                           RowsOnly(batch, rows), pages, options, h_rows));
+  std::vector<int64_t> all_rows(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);
+  return HeadLogits(h_rows, all_rows, &mtp.head_norm, head, options);
+}
+
+void DeepseekModel::WriteLatentsOnly(const DecoderLayerWeights& layer, int64_t kv_layer,
+                                     const ForwardBatch& batch, absl::Span<const int64_t> tokens,
+                                     const std::vector<float>& h, KvPages& pages,
+                                     const ForwardOptions& options) const {
+  const int64_t hidden = config_.hidden_size;
+  const auto n = static_cast<int64_t>(tokens.size());
+  std::vector<float> normed(static_cast<size_t>(n * hidden));
+  std::vector<int32_t> positions(tokens.size());
+  std::vector<int64_t> slots(tokens.size());
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy_n(h.begin() + tokens[i] * hidden, hidden, normed.begin() + i * hidden);
+    positions[i] = batch.positions[tokens[i]];
+    slots[i] = batch.slot_mapping[tokens[i]];
+  }
+  RmsNormCpu(normed, layer.input_norm, static_cast<float>(config_.rms_norm_eps), n,
+             absl::MakeSpan(normed));
+  WriteMlaLatents(config_, layer.attention, rope_, positions.data(), slots.data(), n,
+                  options.quantize_activations, normed.data(), pages.layer(kv_layer));
 }
 
 }  // namespace moeserve::engine

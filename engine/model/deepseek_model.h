@@ -90,6 +90,12 @@ class DeepseekModel {
   absl::Status RunDecoderLayer(const DecoderLayerWeights& layer, int64_t kv_layer,
                                int64_t* expert_counts, const ForwardBatch& batch, KvPages& pages,
                                const ForwardOptions& options, std::vector<float>& h) const;
+  // The part of RunDecoderLayer later tokens depend on, for `tokens` of the batch alone:
+  // input_norm, then their MLA latents into layer `kv_layer` of `pages`. `h` is not changed.
+  void WriteLatentsOnly(const DecoderLayerWeights& layer, int64_t kv_layer,
+                        const ForwardBatch& batch, absl::Span<const int64_t> tokens,
+                        const std::vector<float>& h, KvPages& pages,
+                        const ForwardOptions& options) const;
   // RMSNorm(h[rows]) with `norm` (null: h is normed already), then `head`: the logits and the
   // normed rows.
   ForwardOutput HeadLogits(const std::vector<float>& h, absl::Span<const int64_t> rows,

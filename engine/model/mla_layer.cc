@@ -129,6 +129,21 @@ void AttendAbsorbed(const Dims& d, const MlaWeights& w, const ForwardBatch& batc
 
 }  // namespace
 
+void WriteMlaLatents(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope,
+                     const int32_t* positions, const int64_t* slot_mapping, int64_t num_tokens,
+                     bool quantize, const float* x, LatentPages pages) {
+  const Dims d(c, w);
+  // latent: [num_tokens, 576] = [RMSNorm(c_kv) | RoPE(k_pe)].
+  std::vector<float> latent(static_cast<size_t>(num_tokens * d.kv));
+  ApplyLinear(w.kv_a_proj, x, num_tokens, c.hidden_size, quantize, latent.data());
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    absl::Span<float> c_kv(latent.data() + t * d.kv, static_cast<size_t>(d.rank));
+    RmsNormCpu(c_kv, w.kv_a_norm, kLatentNormEps, 1, c_kv);
+  }
+  ApplyRopeInterleavedCpu(rope, positions, num_tokens, 1, d.kv, 0, latent.data() + d.rank);
+  WriteLatentCacheCpu(latent.data(), slot_mapping, num_tokens, d.kv, pages);
+}
+
 void MlaForward(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope,
                 const ForwardBatch& batch, const ForwardOptions& options, const float* x,
                 LatentPages pages, float* out) {
@@ -149,18 +164,10 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, const RopeTable& rope
     ApplyLinear(*w.q_b_proj, q_latent.data(), num_tokens, q_rank, quantize, q.data());
   }
 
-  // latent: [num_tokens, 576] = [RMSNorm(c_kv) | RoPE(k_pe)], then into the cache.
-  std::vector<float> latent(static_cast<size_t>(num_tokens * d.kv));
-  ApplyLinear(w.kv_a_proj, x, num_tokens, hidden, quantize, latent.data());
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    absl::Span<float> c_kv(latent.data() + t * d.kv, static_cast<size_t>(d.rank));
-    RmsNormCpu(c_kv, w.kv_a_norm, kLatentNormEps, 1, c_kv);
-  }
-  ApplyRopeInterleavedCpu(rope, batch.positions.data(), num_tokens, 1, d.kv, 0,
-                          latent.data() + d.rank);
   ApplyRopeInterleavedCpu(rope, batch.positions.data(), num_tokens, d.heads, d.heads * d.qk, d.qk,
                           q.data() + d.nope);
-  WriteLatentCacheCpu(latent.data(), batch.slot_mapping.data(), num_tokens, d.kv, pages);
+  WriteMlaLatents(c, w, rope, batch.positions.data(), batch.slot_mapping.data(), num_tokens,
+                  quantize, x, pages);
 
   const float scale = static_cast<float>(c.SoftmaxScale());
   std::vector<float> attn(static_cast<size_t>(num_tokens * d.heads * d.v));

@@ -25,4 +25,11 @@ void MlaForward(const ModelConfig& config, const MlaWeights& weights, const Rope
                 const ForwardBatch& batch, const ForwardOptions& options, const float* x,
                 LatentPages pages, float* out);
 
+// MlaForward's first half alone: the latents [RMSNorm(c_kv) | RoPE(k_pe)] of x's num_tokens
+// tokens into the cache at their slots. For tokens whose attention output nobody reads (an
+// MTP module's earlier positions in a step), the cached latent is all later tokens need.
+void WriteMlaLatents(const ModelConfig& config, const MlaWeights& weights, const RopeTable& rope,
+                     const int32_t* positions, const int64_t* slot_mapping, int64_t num_tokens,
+                     bool quantize, const float* x, LatentPages pages);
+
 }  // namespace moeserve::engine

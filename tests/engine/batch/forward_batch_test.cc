@@ -58,5 +58,30 @@ TEST(ValidateForwardBatchTest, EveryCorruptionIsInvalidArgument) {
   }
 }
 
+// RowsOnly keeps each sequence's last tokens with its whole context: the same batch as one
+// built directly for those tokens on top of the others already cached.
+TEST(RowsOnlyTest, EqualsTheBatchOfTheLastTokensAlone) {
+  const ForwardBatch batch = ValidBatch();
+  ForwardOptions options;
+  options.logits_per_sequence = {2, 1, 1};
+  const absl::StatusOr<std::vector<int64_t>> rows = LogitRows(batch, options);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  const ForwardBatch sub = RowsOnly(batch, *rows);
+
+  ForwardBatchBuilder direct_builder;
+  direct_builder.AddSequence({3, 7}, 71, {6, 7});
+  direct_builder.AddSequence({1}, 19, {9});
+  direct_builder.AddSequence({2, 4, 5}, 130, {batch.token_ids.back()});
+  const ForwardBatch direct = std::move(direct_builder).Build();
+  EXPECT_EQ(sub.token_ids, direct.token_ids);
+  EXPECT_EQ(sub.positions, direct.positions);
+  EXPECT_EQ(sub.slot_mapping, direct.slot_mapping);
+  EXPECT_EQ(sub.query_start_loc, direct.query_start_loc);
+  EXPECT_EQ(sub.seq_lens, direct.seq_lens);
+  EXPECT_EQ(sub.block_tables, direct.block_tables);
+  EXPECT_EQ(sub.max_blocks_per_seq, direct.max_blocks_per_seq);
+  EXPECT_TRUE(ValidateForwardBatch(sub, kVocab, kBlocks).ok());
+}
+
 }  // namespace
 }  // namespace moeserve::engine

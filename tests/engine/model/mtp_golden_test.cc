@@ -3,7 +3,8 @@
 // lengths, the main model's final-normed hidden states and the shifted tokens go through
 // ForwardMtp, and its logits at every position must match within 1e-4 relative error — on the
 // reference kernels and on the fast kernels (in fp32, FP8 presets with activation quantization
-// off, as the oracle dequantizes the weights).
+// off, as the oracle dequantizes the weights). Also with logits for the last positions only,
+// where the others contribute only their cached latents.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -93,6 +94,30 @@ TEST_P(MtpGoldenTest, MtpLogitsMatchOracle) {
     EXPECT_LE(relative, kMaxRelativeError)
         << "prompt " << p << "; if make-model or the oracle changed on purpose, regenerate with "
         << "tools/oracle/regenerate_goldens.sh";
+
+    // With logits for the last m positions only, the earlier positions write just their
+    // latents (the speculative step's form); on an empty cache, the m rows must still match.
+    for (const int32_t m : {1, 2}) {
+      if (m > n) continue;
+      KvPages fresh = (*model)->MakeKvPages(blocks);
+      ForwardBatchBuilder rows_builder;
+      rows_builder.AddSequence(table, 0, absl::MakeConstSpan(ids).subspan(1, n));
+      ForwardOptions last_rows{.quantize_activations = false, .logits_per_sequence = {m}};
+      auto last =
+          (*model)->ForwardMtp(0, std::move(rows_builder).Build(), main->hidden, fresh, last_rows);
+      ASSERT_TRUE(last.ok()) << last.status();
+      ASSERT_EQ(static_cast<int64_t>(last->logits.size()), m * vocab);
+      double last_diff = 0.0;
+      for (int64_t r = 0; r < m; ++r) {
+        const float* ours = last->logits.data() + r * vocab;
+        const float* ref = golden->data.data() + (p * max_len + n - m + r) * vocab;
+        for (int64_t v = 0; v < vocab; ++v) {
+          last_diff = std::max(last_diff, std::fabs(static_cast<double>(ours[v]) - ref[v]));
+        }
+      }
+      EXPECT_LE(last_diff / max_ref, kMaxRelativeError)
+          << "prompt " << p << ", logits for the last " << m << " positions only";
+    }
   }
 }
 
