@@ -365,8 +365,8 @@ int main(int argc, char** argv) {
                  "--device cpu: fast or bf16, as the server's --cpu-kernels (docs/cpu-numerics.md)")
       ->check(CLI::IsMember({"fast", "bf16"}));
   app.add_flag("--enforce-eager", enforce_eager,
-               "--device cuda: no decode CUDA graphs, so k = 0 runs eagerly like the speculative "
-               "steps (which always do): the verification's own cost, without the graphs' gain");
+               "--device cuda: no CUDA graphs, for decode or speculative steps: the "
+               "verification's own cost, without the graphs' gain");
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
 
@@ -403,7 +403,7 @@ int main(int argc, char** argv) {
     backend = Backend{.cuda = cuda.model.get(),
                       .cuda_kv_blocks = cuda.num_kv_blocks,
                       .name = absl::StrCat(selected->name, ", ", cuda.quantization,
-                                           enforce_eager ? ", eager" : ", decode CUDA graphs")};
+                                           enforce_eager ? ", eager" : ", CUDA graphs")};
   }
   std::vector<ThroughputRow> rows;
   SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread

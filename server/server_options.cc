@@ -114,7 +114,8 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "which gets what the others leave")
       ->capture_default_str();
   app.add_flag("--enforce-eager", o.enforce_eager,
-               "--device cuda: run decode steps eagerly instead of replaying CUDA graphs");
+               "--device cuda: run every step eagerly instead of replaying CUDA graphs (decode, "
+               "speculative verification and drafts)");
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens,
                  "token budget of one engine step (chunked prefill)")
       ->capture_default_str();

@@ -114,8 +114,8 @@ echo "=== benchmarks"
 "$carry/bin/moeserve-bench-speculative" --device cuda --model "$repo_root/models/kjv-v3-tiny" \
   --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 --output "$results/gpu_speculative_decoding.json" \
   2>&1 | tee "$log_dir/gpu_speculative_decoding.log" || status=1
-# The same with every step eager: k = 0 then pays the launches a speculative step pays (its
-# verification and drafts never replay graphs), which isolates the cost of verifying k + 1 tokens.
+# The same with every step eager (no CUDA graphs for decode, verification or drafts), which
+# isolates the cost of verifying k + 1 tokens from the graphs' gain.
 "$carry/bin/moeserve-bench-speculative" --device cuda --enforce-eager \
   --model "$repo_root/models/kjv-v3-tiny" --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 \
   --output "$results/gpu_speculative_decoding_eager.json" \

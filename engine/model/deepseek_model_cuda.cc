@@ -31,6 +31,11 @@ namespace {
 // mla_layer.cc.
 constexpr float kLatentNormEps = 1e-6f;
 
+// The most new tokens per sequence a step replays from a graph: 1 + the most draft tokens a
+// speculative step verifies (--speculative-tokens, at most 8). Longer uniform steps (prefill
+// chunks of equal length) run eagerly rather than capture a graph per prompt length.
+constexpr int64_t kMaxGraphTokensPerSeq = 9;
+
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t AlignUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
 
@@ -464,39 +469,72 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::RunStep(
   return Head(in, weights_.lm_head, normed, final_rows);
 }
 
+absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunMainStep(const StepInputs& in) {
+  const uint16_t* hidden = nullptr;
+  MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, RunStep(in, &hidden));
+  return DeviceStep{logits, hidden};
+}
+
 absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevice(
     const ForwardBatch& batch, const ForwardOptions& options) {
   MOESERVE_RETURN_IF_ERROR(ValidateForwardBatch(batch, config_.vocab_size, num_kv_blocks_));
   if (batch.num_tokens() == 0) return DeviceLogits{nullptr, 0};
-  const int64_t graph_size = IsDecodeOnly(batch) && UsesAbsorbedMla(options.mla_form, 1)
-                                 ? GraphBatchSizeFor(graph_options_.batch_sizes, batch.num_seqs())
-                                 : 0;
-  if (graph_size == 0 || batch.max_blocks_per_seq > graph_table_width()) {
-    StepInputs in;
+  StepInputs in;
+  const std::optional<GraphKey> key = GraphFor(/*module=*/-1, batch, options);
+  if (!key.has_value()) {
     MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
     return RunStep(in);
   }
-  return ReplayDecodeGraph(batch, options, graph_size);
+  MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
+  MOESERVE_ASSIGN_OR_RETURN(DeviceStep step, RunCaptured(*key, [&] { return RunMainStep(in); }));
+  // The pads' rows come after the real ones.
+  return DeviceLogits{step.logits.data, batch.num_seqs() * key->logits_per_seq};
 }
 
-absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ReplayDecodeGraph(
-    const ForwardBatch& batch, const ForwardOptions& options, int64_t size) {
-  StepInputs in;
-  MOESERVE_RETURN_IF_ERROR(
-      PrepareStep(PadDecodeBatch(batch, size, graph_table_width()), options, in));
+std::optional<DeepseekModelCuda::GraphKey> DeepseekModelCuda::GraphFor(
+    int64_t module, const ForwardBatch& batch, const ForwardOptions& options) const {
+  const int64_t q = UniformNewTokens(batch);
+  if (q == 0 || q > kMaxGraphTokensPerSeq || !UsesAbsorbedMla(options.mla_form, q)) {
+    return std::nullopt;
+  }
+  const int64_t rows = UniformLogitsPerSequence(batch, options);
+  const int64_t size = GraphBatchSizeFor(graph_options_.batch_sizes, batch.num_seqs());
+  if (rows == 0 || size == 0 || batch.max_blocks_per_seq > graph_table_width()) {
+    return std::nullopt;
+  }
+  const int64_t max_tokens =
+      graph_options_.max_num_batched_tokens > 0
+          ? std::min(graph_options_.max_num_batched_tokens, MoeLayerCuda::kGroupedMaxTokens)
+          : MoeLayerCuda::kGroupedMaxTokens;
+  if (size * q > max_tokens ||
+      (graph_options_.max_num_seqs > 0 && size > graph_options_.max_num_seqs)) {
+    return std::nullopt;
+  }
+  return GraphKey{.module = module, .num_seqs = size, .tokens_per_seq = q, .logits_per_seq = rows};
+}
+
+absl::Status DeepseekModelCuda::PreparePaddedStep(const GraphKey& key, const ForwardBatch& batch,
+                                                  const ForwardOptions& options, StepInputs& in) {
+  MOESERVE_RETURN_IF_ERROR(PrepareStep(PadDecodeBatch(batch, key.num_seqs, graph_table_width()),
+                                       PadOptions(options, key.num_seqs), in));
   // The captured split plan must serve every later step: plan for the longest context.
   in.max_absorbed_len = graph_options_.max_model_len;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunCaptured(
+    const GraphKey& key, const std::function<absl::StatusOr<DeviceStep>()>& body) {
   DeviceArena& arena = context_->arena();
   const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
-  DecodeGraph& graph = graphs_[size];
+  StepGraph& graph = graphs_[key];
   const size_t inputs_end = arena.used_bytes();
   if (graph.exec == nullptr && !graph.eager_only) {
     // Eagerly once: creates the cuBLASLt plans and reports errors outside the capture (it
     // writes the same latents the replay writes again).
-    MOESERVE_RETURN_IF_ERROR(RunStep(in).status());
+    MOESERVE_RETURN_IF_ERROR(body().status());
     arena.RewindTo(inputs_end);
     MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    absl::StatusOr<DeviceLogits> captured = RunStep(in);
+    absl::StatusOr<DeviceStep> captured = body();
     cudaGraph_t captured_graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream, &captured_graph);
     cudaGraphExec_t exec = nullptr;
@@ -506,26 +544,29 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ReplayDecodeG
       status = CudaStatus(cudaGraphInstantiate(&exec, captured_graph, 0), "cudaGraphInstantiate");
     if (captured_graph != nullptr) (void)cudaGraphDestroy(captured_graph);
     // Every rank must make the same choice, or one would replay collectives the others never
-    // join: a capture that failed anywhere makes this size eager on every rank.
+    // join: a capture that failed anywhere makes this key eager on every rank.
     MOESERVE_ASSIGN_OR_RETURN(const bool everyone, EveryRankAgrees(status.ok()));
     if (everyone) {
-      graph = {exec, captured->data, arena.used_bytes(), false};
+      graph = {exec, *captured, arena.used_bytes(), false};
     } else {
       if (exec != nullptr) (void)cudaGraphExecDestroy(exec);
       graph.eager_only = true;
-      capture_failures_.push_back(status.ok() ? absl::AbortedError(absl::StrCat(
-                                                    "another rank failed to capture size ", size))
-                                              : status);
+      const std::string what =
+          absl::StrCat(key.module < 0 ? "main" : absl::StrCat("MTP module ", key.module),
+                       " step of ", key.num_seqs, " sequences x ", key.tokens_per_seq, " tokens");
+      capture_failures_.push_back(
+          status.ok()
+              ? absl::AbortedError(absl::StrCat("another rank failed to capture the ", what))
+              : absl::Status(status.code(), absl::StrCat(what, ": ", status.message())));
     }
   }
   if (graph.eager_only) {
     arena.RewindTo(inputs_end);
-    MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, RunStep(in));
-    return DeviceLogits{logits.data, batch.num_seqs()};
+    return body();
   }
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.exec), stream));
   arena.AdvanceTo(graph.arena_end);
-  return DeviceLogits{graph.logits, batch.num_seqs()};
+  return graph.outputs;
 }
 
 absl::Status DeepseekModelCuda::SetRankGroup(Communicator* comm, const ParallelConfig& parallel) {
@@ -584,7 +625,7 @@ absl::Status DeepseekModelCuda::SetCudaGraphs(CudaGraphOptions options) {
 }
 
 void DeepseekModelCuda::DestroyGraphs() {
-  for (auto& [size, graph] : graphs_) {
+  for (auto& [key, graph] : graphs_) {
     if (graph.exec != nullptr) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph.exec));
   }
   graphs_.clear();
@@ -628,16 +669,16 @@ absl::StatusOr<std::vector<int32_t>> DeepseekModelCuda::ForwardArgmax(
 }
 
 absl::StatusOr<std::vector<float>> DeepseekModelCuda::HiddenToHost(
-    const uint16_t* rows, int64_t count, const std::vector<int32_t>* order) {
+    const uint16_t* rows, int64_t device_rows, int64_t count, const std::vector<int32_t>* order) {
   const int64_t d = config_.hidden_size;
-  std::vector<uint16_t> bf16(static_cast<size_t>(count * d));
+  std::vector<uint16_t> bf16(static_cast<size_t>(device_rows * d));
   const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
   if (!bf16.empty()) {
     MOESERVE_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(bf16.data(), rows, bf16.size() * 2, cudaMemcpyDeviceToHost, stream));
   }
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  std::vector<float> out(bf16.size());
+  std::vector<float> out(static_cast<size_t>(count * d));
   for (int64_t i = 0; i < count; ++i) {
     const int64_t from = order != nullptr ? (*order)[static_cast<size_t>(i)] : i;
     for (int64_t j = 0; j < d; ++j) out[i * d + j] = Bf16ToFloat(bf16[from * d + j]);
@@ -651,11 +692,19 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardWithHidden(const Forward
   ForwardOutput out;
   if (batch.num_tokens() == 0) return out;
   StepInputs in;
-  MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
-  const uint16_t* hidden = nullptr;
-  MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits, RunStep(in, &hidden));
-  MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(logits));
-  MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(hidden, in.num_tokens, &in.ordered.new_index));
+  DeviceStep step;
+  const std::optional<GraphKey> key = GraphFor(/*module=*/-1, batch, options);
+  if (key.has_value()) {
+    MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
+    MOESERVE_ASSIGN_OR_RETURN(step, RunCaptured(*key, [&] { return RunMainStep(in); }));
+    step.logits.rows = batch.num_seqs() * key->logits_per_seq;  // the pads' rows come last
+  } else {
+    MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
+    MOESERVE_ASSIGN_OR_RETURN(step, RunMainStep(in));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(step.logits));
+  MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(step.hidden, in.num_tokens, batch.num_tokens(),
+                                                     &in.ordered.new_index));
   return out;
 }
 
@@ -676,27 +725,50 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   ForwardOutput out;
   if (batch.num_tokens() == 0) return out;
   StepInputs in;
-  MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
+  const std::optional<GraphKey> key = GraphFor(module, batch, options);
+  if (key.has_value()) {
+    MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
+  } else {
+    MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
+  }
+  // The previous depth's states, moved into attention order, as BF16 (the residual stream's
+  // type on this backend); a pad's are zeros. An input of the step, uploaded before its work.
+  const int64_t t = in.num_tokens;
+  hidden_staging_.assign(static_cast<size_t>(t * d), 0);
+  for (int64_t i = 0; i < batch.num_tokens(); ++i) {
+    const int64_t to = in.ordered.new_index[static_cast<size_t>(i)];
+    for (int64_t j = 0; j < d; ++j)
+      hidden_staging_[to * d + j] = FloatToBf16(prev_hidden[i * d + j]);
+  }
+  MOESERVE_ASSIGN_OR_RETURN(uint16_t * prev,
+                            Take<uint16_t>(context_->arena(), Fp8PaddedTokens(t) * d));
+  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prev, hidden_staging_.data(),
+                                                hidden_staging_.size() * 2, cudaMemcpyHostToDevice,
+                                                static_cast<cudaStream_t>(context_->stream())));
+  DeviceStep step;
+  if (key.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(step,
+                              RunCaptured(*key, [&] { return RunMtpStep(module, in, prev); }));
+    step.logits.rows = batch.num_seqs() * key->logits_per_seq;  // the pads' rows come last
+  } else {
+    MOESERVE_ASSIGN_OR_RETURN(step, RunMtpStep(module, in, prev));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(step.logits));
+  MOESERVE_ASSIGN_OR_RETURN(out.hidden,
+                            HiddenToHost(step.hidden, step.logits.rows, step.logits.rows, nullptr));
+  return out;
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunMtpStep(int64_t module,
+                                                                            const StepInputs& in,
+                                                                            const uint16_t* prev) {
   const CudaMtpWeights& mtp = weights_.mtp[static_cast<size_t>(module)];
-  const int64_t t = in.num_tokens, padded = Fp8PaddedTokens(t);
+  const int64_t t = in.num_tokens, padded = Fp8PaddedTokens(t), d = config_.hidden_size;
   const int64_t rows = static_cast<int64_t>(in.ordered.logit_rows.size());
   DeviceArena& arena = context_->arena();
   void* stream = context_->stream();
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   const float eps = static_cast<float>(config_.rms_norm_eps);
-
-  // The previous depth's states, moved into attention order, as BF16 (the residual stream's
-  // type on this backend).
-  hidden_staging_.assign(static_cast<size_t>(t * d), 0);
-  for (int64_t i = 0; i < t; ++i) {
-    const int64_t to = in.ordered.new_index[static_cast<size_t>(i)];
-    for (int64_t j = 0; j < d; ++j)
-      hidden_staging_[to * d + j] = FloatToBf16(prev_hidden[i * d + j]);
-  }
-  MOESERVE_ASSIGN_OR_RETURN(uint16_t * prev, Take<uint16_t>(arena, padded * d));
-  MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prev, hidden_staging_.data(),
-                                                hidden_staging_.size() * 2, cudaMemcpyHostToDevice,
-                                                cuda_stream));
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * embedded, Take<uint16_t>(arena, padded * d));
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * joined, Take<uint16_t>(arena, padded * 2 * d));
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * h, Take<uint16_t>(arena, padded * d));
@@ -705,17 +777,13 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   MOESERVE_ASSIGN_OR_RETURN(uint16_t * final_rows,
                             Take<uint16_t>(arena, Fp8PaddedTokens(rows) * d));
 
-  // [enorm(embed(t_{i+1})) | hnorm(h_i)], the embedding zero at position 0 (deepseek_model.h).
+  // [enorm(embed(t_{i+1})) | hnorm(h_i)], the embedding zero at position 0 (deepseek_model.h),
+  // which the gather decides on the device (a graph replays it for any positions).
   const DeviceBuffer& embed = mtp.embed_tokens ? *mtp.embed_tokens : weights_.embed_tokens;
-  MOESERVE_RETURN_IF_ERROR(
-      CudaLaunchStatus(LaunchEmbeddingGatherBf16(embed.as<uint16_t>(), config_.vocab_size, d,
-                                                 in.token_ids, t, embedded, stream),
-                       "LaunchEmbeddingGatherBf16(mtp)"));
-  const std::vector<int32_t>& positions = in.ordered.batch.positions;
-  for (int64_t i = 0; i < t; ++i) {
-    if (positions[static_cast<size_t>(i)] != 0) continue;
-    MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(embedded + i * d, 0, d * 2, cuda_stream));
-  }
+  MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
+      LaunchMtpEmbeddingGatherBf16(embed.as<uint16_t>(), config_.vocab_size, d, in.token_ids,
+                                   in.positions, t, embedded, stream),
+      "LaunchMtpEmbeddingGatherBf16"));
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
       LaunchRmsNormBf16(embedded, mtp.enorm.as<uint16_t>(), eps, t, d, normed, stream), "enorm"));
   MOESERVE_RETURN_IF_ERROR(CudaLaunchStatus(
@@ -738,9 +806,7 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
       "shared_head.norm"));
   MOESERVE_ASSIGN_OR_RETURN(DeviceLogits logits,
                             Head(in, mtp.head ? *mtp.head : weights_.lm_head, normed, final_rows));
-  MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(logits));
-  MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(final_rows, rows, nullptr));
-  return out;
+  return DeviceStep{logits, final_rows};
 }
 
 }  // namespace moeserve::engine

@@ -16,8 +16,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,14 +42,20 @@ struct CudaStepLimits {
   int64_t max_model_len = 0;
 };
 
-// Decode steps replayed from captured CUDA graphs. A decode-only batch of up to the largest size
-// is padded to the next size (decode_padding.h); its graph is captured the first time that size
-// runs and replayed afterwards, so a step costs one graph launch instead of ~20 launches per
-// layer. Sizes stay within MoeLayerCuda::kGroupedMaxTokens, the MoE path without host syncs.
-// The captured MLA decode split plan is the one for max_model_len.
+// Steps replayed from captured CUDA graphs. A batch whose sequences all have the same q new
+// tokens and ask for the same number of logits (a decode step: q = 1; a speculative
+// verification: q = 1 + k; an MTP pass or draft step), all in the absorbed MLA form, is padded to
+// the next of `batch_sizes` (decode_padding.h); the graph for that (forward, size, q, logits per
+// sequence) is captured the first time it runs and replayed afterwards, so a step costs one graph
+// launch instead of ~20 launches per layer. Padded steps stay within MoeLayerCuda::
+// kGroupedMaxTokens tokens (the MoE path without host syncs) and the step limits the arena was
+// sized for. The captured MLA decode split plan is the one for max_model_len.
 struct CudaGraphOptions {
   std::vector<int64_t> batch_sizes = {1, 2, 4, 8, 16, 32};  // ascending; empty: always eager
   int64_t max_model_len = 0;
+  // The arena's step limits (CudaStepLimits); 0: no bound beyond the sizes.
+  int64_t max_num_batched_tokens = 0;
+  int64_t max_num_seqs = 0;
 };
 
 class DeepseekModelCuda {
@@ -92,13 +100,13 @@ class DeepseekModelCuda {
 
   // DeepseekModel::ForwardWithHidden's contract: the logits, and every token's state after the
   // final norm ([num_tokens, hidden] fp32 from the BF16 stream, the caller's token order).
-  // Always eager (verification steps are not decode-only).
+  // A verification step of uniform shape replays a graph (CudaGraphOptions).
   absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
                                                   const ForwardOptions& options);
   // DeepseekModel::ForwardMtp's contract: token i is t_{i+1}, prev_hidden [num_tokens, hidden]
   // the previous depth's state at position i; writes the module's latents into its KV layer and
   // returns the logits of t_{i+2} for the rows `options` selects, with the module's states after
-  // shared_head.norm for those rows.
+  // shared_head.norm for those rows. Replays a graph as ForwardWithHidden does.
   absl::StatusOr<ForwardOutput> ForwardMtp(int64_t module, const ForwardBatch& batch,
                                            absl::Span<const float> prev_hidden,
                                            const ForwardOptions& options);
@@ -117,16 +125,31 @@ class DeepseekModelCuda {
   CudaContext& context() { return *context_; }
   const CudaModelWeights& weights() const { return weights_; }
   size_t arena_peak_bytes() const { return context_->arena().peak_bytes(); }
-  // Decode graph sizes whose capture failed and now run eagerly, with the reason.
+  // Graphs whose capture failed and now run eagerly, with the reason.
   const std::vector<absl::Status>& capture_failures() const { return capture_failures_; }
 
  private:
   struct StepInputs;  // one step's device inputs and layout (deepseek_model_cuda.cc)
-  struct DecodeGraph {
+  // What a step leaves in the arena: the logits, and the BF16 states that go with them (the
+  // main stack: every token's after the final norm, attention order; an MTP module: the logits
+  // rows' after shared_head.norm, the caller's order).
+  struct DeviceStep {
+    DeviceLogits logits;
+    const uint16_t* hidden = nullptr;
+  };
+  // Which graph a padded step replays.
+  struct GraphKey {
+    int64_t module = -1;  // -1: the main stack; else that MTP module
+    int64_t num_seqs = 0;
+    int64_t tokens_per_seq = 1;
+    int64_t logits_per_seq = 1;
+    auto operator<=>(const GraphKey&) const = default;
+  };
+  struct StepGraph {
     void* exec = nullptr;  // cudaGraphExec_t
-    const float* logits = nullptr;
+    DeviceStep outputs;
     size_t arena_end = 0;     // arena bytes in use once the graph's buffers are taken
-    bool eager_only = false;  // capture failed (on some rank): this size runs padded, eagerly
+    bool eager_only = false;  // capture failed (on some rank): this key runs padded, eagerly
   };
 
   DeepseekModelCuda(std::unique_ptr<CudaContext> context, std::unique_ptr<CublasLtGemm> gemm,
@@ -155,12 +178,27 @@ class DeepseekModelCuda {
                                     const uint16_t* normed, uint16_t* final_rows);
   // The logits on the host (waits for the stream).
   absl::StatusOr<std::vector<float>> LogitsToHost(const DeviceLogits& logits);
-  // `count` BF16 rows of the hidden size on the device → host fp32, in the caller's token order
-  // when `order` (AttentionOrderedBatch::new_index) is given.
-  absl::StatusOr<std::vector<float>> HiddenToHost(const uint16_t* rows, int64_t count,
-                                                  const std::vector<int32_t>* order);
-  absl::StatusOr<DeviceLogits> ReplayDecodeGraph(const ForwardBatch& batch,
-                                                 const ForwardOptions& options, int64_t size);
+  // The first `device_rows` BF16 rows of the hidden size on the device → `count` host fp32 rows:
+  // row i is device row (*order)[i] when `order` (AttentionOrderedBatch::new_index) is given,
+  // else row i.
+  absl::StatusOr<std::vector<float>> HiddenToHost(const uint16_t* rows, int64_t device_rows,
+                                                  int64_t count, const std::vector<int32_t>* order);
+  // The graph `batch` can replay under `options` as `module`'s step (nullopt: run it eagerly).
+  std::optional<GraphKey> GraphFor(int64_t module, const ForwardBatch& batch,
+                                   const ForwardOptions& options) const;
+  // Prepares `batch` padded to key.num_seqs sequences (inputs uploaded, the MLA split plan for
+  // max_model_len).
+  absl::Status PreparePaddedStep(const GraphKey& key, const ForwardBatch& batch,
+                                 const ForwardOptions& options, StepInputs& in);
+  // `body`, the device work of a step whose inputs sit in the arena below its current mark,
+  // from the graph for `key`: run eagerly once, then captured, then replayed; eagerly on every
+  // call when capture failed. The outputs' rows are the padded step's.
+  absl::StatusOr<DeviceStep> RunCaptured(const GraphKey& key,
+                                         const std::function<absl::StatusOr<DeviceStep>()>& body);
+  // RunStep with its final-normed states.
+  absl::StatusOr<DeviceStep> RunMainStep(const StepInputs& in);
+  // ForwardMtp's device work after the previous states `prev` (attention order) are uploaded.
+  absl::StatusOr<DeviceStep> RunMtpStep(int64_t module, const StepInputs& in, const uint16_t* prev);
   int64_t graph_table_width() const {
     return (graph_options_.max_model_len + kKvBlockSize - 1) / kKvBlockSize;
   }
@@ -196,9 +234,9 @@ class DeepseekModelCuda {
   DeviceBuffer agreement_;        // EveryRankAgrees' int32, allocated on first use
   // Why a graph size fell back to eager (kept for the log and tests).
   std::vector<absl::Status> capture_failures_;
-  bool reduce_attention_ = false;          // o_proj and dense MLP outputs are partial sums (TP)
-  bool reduce_moe_ = false;                // MoE outputs are partial sums (TP or EP)
-  std::map<int64_t, DecodeGraph> graphs_;  // by padded batch size
+  bool reduce_attention_ = false;  // o_proj and dense MLP outputs are partial sums (TP)
+  bool reduce_moe_ = false;        // MoE outputs are partial sums (TP or EP)
+  std::map<GraphKey, StepGraph> graphs_;
 };
 
 }  // namespace moeserve::engine

@@ -13,6 +13,7 @@
 #include "engine/model/deepseek_model_cuda.h"
 #include "engine/model/model_config.h"
 #include "engine/ops/cuda/check.h"
+#include "engine/ops/moe/moe_layer_cuda.h"
 #include "engine/parallel/nccl_communicator.h"
 #include "engine/runner/cuda_rank_group.h"
 #include "engine/runner/cuda_step_model.h"
@@ -120,17 +121,21 @@ absl::StatusOr<std::unique_ptr<DeepseekModelCuda>> FinishRank(LoadedRank rank,
       DeepseekModelCuda::Create(std::move(rank.context), std::move(rank.gemm), config,
                                 std::move(rank.weights), num_kv_blocks));
   if (comm != nullptr) MOESERVE_RETURN_IF_ERROR(model->SetRankGroup(comm, options.parallel));
-  CudaGraphOptions graphs{.max_model_len = options.max_model_len};
+  CudaGraphOptions graphs{.max_model_len = options.max_model_len,
+                          .max_num_batched_tokens = options.max_num_batched_tokens,
+                          .max_num_seqs = options.max_num_seqs};
   if (options.enforce_eager) graphs.batch_sizes.clear();
   MOESERVE_RETURN_IF_ERROR(model->SetCudaGraphs(graphs));
   return model;
 }
 
 std::string GraphLine(const CudaRunnerOptions& options) {
-  if (options.enforce_eager) return "decode steps run eagerly (--enforce-eager)";
+  if (options.enforce_eager) return "every step runs eagerly (--enforce-eager)";
   const CudaGraphOptions graphs;
   return absl::StrCat("decode steps of up to ", graphs.batch_sizes.back(),
-                      " sequences replay CUDA graphs (padded to ",
+                      " sequences, and speculative verification and MTP steps of up to ",
+                      MoeLayerCuda::kGroupedMaxTokens,
+                      " tokens, replay CUDA graphs (sequences padded to ",
                       absl::StrJoin(graphs.batch_sizes, ", "), "; captured on first use)");
 }
 

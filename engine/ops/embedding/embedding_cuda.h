@@ -16,4 +16,12 @@ int LaunchEmbeddingGatherBf16(const uint16_t* table, int64_t vocab, int64_t hidd
                               const int32_t* token_ids, int64_t num_tokens, uint16_t* out,
                               void* stream);
 
+// The MTP module's embedding of t_{i+1}: as LaunchEmbeddingGatherBf16, but the rows of tokens at
+// position 0 are zeros (the module sees no embedding there; DeepseekModel::ForwardMtp). The
+// position is read on the device, so one captured CUDA graph serves every batch of its shape.
+// positions: device [num_tokens] int32.
+int LaunchMtpEmbeddingGatherBf16(const uint16_t* table, int64_t vocab, int64_t hidden,
+                                 const int32_t* token_ids, const int32_t* positions,
+                                 int64_t num_tokens, uint16_t* out, void* stream);
+
 }  // namespace moeserve::engine

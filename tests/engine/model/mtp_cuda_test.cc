@@ -4,8 +4,9 @@
 // tokens and every token's final-normed hidden state, then one MTP step fed the CPU's states,
 // whose logits, states and greedy drafts must agree within the BF16 stream's error; then a main
 // decode step and an MTP decode step, which read the latents the two prefills cached (a module
-// writing into a main layer's pages, or reading the wrong ones, shows there); all of it in both
-// attention forms (kAuto, and kAbsorbed, which the engine uses). Then the engine
+// writing into a main layer's pages, or reading the wrong ones, shows there), then uniform
+// verification and MTP steps as speculation runs them (replayed from CUDA graphs, twice); all
+// of it in both attention forms (kAuto, and kAbsorbed, which the engine uses). Then the engine
 // speculates through the CUDA StepModel: greedy tokens equal those of the same engine without
 // speculation (a divergence only at a near tie of the target's top two), every KV block comes
 // back, and on the trained module most drafts are accepted.
@@ -20,6 +21,7 @@
 #include "engine/engine.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/runner/cuda_runner.h"
+#include "engine/runner/cuda_step_model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tests/testing/collecting_sink.h"
 #include "tests/testing/cuda_model_cases.h"
@@ -168,6 +170,58 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
   ASSERT_EQ(gpu_next->hidden.size(), cpu_next->hidden.size());
   EXPECT_LT(testing::MaxRelativeError(gpu_next->logits, cpu_next->logits), 5e-2);
   EXPECT_LT(testing::MaxRelativeError(gpu_next->hidden, cpu_next->hidden), 5e-2);
+
+  // The speculative steady state: every sequence verifies 3 tokens (its last and 2 drafts) with
+  // the logits of all 3, then the module runs over 2 accepted positions with the logits of the
+  // last. Uniform steps like these replay CUDA graphs (in the absorbed form; kAuto runs them
+  // eagerly in the naive form): twice, with fresh tokens at the same positions, so the second
+  // round replays what the first captured.
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(::testing::Message() << "uniform round " << round);
+    ForwardBatchBuilder verify_builder, pass_builder;
+    std::vector<std::vector<int32_t>> next;
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      next.push_back(tokens(4));
+      verify_builder.AddSequence(Table(static_cast<int64_t>(s)), lengths[s] + 1,
+                                 std::vector<int32_t>(next[s].begin(), next[s].begin() + 3));
+      pass_builder.AddSequence(Table(static_cast<int64_t>(s)), lengths[s] + 1,
+                               std::vector<int32_t>(next[s].begin() + 1, next[s].begin() + 3));
+    }
+    const ForwardBatch verify_batch = std::move(verify_builder).Build();
+    ForwardOptions verify_all = options;
+    verify_all.logits_per_sequence.assign(lengths.size(), 3);
+    auto cpu_verify = cpu_->ForwardWithHidden(verify_batch, cpu_pages, verify_all);
+    auto gpu_verify = gpu_->ForwardWithHidden(verify_batch, verify_all);
+    ASSERT_TRUE(cpu_verify.ok()) << cpu_verify.status();
+    ASSERT_TRUE(gpu_verify.ok()) << gpu_verify.status();
+    ASSERT_EQ(gpu_verify->logits.size(), cpu_verify->logits.size());
+    ASSERT_EQ(gpu_verify->hidden.size(), cpu_verify->hidden.size());
+    EXPECT_LT(testing::MaxRelativeError(gpu_verify->logits, cpu_verify->logits), 5e-2);
+    EXPECT_LT(testing::MaxRelativeError(gpu_verify->hidden, cpu_verify->hidden), 5e-2);
+
+    std::vector<float> pass_states;
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      const auto first = cpu_verify->hidden.begin() + static_cast<int64_t>(3 * s) * hidden;
+      pass_states.insert(pass_states.end(), first, first + 2 * hidden);
+    }
+    const ForwardBatch pass_batch = std::move(pass_builder).Build();
+    auto cpu_pass = cpu_->ForwardMtp(0, pass_batch, pass_states, cpu_pages, options);
+    auto gpu_pass = gpu_->ForwardMtp(pass_batch, pass_states, options);
+    ASSERT_TRUE(cpu_pass.ok()) << cpu_pass.status();
+    ASSERT_TRUE(gpu_pass.ok()) << gpu_pass.status();
+    ASSERT_EQ(gpu_pass->logits.size(), static_cast<size_t>(pass_batch.num_seqs() * vocab));
+    ASSERT_EQ(gpu_pass->logits.size(), cpu_pass->logits.size());
+    ASSERT_EQ(gpu_pass->hidden.size(), cpu_pass->hidden.size());
+    EXPECT_LT(testing::MaxRelativeError(gpu_pass->logits, cpu_pass->logits), 5e-2);
+    EXPECT_LT(testing::MaxRelativeError(gpu_pass->hidden, cpu_pass->hidden), 5e-2);
+  }
+  if (form == MlaForm::kAbsorbed) {
+    const auto* cuda = dynamic_cast<const CudaStepModel*>(gpu_.get());
+    ASSERT_NE(cuda, nullptr);
+    for (const absl::Status& failure : cuda->model().capture_failures()) {
+      ADD_FAILURE() << "a graph fell back to eager: " << failure;
+    }
+  }
 
   // A state of the wrong size is refused before any work. (The module index is not a
   // StepModel argument: CudaStepModel always asks for module 0.)

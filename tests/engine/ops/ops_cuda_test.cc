@@ -68,6 +68,34 @@ TEST_F(EmbeddingCudaTest, GathersRowsExactlyAndZeroesOutOfRangeIds) {
   }
 }
 
+// The MTP module's gather: rows at position 0 are zeros, decided per token on the device.
+TEST_F(EmbeddingCudaTest, MtpGatherZeroesTheRowsAtPositionZero) {
+  TestRng rng;
+  const int64_t vocab = 500, hidden = 256, tokens = 23;
+  const std::vector<uint16_t> table = rng.NormalBf16(static_cast<size_t>(vocab * hidden));
+  std::vector<int32_t> ids(static_cast<size_t>(tokens)), positions(ids.size());
+  for (int64_t t = 0; t < tokens; ++t) {
+    ids[t] = static_cast<int32_t>(rng.Int(0, vocab - 1));
+    positions[t] = rng.Int(0, 2) == 0 ? 0 : static_cast<int32_t>(rng.Int(1, 4000));
+  }
+  positions[0] = 0;
+  positions[1] = 1;
+  DeviceArray<uint16_t> table_dev(table);
+  DeviceArray<int32_t> ids_dev(ids), positions_dev(positions);
+  DeviceArray<uint16_t> out_dev(static_cast<size_t>(tokens * hidden));
+  out_dev.Poison();
+  ASSERT_TRUE(LaunchedOk(LaunchMtpEmbeddingGatherBf16(table_dev.data(), vocab, hidden,
+                                                      ids_dev.data(), positions_dev.data(), tokens,
+                                                      out_dev.data(), nullptr)));
+  const std::vector<uint16_t> out = out_dev.Download();
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t i = 0; i < hidden; ++i) {
+      const uint16_t expected = positions[t] == 0 ? uint16_t{0} : table[ids[t] * hidden + i];
+      ASSERT_EQ(out[t * hidden + i], expected) << "token " << t << " channel " << i;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- SiLU-and-mul
 using SiluMulCudaTest = CudaTest;
 
