@@ -42,6 +42,17 @@ std::vector<int32_t> Table(int64_t seq) {
   return testing::ShuffledBlockTable(seq, kBlocksPerSeq, kPoolBlocks);
 }
 
+// The GPU's logits and states within the BF16 stream's error of the CPU's.
+void ExpectNearCpu(const absl::StatusOr<ForwardOutput>& gpu,
+                   const absl::StatusOr<ForwardOutput>& cpu) {
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  ASSERT_EQ(gpu->logits.size(), cpu->logits.size());
+  ASSERT_EQ(gpu->hidden.size(), cpu->hidden.size());
+  EXPECT_LT(testing::MaxRelativeError(gpu->logits, cpu->logits), 5e-2);
+  EXPECT_LT(testing::MaxRelativeError(gpu->hidden, cpu->hidden), 5e-2);
+}
+
 class MtpCudaTest : public testing::CudaTest,
                     public ::testing::WithParamInterface<testing::ModelCase> {
  protected:
@@ -155,21 +166,10 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
   }
   const ForwardBatch decode = std::move(decode_builder).Build();
   auto cpu_decode = cpu_->ForwardWithHidden(decode, cpu_pages, options);
-  auto gpu_decode = gpu_->ForwardWithHidden(decode, options);
-  ASSERT_TRUE(cpu_decode.ok()) << cpu_decode.status();
-  ASSERT_TRUE(gpu_decode.ok()) << gpu_decode.status();
-  ASSERT_EQ(gpu_decode->logits.size(), cpu_decode->logits.size());
-  ASSERT_EQ(gpu_decode->hidden.size(), cpu_decode->hidden.size());
-  EXPECT_LT(testing::MaxRelativeError(gpu_decode->logits, cpu_decode->logits), 5e-2);
+  ASSERT_NO_FATAL_FAILURE(ExpectNearCpu(gpu_->ForwardWithHidden(decode, options), cpu_decode));
   const ForwardBatch mtp_decode = std::move(mtp_decode_builder).Build();
-  auto cpu_next = cpu_->ForwardMtp(0, mtp_decode, cpu_decode->hidden, cpu_pages, options);
-  auto gpu_next = gpu_->ForwardMtp(mtp_decode, cpu_decode->hidden, options);
-  ASSERT_TRUE(cpu_next.ok()) << cpu_next.status();
-  ASSERT_TRUE(gpu_next.ok()) << gpu_next.status();
-  ASSERT_EQ(gpu_next->logits.size(), cpu_next->logits.size());
-  ASSERT_EQ(gpu_next->hidden.size(), cpu_next->hidden.size());
-  EXPECT_LT(testing::MaxRelativeError(gpu_next->logits, cpu_next->logits), 5e-2);
-  EXPECT_LT(testing::MaxRelativeError(gpu_next->hidden, cpu_next->hidden), 5e-2);
+  ExpectNearCpu(gpu_->ForwardMtp(mtp_decode, cpu_decode->hidden, options),
+                cpu_->ForwardMtp(0, mtp_decode, cpu_decode->hidden, cpu_pages, options));
 
   // The speculative steady state: every sequence verifies 3 tokens (its last and 2 drafts) with
   // the logits of all 3, then the module runs over 2 accepted positions with the logits of the
@@ -191,13 +191,8 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
     ForwardOptions verify_all = options;
     verify_all.logits_per_sequence.assign(lengths.size(), 3);
     auto cpu_verify = cpu_->ForwardWithHidden(verify_batch, cpu_pages, verify_all);
-    auto gpu_verify = gpu_->ForwardWithHidden(verify_batch, verify_all);
-    ASSERT_TRUE(cpu_verify.ok()) << cpu_verify.status();
-    ASSERT_TRUE(gpu_verify.ok()) << gpu_verify.status();
-    ASSERT_EQ(gpu_verify->logits.size(), cpu_verify->logits.size());
-    ASSERT_EQ(gpu_verify->hidden.size(), cpu_verify->hidden.size());
-    EXPECT_LT(testing::MaxRelativeError(gpu_verify->logits, cpu_verify->logits), 5e-2);
-    EXPECT_LT(testing::MaxRelativeError(gpu_verify->hidden, cpu_verify->hidden), 5e-2);
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectNearCpu(gpu_->ForwardWithHidden(verify_batch, verify_all), cpu_verify));
 
     std::vector<float> pass_states;
     for (size_t s = 0; s < lengths.size(); ++s) {
@@ -206,14 +201,9 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
     }
     const ForwardBatch pass_batch = std::move(pass_builder).Build();
     auto cpu_pass = cpu_->ForwardMtp(0, pass_batch, pass_states, cpu_pages, options);
-    auto gpu_pass = gpu_->ForwardMtp(pass_batch, pass_states, options);
     ASSERT_TRUE(cpu_pass.ok()) << cpu_pass.status();
-    ASSERT_TRUE(gpu_pass.ok()) << gpu_pass.status();
-    ASSERT_EQ(gpu_pass->logits.size(), static_cast<size_t>(pass_batch.num_seqs() * vocab));
-    ASSERT_EQ(gpu_pass->logits.size(), cpu_pass->logits.size());
-    ASSERT_EQ(gpu_pass->hidden.size(), cpu_pass->hidden.size());
-    EXPECT_LT(testing::MaxRelativeError(gpu_pass->logits, cpu_pass->logits), 5e-2);
-    EXPECT_LT(testing::MaxRelativeError(gpu_pass->hidden, cpu_pass->hidden), 5e-2);
+    ASSERT_EQ(cpu_pass->logits.size(), static_cast<size_t>(pass_batch.num_seqs() * vocab));
+    ExpectNearCpu(gpu_->ForwardMtp(pass_batch, pass_states, options), cpu_pass);
   }
   if (form == MlaForm::kAbsorbed) {
     const auto* cuda = dynamic_cast<const CudaStepModel*>(gpu_.get());
