@@ -140,4 +140,24 @@ ForwardBatch RowsOnly(const ForwardBatch& batch, absl::Span<const int64_t> rows)
   return out;
 }
 
+ForwardBatch SequencesOf(const ForwardBatch& batch, absl::Span<const int64_t> seqs) {
+  ForwardBatch out;
+  out.query_start_loc.push_back(0);
+  out.max_blocks_per_seq = batch.max_blocks_per_seq;
+  for (const int64_t s : seqs) {
+    const int32_t first = batch.query_start_loc[s], end = batch.query_start_loc[s + 1];
+    out.token_ids.insert(out.token_ids.end(), batch.token_ids.begin() + first,
+                         batch.token_ids.begin() + end);
+    out.positions.insert(out.positions.end(), batch.positions.begin() + first,
+                         batch.positions.begin() + end);
+    out.slot_mapping.insert(out.slot_mapping.end(), batch.slot_mapping.begin() + first,
+                            batch.slot_mapping.begin() + end);
+    out.query_start_loc.push_back(static_cast<int32_t>(out.token_ids.size()));
+    out.seq_lens.push_back(batch.seq_lens[s]);
+    out.block_tables.insert(out.block_tables.end(), batch.block_table(s),
+                            batch.block_table(s) + batch.max_blocks_per_seq);
+  }
+  return out;
+}
+
 }  // namespace moeserve::engine

@@ -72,4 +72,8 @@ absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
 // as those tokens do within `batch`, once the latents of the tokens left out are in the cache.
 ForwardBatch RowsOnly(const ForwardBatch& batch, absl::Span<const int64_t> rows);
 
+// The batch of only the sequences `seqs` (indices into `batch`, in the order given), each with
+// all its tokens, positions, slots and its block table.
+ForwardBatch SequencesOf(const ForwardBatch& batch, absl::Span<const int64_t> seqs);
+
 }  // namespace moeserve::engine

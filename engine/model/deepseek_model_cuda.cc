@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -724,8 +725,13 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   }
   ForwardOutput out;
   if (batch.num_tokens() == 0) return out;
-  StepInputs in;
   const std::optional<GraphKey> key = GraphFor(module, batch, options);
+  if (!key.has_value()) {
+    MOESERVE_ASSIGN_OR_RETURN(std::optional<ForwardOutput> grouped,
+                              ForwardMtpInGroups(module, batch, prev_hidden, options));
+    if (grouped.has_value()) return *std::move(grouped);
+  }
+  StepInputs in;
   if (key.has_value()) {
     MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
   } else {
@@ -756,6 +762,44 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(step.logits));
   MOESERVE_ASSIGN_OR_RETURN(out.hidden,
                             HiddenToHost(step.hidden, step.logits.rows, step.logits.rows, nullptr));
+  return out;
+}
+
+absl::StatusOr<std::optional<ForwardOutput>> DeepseekModelCuda::ForwardMtpInGroups(
+    int64_t module, const ForwardBatch& batch, absl::Span<const float> prev_hidden,
+    const ForwardOptions& options) {
+  if (options.logits_for != LogitsFor::kLastTokenOfEachSequence ||
+      !options.logits_per_sequence.empty()) {
+    return std::nullopt;
+  }
+  std::map<int64_t, std::vector<int64_t>> groups;  // new tokens -> the sequences with as many
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) groups[batch.num_new_tokens(s)].push_back(s);
+  if (groups.size() < 2) return std::nullopt;
+  std::vector<ForwardBatch> parts;
+  for (const auto& [tokens, seqs] : groups) {
+    parts.push_back(SequencesOf(batch, seqs));
+    if (!GraphFor(module, parts.back(), options).has_value()) return std::nullopt;
+  }
+  const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
+  ForwardOutput out;
+  out.logits.resize(static_cast<size_t>(batch.num_seqs() * vocab));
+  out.hidden.resize(static_cast<size_t>(batch.num_seqs() * d));
+  size_t part = 0;
+  for (const auto& [tokens, seqs] : groups) {
+    std::vector<float> prev;
+    for (const int64_t s : seqs) {
+      prev.insert(prev.end(), prev_hidden.begin() + batch.query_start_loc[s] * d,
+                  prev_hidden.begin() + batch.query_start_loc[s + 1] * d);
+    }
+    MOESERVE_ASSIGN_OR_RETURN(ForwardOutput group,
+                              ForwardMtp(module, parts[part++], prev, options));
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      std::copy_n(group.logits.begin() + static_cast<int64_t>(i) * vocab, vocab,
+                  out.logits.begin() + seqs[i] * vocab);
+      std::copy_n(group.hidden.begin() + static_cast<int64_t>(i) * d, d,
+                  out.hidden.begin() + seqs[i] * d);
+    }
+  }
   return out;
 }
 

@@ -197,6 +197,13 @@ class DeepseekModelCuda {
                                          const std::function<absl::StatusOr<DeviceStep>()>& body);
   // RunStep with its final-normed states.
   absl::StatusOr<DeviceStep> RunMainStep(const StepInputs& in);
+  // A pass whose sequences ran different numbers of positions (a speculative step's, when
+  // they accepted different numbers of drafts) as one uniform group per count, each replaying
+  // its graph; nullopt when some group cannot (or the options ask for other logits than each
+  // sequence's last), and the pass then runs eagerly as a whole.
+  absl::StatusOr<std::optional<ForwardOutput>> ForwardMtpInGroups(
+      int64_t module, const ForwardBatch& batch, absl::Span<const float> prev_hidden,
+      const ForwardOptions& options);
   // ForwardMtp's device work after the previous states `prev` (attention order) are uploaded.
   absl::StatusOr<DeviceStep> RunMtpStep(int64_t module, const StepInputs& in, const uint16_t* prev);
   int64_t graph_table_width() const {

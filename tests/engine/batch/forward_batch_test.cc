@@ -83,5 +83,24 @@ TEST(RowsOnlyTest, EqualsTheBatchOfTheLastTokensAlone) {
   EXPECT_TRUE(ValidateForwardBatch(sub, kVocab, kBlocks).ok());
 }
 
+// SequencesOf picks whole sequences in the order asked: the same batch as one built from them.
+TEST(SequencesOfTest, EqualsTheBatchOfThoseSequencesAlone) {
+  const ForwardBatch batch = ValidBatch();
+  const std::vector<int64_t> seqs = {2, 0};
+  const ForwardBatch picked = SequencesOf(batch, seqs);
+  ForwardBatchBuilder direct_builder;
+  direct_builder.AddSequence({2, 4, 5}, 130, {batch.token_ids.back()});
+  direct_builder.AddSequence({3, 7}, 70, {5, 6, 7});
+  const ForwardBatch direct = std::move(direct_builder).Build();
+  EXPECT_EQ(picked.token_ids, direct.token_ids);
+  EXPECT_EQ(picked.positions, direct.positions);
+  EXPECT_EQ(picked.slot_mapping, direct.slot_mapping);
+  EXPECT_EQ(picked.query_start_loc, direct.query_start_loc);
+  EXPECT_EQ(picked.seq_lens, direct.seq_lens);
+  EXPECT_EQ(picked.max_blocks_per_seq, 3);
+  EXPECT_EQ(picked.block_tables, direct.block_tables);
+  EXPECT_TRUE(ValidateForwardBatch(picked, kVocab, kBlocks).ok());
+}
+
 }  // namespace
 }  // namespace moeserve::engine

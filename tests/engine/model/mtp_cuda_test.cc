@@ -5,7 +5,8 @@
 // whose logits, states and greedy drafts must agree within the BF16 stream's error; then a main
 // decode step and an MTP decode step, which read the latents the two prefills cached (a module
 // writing into a main layer's pages, or reading the wrong ones, shows there), then uniform
-// verification and MTP steps as speculation runs them (replayed from CUDA graphs, twice); all
+// verification and MTP steps as speculation runs them (replayed from CUDA graphs, twice; an MTP
+// pass over different numbers of positions per sequence, one graph per group); all
 // of it in both attention forms (kAuto, and kAbsorbed, which the engine uses). Then the engine
 // speculates through the CUDA StepModel: greedy tokens equal those of the same engine without
 // speculation (a divergence only at a near tie of the target's top two), every KV block comes
@@ -204,6 +205,22 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
     ASSERT_TRUE(cpu_pass.ok()) << cpu_pass.status();
     ASSERT_EQ(cpu_pass->logits.size(), static_cast<size_t>(pass_batch.num_seqs() * vocab));
     ExpectNearCpu(gpu_->ForwardMtp(pass_batch, pass_states, options), cpu_pass);
+
+    // Sequences that accepted different numbers of drafts: 2 positions for some, 1 for the
+    // others (the CUDA backend runs each group from its graph).
+    ForwardBatchBuilder mixed_builder;
+    std::vector<float> mixed_states;
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      const int64_t positions = s % 2 == 0 ? 2 : 1;
+      mixed_builder.AddSequence(
+          Table(static_cast<int64_t>(s)), lengths[s] + 1,
+          std::vector<int32_t>(next[s].begin() + 1, next[s].begin() + 1 + positions));
+      const auto first = cpu_verify->hidden.begin() + static_cast<int64_t>(3 * s) * hidden;
+      mixed_states.insert(mixed_states.end(), first, first + positions * hidden);
+    }
+    const ForwardBatch mixed_batch = std::move(mixed_builder).Build();
+    ExpectNearCpu(gpu_->ForwardMtp(mixed_batch, mixed_states, options),
+                  cpu_->ForwardMtp(0, mixed_batch, mixed_states, cpu_pages, options));
   }
   if (form == MlaForm::kAbsorbed) {
     const auto* cuda = dynamic_cast<const CudaStepModel*>(gpu_.get());
