@@ -17,6 +17,7 @@
 #                moeserve-bench-speculative
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
+#          ONLY=speculative bench/gpu/run_all.sh        # MTP speculation's tests and bench only
 #
 # On the GPU host it sets LD_LIBRARY_PATH to the carried lib/ plus wherever libcublasLt.so.13
 # lives (the CUDA toolkit or the nvidia-cublas wheel), runs every test binary, then the
@@ -98,6 +99,13 @@ mkdir -p "$results"
 log_dir="${OUT:-$results}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$log_dir/gpu_info.txt"
 
+# ONLY=speculative: just what MTP speculative decoding needs (docs/speculative-decoding.md), for a
+# short device lease: the op and model tests it rests on, mtp_cuda_test, and the speculative
+# bench with graphs and eagerly.
+if [[ "${ONLY:-}" == speculative ]]; then
+  gpu_tests=(ops_cuda_test mla_decode_cuda_test deepseek_model_cuda_test mtp_cuda_test)
+fi
+
 status=0
 for name in "${gpu_tests[@]}"; do
   echo "=== $name"
@@ -105,11 +113,13 @@ for name in "${gpu_tests[@]}"; do
   [[ "${PIPESTATUS[0]}" == 0 ]] || status=1
 done
 echo "=== benchmarks"
-"$carry/bin/moeserve-bench-gpu-copy" --out "$results/gpu_copy_bandwidth.json" 2>&1 | tee "$log_dir/gpu_copy_bandwidth.log" || status=1
-"$carry/bin/moeserve-bench-gpu-gemm" --out "$results/gpu_gemm.json" 2>&1 | tee "$log_dir/gpu_gemm.log" || status=1
-"$carry/bin/moeserve-bench-gpu-mla" --out "$results/gpu_mla_attention.json" 2>&1 | tee "$log_dir/gpu_mla_attention.log" || status=1
-"$carry/bin/moeserve-bench-gpu-moe" --out "$results/gpu_moe_layer.json" 2>&1 | tee "$log_dir/gpu_moe_layer.log" || status=1
-"$carry/bin/moeserve-bench-gpu-model" --out "$results/gpu_model_v2_lite.json" 2>&1 | tee "$log_dir/gpu_model_v2_lite.log" || status=1
+if [[ "${ONLY:-}" != speculative ]]; then
+  "$carry/bin/moeserve-bench-gpu-copy" --out "$results/gpu_copy_bandwidth.json" 2>&1 | tee "$log_dir/gpu_copy_bandwidth.log" || status=1
+  "$carry/bin/moeserve-bench-gpu-gemm" --out "$results/gpu_gemm.json" 2>&1 | tee "$log_dir/gpu_gemm.log" || status=1
+  "$carry/bin/moeserve-bench-gpu-mla" --out "$results/gpu_mla_attention.json" 2>&1 | tee "$log_dir/gpu_mla_attention.log" || status=1
+  "$carry/bin/moeserve-bench-gpu-moe" --out "$results/gpu_moe_layer.json" 2>&1 | tee "$log_dir/gpu_moe_layer.log" || status=1
+  "$carry/bin/moeserve-bench-gpu-model" --out "$results/gpu_model_v2_lite.json" 2>&1 | tee "$log_dir/gpu_model_v2_lite.log" || status=1
+fi
 # MTP speculative decoding on the bundled model, k = 0..3, through the engine on the GPU.
 "$carry/bin/moeserve-bench-speculative" --device cuda --model "$repo_root/models/kjv-v3-tiny" \
   --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 --output "$results/gpu_speculative_decoding.json" \
@@ -121,8 +131,10 @@ echo "=== benchmarks"
   --output "$results/gpu_speculative_decoding_eager.json" \
   2>&1 | tee "$log_dir/gpu_speculative_decoding_eager.log" || status=1
 # PyTorch eager BF16 on the same shape (skips itself without torch/transformers); prints ours / eager.
-python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
-  --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1
+if [[ "${ONLY:-}" != speculative ]]; then
+  python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
+    --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1
+fi
 if [[ -n "${OUT:-}" ]]; then cp "$results"/gpu_*.json "$OUT/" 2>/dev/null; fi
 echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES)"
 exit $status
