@@ -58,6 +58,16 @@ TEST(ValidateForwardBatchTest, EveryCorruptionIsInvalidArgument) {
   }
 }
 
+void ExpectSameBatch(const ForwardBatch& actual, const ForwardBatch& expected) {
+  EXPECT_EQ(actual.token_ids, expected.token_ids);
+  EXPECT_EQ(actual.positions, expected.positions);
+  EXPECT_EQ(actual.slot_mapping, expected.slot_mapping);
+  EXPECT_EQ(actual.query_start_loc, expected.query_start_loc);
+  EXPECT_EQ(actual.seq_lens, expected.seq_lens);
+  EXPECT_EQ(actual.block_tables, expected.block_tables);
+  EXPECT_EQ(actual.max_blocks_per_seq, expected.max_blocks_per_seq);
+}
+
 // RowsOnly keeps each sequence's last tokens with its whole context: the same batch as one
 // built directly for those tokens on top of the others already cached.
 TEST(RowsOnlyTest, EqualsTheBatchOfTheLastTokensAlone) {
@@ -73,13 +83,7 @@ TEST(RowsOnlyTest, EqualsTheBatchOfTheLastTokensAlone) {
   direct_builder.AddSequence({1}, 19, {9});
   direct_builder.AddSequence({2, 4, 5}, 130, {batch.token_ids.back()});
   const ForwardBatch direct = std::move(direct_builder).Build();
-  EXPECT_EQ(sub.token_ids, direct.token_ids);
-  EXPECT_EQ(sub.positions, direct.positions);
-  EXPECT_EQ(sub.slot_mapping, direct.slot_mapping);
-  EXPECT_EQ(sub.query_start_loc, direct.query_start_loc);
-  EXPECT_EQ(sub.seq_lens, direct.seq_lens);
-  EXPECT_EQ(sub.block_tables, direct.block_tables);
-  EXPECT_EQ(sub.max_blocks_per_seq, direct.max_blocks_per_seq);
+  ExpectSameBatch(sub, direct);
   EXPECT_TRUE(ValidateForwardBatch(sub, kVocab, kBlocks).ok());
 }
 
@@ -92,13 +96,8 @@ TEST(SequencesOfTest, EqualsTheBatchOfThoseSequencesAlone) {
   direct_builder.AddSequence({2, 4, 5}, 130, {batch.token_ids.back()});
   direct_builder.AddSequence({3, 7}, 70, {5, 6, 7});
   const ForwardBatch direct = std::move(direct_builder).Build();
-  EXPECT_EQ(picked.token_ids, direct.token_ids);
-  EXPECT_EQ(picked.positions, direct.positions);
-  EXPECT_EQ(picked.slot_mapping, direct.slot_mapping);
-  EXPECT_EQ(picked.query_start_loc, direct.query_start_loc);
-  EXPECT_EQ(picked.seq_lens, direct.seq_lens);
   EXPECT_EQ(picked.max_blocks_per_seq, 3);
-  EXPECT_EQ(picked.block_tables, direct.block_tables);
+  ExpectSameBatch(picked, direct);
   EXPECT_TRUE(ValidateForwardBatch(picked, kVocab, kBlocks).ok());
 }
 

@@ -9,6 +9,7 @@
 
 #include "engine/model/linear.h"
 #include "engine/ops/linear/fp8_quant.h"
+#include "tests/testing/fp8_linear.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -17,17 +18,8 @@ namespace {
 using testing::TestRng;
 
 LinearWeight RandomFp8(int64_t rows, int64_t cols, CpuIsa isa, TestRng& rng) {
-  const std::vector<float> values = rng.NormalFloats(static_cast<size_t>(rows * cols), 0.1);
-  Fp8BlockWeight q = QuantizeFp8BlockWeight(values, rows, cols);
-  LinearWeight w;
-  w.out_features = rows;
-  w.in_features = cols;
-  w.format = WeightFormat::kFp8Block128;
-  w.weight_fp8 = std::move(q.fp8);
-  w.scale_inv = std::move(q.scale_inv);
-  w.fp8 = true;
-  w.isa = isa;
-  return w;
+  return testing::Fp8Linear(rng.NormalFloats(static_cast<size_t>(rows * cols), 0.1), rows, cols,
+                            isa);
 }
 
 TEST(DenseMlpTest, GateAndUpHeldApartEqualTheStackedMlp) {

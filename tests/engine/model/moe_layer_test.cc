@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "engine/model/dense_mlp.h"
-#include "engine/ops/linear/fp8_quant.h"
 #include "engine/ops/moe/moe_route.h"
+#include "tests/testing/fp8_linear.h"
 #include "tests/testing/random.h"
 
 namespace moeserve::engine {
@@ -25,17 +25,8 @@ constexpr int64_t kHidden = 256, kWidth = 128, kExperts = 16, kTopK = 4, kTokens
 
 LinearWeight RandomFp8(int64_t rows, int64_t cols, TestRng& rng) {
   const double a = std::sqrt(3.0 / static_cast<double>(cols));
-  Fp8BlockWeight q = QuantizeFp8BlockWeight(
-      rng.UniformFloats(static_cast<size_t>(rows * cols), -a, a), rows, cols);
-  LinearWeight w;
-  w.out_features = rows;
-  w.in_features = cols;
-  w.format = WeightFormat::kFp8Block128;
-  w.weight_fp8 = std::move(q.fp8);
-  w.scale_inv = std::move(q.scale_inv);
-  w.fp8 = true;
-  w.isa = BestCpuIsa();
-  return w;
+  return testing::Fp8Linear(rng.UniformFloats(static_cast<size_t>(rows * cols), -a, a), rows, cols,
+                            BestCpuIsa());
 }
 
 MlpWeights RandomMlp(TestRng& rng) {
