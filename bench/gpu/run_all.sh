@@ -15,8 +15,10 @@
 #                nccl_communicator_test cuda_rank_group_test \
 #                moeserve-bench-gpu-moe moeserve-bench-gpu-model moeserve-bench-gpu-collectives \
 #                moeserve-bench-speculative
-#          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT}
-#   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-carry)
+#          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT},
+#                                                      #   and build-gpu-pack/carry.tar.gz
+#   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-pack,
+#                                                      #   under its 64 MiB; unpacked here)
 #          ONLY=speculative bench/gpu/run_all.sh        # MTP speculation's tests and bench only
 #
 # On the GPU host it sets LD_LIBRARY_PATH to the carried lib/ plus wherever libcublasLt.so.13
@@ -57,11 +59,22 @@ if [[ "${1:-}" == "--pack" ]]; then
     done
   done
   git -C "$repo_root" rev-parse --short HEAD > "$carry/COMMIT" 2>/dev/null || echo unknown > "$carry/COMMIT"
+  strip --strip-unneeded "$carry"/bin/* 2>/dev/null || true
   du -sh "$carry"
+  # The device tool carries at most 64 MiB, and the carried libraries alone are ~40 MB (oneDNN),
+  # so the carry also goes as one gzipped tarball (~24 MB): carry build-gpu-pack, and the run
+  # below unpacks it into build-gpu-carry.
+  mkdir -p "$repo_root/build-gpu-pack"   # matches /build*/ in .gitignore
+  tar -C "$repo_root" -czf "$repo_root/build-gpu-pack/carry.tar.gz" build-gpu-carry
+  du -sh "$repo_root/build-gpu-pack/carry.tar.gz"
   exit 0
 fi
 
 carry="${1:-$repo_root/build-gpu-carry}"
+if [[ ! -x "$carry/bin/ops_cuda_test" && -f "$repo_root/build-gpu-pack/carry.tar.gz" ]]; then
+  tar -C "$repo_root" -xzf "$repo_root/build-gpu-pack/carry.tar.gz"
+  carry="$repo_root/build-gpu-carry"
+fi
 if [[ ! -x "$carry/bin/ops_cuda_test" ]]; then
   echo "no carried binaries in $carry; trying to build here" >&2
   build="$repo_root/build-gpu-host"
