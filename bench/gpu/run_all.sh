@@ -16,9 +16,9 @@
 #                moeserve-bench-gpu-moe moeserve-bench-gpu-model moeserve-bench-gpu-collectives \
 #                moeserve-bench-speculative
 #          bench/gpu/run_all.sh --pack build-cuda      # → build-gpu-carry/{bin,lib,COMMIT},
-#                                                      #   and build-gpu-pack/carry.tar.gz
+#                                                      #   and build-gpu-pack/carry.tar.xz
 #   there: bench/gpu/run_all.sh [build-gpu-carry]       # (device tool: carry build-gpu-pack,
-#                                                      #   under its 64 MiB; unpacked here)
+#                                                      #   the tree + it < 64 MiB; unpacked here)
 #          ONLY=speculative bench/gpu/run_all.sh        # MTP speculation's tests and bench only
 #
 # On the GPU host it sets LD_LIBRARY_PATH to the carried lib/ plus wherever libcublasLt.so.13
@@ -61,18 +61,22 @@ if [[ "${1:-}" == "--pack" ]]; then
   git -C "$repo_root" rev-parse --short HEAD > "$carry/COMMIT" 2>/dev/null || echo unknown > "$carry/COMMIT"
   strip --strip-unneeded "$carry"/bin/* 2>/dev/null || true
   du -sh "$carry"
-  # The device tool carries at most 64 MiB, and the carried libraries alone are ~40 MB (oneDNN),
-  # so the carry also goes as one gzipped tarball (~24 MB): carry build-gpu-pack, and the run
-  # below unpacks it into build-gpu-carry.
-  mkdir -p "$repo_root/build-gpu-pack"   # matches /build*/ in .gitignore
-  tar -C "$repo_root" -czf "$repo_root/build-gpu-pack/carry.tar.gz" build-gpu-carry
-  du -sh "$repo_root/build-gpu-pack/carry.tar.gz"
+  # The device tool sends at most 64 MiB: the tracked tree (~47 MiB, the bundled models most of
+  # it) plus what is carried. The carry dir is ~68 MB (oneDNN alone 40 MB), so it goes as one
+  # xz tarball (~11 MB): carry build-gpu-pack, and the run below unpacks it into build-gpu-carry.
+  rm -rf "$repo_root/build-gpu-pack" && mkdir -p "$repo_root/build-gpu-pack"  # /build*/ ignored
+  tar -C "$repo_root" -cJf "$repo_root/build-gpu-pack/carry.tar.xz" build-gpu-carry
+  du -sh "$repo_root/build-gpu-pack/carry.tar.xz"
   exit 0
 fi
 
 carry="${1:-$repo_root/build-gpu-carry}"
-if [[ ! -x "$carry/bin/ops_cuda_test" && -f "$repo_root/build-gpu-pack/carry.tar.gz" ]]; then
-  tar -C "$repo_root" -xzf "$repo_root/build-gpu-pack/carry.tar.gz"
+pack="$repo_root/build-gpu-pack/carry.tar.xz"
+if [[ ! -x "$carry/bin/ops_cuda_test" && -f "$pack" ]]; then
+  # Python's tarfile when the host has no xz.
+  tar -C "$repo_root" -xJf "$pack" 2>/dev/null ||
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+      "$pack" "$repo_root"
   carry="$repo_root/build-gpu-carry"
 fi
 if [[ ! -x "$carry/bin/ops_cuda_test" ]]; then
