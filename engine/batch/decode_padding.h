@@ -21,9 +21,6 @@ namespace moeserve::engine {
 // else 0.
 int64_t UniformNewTokens(const ForwardBatch& batch);
 
-// Every sequence has exactly one new token (and there is at least one sequence).
-inline bool IsDecodeOnly(const ForwardBatch& batch) { return UniformNewTokens(batch) == 1; }
-
 // The smallest of `sizes` (ascending) that holds `num_seqs` sequences, or 0 when none does.
 int64_t GraphBatchSizeFor(absl::Span<const int64_t> sizes, int64_t num_seqs);
 

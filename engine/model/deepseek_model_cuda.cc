@@ -482,14 +482,10 @@ absl::StatusOr<DeepseekModelCuda::DeviceLogits> DeepseekModelCuda::ForwardOnDevi
   if (batch.num_tokens() == 0) return DeviceLogits{nullptr, 0};
   StepInputs in;
   const std::optional<GraphKey> key = GraphFor(/*module=*/-1, batch, options);
-  if (!key.has_value()) {
-    MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
-    return RunStep(in);
-  }
-  MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
-  MOESERVE_ASSIGN_OR_RETURN(DeviceStep step, RunCaptured(*key, [&] { return RunMainStep(in); }));
-  // The pads' rows come after the real ones.
-  return DeviceLogits{step.logits.data, batch.num_seqs() * key->logits_per_seq};
+  MOESERVE_RETURN_IF_ERROR(PrepareStepFor(key, batch, options, in));
+  MOESERVE_ASSIGN_OR_RETURN(DeviceStep step,
+                            RunStepFor(key, batch.num_seqs(), [&] { return RunMainStep(in); }));
+  return step.logits;
 }
 
 std::optional<DeepseekModelCuda::GraphKey> DeepseekModelCuda::GraphFor(
@@ -514,13 +510,24 @@ std::optional<DeepseekModelCuda::GraphKey> DeepseekModelCuda::GraphFor(
   return GraphKey{.module = module, .num_seqs = size, .tokens_per_seq = q, .logits_per_seq = rows};
 }
 
-absl::Status DeepseekModelCuda::PreparePaddedStep(const GraphKey& key, const ForwardBatch& batch,
-                                                  const ForwardOptions& options, StepInputs& in) {
-  MOESERVE_RETURN_IF_ERROR(PrepareStep(PadDecodeBatch(batch, key.num_seqs, graph_table_width()),
-                                       PadOptions(options, key.num_seqs), in));
+absl::Status DeepseekModelCuda::PrepareStepFor(const std::optional<GraphKey>& key,
+                                               const ForwardBatch& batch,
+                                               const ForwardOptions& options, StepInputs& in) {
+  if (!key.has_value()) return PrepareStep(batch, options, in);
+  MOESERVE_RETURN_IF_ERROR(PrepareStep(PadDecodeBatch(batch, key->num_seqs, graph_table_width()),
+                                       PadOptions(options, key->num_seqs), in));
   // The captured split plan must serve every later step: plan for the longest context.
   in.max_absorbed_len = graph_options_.max_model_len;
   return absl::OkStatus();
+}
+
+absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunStepFor(
+    const std::optional<GraphKey>& key, int64_t num_seqs,
+    const std::function<absl::StatusOr<DeviceStep>()>& body) {
+  if (!key.has_value()) return body();
+  MOESERVE_ASSIGN_OR_RETURN(DeviceStep step, RunCaptured(*key, body));
+  step.logits.rows = num_seqs * key->logits_per_seq;  // the pads' rows come after the real ones
+  return step;
 }
 
 absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunCaptured(
@@ -693,16 +700,10 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardWithHidden(const Forward
   ForwardOutput out;
   if (batch.num_tokens() == 0) return out;
   StepInputs in;
-  DeviceStep step;
   const std::optional<GraphKey> key = GraphFor(/*module=*/-1, batch, options);
-  if (key.has_value()) {
-    MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
-    MOESERVE_ASSIGN_OR_RETURN(step, RunCaptured(*key, [&] { return RunMainStep(in); }));
-    step.logits.rows = batch.num_seqs() * key->logits_per_seq;  // the pads' rows come last
-  } else {
-    MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
-    MOESERVE_ASSIGN_OR_RETURN(step, RunMainStep(in));
-  }
+  MOESERVE_RETURN_IF_ERROR(PrepareStepFor(key, batch, options, in));
+  MOESERVE_ASSIGN_OR_RETURN(DeviceStep step,
+                            RunStepFor(key, batch.num_seqs(), [&] { return RunMainStep(in); }));
   MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(step.logits));
   MOESERVE_ASSIGN_OR_RETURN(out.hidden, HiddenToHost(step.hidden, in.num_tokens, batch.num_tokens(),
                                                      &in.ordered.new_index));
@@ -732,11 +733,7 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
     if (grouped.has_value()) return *std::move(grouped);
   }
   StepInputs in;
-  if (key.has_value()) {
-    MOESERVE_RETURN_IF_ERROR(PreparePaddedStep(*key, batch, options, in));
-  } else {
-    MOESERVE_RETURN_IF_ERROR(PrepareStep(batch, options, in));
-  }
+  MOESERVE_RETURN_IF_ERROR(PrepareStepFor(key, batch, options, in));
   // The previous depth's states, moved into attention order, as BF16 (the residual stream's
   // type on this backend); a pad's are zeros. An input of the step, uploaded before its work.
   const int64_t t = in.num_tokens;
@@ -751,14 +748,9 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(prev, hidden_staging_.data(),
                                                 hidden_staging_.size() * 2, cudaMemcpyHostToDevice,
                                                 static_cast<cudaStream_t>(context_->stream())));
-  DeviceStep step;
-  if (key.has_value()) {
-    MOESERVE_ASSIGN_OR_RETURN(step,
-                              RunCaptured(*key, [&] { return RunMtpStep(module, in, prev); }));
-    step.logits.rows = batch.num_seqs() * key->logits_per_seq;  // the pads' rows come last
-  } else {
-    MOESERVE_ASSIGN_OR_RETURN(step, RunMtpStep(module, in, prev));
-  }
+  MOESERVE_ASSIGN_OR_RETURN(DeviceStep step, RunStepFor(key, batch.num_seqs(), [&] {
+                              return RunMtpStep(module, in, prev);
+                            }));
   MOESERVE_ASSIGN_OR_RETURN(out.logits, LogitsToHost(step.logits));
   MOESERVE_ASSIGN_OR_RETURN(out.hidden,
                             HiddenToHost(step.hidden, step.logits.rows, step.logits.rows, nullptr));

@@ -186,10 +186,14 @@ class DeepseekModelCuda {
   // The graph `batch` can replay under `options` as `module`'s step (nullopt: run it eagerly).
   std::optional<GraphKey> GraphFor(int64_t module, const ForwardBatch& batch,
                                    const ForwardOptions& options) const;
-  // Prepares `batch` padded to key.num_seqs sequences (inputs uploaded, the MLA split plan for
-  // max_model_len).
-  absl::Status PreparePaddedStep(const GraphKey& key, const ForwardBatch& batch,
-                                 const ForwardOptions& options, StepInputs& in);
+  // PrepareStep for a step run eagerly (no key), or for `batch` padded to key->num_seqs
+  // sequences, with the MLA split plan for max_model_len, for its graph.
+  absl::Status PrepareStepFor(const std::optional<GraphKey>& key, const ForwardBatch& batch,
+                              const ForwardOptions& options, StepInputs& in);
+  // `body` eagerly (no key), or through RunCaptured with the logits cut to the batch's
+  // num_seqs real sequences.
+  absl::StatusOr<DeviceStep> RunStepFor(const std::optional<GraphKey>& key, int64_t num_seqs,
+                                        const std::function<absl::StatusOr<DeviceStep>()>& body);
   // `body`, the device work of a step whose inputs sit in the arena below its current mark,
   // from the graph for `key`: run eagerly once, then captured, then replayed; eagerly on every
   // call when capture failed. The outputs' rows are the padded step's.

@@ -59,9 +59,9 @@ void MoeForward(const ModelConfig& c, const MoeWeights& moe, const float* x, int
     }
   }
 
-  // The work: each expert with tokens routed to it, then the shared expert(s).
+  // The experts with tokens routed to them, and the layer's expert work in multiply-adds.
   std::vector<int64_t> active;
-  int64_t macs = 0;
+  int64_t macs = moe.shared.has_value() ? rows * 3 * moe.shared->width() * hidden : 0;
   for (int64_t e = 0; e < num_experts; ++e) {
     const auto n = static_cast<int64_t>(assigned[e].size());
     if (expert_token_counts != nullptr) expert_token_counts[e] += n;
@@ -70,27 +70,9 @@ void MoeForward(const ModelConfig& c, const MoeWeights& moe, const float* x, int
     macs += n * 3 * moe.experts[e].width() * hidden;
   }
   const auto num_routed = static_cast<int64_t>(active.size());
-  if (moe.shared.has_value()) macs += rows * 3 * moe.shared->width() * hidden;
-  const int64_t num_items = num_routed + (moe.shared.has_value() ? 1 : 0);
-  // outputs[i]: item i's [its tokens, hidden] (the shared expert's: every token's).
-  std::vector<std::vector<float>> outputs(static_cast<size_t>(num_items));
-  // Across experts: when the whole layer's expert work is this small (a decode or verification
-  // step of a small model: a token or two per expert), each expert's GEMMs are too small to
-  // split between threads (weight_gemm.h), so one thread idled while the other ran them one
-  // after another; instead each thread takes whole experts. Items run concurrently write only
-  // their own outputs, and every GEMM's arithmetic is the same on any thread.
-  const bool across_experts = num_items > 1 && macs <= kAcrossExpertsMaxMacs;
-  auto run = [&](int64_t i, bool shared_into_out) {
-    std::vector<float>& y = outputs[static_cast<size_t>(i)];
-    if (i == num_routed) {
-      if (shared_into_out) {
-        MlpForward(*moe.shared, x, rows, quantize_activations, out, /*accumulate=*/true);
-      } else {
-        y.resize(static_cast<size_t>(rows * hidden));
-        MlpForward(*moe.shared, x, rows, quantize_activations, y.data());
-      }
-      return;
-    }
+  // routed_out[i]: expert active[i]'s output for its tokens, [its tokens, hidden].
+  std::vector<std::vector<float>> routed_out(static_cast<size_t>(num_routed));
+  auto run_expert = [&](int64_t i) {
     const auto& tokens = assigned[active[i]];
     const auto n = static_cast<int64_t>(tokens.size());
     std::vector<float> gathered(static_cast<size_t>(n * hidden));
@@ -98,14 +80,31 @@ void MoeForward(const ModelConfig& c, const MoeWeights& moe, const float* x, int
       std::copy(x + tokens[t].first * hidden, x + (tokens[t].first + 1) * hidden,
                 gathered.begin() + t * hidden);
     }
-    y.resize(static_cast<size_t>(n * hidden));
-    MlpForward(moe.experts[active[i]], gathered.data(), n, quantize_activations, y.data());
+    routed_out[i].resize(static_cast<size_t>(n * hidden));
+    MlpForward(moe.experts[active[i]], gathered.data(), n, quantize_activations,
+               routed_out[i].data());
   };
+  // Across experts: when the whole layer's expert work is this small (a decode or verification
+  // step of a small model: a token or two per expert), each expert's GEMMs are too small to
+  // split between threads (weight_gemm.h), so one thread idled while the other ran them one
+  // after another; instead each thread takes whole experts (the shared one among them). Experts
+  // run concurrently write only their own outputs, and every GEMM's arithmetic is the same on
+  // any thread.
+  const int64_t num_items = num_routed + (moe.shared.has_value() ? 1 : 0);
+  const bool across_experts = num_items > 1 && macs <= kAcrossExpertsMaxMacs;
+  std::vector<float> shared_out;
   if (across_experts) {
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i = 0; i < num_items; ++i) run(i, /*shared_into_out=*/false);
+    for (int64_t i = 0; i < num_items; ++i) {
+      if (i < num_routed) {
+        run_expert(i);
+      } else {
+        shared_out.resize(static_cast<size_t>(rows * hidden));
+        MlpForward(*moe.shared, x, rows, quantize_activations, shared_out.data());
+      }
+    }
   } else {
-    for (int64_t i = 0; i < num_routed; ++i) run(i, false);
+    for (int64_t i = 0; i < num_routed; ++i) run_expert(i);
   }
 
   // Un-permute with the routing weights, experts in ascending order, then the shared expert:
@@ -115,17 +114,16 @@ void MoeForward(const ModelConfig& c, const MoeWeights& moe, const float* x, int
     const auto& tokens = assigned[active[i]];
     for (size_t t = 0; t < tokens.size(); ++t) {
       float* dst = out + tokens[t].first * hidden;
-      const float* src = outputs[static_cast<size_t>(i)].data() + t * hidden;
+      const float* src = routed_out[i].data() + t * hidden;
       const float w = tokens[t].second;
       for (int64_t d = 0; d < hidden; ++d) dst[d] += w * src[d];
     }
   }
   if (!moe.shared.has_value()) return;
   if (across_experts) {
-    const std::vector<float>& shared = outputs.back();
-    for (int64_t j = 0; j < rows * hidden; ++j) out[j] += shared[j];
+    for (int64_t j = 0; j < rows * hidden; ++j) out[j] += shared_out[j];
   } else {
-    run(num_routed, /*shared_into_out=*/true);
+    MlpForward(*moe.shared, x, rows, quantize_activations, out, /*accumulate=*/true);
   }
 }
 

@@ -24,16 +24,16 @@ TEST(GraphBatchSizeForTest, PicksTheSmallestThatFits) {
   EXPECT_EQ(GraphBatchSizeFor({}, 1), 0);
 }
 
-TEST(IsDecodeOnlyTest, NeedsOneNewTokenPerSequence) {
+TEST(UniformNewTokensTest, DecodeHasOneNewTokenPerSequence) {
   ForwardBatchBuilder decode;
   decode.AddSequence({0}, 5, {7});
   decode.AddSequence({1}, 0, {9});
-  EXPECT_TRUE(IsDecodeOnly(std::move(decode).Build()));
+  EXPECT_EQ(UniformNewTokens(std::move(decode).Build()), 1);
   ForwardBatchBuilder mixed;
   mixed.AddSequence({0}, 5, {7});
   mixed.AddSequence({1}, 0, {9, 10});
-  EXPECT_FALSE(IsDecodeOnly(std::move(mixed).Build()));
-  EXPECT_FALSE(IsDecodeOnly(ForwardBatchBuilder().Build()));
+  EXPECT_EQ(UniformNewTokens(std::move(mixed).Build()), 0);
+  EXPECT_EQ(UniformNewTokens(ForwardBatchBuilder().Build()), 0);
 }
 
 TEST(UniformNewTokensTest, CountsTheSharedNumberOfNewTokens) {
@@ -42,7 +42,6 @@ TEST(UniformNewTokensTest, CountsTheSharedNumberOfNewTokens) {
   verify.AddSequence({1}, 0, {9, 10, 11});
   const ForwardBatch uniform = std::move(verify).Build();
   EXPECT_EQ(UniformNewTokens(uniform), 3);
-  EXPECT_FALSE(IsDecodeOnly(uniform));
   ForwardOptions options;
   EXPECT_EQ(UniformLogitsPerSequence(uniform, options), 1);
   options.logits_per_sequence = {2, 2};
@@ -51,10 +50,6 @@ TEST(UniformNewTokensTest, CountsTheSharedNumberOfNewTokens) {
   EXPECT_EQ(UniformLogitsPerSequence(uniform, options), 0);
   options.logits_for = LogitsFor::kAllTokens;
   EXPECT_EQ(UniformLogitsPerSequence(uniform, options), 3);
-  ForwardBatchBuilder mixed;
-  mixed.AddSequence({0}, 5, {7});
-  mixed.AddSequence({1}, 0, {9, 10});
-  EXPECT_EQ(UniformNewTokens(std::move(mixed).Build()), 0);
 }
 
 // Decode (1 new token per sequence, the last logits) and speculative verification (3 new
