@@ -45,8 +45,7 @@ absl::Status Engine::ValidateSpeculation(const EngineOptions& options, int64_t n
   if (options.speculative_tokens > 0 && num_mtp_modules == 0) {
     return absl::InvalidArgumentError(
         "speculative_tokens needs the model's multi-token-prediction module: the checkpoint "
-        "must have num_nextn_predict_layers >= 1 and be loaded with it (LoadOptions::load_mtp), "
-        "on one rank");
+        "must have num_nextn_predict_layers >= 1 and be loaded with it (LoadOptions::load_mtp)");
   }
   return absl::OkStatus();
 }
@@ -76,8 +75,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(ParallelModel& model,
         " / expert_parallel_size ", options.expert_parallel_size, " do not match the model's ",
         model.parallel().tensor_parallel_size, " / ", model.parallel().expert_parallel_size));
   }
-  const int64_t mtp = model.world_size() == 1 ? model.shard(0).num_mtp_modules() : 0;
-  if (absl::Status s = ValidateSpeculation(options, mtp); !s.ok()) return s;
+  if (absl::Status s = ValidateSpeculation(options, model.num_mtp_modules()); !s.ok()) return s;
   return std::unique_ptr<Engine>(new Engine(model, tokenizer, options, metrics));
 }
 

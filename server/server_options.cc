@@ -124,7 +124,7 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
   app.add_option("--speculative-tokens", o.speculative_tokens,
                  "speculative decoding with the model's multi-token-prediction (MTP) module: "
                  "draft tokens each decode step verifies (0: off; the checkpoint needs "
-                 "num_nextn_predict_layers >= 1; one rank)")
+                 "num_nextn_predict_layers >= 1; on a tensor/expert-parallel group, CPU only)")
       ->capture_default_str();
   app.add_option("--max-num-partial-prefills", o.max_num_partial_prefills,
                  "prompts prefilled in one engine step at most")
@@ -276,10 +276,12 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
     return Invalid(absl::StrCat("--speculative-tokens must be in [0, ",
                                 engine::kMaxSpeculativeTokens, "], got ", o.speculative_tokens));
   }
-  if (o.speculative_tokens > 0 && (o.tensor_parallel_size > 1 || o.expert_parallel_size > 1)) {
+  if (o.speculative_tokens > 0 && o.device == "cuda" &&
+      (o.tensor_parallel_size > 1 || o.expert_parallel_size > 1)) {
     return Invalid(
-        "--speculative-tokens runs the MTP module on one rank: it cannot be combined with "
-        "--tensor-parallel-size or --expert-parallel-size above 1 yet");
+        "--speculative-tokens with --device cuda runs the MTP module on one GPU: it cannot be "
+        "combined with --tensor-parallel-size or --expert-parallel-size above 1 yet (the CPU "
+        "backend can)");
   }
   if (absl::Status s = CheckPositive("--max-num-partial-prefills", o.max_num_partial_prefills);
       !s.ok()) {

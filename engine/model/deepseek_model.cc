@@ -48,7 +48,15 @@ DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, RankConte
       rank_(rank),
       rope_(MakeRopeTable(config_.qk_rope_head_dim, config_.rope_theta, config_.rope_scaling)),
       expert_token_counts_(
-          static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {}
+          static_cast<size_t>(config_.num_hidden_layers * config_.n_routed_experts)) {
+  if (rank_.ep_size() > 1 && config_.n_routed_experts > 0) {
+    mtp_placement_ = MtpLayerPlacement(config_.n_routed_experts, rank_.ep_size());
+  }
+}
+
+const LayerPlacement& DeepseekModel::ExpertLayout(int64_t kv_layer) const {
+  return kv_layer < config_.num_hidden_layers ? rank_.placement->layers[kv_layer] : mtp_placement_;
+}
 
 KvPages DeepseekModel::MakeKvPages(int64_t num_blocks) const {
   return KvPages(config_.num_hidden_layers + num_mtp_modules(), num_blocks, config_.kv_cache_dim(),
@@ -87,9 +95,9 @@ absl::Status DeepseekModel::RunDecoderLayer(const DecoderLayerWeights& layer, in
 
   RmsNormCpu(h, layer.post_attention_norm, eps, num_tokens, absl::MakeSpan(normed));
   if (layer.moe.has_value() && rank_.ep_size() > 1) {
-    MOESERVE_RETURN_IF_ERROR(
-        ExpertParallelMoeForward(config_, *layer.moe, rank_.placement->layers[kv_layer], rank_,
-                                 normed.data(), num_tokens, quantize, branch.data(), counts));
+    MOESERVE_RETURN_IF_ERROR(ExpertParallelMoeForward(config_, *layer.moe, ExpertLayout(kv_layer),
+                                                      rank_, normed.data(), num_tokens, quantize,
+                                                      branch.data(), counts));
   } else if (layer.moe.has_value()) {
     // Every tensor-parallel rank routes every token: rank 0 alone counts them.
     MoeForward(config_, *layer.moe, normed.data(), num_tokens, quantize, branch.data(),

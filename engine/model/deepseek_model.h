@@ -6,9 +6,10 @@
 // Forward is const and safe to call from one thread at a time per KvPages.
 //
 // A DeepseekModel may also be one rank's shard of a model-parallel group (RankContext,
-// engine/parallel/parallel_config.h): it then holds only that rank's weights, and Forward must
-// be called on every rank of the group with the same batch; the collectives inside leave
-// every rank with the same logits. ParallelModel (engine/parallel) drives such a group.
+// engine/parallel/parallel_config.h): it then holds only that rank's weights (its MTP modules'
+// blocks cut like the main layers), and Forward, ForwardWithHidden and ForwardMtp must be called
+// on every rank of the group with the same arguments; the collectives inside leave every rank
+// with the same outputs. ParallelModel (engine/parallel) drives such a group.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include "engine/model/weight_loader.h"
 #include "engine/model/weights.h"
 #include "engine/ops/rope/rope.h"
+#include "engine/parallel/expert_placement.h"
 #include "engine/parallel/parallel_config.h"
 
 namespace moeserve::engine {
@@ -102,9 +104,14 @@ class DeepseekModel {
                            const std::vector<float>* norm, const LinearWeight& head,
                            const ForwardOptions& options) const;
 
+  // Under expert parallelism, where layer `kv_layer`'s experts sit: the group's placement for
+  // the main stack, MtpLayerPlacement for an MTP module's block.
+  const LayerPlacement& ExpertLayout(int64_t kv_layer) const;
+
   ModelConfig config_;
   ModelWeights weights_;
   RankContext rank_;
+  LayerPlacement mtp_placement_;  // expert parallelism only
   RopeTable rope_;
   DType kv_cache_dtype_ = DType::kF32;
   mutable std::vector<int64_t> expert_token_counts_;

@@ -382,7 +382,8 @@ absl::StatusOr<DecoderLayerWeights> LoadDecoderLayer(TensorFetcher& fetch, const
 // MTP module `m` (model.layers.{num_hidden_layers + m}.*, reference §3.4). Its block is an MoE
 // layer when the model has routed experts (V3's layer 61), as moeserve-make-model writes it.
 absl::StatusOr<MtpWeights> LoadMtp(TensorFetcher& fetch, const Checkpoint& checkpoint,
-                                   const ModelConfig& c, int64_t m, const ModelWeights& main) {
+                                   const ModelConfig& c, int64_t m, const ModelWeights& main,
+                                   const WeightShard& shard) {
   const int64_t hidden = c.hidden_size;
   const std::string prefix = absl::StrCat("model.layers.", c.num_hidden_layers + m);
   MtpWeights mtp;
@@ -391,8 +392,8 @@ absl::StatusOr<MtpWeights> LoadMtp(TensorFetcher& fetch, const Checkpoint& check
   // BF16 in DeepSeek's FP8 checkpoints and never quantized online (reference §4).
   MOESERVE_ASSIGN_OR_RETURN(mtp.eh_proj, fetch.Linear(prefix + ".eh_proj", hidden, 2 * hidden,
                                                       /*quantizable=*/false));
-  MOESERVE_ASSIGN_OR_RETURN(
-      mtp.block, LoadDecoderLayer(fetch, c, prefix, c.n_routed_experts > 0, WeightShard{}, {}));
+  MOESERVE_ASSIGN_OR_RETURN(mtp.block, LoadDecoderLayer(fetch, c, prefix, c.n_routed_experts > 0,
+                                                        shard, shard.mtp_layer_experts));
   MOESERVE_ASSIGN_OR_RETURN(mtp.head_norm,
                             fetch.Dense(prefix + ".shared_head.norm.weight", {hidden}));
   // V3 stores copies of the main embedding and lm_head here; hold them only if they differ.
@@ -499,7 +500,6 @@ absl::Status LoadModelWeightsByLayer(
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, const ModelConfig& c,
                                               const LoadOptions& options,
                                               const WeightShard& shard) {
-  MOESERVE_RETURN_IF_ERROR(CheckMtpShard(options, shard));
   ModelWeights weights;
   std::vector<DecoderLayerWeights> layers;
   MOESERVE_RETURN_IF_ERROR(LoadModelWeightsByLayer(checkpoint, c, options, shard, weights,
@@ -509,7 +509,7 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
                                                    }));
   weights.layers = std::move(layers);
   if (options.load_mtp) {
-    MOESERVE_ASSIGN_OR_RETURN(weights.mtp, LoadMtpModules(checkpoint, c, options, weights));
+    MOESERVE_ASSIGN_OR_RETURN(weights.mtp, LoadMtpModules(checkpoint, c, options, weights, shard));
   }
   return weights;
 }
@@ -517,7 +517,8 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint, cons
 absl::Status CheckMtpShard(const LoadOptions& options, const WeightShard& shard) {
   if (options.load_mtp && (shard.tp_size > 1 || !shard.layer_experts.empty())) {
     return absl::InvalidArgumentError(
-        "the MTP module is loaded only into an unsharded model (no tensor or expert parallelism)");
+        "the CUDA backend loads the MTP module only into an unsharded model (no tensor or "
+        "expert parallelism; the CPU backend shards it)");
   }
   return absl::OkStatus();
 }
@@ -525,12 +526,13 @@ absl::Status CheckMtpShard(const LoadOptions& options, const WeightShard& shard)
 absl::StatusOr<std::vector<MtpWeights>> LoadMtpModules(const Checkpoint& checkpoint,
                                                        const ModelConfig& c,
                                                        const LoadOptions& options,
-                                                       const ModelWeights& main) {
+                                                       const ModelWeights& main,
+                                                       const WeightShard& shard) {
   TensorFetcher fetch(checkpoint, c, options);
   std::vector<MtpWeights> modules;
   for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
     MtpWeights mtp;
-    MOESERVE_ASSIGN_OR_RETURN(mtp, LoadMtp(fetch, checkpoint, c, m, main));
+    MOESERVE_ASSIGN_OR_RETURN(mtp, LoadMtp(fetch, checkpoint, c, m, main, shard));
     modules.push_back(std::move(mtp));
   }
   return modules;

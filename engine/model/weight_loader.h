@@ -90,6 +90,9 @@ struct WeightShard {
   // Expert parallel: per layer, the logical experts of this rank's slots in slot order
   // (MoeWeights::slot_experts). Empty: every expert.
   std::vector<std::vector<int32_t>> layer_experts;
+  // Expert parallel: the same for the MoE layer of each MTP module (MtpLayerPlacement, the
+  // contiguous partition). Empty: every expert.
+  std::vector<int32_t> mtp_layer_experts;
 };
 
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
@@ -108,17 +111,19 @@ absl::Status LoadModelWeightsByLayer(
     const std::function<absl::Status(int64_t, DecoderLayerWeights&&)>& on_layer);
 
 // InvalidArgument when `options` ask for the MTP modules and `shard` is a tensor- or
-// expert-parallel shard: the modules load only into an unsharded model. Loaders check it
-// before reading anything.
+// expert-parallel shard: the CUDA loader holds the modules only in an unsharded model (the CPU
+// backend shards them like the main stack). Checked before reading anything.
 absl::Status CheckMtpShard(const LoadOptions& options, const WeightShard& shard);
 
-// The config's num_nextn_predict_layers MTP modules of an unsharded model (what
-// LoadModelWeights adds under LoadOptions::load_mtp; the CUDA loader uploads them after the
-// layers). `main` holds the main embedding and lm_head: a module's copy equal to them is not
-// held twice.
+// The config's num_nextn_predict_layers MTP modules (what LoadModelWeights adds under
+// LoadOptions::load_mtp; the CUDA loader uploads them after the layers), each module's decoder
+// block cut to `shard` like a main layer (its MoE experts per shard.mtp_layer_experts); eh_proj,
+// the norms and the head are whole on every rank. `main` holds the main embedding and lm_head: a
+// module's copy equal to them is not held twice.
 absl::StatusOr<std::vector<MtpWeights>> LoadMtpModules(const Checkpoint& checkpoint,
                                                        const ModelConfig& config,
                                                        const LoadOptions& options,
-                                                       const ModelWeights& main);
+                                                       const ModelWeights& main,
+                                                       const WeightShard& shard = {});
 
 }  // namespace moeserve::engine

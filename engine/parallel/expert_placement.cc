@@ -83,6 +83,10 @@ ExpertPlacement ContiguousPlacement(const std::vector<bool>& is_moe_layer, int64
   return placement;
 }
 
+LayerPlacement MtpLayerPlacement(int64_t num_experts, int num_ranks) {
+  return ContiguousLayer(num_experts, num_ranks);
+}
+
 absl::Status ValidatePlacement(const ExpertPlacement& p, const std::vector<bool>& is_moe_layer,
                                int64_t num_experts, int num_ranks) {
   if (p.num_experts != num_experts) {

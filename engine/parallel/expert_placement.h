@@ -52,6 +52,11 @@ LocalExpertSlots ExpertSlotsOnRank(const LayerPlacement& layer, int64_t num_expe
 ExpertPlacement ContiguousPlacement(const std::vector<bool>& is_moe_layer, int64_t num_experts,
                                     int num_ranks);
 
+// The layout of an MTP module's MoE layer (model.layers.{num_hidden_layers + m}) under expert
+// parallelism: always the contiguous partition. Placement files and EPLB cover the main stack,
+// whose routing the engine counts; the module is one layer beside it.
+LayerPlacement MtpLayerPlacement(int64_t num_experts, int num_ranks);
+
 // Every MoE layer laid out, every expert id in range and present at least once, no expert twice
 // on one rank, every rank the same number of slots; non-MoE layers empty. Messages name the
 // layer, rank and expert.

@@ -81,6 +81,10 @@ absl::StatusOr<WeightShard> WeightShardFor(const RankContext& rank, const ModelC
       shard.layer_experts.push_back(
           layer.rank_experts.empty() ? std::vector<int32_t>{} : layer.rank_experts[rank.ep_rank()]);
     }
+    if (config.n_routed_experts > 0) {
+      shard.mtp_layer_experts =
+          MtpLayerPlacement(config.n_routed_experts, rank.ep_size()).rank_experts[rank.ep_rank()];
+    }
   }
   return shard;
 }

@@ -57,14 +57,14 @@ std::vector<KvPages> ParallelModel::MakeKvPages(int64_t num_blocks) const {
   return pages;
 }
 
-absl::StatusOr<std::vector<float>> ParallelModel::Forward(const ForwardBatch& batch,
-                                                          std::vector<KvPages>& pages,
-                                                          const ForwardOptions& options) {
+template <typename Result, typename Step>
+absl::StatusOr<Result> ParallelModel::OnEveryRank(const char* what, const ForwardBatch& batch,
+                                                  std::vector<KvPages>& pages, const Step& step) {
   if (pages.size() != shards_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("ParallelModel::Forward: ", pages.size(),
+    return absl::InvalidArgumentError(absl::StrCat("ParallelModel::", what, ": ", pages.size(),
                                                    " KV page sets for ", shards_.size(), " ranks"));
   }
-  if (world_size() == 1) return shards_[0]->Forward(batch, pages[0], options);
+  if (world_size() == 1) return step(*shards_[0], pages[0]);
   if (group_->aborted()) {
     return absl::FailedPreconditionError(
         "a rank of the model-parallel group failed earlier; the group is unusable");
@@ -72,18 +72,56 @@ absl::StatusOr<std::vector<float>> ParallelModel::Forward(const ForwardBatch& ba
   // A bad batch fails identically on every rank before any collective, but check it here so
   // that it cannot poison the group.
   MOESERVE_RETURN_IF_ERROR(shards_[0]->ValidateBatch(batch, pages[0]));
-  std::vector<float> logits;
+  Result out;
   const std::vector<absl::Status> statuses = pool_->Run([&](int rank) -> absl::Status {
-    absl::StatusOr<std::vector<float>> result = shards_[rank]->Forward(batch, pages[rank], options);
+    absl::StatusOr<Result> result = step(*shards_[rank], pages[rank]);
     if (!result.ok()) {
       group_->Abort();  // peers waiting in a collective must not wait forever
       return result.status();
     }
-    if (rank == 0) logits = *std::move(result);
+    if (rank == 0) out = *std::move(result);
     return absl::OkStatus();
   });
   MOESERVE_RETURN_IF_ERROR(FirstRankError(statuses));
-  return logits;
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> ParallelModel::Forward(const ForwardBatch& batch,
+                                                          std::vector<KvPages>& pages,
+                                                          const ForwardOptions& options) {
+  return OnEveryRank<std::vector<float>>("Forward", batch, pages,
+                                         [&](const DeepseekModel& shard, KvPages& rank_pages) {
+                                           return shard.Forward(batch, rank_pages, options);
+                                         });
+}
+
+absl::StatusOr<ForwardOutput> ParallelModel::ForwardWithHidden(const ForwardBatch& batch,
+                                                               std::vector<KvPages>& pages,
+                                                               const ForwardOptions& options) {
+  return OnEveryRank<ForwardOutput>("ForwardWithHidden", batch, pages,
+                                    [&](const DeepseekModel& shard, KvPages& rank_pages) {
+                                      return shard.ForwardWithHidden(batch, rank_pages, options);
+                                    });
+}
+
+absl::StatusOr<ForwardOutput> ParallelModel::ForwardMtp(int64_t module, const ForwardBatch& batch,
+                                                        absl::Span<const float> prev_hidden,
+                                                        std::vector<KvPages>& pages,
+                                                        const ForwardOptions& options) {
+  if (module < 0 || module >= num_mtp_modules()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MTP module ", module, " is not loaded (", num_mtp_modules(), " are)"));
+  }
+  // Checked inside each shard too, but here first: a rank's error would abort the group.
+  const int64_t expected = batch.num_tokens() * config().hidden_size;
+  if (static_cast<int64_t>(prev_hidden.size()) != expected) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MTP prev_hidden has ", prev_hidden.size(), " values; expected ", expected));
+  }
+  return OnEveryRank<ForwardOutput>(
+      "ForwardMtp", batch, pages, [&](const DeepseekModel& shard, KvPages& rank_pages) {
+        return shard.ForwardMtp(module, batch, prev_hidden, rank_pages, options);
+      });
 }
 
 std::vector<int64_t> ParallelModel::expert_token_counts() const {

@@ -53,12 +53,29 @@ class ParallelModel {
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch, std::vector<KvPages>& pages,
                                              const ForwardOptions& options = {});
 
+  // DeepseekModel::ForwardWithHidden and ForwardMtp on every rank, as Forward; rank 0's output.
+  // The MTP modules are those each shard loaded (LoadOptions::load_mtp), cut like its layers.
+  int64_t num_mtp_modules() const { return shards_[0]->num_mtp_modules(); }
+  absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
+                                                  std::vector<KvPages>& pages,
+                                                  const ForwardOptions& options = {});
+  absl::StatusOr<ForwardOutput> ForwardMtp(int64_t module, const ForwardBatch& batch,
+                                           absl::Span<const float> prev_hidden,
+                                           std::vector<KvPages>& pages,
+                                           const ForwardOptions& options = {});
+
   // Tokens routed to each (layer, expert) so far, summed over ranks: [num_layers, n_experts].
   // Call between steps.
   std::vector<int64_t> expert_token_counts() const;
 
  private:
   ParallelModel() = default;
+
+  // Validates the batch against rank 0's pages, then runs step(shard, its pages) on every rank
+  // (on the caller's thread for one rank) and returns rank 0's result.
+  template <typename Result, typename Step>
+  absl::StatusOr<Result> OnEveryRank(const char* what, const ForwardBatch& batch,
+                                     std::vector<KvPages>& pages, const Step& step);
 
   ParallelConfig parallel_;
   std::optional<ExpertPlacement> placement_;

@@ -19,21 +19,17 @@ absl::StatusOr<std::vector<float>> CpuStepModel::Forward(const ForwardBatch& bat
   return model_.Forward(batch, pages_, options);
 }
 
-int64_t CpuStepModel::num_mtp_modules() const {
-  return model_.world_size() == 1 ? model_.shard(0).num_mtp_modules() : 0;
-}
-
 absl::StatusOr<ForwardOutput> CpuStepModel::ForwardWithHidden(const ForwardBatch& batch,
                                                               const ForwardOptions& options) {
   if (num_mtp_modules() == 0) return StepModel::ForwardWithHidden(batch, options);
-  return model_.shard(0).ForwardWithHidden(batch, pages_[0], options);
+  return model_.ForwardWithHidden(batch, pages_, options);
 }
 
 absl::StatusOr<ForwardOutput> CpuStepModel::ForwardMtp(const ForwardBatch& batch,
                                                        absl::Span<const float> prev_hidden,
                                                        const ForwardOptions& options) {
   if (num_mtp_modules() == 0) return StepModel::ForwardMtp(batch, prev_hidden, options);
-  return model_.shard(0).ForwardMtp(0, batch, prev_hidden, pages_[0], options);
+  return model_.ForwardMtp(0, batch, prev_hidden, pages_, options);
 }
 
 }  // namespace moeserve::engine

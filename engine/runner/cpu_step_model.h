@@ -23,9 +23,8 @@ class CpuStepModel final : public StepModel {
   const ModelConfig& config() const override { return model_.config(); }
   absl::StatusOr<std::vector<float>> Forward(const ForwardBatch& batch,
                                              const ForwardOptions& options) override;
-  // The MTP module runs on a single rank (loading it is refused under tensor/expert
-  // parallelism), so a group reports none.
-  int64_t num_mtp_modules() const override;
+  // The MTP modules the model (every rank of a group) loaded.
+  int64_t num_mtp_modules() const override { return model_.num_mtp_modules(); }
   absl::StatusOr<ForwardOutput> ForwardWithHidden(const ForwardBatch& batch,
                                                   const ForwardOptions& options) override;
   absl::StatusOr<ForwardOutput> ForwardMtp(const ForwardBatch& batch,

@@ -262,7 +262,7 @@ TEST(ServerOptionsTest, KvMemoryBudgetUsesTheCpuCacheDtype) {
   EXPECT_EQ(none.status().message().rfind("--kv-cache-memory-bytes", 0), 0u);
 }
 
-TEST(ServerOptionsTest, SpeculativeTokensNeedAnMtpModuleAndOneRank) {
+TEST(ServerOptionsTest, SpeculativeTokensNeedAnMtpModule) {
   engine::ModelConfig config = Config(3);
   const ServerOptions o = Parse({"--model", "m", "--speculative-tokens", "2"});
   EXPECT_TRUE(CpuLoadOptions(o).load_mtp);
@@ -292,13 +292,19 @@ TEST(ServerOptionsTest, SpeculativeTokensNeedAnMtpModuleAndOneRank) {
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"--speculative-tokens", "-1"},
         std::vector<std::string>{"--speculative-tokens", "9"},
-        std::vector<std::string>{"--speculative-tokens", "1", "--tensor-parallel-size", "2"}}) {
+        std::vector<std::string>{"--speculative-tokens", "1", "--tensor-parallel-size", "2",
+                                 "--device", "cuda"}}) {
     std::vector<std::string> args = {"--model", "m"};
     args.insert(args.end(), bad.begin(), bad.end());
     const absl::Status s = CheckServerOptions(Parse(args));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << absl::StrJoin(bad, " ");
     EXPECT_NE(s.message().find("--speculative-tokens"), std::string::npos) << s;
   }
+  // The CPU backend speculates on a tensor/expert-parallel group (it shards the module).
+  EXPECT_TRUE(CheckServerOptions(
+                  Parse({"--model", "m", "--speculative-tokens", "1", "--tensor-parallel-size", "2",
+                         "--expert-parallel-size", "2", "--device", "cpu"}))
+                  .ok());
   // The CUDA backend speculates too; its KV budget counts the module's layer as the CPU's does.
   const auto cuda = MakeCudaEngineOptions(o, config, 512, 10);
   ASSERT_TRUE(cuda.ok()) << cuda.status();

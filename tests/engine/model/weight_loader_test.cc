@@ -100,7 +100,7 @@ TEST(WeightLoaderTest, LoadsMainStackAndLeavesMtpLayerOut) {
 }
 
 // With load_mtp the module comes in from model.layers.{num_hidden_layers}.*: its projections at
-// their shapes, an MoE block, and its own cache layer; a sharded load refuses it.
+// their shapes, an MoE block, and its own cache layer; a tensor-parallel shard cuts its block.
 TEST(WeightLoaderTest, LoadsTheMtpModuleWhenAsked) {
   const std::string dir = testing::TestCheckpointDir("tiny-v3", false);
   auto checkpoint = Checkpoint::Open(dir);
@@ -122,10 +122,22 @@ TEST(WeightLoaderTest, LoadsTheMtpModuleWhenAsked) {
   EXPECT_EQ((*model)->num_mtp_modules(), 1);
   EXPECT_EQ((*model)->MakeKvPages(2).num_layers(), config->num_hidden_layers + 1);
 
-  auto sharded = LoadModelWeights(*checkpoint, *config, {.load_mtp = true},
-                                  WeightShard{.tp_rank = 0, .tp_size = 2});
-  ASSERT_FALSE(sharded.ok());
-  EXPECT_NE(sharded.status().message().find("MTP"), std::string::npos) << sharded.status();
+  // A tensor-parallel shard holds the module's block cut like a main layer (half the heads of
+  // o_proj's input, half of each expert's width) and eh_proj whole (parallel_model_test checks
+  // the group's outputs); only the CUDA loader refuses a sharded module.
+  const WeightShard half{.tp_rank = 1, .tp_size = 2, .split_routed_experts = true};
+  auto sharded = LoadModelWeights(*checkpoint, *config, {.load_mtp = true}, half);
+  ASSERT_TRUE(sharded.ok()) << sharded.status();
+  ASSERT_EQ(sharded->mtp.size(), 1u);
+  const MtpWeights& cut = sharded->mtp[0];
+  EXPECT_EQ(cut.block.attention.o_proj.in_features, mtp.block.attention.o_proj.in_features / 2);
+  EXPECT_EQ(cut.block.moe->experts[0].down.in_features,
+            mtp.block.moe->experts[0].down.in_features / 2);
+  EXPECT_EQ(DequantizeLinear(cut.eh_proj), DequantizeLinear(mtp.eh_proj));
+  const absl::Status cuda = CheckMtpShard({.load_mtp = true}, half);
+  EXPECT_EQ(cuda.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(cuda.message().find("CUDA"), std::string::npos) << cuda;
+  EXPECT_TRUE(CheckMtpShard({.load_mtp = false}, half).ok());
 }
 
 // The streamed load hands every layer over in order, each equal to the whole load's, keeps

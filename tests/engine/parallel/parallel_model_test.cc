@@ -1,7 +1,9 @@
 // Tensor- and expert-parallel forward on thread ranks equals the single-rank forward:
 // logits to fp32 tolerance (bit for bit when only experts are split, whose arithmetic does
 // not change), greedy continuations identical, for tiny-v2-lite and tiny-v3; an expert
-// placement with replicas changes nothing; an engine serving with TP=2 equals TP=1.
+// placement with replicas changes nothing; an engine serving with TP=2 equals TP=1. The MTP
+// module on a group equals the single rank's, and speculative decoding on a group streams what
+// plain decoding does.
 #include "engine/parallel/parallel_model.h"
 
 #include <gtest/gtest.h>
@@ -207,6 +209,128 @@ INSTANTIATE_TEST_SUITE_P(Presets, ParallelModelTest,
                                            Case{"tiny-v3", 1, 4, /*fp8=*/true}),
                          CaseName);
 
+// The MTP module on a group: each rank holds its block cut like a main layer (heads and widths
+// under TP, experts under EP); the target's hidden states and the module's logits and states
+// equal the single rank's, to fp32 rounding under TP and bit for bit when only experts moved.
+struct MtpOutputs {
+  std::vector<float> target_hidden;  // ForwardWithHidden over the prompts, every token
+  std::vector<float> pass_logits;    // the module over every prompt position, every row
+  std::vector<float> pass_hidden;
+  std::vector<float> draft_logits;  // then over two more positions, the last rows only
+  std::vector<float> draft_hidden;
+};
+
+MtpOutputs RunMtp(ParallelModel& model, const std::vector<std::vector<int32_t>>& prompts) {
+  MtpOutputs out;
+  const int64_t hidden = model.config().hidden_size;
+  constexpr int64_t kBlocksPerSeq = 3;
+  std::vector<KvPages> pages =
+      model.MakeKvPages(kBlocksPerSeq * static_cast<int64_t>(prompts.size()));
+  std::vector<std::vector<int32_t>> tables(prompts.size());
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    for (int64_t b = 0; b < kBlocksPerSeq; ++b) {
+      tables[s].push_back(static_cast<int32_t>(s * kBlocksPerSeq + b));
+    }
+  }
+  ForwardBatchBuilder target;
+  for (size_t s = 0; s < prompts.size(); ++s) target.AddSequence(tables[s], 0, prompts[s]);
+  const ForwardOptions absorbed{.mla_form = MlaForm::kAbsorbed};
+  absl::StatusOr<ForwardOutput> verified =
+      model.ForwardWithHidden(std::move(target).Build(), pages, absorbed);
+  EXPECT_TRUE(verified.ok()) << verified.status();
+  if (!verified.ok()) return out;
+  out.target_hidden = verified->hidden;
+  // The module at positions 0 .. n-2 of each prompt: token p + 1 and the state at p.
+  ForwardBatchBuilder pass;
+  std::vector<float> prev_hidden;
+  int64_t first = 0;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    const auto n = static_cast<int64_t>(prompts[s].size());
+    pass.AddSequence(tables[s], 0, std::vector<int32_t>(prompts[s].begin() + 1, prompts[s].end()));
+    prev_hidden.insert(prev_hidden.end(), verified->hidden.begin() + first * hidden,
+                       verified->hidden.begin() + (first + n - 1) * hidden);
+    first += n;
+  }
+  ForwardOptions every_row = absorbed;
+  every_row.logits_for = LogitsFor::kAllTokens;
+  absl::StatusOr<ForwardOutput> all =
+      model.ForwardMtp(0, std::move(pass).Build(), prev_hidden, pages, every_row);
+  EXPECT_TRUE(all.ok()) << all.status();
+  if (!all.ok()) return out;
+  out.pass_logits = all->logits;
+  out.pass_hidden = all->hidden;
+  // Two more positions per sequence, drafting from the last: the first only writes its latents.
+  ForwardBatchBuilder more;
+  std::vector<float> more_hidden;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    const auto n = static_cast<int64_t>(prompts[s].size());
+    more.AddSequence(tables[s], n - 1, std::vector<int32_t>{prompts[s][0], prompts[s][1]});
+    more_hidden.insert(more_hidden.end(), all->hidden.end() - 2 * hidden, all->hidden.end());
+  }
+  absl::StatusOr<ForwardOutput> drafted =
+      model.ForwardMtp(0, std::move(more).Build(), more_hidden, pages, absorbed);
+  EXPECT_TRUE(drafted.ok()) << drafted.status();
+  if (!drafted.ok()) return out;
+  out.draft_logits = drafted->logits;
+  out.draft_hidden = drafted->hidden;
+  return out;
+}
+
+class ParallelMtpTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ParallelMtpTest, ModuleOnAGroupEqualsSingleRank) {
+  const std::string dir =
+      moeserve::testing::TestCheckpointDir(GetParam().preset, GetParam().fp8, 1234, 1);
+  LoadOptions options = kFp32Cache;
+  options.load_mtp = true;
+  auto single = DeepseekModel::Load(dir, options);
+  ASSERT_TRUE(single.ok()) << single.status();
+  ASSERT_EQ((*single)->num_mtp_modules(), 1);
+  auto wrapped = ParallelModel::Wrap(**single);
+  const auto prompts = RandomPrompts(21, (*single)->config().vocab_size);
+  const MtpOutputs reference = RunMtp(*wrapped, prompts);
+
+  auto group = ParallelModel::Load(
+      dir, options,
+      ParallelConfig{.tensor_parallel_size = GetParam().tp, .expert_parallel_size = GetParam().ep});
+  ASSERT_TRUE(group.ok()) << group.status();
+  ASSERT_EQ((*group)->num_mtp_modules(), 1);
+  const std::vector<int64_t> counts_before = (*group)->expert_token_counts();
+  const MtpOutputs run = RunMtp(**group, prompts);
+  ASSERT_FALSE(reference.draft_logits.empty());
+  ASSERT_EQ(run.draft_logits.size(), reference.draft_logits.size());
+  const std::pair<const std::vector<float>*, const std::vector<float>*> pairs[] = {
+      {&run.target_hidden, &reference.target_hidden},
+      {&run.pass_logits, &reference.pass_logits},
+      {&run.pass_hidden, &reference.pass_hidden},
+      {&run.draft_logits, &reference.draft_logits},
+      {&run.draft_hidden, &reference.draft_hidden}};
+  for (const auto& [actual, expected] : pairs) {
+    ASSERT_EQ(actual->size(), expected->size());
+    if (GetParam().tp == 1) {
+      EXPECT_EQ(*actual, *expected);  // only experts moved
+    } else {
+      EXPECT_LT(testing::MaxRelativeError(*actual, *expected), 2e-5);
+    }
+  }
+  // The module's routing is not counted with the main stack's (expert_token_counts).
+  const std::vector<int64_t> main_counts = (*group)->expert_token_counts();
+  int64_t routed = 0;
+  for (size_t i = 0; i < main_counts.size(); ++i) routed += main_counts[i] - counts_before[i];
+  int64_t prompt_tokens = 0;
+  for (const auto& p : prompts) prompt_tokens += static_cast<int64_t>(p.size());
+  const ModelConfig& c = (*group)->config();
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.IsMoeLayer(l) ? 1 : 0;
+  EXPECT_EQ(routed, prompt_tokens * moe_layers * c.num_experts_per_tok);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, ParallelMtpTest,
+                         ::testing::Values(Case{"tiny-v3", 2, 1}, Case{"tiny-v3", 1, 4},
+                                           Case{"tiny-v3", 2, 2}, Case{"tiny-v2-lite", 2, 2},
+                                           Case{"tiny-v3", 1, 2, /*fp8=*/true}),
+                         CaseName);
+
 TEST(ParallelModelErrors, BadSizesNameTheFlag) {
   const std::string dir = moeserve::testing::TestCheckpointDir("tiny-v3", false);
   const struct {
@@ -227,8 +351,9 @@ TEST(ParallelModelErrors, BadSizesNameTheFlag) {
 }
 
 TEST(ParallelModelErrors, BadBatchLeavesTheGroupUsable) {
-  auto model = ParallelModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false), kFp32Cache,
-                                   {.tensor_parallel_size = 2, .expert_parallel_size = 2});
+  auto model =
+      ParallelModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false), kFp32Cache,
+                          {.tensor_parallel_size = 2, .expert_parallel_size = 2});
   ASSERT_TRUE(model.ok()) << model.status();
   std::vector<KvPages> pages = (*model)->MakeKvPages(2);
   ForwardBatchBuilder bad;
@@ -290,6 +415,71 @@ TEST(ParallelEngineTest, TensorParallelTwoEqualsOne) {
 
   options.tensor_parallel_size = 1;
   EXPECT_FALSE(Engine::Create(**parallel, nullptr, options).ok()) << "sizes must match the model";
+}
+
+// Speculative decoding on a group: the bundled model (whose trained module's drafts are mostly
+// accepted) with TP = EP = 2 streams the same greedy tokens with k = 1 and 2 as without
+// speculation on the same group, frees every KV block, and accepts drafts.
+TEST(ParallelEngineTest, SpeculativeGreedyOnAGroupEqualsPlainDecoding) {
+  const std::string dir = std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny";
+  LoadOptions options = kFp32Cache;
+  options.load_mtp = true;
+  auto group =
+      ParallelModel::Load(dir, options, {.tensor_parallel_size = 2, .expert_parallel_size = 2});
+  ASSERT_TRUE(group.ok()) << group.status();
+  auto tokenizer = Tokenizer::Load(dir);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  std::vector<GenerateRequest> requests;
+  const char* texts[] = {"In the beginning God created", "The LORD is my shepherd;",
+                         "And Naomi said unto her two daughters in law,",
+                         "Blessed are the poor in spirit:", "And David said to Saul,"};
+  for (size_t i = 0; i < std::size(texts); ++i) {
+    auto ids = (*tokenizer)->Encode(texts[i], /*add_special_tokens=*/true);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    GenerateRequest r;
+    r.request_id = absl::StrCat("r", i);
+    r.prompt_token_ids = *ids;
+    r.sampling.temperature = 0.0f;
+    r.stop.max_new_tokens = 24 + 6 * static_cast<int64_t>(i);
+    r.stop.ignore_eos = true;
+    requests.push_back(r);
+  }
+  auto serve = [&](int64_t k) {
+    EngineOptions engine_options{.num_kv_blocks = 16,
+                                 .max_num_seqs = 4,
+                                 .max_num_batched_tokens = 48,
+                                 .max_model_len = 512,
+                                 .tensor_parallel_size = 2,
+                                 .expert_parallel_size = 2};
+    engine_options.speculative_tokens = k;
+    auto engine = Engine::Create(**group, tokenizer->get(), engine_options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    std::vector<std::vector<int32_t>> tokens;
+    if (!engine.ok()) return std::make_pair(tokens, EngineStats{});
+    std::vector<moeserve::testing::CollectingSink> sinks(requests.size());
+    std::vector<RequestHandle> handles;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto handle = (*engine)->Submit(requests[i], &sinks[i]);
+      EXPECT_TRUE(handle.ok()) << handle.status();
+      if (handle.ok()) handles.push_back(*std::move(handle));
+    }
+    for (auto& sink : sinks) {
+      EXPECT_TRUE(sink.WaitFinished());
+      tokens.push_back(sink.token_ids());
+    }
+    (*engine)->Shutdown(ShutdownMode::kDrain);
+    return std::make_pair(tokens, (*engine)->Stats());
+  };
+  const auto [plain, plain_stats] = serve(0);
+  for (int64_t k : {1, 2}) {
+    const auto [spec, stats] = serve(k);
+    EXPECT_EQ(spec, plain) << "k " << k;
+    EXPECT_EQ(stats.num_kv_blocks_used, 0) << "k " << k << ": KV blocks leaked";
+    EXPECT_GT(stats.speculation.num_drafts, 0);
+    // The trained module is right most of the time; far less means a broken group pass.
+    EXPECT_GT(stats.speculation.num_accepted_tokens * 2, stats.speculation.num_draft_tokens)
+        << "k " << k;
+  }
 }
 
 }  // namespace
