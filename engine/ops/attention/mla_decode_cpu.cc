@@ -1,3 +1,5 @@
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -5,6 +7,7 @@
 
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/linear/gemm_nn.h"
 #include "engine/ops/linear/weight_gemm.h"
 
@@ -14,6 +17,30 @@ namespace {
 // Columns of the latent value one thread sums for all heads: a multiple of every ISA's GemmNn
 // tile (64 AVX-512, 32 AVX2 columns).
 constexpr int64_t kColumnSlice = 128;
+
+struct KeyRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
+// Thread `index` of `parts` scores keys [begin, end): equal runs of whole 4-key weight tiles.
+KeyRange KeyRun(int64_t keys, int parts, int index) {
+  constexpr int64_t kTile = 4;
+  const int64_t tiles = (keys + kTile - 1) / kTile;
+  const int64_t base = tiles / parts, extra = tiles % parts;
+  const int64_t first = index * base + std::min<int64_t>(index, extra);
+  const int64_t count = base + (index < extra ? 1 : 0);
+  return {std::min(keys, first * kTile), std::min(keys, (first + count) * kTile)};
+}
+
+// Rows [first, first + count) of one cache block as a weight matrix.
+WeightMatrixView LatentRowsView(LatentPagesView pages, int64_t block_id, int64_t block_size,
+                                int64_t first, int64_t count, int64_t kv_dim) {
+  WeightMatrixView view = LatentBlockView(pages, block_id, block_size, first + count, kv_dim);
+  view.data = static_cast<const char*>(view.data) + first * kv_dim * WeightFormatBytes(view.format);
+  view.rows = count;
+  return view;
+}
 
 // Scores held per group of queries: [rows, keys] fp32 at most this many floats (32 MiB), so
 // a 128-head model prefilling a long chunk takes its queries a few at a time.
@@ -34,20 +61,26 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
   float* out = a.out + first * a.num_heads * a.v_dim;
   probs.resize(static_cast<size_t>(rows * keys));
   const int64_t num_blocks = (keys + a.block_size - 1) / a.block_size;
-  // Threads take whole blocks (their score columns are disjoint); the GEMM inside then runs on
-  // one thread. One parallel region per group instead of one per block.
+  // Threads take equal runs of keys (their score columns are disjoint), across block
+  // boundaries: by whole blocks, a decode step whose last block holds one key left one thread
+  // with all the work. Each key's score is the same dot product however keys are grouped. The
+  // GEMMs inside run on the calling thread (ParallelFor does not nest).
   const bool parallel = rows * keys * a.kv_dim > (1 << 16);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    const int64_t j0 = b * a.block_size;
-    const int64_t block_rows = std::min(a.block_size, keys - j0);
-    const WeightMatrixView block =
-        LatentBlockView(a.pages, block_table[b], a.block_size, block_rows, a.kv_dim);
-    WeightGemmCpu(q, a.kv_dim, block, probs.data() + j0, keys, rows, /*accumulate=*/false, a.isa);
-  }
+  const int runs = parallel ? omp_get_max_threads() : 1;
+  ParallelFor(runs, parallel, [&](int64_t r) {
+    const KeyRange run = KeyRun(keys, runs, static_cast<int>(r));
+    for (int64_t j = run.begin; j < run.end;) {
+      const int64_t b = j / a.block_size;
+      const int64_t in_block = std::min(run.end, (b + 1) * a.block_size) - j;
+      const WeightMatrixView keys_view = LatentRowsView(a.pages, block_table[b], a.block_size,
+                                                        j - b * a.block_size, in_block, a.kv_dim);
+      WeightGemmCpu(q, a.kv_dim, keys_view, probs.data() + j, keys, rows, /*accumulate=*/false,
+                    a.isa);
+      j += in_block;
+    }
+  });
   std::vector<float> sums(static_cast<size_t>(rows)), maxima(sums.size());
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t r = 0; r < rows; ++r) {
+  ParallelFor(rows, parallel, [&](int64_t r) {
     float* row = probs.data() + r * keys;
     const int64_t visible = visible_first + r / a.num_heads;
     float max_score = -std::numeric_limits<float>::infinity();
@@ -63,12 +96,11 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
     std::fill(row + visible, row + keys, 0.0f);
     sums[r] = sum;
     maxima[r] = max_score;
-  }
+  });
   // Threads take column slices of out; each slice still sums the blocks in order, so the
   // result does not depend on the number of threads.
   const int64_t num_slices = (a.v_dim + kColumnSlice - 1) / kColumnSlice;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t c = 0; c < num_slices; ++c) {
+  ParallelFor(num_slices, parallel, [&](int64_t c) {
     const int64_t c0 = c * kColumnSlice;
     const int64_t width = std::min(kColumnSlice, a.v_dim - c0);
     for (int64_t b = 0; b < num_blocks; ++b) {
@@ -86,7 +118,7 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
                   rows, width, block_rows, /*accumulate=*/b > 0, a.isa);
       }
     }
-  }
+  });
   for (int64_t r = 0; r < rows; ++r) {
     const float inv_sum = sums[r] > 0.0f ? 1.0f / sums[r] : 0.0f;
     for (int64_t d = 0; d < a.v_dim; ++d) out[r * a.v_dim + d] *= inv_sum;

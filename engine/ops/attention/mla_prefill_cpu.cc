@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "engine/ops/attention/mla_prefill.h"
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/linear/gemm_nn.h"
 #include "engine/ops/linear/weight_gemm.h"
 
@@ -21,18 +22,16 @@ void MhaPrefillGemm(const MhaPrefillArgs& a) {
   std::vector<float> sums(static_cast<size_t>(nq));
   for (int64_t h = 0; h < a.num_heads; ++h) {
     // K_h = [k_nope_h | k_pe] made contiguous: the "weight" rows of the score GEMM.
-#pragma omp parallel for if (ctx * qk_dim > (1 << 16))
-    for (int64_t j = 0; j < ctx; ++j) {
+    ParallelFor(ctx, ctx * qk_dim > (1 << 16), [&](int64_t j) {
       const float* k_nope = a.k_nope_v + j * kv_stride + h * (a.nope_dim + a.v_dim);
       std::copy(k_nope, k_nope + a.nope_dim, k_h.begin() + j * qk_dim);
       const float* k_pe = a.k_pe + j * a.k_pe_stride;
       std::copy(k_pe, k_pe + a.rope_dim, k_h.begin() + j * qk_dim + a.nope_dim);
-    }
+    });
     const WeightMatrixView keys{WeightFormat::kF32, k_h.data(), nullptr, ctx, qk_dim};
     WeightGemmCpu(a.q + h * qk_dim, a.num_heads * qk_dim, keys, probs.data(), ctx, nq,
                   /*accumulate=*/false, a.isa);
-#pragma omp parallel for if (nq * ctx > (1 << 14))
-    for (int64_t i = 0; i < nq; ++i) {
+    ParallelFor(nq, nq * ctx > (1 << 14), [&](int64_t i) {
       float* row = probs.data() + i * ctx;
       const int64_t visible = ctx - nq + i + 1;
       float max_score = -std::numeric_limits<float>::infinity();
@@ -47,7 +46,7 @@ void MhaPrefillGemm(const MhaPrefillArgs& a) {
       }
       std::fill(row + visible, row + ctx, 0.0f);  // masked keys add exactly nothing
       sums[i] = sum;
-    }
+    });
     float* out_h = a.out + h * a.v_dim;
     const float* v_h = a.k_nope_v + h * (a.nope_dim + a.v_dim) + a.nope_dim;
     GemmNnCpu(probs.data(), ctx, v_h, kv_stride, out_h, a.num_heads * a.v_dim, nq, a.v_dim, ctx,

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/fp8_quant.h"
 
@@ -16,13 +17,12 @@ std::vector<float> DequantizeFp8BlockWeight(absl::Span<const uint8_t> fp8,
                                             int64_t cols, int64_t block_rows, int64_t block_cols) {
   std::vector<float> w(static_cast<size_t>(rows * cols));
   const int64_t scale_cols = CeilDiv(cols, block_cols);
-#pragma omp parallel for if (rows * cols > (1 << 18))
-  for (int64_t i = 0; i < rows; ++i) {
+  ParallelFor(rows, rows * cols > (1 << 18), [&](int64_t i) {
     const float* scale_row = scale_inv.data() + (i / block_rows) * scale_cols;
     for (int64_t j = 0; j < cols; ++j) {
       w[i * cols + j] = Fp8E4M3ToFloat(fp8[i * cols + j]) * scale_row[j / block_cols];
     }
-  }
+  });
   return w;
 }
 
@@ -45,15 +45,14 @@ void QuantizeActivationsFp8(absl::Span<const float> x, int64_t rows, int64_t col
 
 void RoundTripActivationsFp8(absl::Span<float> x, int64_t rows, int64_t cols) {
   const int64_t groups = CeilDiv(cols, kFp8BlockSize);
-#pragma omp parallel for if (rows * cols > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) {
+  ParallelFor(rows, rows * cols > (1 << 16), [&](int64_t r) {
     std::vector<uint8_t> q(static_cast<size_t>(cols));
     std::vector<float> scales(static_cast<size_t>(groups));
     float* row = x.data() + r * cols;
     QuantizeActivationsFp8(absl::MakeConstSpan(row, cols), 1, cols, absl::MakeSpan(q),
                            absl::MakeSpan(scales));
     for (int64_t j = 0; j < cols; ++j) row[j] = Fp8E4M3ToFloat(q[j]) * scales[j / kFp8BlockSize];
-  }
+  });
 }
 
 Fp8BlockWeight QuantizeFp8BlockWeight(absl::Span<const float> w, int64_t rows, int64_t cols) {

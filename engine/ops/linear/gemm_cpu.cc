@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/linear/gemm.h"
 
 namespace moeserve::engine {
@@ -60,8 +61,7 @@ void GemmCpu(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy,
   const int64_t n_tiles = (n + kTileN - 1) / kTileN;
   // Parallel over rows of w: each thread streams its slice of the weights once per x tile,
   // and the slice stays in cache across the x tiles.
-#pragma omp parallel for schedule(static) if (m * n * k > (1 << 16))
-  for (int64_t nt = 0; nt < n_tiles; ++nt) {
+  ParallelFor(n_tiles, m * n * k > (1 << 16), [&](int64_t nt) {
     const int64_t n0 = nt * kTileN;
     const int64_t rows_n = std::min<int64_t>(kTileN, n - n0);
     for (int64_t m0 = 0; m0 < m; m0 += kTileM) {
@@ -69,7 +69,7 @@ void GemmCpu(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy,
       MicroTile(x + m0 * ldx, ldx, w + n0 * k, k, rows_m, rows_n, y + m0 * ldy + n0, ldy,
                 accumulate);
     }
-  }
+  });
 }
 
 }  // namespace moeserve::engine

@@ -1,6 +1,7 @@
 #include <cmath>
 #include <vector>
 
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/gemm_nn.h"
 
@@ -13,8 +14,7 @@ float AsFloat(uint16_t v) { return Bf16ToFloat(v); }
 template <typename E>
 void GemmNnPortable(const float* x, int64_t ldx, const E* v, int64_t ldv, float* y, int64_t ldy,
                     int64_t m, int64_t n, int64_t k, bool accumulate) {
-#pragma omp parallel for schedule(static) if (m * n * k > (1 << 16))
-  for (int64_t i = 0; i < m; ++i) {
+  ParallelFor(m, m * n * k > (1 << 16), [&](int64_t i) {
     std::vector<float> acc(static_cast<size_t>(n), 0.0f);
     for (int64_t kk = 0; kk < k; ++kk) {
       const float xv = x[i * ldx + kk];
@@ -23,7 +23,7 @@ void GemmNnPortable(const float* x, int64_t ldx, const E* v, int64_t ldv, float*
     }
     float* out = y + i * ldy;
     for (int64_t j = 0; j < n; ++j) out[j] = accumulate ? out[j] + acc[j] : acc[j];
-  }
+  });
 }
 
 template <typename E>

@@ -61,32 +61,31 @@ void GemmNnAllTiles(const float* x, int64_t ldx, const E* v, int64_t ldv, float*
   constexpr int64_t kTileCols = kNnTileVectors * Simd::kLanes;
   const int64_t col_tiles = n / kTileCols;
   const int64_t row_tiles = (m + kNnTileRows - 1) / kNnTileRows;
-#pragma omp parallel for collapse(2) schedule(static) if (m * n * k > (1 << 16))
-  for (int64_t rt = 0; rt < row_tiles; ++rt) {
-    for (int64_t ct = 0; ct <= col_tiles; ++ct) {
-      const int64_t r0 = rt * kNnTileRows;
-      const int64_t rows = std::min<int64_t>(kNnTileRows, m - r0);
-      const float* xr = x + r0 * ldx;
-      float* yr = y + r0 * ldy;
-      if (ct == col_tiles) {  // the columns past the last whole tile
-        NnColumnTail(xr, ldx, v, ldv, yr, ldy, rows, col_tiles * kTileCols, n, k, accumulate);
-        continue;
-      }
-      const int64_t c0 = ct * kTileCols;
-      switch (rows) {
-        case 4:
-          NnTile<4>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
-          break;
-        case 3:
-          NnTile<3>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
-          break;
-        case 2:
-          NnTile<2>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
-          break;
-        default:
-          NnTile<1>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
-          break;
-      }
+  // One item per (row tile, column tile), the columns past the last whole tile included.
+  ParallelFor(row_tiles * (col_tiles + 1), m * n * k > (1 << 16), [&](int64_t item) {
+    const int64_t rt = item / (col_tiles + 1), ct = item % (col_tiles + 1);
+    const int64_t r0 = rt * kNnTileRows;
+    const int64_t rows = std::min<int64_t>(kNnTileRows, m - r0);
+    const float* xr = x + r0 * ldx;
+    float* yr = y + r0 * ldy;
+    if (ct == col_tiles) {  // the columns past the last whole tile
+      NnColumnTail(xr, ldx, v, ldv, yr, ldy, rows, col_tiles * kTileCols, n, k, accumulate);
+      return;
     }
-  }
+    const int64_t c0 = ct * kTileCols;
+    switch (rows) {
+      case 4:
+        NnTile<4>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
+        break;
+      case 3:
+        NnTile<3>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
+        break;
+      case 2:
+        NnTile<2>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
+        break;
+      default:
+        NnTile<1>(xr, ldx, v + c0, ldv, yr + c0, ldy, k, accumulate);
+        break;
+    }
+  });
 }

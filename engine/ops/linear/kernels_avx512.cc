@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/gemm_nn.h"
 #include "engine/ops/linear/weight_gemm.h"

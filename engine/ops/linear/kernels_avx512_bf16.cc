@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "engine/ops/cpu/cpu_features.h"
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/dtype.h"
 #include "engine/ops/linear/weight_gemm.h"
 
@@ -37,8 +38,7 @@ constexpr int64_t kPairs = 32;  // bf16 elements per vdpbf16ps operand
 // micro-kernel never needs a masked x load.
 void RoundRowsToBf16(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t padded,
                      uint16_t* out) {
-#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
-  for (int64_t i = 0; i < m; ++i) {
+  ParallelFor(m, m * k > (1 << 16), [&](int64_t i) {
     const float* row = x + i * ldx;
     uint16_t* dst = out + i * padded;
     for (int64_t kk = 0; kk < padded; kk += kPairs) {
@@ -51,7 +51,7 @@ void RoundRowsToBf16(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t 
       const __m512 hi = _mm512_maskz_loadu_ps(hi_mask, row + kk + 16);
       _mm512_storeu_si512(dst + kk, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
     }
-  }
+  });
 }
 
 // Each output's sum by Simd::Reduce4's fixed tree, four outputs per pass.
@@ -112,8 +112,7 @@ void GemmBf16AllTiles(const uint16_t* xb, int64_t padded, const WeightMatrixView
   const uint16_t* weights = static_cast<const uint16_t*>(w.data);
   const int64_t n_tiles = (n + kTileN - 1) / kTileN;
   // As the fp32 kernels: parallel over weight rows, each thread streams its slice once.
-#pragma omp parallel for schedule(static) if (m * n * k > (1 << 16))
-  for (int64_t nt = 0; nt < n_tiles; ++nt) {
+  ParallelFor(n_tiles, m * n * k > (1 << 16), [&](int64_t nt) {
     const int64_t n0 = nt * kTileN;
     const int64_t rows_n = std::min<int64_t>(kTileN, n - n0);
     int64_t m0 = 0;
@@ -136,7 +135,7 @@ void GemmBf16AllTiles(const uint16_t* xb, int64_t padded, const WeightMatrixView
       default:
         break;
     }
-  }
+  });
 }
 
 // ---- FP8 (e4m3 + 128×128 block scales) ----
@@ -190,8 +189,7 @@ void RoundRowsToBf16Interleaved(const float* x, int64_t ldx, int64_t m, int64_t 
   const __m512i first_index = _mm512_load_si512(kFirst);
   const __m512i second_index = _mm512_add_epi16(first_index, _mm512_set1_epi16(8));
   RoundRowsToBf16(x, ldx, m, k, padded, out);
-#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
-  for (int64_t i = 0; i < m; ++i) {
+  ParallelFor(m, m * k > (1 << 16), [&](int64_t i) {
     uint16_t* row = out + i * padded;
     for (int64_t kk = 0; kk < padded; kk += kChunk) {
       const __m512i a = _mm512_loadu_si512(row + kk);
@@ -199,7 +197,7 @@ void RoundRowsToBf16Interleaved(const float* x, int64_t ldx, int64_t m, int64_t 
       _mm512_storeu_si512(row + kk, _mm512_permutex2var_epi16(a, first_index, b));
       _mm512_storeu_si512(row + kk + 32, _mm512_permutex2var_epi16(a, second_index, b));
     }
-  }
+  });
 }
 
 // The tile's weight rows share one 128-row scale block (n0 is a multiple of kRowsN, which
@@ -262,8 +260,7 @@ void GemmFp8AllTiles(const uint16_t* xb, int64_t padded, const WeightMatrixView&
   const int64_t col_blocks = (k + 127) / 128;
   const uint8_t* weights = static_cast<const uint8_t*>(w.data);
   const int64_t n_tiles = (n + kRowsPerTile - 1) / kRowsPerTile;
-#pragma omp parallel for schedule(static) if (m * n * k > (1 << 16))
-  for (int64_t nt = 0; nt < n_tiles; ++nt) {
+  ParallelFor(n_tiles, m * n * k > (1 << 16), [&](int64_t nt) {
     const int64_t n0 = nt * kRowsPerTile;
     const int64_t rows_n = std::min<int64_t>(kRowsPerTile, n - n0);
     const float* scales = w.scale_inv + (n0 / 128) * col_blocks;
@@ -279,7 +276,7 @@ void GemmFp8AllTiles(const uint16_t* xb, int64_t padded, const WeightMatrixView&
       MicroTileFp8<1, 8>(xb + m0 * padded, padded, weights, k, n0, rows_n, scales, y + m0 * ldy,
                          ldy, accumulate);
     }
-  }
+  });
 }
 
 }  // namespace

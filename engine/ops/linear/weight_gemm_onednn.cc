@@ -9,6 +9,7 @@
 #include "engine/ops/cpu/cpu_features.h"
 
 #if MOESERVE_HAVE_ONEDNN
+#include "engine/ops/cpu/parallel_for.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #endif
 
@@ -80,10 +81,9 @@ void WeightGemmOneDnnBf16(const float* x, int64_t ldx, const WeightMatrixView& w
   thread_local std::vector<uint16_t> x_bf16;
   x_bf16.resize(static_cast<size_t>(m * k));
   uint16_t* const rounded = x_bf16.data();  // this thread's buffer, shared with the team below
-#pragma omp parallel for if (m * k > (1 << 16))
-  for (int64_t r = 0; r < m; ++r) {
+  ParallelFor(m, m * k > (1 << 16), [&](int64_t r) {
     for (int64_t c = 0; c < k; ++c) rounded[r * k + c] = RoundToBf16(x[r * ldx + c]);
-  }
+  });
   const memory::desc src({m, k}, memory::data_type::bf16, memory::dims{k, 1});
   const memory::desc dst({m, n}, memory::data_type::f32, memory::dims{ldy, 1});
   memory src_memory(src, CpuEngine(), rounded);

@@ -129,8 +129,7 @@ void GemmAllTiles(const float* x, int64_t ldx, const WeightMatrixView& w, float*
   const int64_t n_tiles = (n + kTileN - 1) / kTileN;
   // Parallel over weight rows: each thread streams its slice of the weights once, and a tile's
   // 4 rows stay in cache across the x tiles.
-#pragma omp parallel for schedule(static) if (m * n * w.cols > (1 << 16))
-  for (int64_t nt = 0; nt < n_tiles; ++nt) {
+  ParallelFor(n_tiles, m * n * w.cols > (1 << 16), [&](int64_t nt) {
     const int64_t n0 = nt * kTileN;
     const int64_t rows_n = std::min<int64_t>(kTileN, n - n0);
     int64_t m0 = 0;
@@ -150,7 +149,7 @@ void GemmAllTiles(const float* x, int64_t ldx, const WeightMatrixView& w, float*
       default:
         break;
     }
-  }
+  });
 }
 
 void GemmDispatchFormat(const float* x, int64_t ldx, const WeightMatrixView& w, float* y,

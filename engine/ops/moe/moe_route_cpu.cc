@@ -4,6 +4,7 @@
 #include <numeric>
 #include <vector>
 
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/moe/moe_route.h"
 
 namespace moeserve::engine {
@@ -70,8 +71,7 @@ void MaskGroups(const RoutingParams& p, std::vector<float>& selection) {
 void RouteCpu(const RoutingParams& p, const float* logits, int64_t num_tokens, int32_t* expert_ids,
               float* weights) {
   const int64_t e_count = p.num_experts;
-#pragma omp parallel for if (num_tokens * e_count > 4096)
-  for (int64_t t = 0; t < num_tokens; ++t) {
+  ParallelFor(num_tokens, num_tokens * e_count > 4096, [&](int64_t t) {
     std::vector<float> row(logits + t * e_count, logits + (t + 1) * e_count);
     for (float& logit : row) logit = NanAsMasked(logit);
     std::vector<float> scores(static_cast<size_t>(e_count));
@@ -102,7 +102,7 @@ void RouteCpu(const RoutingParams& p, const float* logits, int64_t num_tokens, i
       if (p.renormalize) w /= sum + 1e-20f;
       w *= p.scaling;
     }
-  }
+  });
 }
 
 }  // namespace moeserve::engine

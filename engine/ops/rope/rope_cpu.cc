@@ -2,6 +2,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "engine/ops/cpu/parallel_for.h"
 #include "engine/ops/rope/rope.h"
 
 namespace moeserve::engine {
@@ -60,8 +61,7 @@ void ApplyRopeInterleavedCpu(const RopeTable& table, const int32_t* positions, i
                              int64_t num_heads, int64_t token_stride, int64_t head_stride,
                              float* x) {
   const int64_t half = static_cast<int64_t>(table.inv_freq.size());
-#pragma omp parallel for if (num_tokens * num_heads > 256)
-  for (int64_t t = 0; t < num_tokens; ++t) {
+  ParallelFor(num_tokens, num_tokens * num_heads > 256, [&](int64_t t) {
     std::vector<float> cos_t(static_cast<size_t>(half));
     std::vector<float> sin_t(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {
@@ -78,7 +78,7 @@ void ApplyRopeInterleavedCpu(const RopeTable& table, const int32_t* positions, i
         v[2 * i + 1] = a * sin_t[i] + b * cos_t[i];
       }
     }
-  }
+  });
 }
 
 }  // namespace moeserve::engine

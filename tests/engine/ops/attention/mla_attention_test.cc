@@ -16,12 +16,14 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/ops/attention/latent_cache.h"
 #include "engine/ops/attention/mla_decode.h"
 #include "engine/ops/attention/mla_prefill.h"
 #include "engine/ops/cpu/cpu_features.h"
+#include "engine/ops/cpu/cpu_threads.h"
 #include "engine/ops/dtype.h"
 #include "tests/testing/random.h"
 #include "tests/testing/tensor_compare.h"
@@ -327,6 +329,59 @@ TEST(MlaDecodeCpuTest, QueriesTogetherEqualEachQueryAloneBitForBit) {
   }
 }
 
+// Threads split a group's keys into equal runs across block boundaries (and its rows and value
+// columns): the bits do not depend on how many threads there are, including a last block with
+// one key, runs that start mid-block and more threads than 4-key tiles.
+TEST(MlaDecodeCpuTest, SameBitsOnAnyNumberOfThreads) {
+  TestRng rng(testing::kDefaultTestSeed + 5);
+  for (const int64_t heads : {2, 16}) {
+    const DecodeCase dc{.seq_lens = {1, 5, 65, 130, 200},
+                        .queries_per_seq = {1, 2, 1, 3, 1},
+                        .num_heads = heads,
+                        .kv_dim = 576,
+                        .v_dim = 512,
+                        .block_size = 64,
+                        .q_stddev = 1.0};
+    const PagedCache cache = MakePagedCache(rng, dc.seq_lens, dc.block_size, dc.kv_dim);
+    std::vector<int32_t> query_start_loc = {0};
+    for (int32_t n : dc.queries_per_seq) query_start_loc.push_back(query_start_loc.back() + n);
+    const int64_t total = query_start_loc.back();
+    const std::vector<float> q = rng.NormalFloats(static_cast<size_t>(total * heads * dc.kv_dim));
+    for (const CpuIsa isa : AvailableIsas()) {
+      SCOPED_TRACE(CpuIsaName(isa));
+      auto run = [&](int threads) {
+        std::vector<float> out(static_cast<size_t>(total * heads * dc.v_dim), kNaN);
+        std::thread runner([&] {
+          SetCpuThreadsOfThisThread(threads);
+          MlaDecodeArgs args{.q = q.data(),
+                             .pages = cache.pages.data(),
+                             .block_tables = cache.block_tables.data(),
+                             .query_start_loc = query_start_loc.data(),
+                             .seq_lens = cache.seq_lens.data(),
+                             .max_blocks_per_seq = cache.max_blocks_per_seq,
+                             .num_seqs = static_cast<int64_t>(dc.seq_lens.size()),
+                             .num_heads = heads,
+                             .kv_dim = dc.kv_dim,
+                             .v_dim = dc.v_dim,
+                             .block_size = dc.block_size,
+                             .softmax_scale = kV3SoftmaxScale,
+                             .out = out.data(),
+                             .isa = isa};
+          MlaDecodeCpu(args);
+        });
+        runner.join();
+        return out;
+      };
+      const std::vector<float> one = run(1);
+      for (const int threads : {2, 3, 7, 64}) {
+        const std::vector<float> many = run(threads);
+        EXPECT_EQ(std::memcmp(many.data(), one.data(), one.size() * sizeof(float)), 0)
+            << heads << " heads, " << threads << " threads";
+      }
+    }
+  }
+}
+
 // ---------- Prefill (MHA form).
 
 struct PrefillCase {
@@ -515,8 +570,8 @@ TEST(LatentCacheCpuTest, Bf16PagesHoldTheRoundedValues) {
   const std::vector<float> latents = rng.NormalFloats(static_cast<size_t>(num_tokens * kv_dim));
   std::vector<int64_t> slots;
   for (int64_t t = 0; t < num_tokens; ++t) {
-    slots.push_back(t == 4 ? -1 : int64_t{block_table[t / block_size]} * block_size +
-                                      t % block_size);
+    slots.push_back(t == 4 ? -1
+                           : int64_t{block_table[t / block_size]} * block_size + t % block_size);
   }
   WriteLatentCacheCpu(latents.data(), slots.data(), num_tokens, kv_dim,
                       LatentPages(DType::kBF16, pages.data()));
