@@ -102,10 +102,16 @@ size_t DeepseekModelCuda::ActivationBytes(const ModelConfig& c, const CudaModelW
   int64_t attention = tp * heads * qk * 2 + tp * kv * 2 + tp * heads * v * 2;
   attention += q_rank > 0 ? 2 * AlignUp(tp * q_rank * 2, align) + QuantBytes(t, q_rank) : 0;
   attention += QuantBytes(t, std::max({d, heads * v, q_rank}));
-  // Absorbed: q_mqa and o_lat, plus the split workspace of the worst plan within the limits.
+  // Absorbed: q_mqa and o_lat, plus the split workspace of the worst plan within the limits:
+  // decode (1 token a sequence), uniform speculative steps (q tokens each, as graphed) and the
+  // whole budget spread over the sequences.
   size_t worst_workspace = 0;
   for (int64_t seqs = 1; seqs <= s; seqs = seqs < s ? std::min(seqs * 2, s) : s + 1) {
-    for (int64_t tokens : {seqs, t}) {
+    std::vector<int64_t> token_counts = {t};
+    for (int64_t q = 1; q <= kMaxGraphTokensPerSeq && seqs * q <= t; ++q) {
+      token_counts.push_back(seqs * q);
+    }
+    for (int64_t tokens : token_counts) {
       const MlaDecodePlan plan =
           PlanMlaDecode(seqs, heads, tokens, CeilDiv(tokens, seqs), ctx, num_sms);
       worst_workspace = std::max(worst_workspace, plan.workspace_bytes);
@@ -534,13 +540,27 @@ absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunCaptured(
     const GraphKey& key, const std::function<absl::StatusOr<DeviceStep>()>& body) {
   DeviceArena& arena = context_->arena();
   const cudaStream_t stream = static_cast<cudaStream_t>(context_->stream());
-  StepGraph& graph = graphs_[key];
+  // A step since the last capture grew the FP8 GEMM scratch: every graph still writes through
+  // the freed buffer. Ranks run the same shapes, so all of them see it at the same step.
+  const auto drop_graphs_on_new_scratch = [&] {
+    if (gemm_->scratch_generation() == graphs_scratch_generation_) return;
+    DestroyGraphs();
+    graphs_scratch_generation_ = gemm_->scratch_generation();
+  };
+  drop_graphs_on_new_scratch();
   const size_t inputs_end = arena.used_bytes();
-  if (graph.exec == nullptr && !graph.eager_only) {
-    // Eagerly once: creates the cuBLASLt plans and reports errors outside the capture (it
-    // writes the same latents the replay writes again).
+  const auto found = graphs_.find(key);
+  const bool capture =
+      found == graphs_.end() || (found->second.exec == nullptr && !found->second.eager_only);
+  if (capture) {
+    // Eagerly once: creates the cuBLASLt plans and the scratch and reports errors outside the
+    // capture (it writes the same latents the replay writes again).
     MOESERVE_RETURN_IF_ERROR(body().status());
     arena.RewindTo(inputs_end);
+    drop_graphs_on_new_scratch();
+  }
+  StepGraph& graph = graphs_[key];
+  if (capture) {
     MOESERVE_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     absl::StatusOr<DeviceStep> captured = body();
     cudaGraph_t captured_graph = nullptr;
@@ -557,6 +577,9 @@ absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunCaptured(
     if (everyone) {
       graph = {exec, *captured, arena.used_bytes(), false};
     } else {
+      // A failed capture leaves its error as the runtime's last error, which the eager run
+      // below would otherwise report from its first launch.
+      (void)cudaGetLastError();
       if (exec != nullptr) (void)cudaGraphExecDestroy(exec);
       graph.eager_only = true;
       const std::string what =

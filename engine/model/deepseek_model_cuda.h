@@ -248,6 +248,8 @@ class DeepseekModelCuda {
   bool reduce_attention_ = false;  // o_proj and dense MLP outputs are partial sums (TP)
   bool reduce_moe_ = false;        // MoE outputs are partial sums (TP or EP)
   std::map<GraphKey, StepGraph> graphs_;
+  // gemm_'s scratch generation the graphs were captured with (RunCaptured).
+  uint64_t graphs_scratch_generation_ = 0;
 };
 
 }  // namespace moeserve::engine

@@ -40,8 +40,10 @@ class CudaStepModel final : public StepModel {
     return model_->ForwardMtp(0, batch, prev_hidden, options);
   }
   int64_t num_kv_blocks() const override { return model_->num_kv_blocks(); }
-  // The model itself, for what StepModel does not carry (tests read its capture failures).
+  // The model itself, for what StepModel does not carry (tests read its capture failures and
+  // set its CUDA graph options).
   const DeepseekModelCuda& model() const { return *model_; }
+  DeepseekModelCuda& mutable_model() { return *model_; }
   int64_t kv_bytes_per_token() const override { return model_->kv_bytes_per_token(); }
   std::vector<int64_t> expert_token_counts() const override {
     return model_->expert_token_counts();

@@ -379,6 +379,7 @@ absl::Status CublasLtGemm::EnsureScratch(size_t bytes) {
   absl::StatusOr<DeviceBuffer> buffer = DeviceBuffer::Allocate(bytes);
   if (!buffer.ok()) return buffer.status();
   scratch_ = *std::move(buffer);
+  ++scratch_generation_;
   return absl::OkStatus();
 }
 

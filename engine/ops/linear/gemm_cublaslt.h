@@ -124,6 +124,11 @@ class CublasLtGemm {
 
   const CudaContext& context() const { return context_; }
 
+  // Changes whenever the FP8 paths' device scratch is reallocated (it grows with the largest
+  // call so far). A CUDA graph captured before then holds the old buffer's address: its owner
+  // must capture again (DeepseekModelCuda::RunCaptured does).
+  uint64_t scratch_generation() const { return scratch_generation_; }
+
  private:
   struct Plan;
   // cuBLASLt's column-major problem D[m, n] = op(A)[m, k] · op(B)[k, n], TRANSA = T,
@@ -173,6 +178,7 @@ class CublasLtGemm {
   // Yᵀ of the transposed FP8 path, or the dequantized operands of the fallback; grows, never
   // shrinks.
   DeviceBuffer scratch_;
+  uint64_t scratch_generation_ = 0;  // bumped each time scratch_ moves
 };
 
 }  // namespace moeserve::engine

@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/runner/cuda_runner.h"
+#include "engine/runner/cuda_step_model.h"
 #include "engine/sampling/sampler.h"
 #include "tests/testing/collecting_sink.h"
 #include "tests/testing/cuda_model_cases.h"
@@ -185,8 +186,9 @@ TEST_P(DeepseekModelCudaTest, DeviceArgmaxEqualsTheHostArgmaxOfTheLogits) {
 // Decode steps replayed from CUDA graphs (padded to 2 and 4 sequences) give the eager step's
 // logits: on capture, on replay, and for another batch of the same padded size.
 TEST_P(DeepseekModelCudaTest, GraphReplayEqualsEagerDecode) {
-  auto* model = dynamic_cast<DeepseekModelCuda*>(gpu_.get());
-  ASSERT_NE(model, nullptr);
+  auto* step_model = dynamic_cast<CudaStepModel*>(gpu_.get());
+  ASSERT_NE(step_model, nullptr);
+  DeepseekModelCuda* model = &step_model->mutable_model();
   const int64_t vocab = cpu_->config().vocab_size;
   ForwardBatchBuilder prefill;
   const std::vector<int64_t> lengths = {90, 3, 40, 17};

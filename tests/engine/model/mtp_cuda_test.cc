@@ -221,6 +221,32 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
     const ForwardBatch mixed_batch = std::move(mixed_builder).Build();
     ExpectNearCpu(gpu_->ForwardMtp(mixed_batch, mixed_states, options),
                   cpu_->ForwardMtp(0, mixed_batch, mixed_states, cpu_pages, options));
+
+    // Three of the sequences, which a graph of 4 pads: the pad's rows must not reach the 3 x 3
+    // logits rows, the hidden states or the module's drafts.
+    constexpr size_t kThree = 3;
+    ForwardBatchBuilder three_verify_builder, three_pass_builder;
+    std::vector<float> three_states;
+    for (size_t s = 0; s < kThree; ++s) {
+      three_verify_builder.AddSequence(Table(static_cast<int64_t>(s)), lengths[s] + 1,
+                                       std::vector<int32_t>(next[s].begin(), next[s].begin() + 3));
+      three_pass_builder.AddSequence(
+          Table(static_cast<int64_t>(s)), lengths[s] + 1,
+          std::vector<int32_t>(next[s].begin() + 1, next[s].begin() + 3));
+    }
+    const ForwardBatch three_verify = std::move(three_verify_builder).Build();
+    ForwardOptions three_logits = options;
+    three_logits.logits_per_sequence.assign(kThree, 3);
+    auto cpu_three = cpu_->ForwardWithHidden(three_verify, cpu_pages, three_logits);
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectNearCpu(gpu_->ForwardWithHidden(three_verify, three_logits), cpu_three));
+    for (size_t s = 0; s < kThree; ++s) {
+      const auto first = cpu_three->hidden.begin() + static_cast<int64_t>(3 * s) * hidden;
+      three_states.insert(three_states.end(), first, first + 2 * hidden);
+    }
+    const ForwardBatch three_pass = std::move(three_pass_builder).Build();
+    ExpectNearCpu(gpu_->ForwardMtp(three_pass, three_states, options),
+                  cpu_->ForwardMtp(0, three_pass, three_states, cpu_pages, options));
   }
   if (form == MlaForm::kAbsorbed) {
     const auto* cuda = dynamic_cast<const CudaStepModel*>(gpu_.get());
