@@ -42,6 +42,12 @@ gpu_benches=(moeserve-bench-gpu-copy moeserve-bench-gpu-gemm moeserve-bench-gpu-
 if [[ "${1:-}" == "--pack" ]]; then
   build_dir="${2:-$repo_root/build-cuda}"
   carry="$repo_root/build-gpu-carry"   # matches /build*/ in .gitignore
+  # The pack is labelled with HEAD: binaries built from uncommitted sources would run on the GPU
+  # under a commit they are not.
+  if ! git -C "$repo_root" diff --quiet HEAD -- . 2>/dev/null && [[ -z "${PACK_DIRTY:-}" ]]; then
+    echo "uncommitted changes: commit, rebuild $build_dir and pack again (PACK_DIRTY=1 to force)" >&2
+    exit 1
+  fi
   rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib" "$carry/lib-compat"
   for name in "${gpu_tests[@]}" "${gpu_benches[@]}"; do
     bin="$(find "$build_dir" -type f -name "$name" -perm -u+x | head -n1)"
@@ -92,20 +98,39 @@ if [[ ! -x "$carry/bin/ops_cuda_test" ]]; then
 fi
 
 # The CUDA libraries not carried (libcublasLt.so.13 is 541 MB, libnccl.so.2 218 MB): the
-# toolkit's lib dir, else the nvidia-* wheel of the host's Python (PyTorch brings both).
-find_cuda_lib() {  # find_cuda_lib FILE PYTHON_MODULE
+# toolkit's lib dir, else the nvidia-* wheels of the host's Python (PyTorch brings them; CUDA 13
+# wheels keep cudart and cuBLAS in nvidia/cu13/lib, NCCL in nvidia/nccl/lib).
+find_cuda_lib() {  # find_cuda_lib FILE
   local d
   for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
     [[ -e "$d/$1" ]] && { echo "$d"; return; }
   done
-  python3 -c "import $2, os; print(os.path.join(list($2.__path__)[0], 'lib'))" 2>/dev/null || true
+  python3 - "$1" 2>/dev/null <<'PY' || true
+import os, sys
+import nvidia
+for base in nvidia.__path__:
+    for sub in ("cu13/lib", "cublas/lib", "cuda_runtime/lib", "nccl/lib"):
+        if os.path.exists(os.path.join(base, sub, sys.argv[1])):
+            print(os.path.join(base, sub))
+            sys.exit(0)
+PY
 }
-cublas_dir="$(find_cuda_lib libcublasLt.so.13 nvidia.cublas)"
-nccl_dir="$(find_cuda_lib libnccl.so.2 nvidia.nccl)"
-export LD_LIBRARY_PATH="$carry/lib${cublas_dir:+:$cublas_dir}${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+lib_path="$carry/lib"
+for lib in libcudart.so.13 libcublasLt.so.13 libnccl.so.2; do
+  dir="$(find_cuda_lib "$lib")"
+  [[ -n "$dir" && ":$lib_path:" != *":$dir:"* ]] && lib_path="$lib_path:$dir"
+done
+export LD_LIBRARY_PATH="$lib_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # Built with GCC 12: needs GLIBCXX_3.4.30 from the host's libstdc++, else the carried one.
 if ! grep -aq GLIBCXX_3.4.30 "$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')" 2>/dev/null; then
   export LD_LIBRARY_PATH="$carry/lib-compat:$LD_LIBRARY_PATH"
+fi
+# A library no path provides fails every binary in a second: say which, before spending the lease.
+missing="$(ldd "$carry"/bin/* 2>/dev/null | grep 'not found' | sort -u)"
+if [[ -n "$missing" ]]; then
+  echo "run_all: shared libraries not found (LD_LIBRARY_PATH=$LD_LIBRARY_PATH):" >&2
+  echo "$missing" >&2
+  exit 1
 fi
 export MOESERVE_COMMIT="$(cat "$carry/COMMIT" 2>/dev/null || echo unknown)"
 # The carried tests find the bundled model here and write their random checkpoints there.
@@ -113,7 +138,10 @@ export MOESERVE_SOURCE_DIR="$repo_root"
 export MOESERVE_TEST_CHECKPOINT_DIR="${MOESERVE_TEST_CHECKPOINT_DIR:-/tmp/moeserve-test-checkpoints}"
 results="$repo_root/bench/results"
 mkdir -p "$results"
-log_dir="${OUT:-$results}"
+# Every log goes here; with $OUT set (the device tool, which returns at most 8 files) they and
+# the JSON results travel back as one tarball.
+log_dir="$(mktemp -d /tmp/moeserve-gpu-logs.XXXXXX)"
+echo "run_all: binaries of commit $MOESERVE_COMMIT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$log_dir/gpu_info.txt"
 
 # ONLY=speculative: just what MTP speculative decoding needs (docs/speculative-decoding.md), for a
@@ -124,10 +152,17 @@ if [[ "${ONLY:-}" == speculative ]]; then
 fi
 
 status=0
+# A hung kernel or a stuck engine must not eat the whole lease.
+test_timeout="${TEST_TIMEOUT:-300}"
 for name in "${gpu_tests[@]}"; do
   echo "=== $name"
-  "$carry/bin/$name" --gtest_color=no 2>&1 | tee "$log_dir/$name.log" | grep -E "^\[  (FAILED|SKIPPED|PASSED) |Failure|device:|path=" || true
-  [[ "${PIPESTATUS[0]}" == 0 ]] || status=1
+  timeout -k 10 "$test_timeout" "$carry/bin/$name" --gtest_color=no > "$log_dir/$name.log" 2>&1
+  rc=$?
+  grep -E "^\[  (FAILED|SKIPPED|PASSED) |Failure|device:|path=" "$log_dir/$name.log"
+  if [[ $rc != 0 ]]; then
+    status=1
+    echo "$name: exit $rc$([[ $rc == 124 || $rc == 137 ]] && echo " (timed out after ${test_timeout} s)")"
+  fi
 done
 echo "=== benchmarks"
 if [[ "${ONLY:-}" != speculative ]]; then
@@ -152,6 +187,12 @@ if [[ "${ONLY:-}" != speculative ]]; then
   python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
     --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1
 fi
-if [[ -n "${OUT:-}" ]]; then cp "$results"/gpu_*.json "$OUT/" 2>/dev/null; fi
-echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES)"
+cp "$results"/gpu_*.json "$log_dir/" 2>/dev/null
+if [[ -n "${OUT:-}" ]]; then tar -C "$log_dir" -czf "$OUT/gpu_run.tgz" .; fi
+# Last, so that the output's tail holds them: every failure with its message.
+if [[ $status != 0 ]]; then
+  echo "=== failures"
+  grep -h -B1 -A8 -E "Failure$|^\[  FAILED  \]|error while loading" "$log_dir"/*.log | head -150
+fi
+echo "run_all: $([[ $status == 0 ]] && echo OK || echo FAILURES) (logs: $log_dir${OUT:+, $OUT/gpu_run.tgz})"
 exit $status

@@ -41,10 +41,13 @@ class DeviceArray {
   T* data() const { return buffer_.as<T>(); }
   size_t size() const { return count_; }
 
+  // Both wait for the device: a pageable cudaMemcpy may return before its DMA lands, and
+  // neither it nor cudaMemset orders against the models' non-blocking streams.
   void Upload(const std::vector<T>& host) {
     ASSERT_EQ(host.size(), count_);
     const absl::Status s = buffer_.CopyFromHost(host.data(), count_ * sizeof(T));
     ASSERT_TRUE(s.ok()) << s;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   std::vector<T> Download() const {
     std::vector<T> host(count_);
@@ -56,6 +59,7 @@ class DeviceArray {
   void Poison() {
     const absl::Status s = buffer_.Fill(0xFF);
     ASSERT_TRUE(s.ok()) << s;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
 
  private:

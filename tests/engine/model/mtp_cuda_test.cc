@@ -328,13 +328,14 @@ TEST_P(MtpCudaTest, EngineSpeculatesThroughTheCudaModelAndFreesEveryBlock) {
     while (same < std::min(a.size(), b.size()) && a[same].token_id == b[same].token_id) ++same;
     if (same == a.size()) continue;
     // The BF16 GEMMs of a verification (several rows) and of a decode (one) may round
-    // differently, so the first difference must be where the target's top two nearly tie.
+    // differently, so the first difference must be where the target's top two nearly tie: within
+    // what BF16 rounding moves a logit of ~30 (its last bit is 0.125) through a few layers.
     ASSERT_LT(same, b.size());
     ASSERT_GE(a[same].top_logprobs.size(), 2u);
     const float gap = a[same].top_logprobs[0].logprob - a[same].top_logprobs[1].logprob;
     std::cout << GetParam().name << ": request " << i << " diverges at token " << same
               << " (top-2 logprob gap " << gap << ")\n";
-    EXPECT_LT(gap, 0.05f) << "request " << i << " token " << same;
+    EXPECT_LT(gap, 0.25f) << "request " << i << " token " << same;
   }
   EXPECT_EQ(plain.stats.num_kv_blocks_used, 0);
   EXPECT_EQ(speculative.stats.num_kv_blocks_used, 0);

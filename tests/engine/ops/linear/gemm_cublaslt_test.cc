@@ -124,7 +124,9 @@ TEST_F(CublasLtGemmTest, Bf16MatchesFp32Reference) {
       ASSERT_TRUE(s32.ok()) << s32;
       ASSERT_TRUE(context_->Synchronize().ok());
       EXPECT_TRUE(RelativeFrobeniusAtMost(Bf16ToFloats(y_dev.Download()), expected, 1e-2));
-      EXPECT_TRUE(RelativeFrobeniusAtMost(y32_dev.Download(), expected, 1e-5));
+      // Tensor cores add the products of each 16-element k-block into fp32 by truncation, not
+      // by rounding to nearest: ~2e-5 at K = 16384. A layout or operand error is O(1).
+      EXPECT_TRUE(RelativeFrobeniusAtMost(y32_dev.Download(), expected, 1e-4));
     }
   }
 }
