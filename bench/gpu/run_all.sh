@@ -21,9 +21,11 @@
 #                                                      #   the tree + it < 64 MiB; unpacked here)
 #          ONLY=speculative bench/gpu/run_all.sh        # MTP speculation's tests and bench only
 #
-# On the GPU host it sets LD_LIBRARY_PATH to the carried lib/ plus wherever libcublasLt.so.13
-# lives (the CUDA toolkit or the nvidia-cublas wheel), runs every test binary, then the
-# benchmarks, writing JSON to bench/results/ and, when $OUT is set, copies logs and JSON there.
+# On the GPU host it sets LD_LIBRARY_PATH to the carried lib/ plus wherever cudart, cuBLASLt and
+# NCCL live (the CUDA toolkit or the nvidia-* wheels), stops at once if a library is still
+# missing, runs every test binary (each under TEST_TIMEOUT seconds, default 300), then the
+# benchmarks, writing JSON to bench/results/; with $OUT set (the device tool) the logs and JSON
+# come back as $OUT/gpu_run.tgz, and the failures with their messages end the output.
 # If no carried binaries are present but the build dependencies are, it rebuilds with
 # `cmake -DMOESERVE_SERVER=OFF` instead.
 set -uo pipefail
