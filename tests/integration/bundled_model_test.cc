@@ -167,18 +167,22 @@ TEST_F(BundledModelTest, GenerationConfigDefaultsAreReportedAndApplied) {
   }
 }
 
-// Issue 23: `moeserve --speculative-tokens 2` serves the bundled model's MTP module. Greedy
-// completions are still transformers' token for token (speculation never changes greedy
-// output), GetModelInfo reports the module, and /metrics counts drafts that were accepted.
-TEST(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted) {
+// Issue 23: `moeserve --speculative-tokens 2` serves the bundled model's MTP module, on one rank
+// and on a CPU tensor/expert-parallel group of two. Greedy completions are still transformers'
+// token for token (speculation never changes greedy output), GetModelInfo reports the module,
+// and /metrics counts drafts that were accepted.
+class BundledModelSpeculativeTest : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted) {
   std::ifstream in(std::string(MOESERVE_SOURCE_DIR) + "/tests/golden/kjv-v3-tiny/golden.json");
   ASSERT_TRUE(in);
   const nlohmann::json golden = nlohmann::json::parse(in);
+  std::vector<std::string> args = {"--model",
+                                   std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny",
+                                   "--speculative-tokens", "2"};
+  args.insert(args.end(), GetParam().begin(), GetParam().end());
   ServerProcess server;
-  ASSERT_TRUE(server.Start(ServerBinary(),
-                           {"--model", std::string(MOESERVE_SOURCE_DIR) + "/models/kjv-v3-tiny",
-                            "--speculative-tokens", "2"}))
-      << server.error();
+  ASSERT_TRUE(server.Start(ServerBinary(), args)) << server.error();
   auto stub = v1::Moeserve::NewStub(MakeChannel(server.target()));
   grpc::ClientContext context;
   v1::GetModelInfoResponse info;
@@ -205,6 +209,15 @@ TEST(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted) {
   EXPECT_LE(*accepted, *drafts);
   if (HasFailure()) std::cerr << "server log:\n" << server.Log();
 }
+
+INSTANTIATE_TEST_SUITE_P(Ranks, BundledModelSpeculativeTest,
+                         ::testing::Values(std::vector<std::string>{},
+                                           std::vector<std::string>{"--tensor-parallel-size", "2",
+                                                                    "--expert-parallel-size", "2"}),
+                         [](const ::testing::TestParamInfo<std::vector<std::string>>& info) {
+                           return info.param.empty() ? std::string("OneRank")
+                                                     : std::string("TpEp2");
+                         });
 
 }  // namespace
 }  // namespace moeserve::testing
