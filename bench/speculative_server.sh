@@ -3,9 +3,10 @@
 # --speculative-tokens k for k = 0 (off), 1, 2, 3, each loaded by moeserve-bench over gRPC with
 # the 85 held-out verse openings of Ruth (the model never saw them), greedy, 64 tokens each,
 # one request at a time and 8 at a time. ROUNDS rounds of k = 0..3 (interleaved, so a slow spell
-# of the machine hits every k alike); the table gives each k's median output tok/s, its ratio
-# to k = 0 and the server's own acceptance (its spec_decode metrics); the summary, with every
-# run's tok/s, machine and date, goes to bench/results/speculative_server[_threadsN][_KERNELS].json.
+# of the machine hits every k alike); the table gives each k's median output tok/s and median
+# TPOT (decode alone) with their ratios to k = 0, and the server's own acceptance (its
+# spec_decode metrics); the summary, with every run's figures, machine and date, goes to
+# bench/results/speculative_server[_threadsN][_KERNELS].json.
 #
 #   [ROUNDS=3] [THREADS=0] [CPU_KERNELS=fast] bench/speculative_server.sh [MODEL_DIR] [BUILD_DIR]   (models/kjv-v3-tiny build)
 #
@@ -54,10 +55,12 @@ python3 - "$out" "$rounds" "$model" "$summary.json" <<'EOF'
 import datetime, json, os, platform, statistics, subprocess, sys
 out, rounds, model, summary_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rows = []
+# Output tok/s includes each request's prefill and first token; median TPOT (time per output
+# token after the first) is the decode speed alone, which speculation changes.
 print(f"{'concurrency':<11} | {'k':>2} | {'output tok/s':>12} | {'vs k=0':>7} | "
-      f"{'acceptance':>10} | {'mean accepted':>13}")
+      f"{'TPOT ms':>7} | {'vs k=0':>7} | {'acceptance':>10} | {'mean accepted':>13}")
 for concurrency in (1, 8):
-    base = None
+    base = base_tpot = None
     for k in range(4):
         runs = [json.load(open(f"{out}/k{k}_c{concurrency}_r{r}.json"))
                 for r in range(1, rounds + 1)]
@@ -65,12 +68,16 @@ for concurrency in (1, 8):
         spec = runs[0].get("server_metrics", {}).get("speculative_decoding") or {}
         accept = spec.get("acceptance_rate") or 0.0
         length = spec.get("mean_acceptance_length") or 1.0
+        tpot = statistics.median(r["median_tpot_ms"] for r in runs)
         base = base or tps
+        base_tpot = base_tpot or tpot
         print(f"{concurrency:<11} | {k:>2} | {tps:>12.1f} | {tps / base:>6.2f}x | "
-              f"{accept:>10.3f} | {length:>13.2f}")
+              f"{tpot:>7.3f} | {base_tpot / tpot:>6.2f}x | {accept:>10.3f} | {length:>13.2f}")
         rows.append({"concurrency": concurrency, "speculative_tokens": k,
                      "output_tok_s_median": tps, "vs_k0": tps / base,
                      "output_tok_s_runs": [r["output_throughput"] for r in runs],
+                     "median_tpot_ms_median": tpot, "tpot_speedup_vs_k0": base_tpot / tpot,
+                     "median_tpot_ms_runs": [r["median_tpot_ms"] for r in runs],
                      "acceptance_rate": accept, "mean_acceptance_length": length})
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                         text=True).stdout.strip()
