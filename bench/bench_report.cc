@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,10 @@ std::string CpuModelName() {
 }
 
 std::string GitCommit() {
+  // A binary carried to a GPU host has no checkout to ask git; run_all.sh passes the commit.
+  if (const char* commit = std::getenv("MOESERVE_COMMIT"); commit != nullptr && *commit != 0) {
+    return commit;
+  }
   const std::string command =
       std::string("git -C '") + MOESERVE_SOURCE_DIR + "' rev-parse --short HEAD 2>/dev/null";
   FILE* pipe = popen(command.c_str(), "r");

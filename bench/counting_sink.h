@@ -1,10 +1,12 @@
-// A TokenSink for the engine benchmarks: counts generated tokens and finished requests, and
+// A TokenSink for the engine benchmarks: counts generated tokens and finished requests (and
+// those the engine ended with an error, which a benchmark must not report as a measurement), and
 // lets the benchmark wait until a number of requests have finished.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "engine/request.h"
 
@@ -17,6 +19,10 @@ class CountingSink : public engine::TokenSink {
     tokens_ += static_cast<int64_t>(event.tokens.size());
     if (event.finish) {
       ++finished_;
+      if (*event.finish == engine::FinishReason::kError) {
+        ++errors_;
+        if (first_error_.empty()) first_error_ = event.error_message;
+      }
       cv_.notify_all();
     }
   }
@@ -28,12 +34,23 @@ class CountingSink : public engine::TokenSink {
     std::lock_guard lock(mu_);
     return tokens_;
   }
+  // Requests the engine ended with FinishReason::kError, and the first one's message.
+  int64_t errors() {
+    std::lock_guard lock(mu_);
+    return errors_;
+  }
+  std::string first_error() {
+    std::lock_guard lock(mu_);
+    return first_error_;
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   int64_t finished_ = 0;
   int64_t tokens_ = 0;
+  int64_t errors_ = 0;
+  std::string first_error_;
 };
 
 }  // namespace moeserve::bench

@@ -70,6 +70,9 @@ struct ThroughputRow {
   double seconds = 0.0;
   int64_t output_tokens = 0;
   SpeculativeStats speculation;
+  // --device cuda: the run's forward passes that replayed a CUDA graph, and those run eagerly.
+  int64_t graphed_forwards = 0;
+  int64_t eager_forwards = 0;
   double tokens_per_second() const { return static_cast<double>(output_tokens) / seconds; }
   double acceptance() const {
     return speculation.num_draft_tokens > 0 ? static_cast<double>(speculation.num_accepted_tokens) /
@@ -131,6 +134,8 @@ ThroughputRow RunThroughput(const Backend& backend, const Tokenizer& tokenizer, 
   }
   CountingSink sink;
   std::vector<RequestHandle> handles;
+  const CudaExecutionCounts before =
+      backend.cuda != nullptr ? CudaExecutionCountsOf(*backend.cuda) : CudaExecutionCounts{};
   const Clock::time_point begin = Clock::now();
   for (const GenerateRequest& r : requests) handles.push_back(*(*engine)->Submit(r, &sink));
   sink.WaitFor(batch);
@@ -139,6 +144,21 @@ ThroughputRow RunThroughput(const Backend& backend, const Tokenizer& tokenizer, 
   row.output_tokens = sink.tokens();
   (*engine)->Shutdown(ShutdownMode::kDrain);
   row.speculation = (*engine)->Stats().speculation;
+  if (backend.cuda != nullptr) {
+    const CudaExecutionCounts after = CudaExecutionCountsOf(*backend.cuda);
+    row.graphed_forwards = after.graphed_forwards - before.graphed_forwards;
+    row.eager_forwards = after.eager_forwards - before.eager_forwards;
+  }
+  // A step that failed ends its requests with an error: that is not a measurement.
+  if (sink.errors() > 0 || row.output_tokens != batch * output_len) {
+    std::fprintf(stderr,
+                 "batch %lld, k %lld: %lld of %lld requests failed (%s), %lld of %lld tokens\n",
+                 static_cast<long long>(batch), static_cast<long long>(k),
+                 static_cast<long long>(sink.errors()), static_cast<long long>(batch),
+                 sink.first_error().c_str(), static_cast<long long>(row.output_tokens),
+                 static_cast<long long>(batch * output_len));
+    std::exit(1);
+  }
   return row;
 }
 
@@ -369,6 +389,8 @@ int main(int argc, char** argv) {
                "verification's own cost, without the graphs' gain");
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
+  // Each row as it is measured, also into a pipe: a run cut short keeps what it had.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
   // 1. Throughput on the trained model.
   auto tokenizer = Tokenizer::Load(model_dir);
@@ -380,6 +402,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<DeepseekModel> cpu_model;
   Backend backend;
   CudaRunner cuda;
+  std::string gpu_description;
   if (device == "cpu") {
     cpu_model = LoadOrDie(model_dir, *ParseCpuKernels(cpu_kernels));
     backend.cpu = cpu_model.get();
@@ -400,24 +423,36 @@ int main(int argc, char** argv) {
       return 1;
     }
     cuda = *std::move(loaded);
+    for (const std::string& line : cuda.log_lines) std::printf("%s\n", line.c_str());
     backend = Backend{.cuda = cuda.model.get(),
                       .cuda_kv_blocks = cuda.num_kv_blocks,
                       .name = absl::StrCat(selected->name, ", ", cuda.quantization,
                                            enforce_eager ? ", eager" : ", CUDA graphs")};
+    gpu_description = selected->description;
   }
   std::vector<ThroughputRow> rows;
   SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread
+  const std::string kernels =
+      backend.cuda == nullptr ? absl::StrCat(" (", cpu_kernels, " kernels)") : "";
   std::printf(
-      "speculative decoding, %s on %s (%s kernels), %d CPU threads, greedy, %lld tokens per "
-      "request, median of %d\n",
-      model_dir.c_str(), backend.name.c_str(), cpu_kernels.c_str(), CpuThreadsOfThisThread(),
-      static_cast<long long>(output_len), throughput_reps);
-  std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s\n", "batch", "k", "seconds",
-              "output tok/s", "vs k=0", "acceptance", "mean accepted");
+      "speculative decoding, %s on %s%s, %d CPU threads, greedy, %lld tokens per request, median "
+      "of %d%s\n",
+      model_dir.c_str(), backend.name.c_str(), kernels.c_str(), CpuThreadsOfThisThread(),
+      static_cast<long long>(output_len), throughput_reps,
+      backend.cuda != nullptr ? " after one untimed run" : "");
+  std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s%s\n", "batch", "k", "seconds",
+              "output tok/s", "vs k=0", "acceptance", "mean accepted",
+              backend.cuda != nullptr ? " | graphed forwards" : "");
   for (int64_t batch : batches) {
     // Rounds of k = 0 … max_k, so that a slow spell of the machine hits every k alike; each k's
     // median run is reported.
     std::vector<std::vector<ThroughputRow>> runs(static_cast<size_t>(max_k + 1));
+    // On the GPU the first run of a shape captures its graphs and builds cuBLASLt plans.
+    if (backend.cuda != nullptr) {
+      for (int64_t k = 0; k <= max_k; ++k) {
+        (void)RunThroughput(backend, **tokenizer, batch, k, output_len, threads);
+      }
+    }
     for (int r = 0; r < throughput_reps; ++r) {
       for (int64_t k = 0; k <= max_k; ++k) {
         runs[k].push_back(RunThroughput(backend, **tokenizer, batch, k, output_len, threads));
@@ -430,10 +465,14 @@ int main(int argc, char** argv) {
       });
       ThroughputRow row = runs[k][runs[k].size() / 2];
       if (k == 0) base = row.tokens_per_second();
-      std::printf("%5lld | %2lld | %8.3f | %13.1f | %7.2fx | %10.3f | %13.2f\n",
+      const std::string graphed = backend.cuda != nullptr
+                                      ? absl::StrCat(" | ", row.graphed_forwards, " of ",
+                                                     row.graphed_forwards + row.eager_forwards)
+                                      : "";
+      std::printf("%5lld | %2lld | %8.3f | %13.1f | %7.2fx | %10.3f | %13.2f%s\n",
                   static_cast<long long>(batch), static_cast<long long>(k), row.seconds,
                   row.tokens_per_second(), row.tokens_per_second() / base, row.acceptance(),
-                  row.mean_acceptance_length());
+                  row.mean_acceptance_length(), graphed.c_str());
       rows.push_back(std::move(row));
     }
   }
@@ -447,6 +486,12 @@ int main(int argc, char** argv) {
   }
 
   nlohmann::json report = moeserve::bench::MeasurementContext();
+  if (backend.cuda != nullptr) {
+    report["host"] = report["device"];
+    report["device"] = gpu_description;
+    // A size whose capture failed runs eagerly: the "CUDA graphs" rows say how many did.
+    report["graph_capture_failures"] = CudaExecutionCountsOf(*backend.cuda).capture_failures;
+  }
   report["benchmark"] = "speculative_decoding";
   report["model"] = model_dir;
   report["threads"] = CpuThreadsOfThisThread();
@@ -465,7 +510,9 @@ int main(int argc, char** argv) {
                           {"num_accepted_tokens", r.speculation.num_accepted_tokens},
                           {"accepted_per_position", r.speculation.accepted_per_position},
                           {"acceptance", r.acceptance()},
-                          {"mean_acceptance_length", r.mean_acceptance_length()}});
+                          {"mean_acceptance_length", r.mean_acceptance_length()},
+                          {"graphed_forwards", r.graphed_forwards},
+                          {"eager_forwards", r.eager_forwards}});
   }
   report["throughput"] = throughput;
   report["backend"] = backend.name;

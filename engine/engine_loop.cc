@@ -3,6 +3,11 @@
 #include "engine/output_processor.h"
 
 namespace moeserve::engine {
+namespace {
+
+constexpr int64_t kExpertCountRefreshSteps = 32;
+
+}  // namespace
 
 EngineLoop::EngineLoop(const DeepseekModel& model, const Tokenizer* tokenizer,
                        const EngineOptions& options, MetricsRecorder* metrics)
@@ -152,7 +157,13 @@ void EngineLoop::FillStats(EngineStats& stats) const {
   stats.prefix_hit_tokens = kv.prefix_hit_tokens;
   stats.total_generated_tokens = total_generated_tokens_;
   stats.last_step = last_step_;
-  stats.expert_token_counts = runner_.expert_token_counts();
+  // On the CUDA backend the counts live on the device, and reading them is a copy and a stream
+  // synchronisation: refreshed every kExpertCountRefreshSteps steps and whenever the loop runs
+  // out of work (so a drained engine reports every token), not after each step.
+  if (stats.expert_token_counts.empty() || !HasWork() ||
+      total_steps_ % kExpertCountRefreshSteps == 0) {
+    stats.expert_token_counts = runner_.expert_token_counts();
+  }
   stats.speculation = speculation_;
 }
 

@@ -40,6 +40,7 @@ struct EngineStats {
   int64_t total_generated_tokens = 0;
   StepStats last_step;
   // Tokens routed to each expert so far: [num_layers, n_routed_experts] (dense layers 0).
+  // Refreshed every 32 steps and when the engine runs out of work.
   std::vector<int64_t> expert_token_counts;
   SpeculativeStats speculation;
 };

@@ -92,10 +92,6 @@ inline nlohmann::json GpuMeasurementContext(const engine::CudaDeviceInfo& device
   context["driver"] = device.driver_version;
   context["runtime"] = device.runtime_version;
   context["num_sms"] = device.num_sms;
-  // A binary carried to a GPU host has no checkout to ask git; run_all.sh passes the commit.
-  if (const char* commit = std::getenv("MOESERVE_COMMIT"); commit != nullptr && *commit != 0) {
-    context["commit"] = commit;
-  }
   return context;
 }
 

@@ -143,6 +143,12 @@ mkdir -p "$results"
 # Every log goes here; with $OUT set (the device tool, which returns at most 8 files) they and
 # the JSON results travel back as one tarball.
 log_dir="$(mktemp -d /tmp/moeserve-gpu-logs.XXXXXX)"
+# Also when the run is cut short (a hang under the device tool's timeout): what was logged so far.
+pack_logs() {
+  cp "$results"/gpu_*.json "$log_dir/" 2>/dev/null
+  if [[ -n "${OUT:-}" ]]; then tar -C "$log_dir" -czf "$OUT/gpu_run.tgz" .; fi
+}
+trap pack_logs EXIT
 echo "run_all: binaries of commit $MOESERVE_COMMIT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$log_dir/gpu_info.txt"
 
@@ -175,12 +181,15 @@ if [[ "${ONLY:-}" != speculative ]]; then
   "$carry/bin/moeserve-bench-gpu-model" --out "$results/gpu_model_v2_lite.json" 2>&1 | tee "$log_dir/gpu_model_v2_lite.log" || status=1
 fi
 # MTP speculative decoding on the bundled model, k = 0..3, through the engine on the GPU.
-"$carry/bin/moeserve-bench-speculative" --device cuda --model "$repo_root/models/kjv-v3-tiny" \
+bench_timeout="${BENCH_TIMEOUT:-300}"
+timeout -k 10 "$bench_timeout" "$carry/bin/moeserve-bench-speculative" --device cuda --model "$repo_root/models/kjv-v3-tiny" \
   --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 --output "$results/gpu_speculative_decoding.json" \
   2>&1 | tee "$log_dir/gpu_speculative_decoding.log" || status=1
 # The same with every step eager (no CUDA graphs for decode, verification or drafts), which
-# isolates the cost of verifying k + 1 tokens from the graphs' gain.
-"$carry/bin/moeserve-bench-speculative" --device cuda --enforce-eager \
+# isolates the cost of verifying k + 1 tokens from the graphs' gain (at batch 32 most
+# speculative steps exceed the graphs' 32 tokens and run eagerly in both: the table's last column
+# says how many forwards replayed a graph).
+timeout -k 10 "$bench_timeout" "$carry/bin/moeserve-bench-speculative" --device cuda --enforce-eager \
   --model "$repo_root/models/kjv-v3-tiny" --batch-sizes 1,8,32 --max-k 3 --throughput-reps 3 \
   --output "$results/gpu_speculative_decoding_eager.json" \
   2>&1 | tee "$log_dir/gpu_speculative_decoding_eager.log" || status=1
@@ -189,8 +198,6 @@ if [[ "${ONLY:-}" != speculative ]]; then
   python3 "$repo_root/bench/gpu/torch_eager_baseline.py" --ours "$results/gpu_model_v2_lite.json" \
     --out "$results/gpu_torch_eager_v2_lite.json" 2>&1 | tee "$log_dir/gpu_torch_eager_v2_lite.log" || status=1
 fi
-cp "$results"/gpu_*.json "$log_dir/" 2>/dev/null
-if [[ -n "${OUT:-}" ]]; then tar -C "$log_dir" -czf "$OUT/gpu_run.tgz" .; fi
 # Last, so that the output's tail holds them: every failure with its message.
 if [[ $status != 0 ]]; then
   echo "=== failures"

@@ -530,7 +530,10 @@ absl::Status DeepseekModelCuda::PrepareStepFor(const std::optional<GraphKey>& ke
 absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunStepFor(
     const std::optional<GraphKey>& key, int64_t num_seqs,
     const std::function<absl::StatusOr<DeviceStep>()>& body) {
-  if (!key.has_value()) return body();
+  if (!key.has_value()) {
+    ++forward_counts_.eager;
+    return body();
+  }
   MOESERVE_ASSIGN_OR_RETURN(DeviceStep step, RunCaptured(*key, body));
   step.logits.rows = num_seqs * key->logits_per_seq;  // the pads' rows come after the real ones
   return step;
@@ -592,9 +595,11 @@ absl::StatusOr<DeepseekModelCuda::DeviceStep> DeepseekModelCuda::RunCaptured(
     }
   }
   if (graph.eager_only) {
+    ++forward_counts_.eager;
     arena.RewindTo(inputs_end);
     return body();
   }
+  ++forward_counts_.graphed;
   MOESERVE_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.exec), stream));
   arena.AdvanceTo(graph.arena_end);
   return graph.outputs;

@@ -127,6 +127,14 @@ class DeepseekModelCuda {
   size_t arena_peak_bytes() const { return context_->arena().peak_bytes(); }
   // Graphs whose capture failed and now run eagerly, with the reason.
   const std::vector<absl::Status>& capture_failures() const { return capture_failures_; }
+  // Forward passes (main stack or MTP module) so far that replayed a CUDA graph, and those that
+  // ran eagerly (shapes beyond the graph limits, prefill chunks, failed captures, graphs off):
+  // what a benchmark reports beside its timings.
+  struct ForwardCounts {
+    int64_t graphed = 0;
+    int64_t eager = 0;
+  };
+  const ForwardCounts& forward_counts() const { return forward_counts_; }
 
  private:
   struct StepInputs;  // one step's device inputs and layout (deepseek_model_cuda.cc)
@@ -245,6 +253,7 @@ class DeepseekModelCuda {
   DeviceBuffer agreement_;        // EveryRankAgrees' int32, allocated on first use
   // Why a graph size fell back to eager (kept for the log and tests).
   std::vector<absl::Status> capture_failures_;
+  ForwardCounts forward_counts_;
   bool reduce_attention_ = false;  // o_proj and dense MLP outputs are partial sums (TP)
   bool reduce_moe_ = false;        // MoE outputs are partial sums (TP or EP)
   std::map<GraphKey, StepGraph> graphs_;

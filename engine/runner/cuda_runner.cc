@@ -343,6 +343,18 @@ absl::StatusOr<LocalRanks> LoadLocalRanks(const std::string& model_dir,
 
 }  // namespace
 
+CudaExecutionCounts CudaExecutionCountsOf(const StepModel& model) {
+  const auto* step_model = dynamic_cast<const CudaStepModel*>(&model);
+  if (step_model == nullptr) return {};
+  const DeepseekModelCuda& cuda = step_model->model();
+  CudaExecutionCounts counts{.graphed_forwards = cuda.forward_counts().graphed,
+                             .eager_forwards = cuda.forward_counts().eager};
+  for (const absl::Status& failure : cuda.capture_failures()) {
+    counts.capture_failures.push_back(failure.ToString());
+  }
+  return counts;
+}
+
 absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
                                           const CudaRunnerOptions& options) {
   MOESERVE_ASSIGN_OR_RETURN(LoadPlan plan, PlanLoad(model_dir, options));

@@ -65,6 +65,17 @@ struct CudaRunner {
 absl::StatusOr<CudaRunner> LoadCudaRunner(const std::string& model_dir,
                                           const CudaRunnerOptions& options);
 
+// How a single-GPU runner's model has executed so far (DeepseekModelCuda::forward_counts and
+// capture_failures), for a benchmark to report beside its timings: forward passes that replayed
+// a CUDA graph, those run eagerly, and the graphs whose capture failed. Zeros for any other
+// StepModel (a rank group, or a build without CUDA).
+struct CudaExecutionCounts {
+  int64_t graphed_forwards = 0;
+  int64_t eager_forwards = 0;
+  std::vector<std::string> capture_failures;
+};
+CudaExecutionCounts CudaExecutionCountsOf(const StepModel& model);
+
 // A node other than 0 (options.node_rank > 0): loads this node's ranks, then runs the steps
 // node 0 announces until node 0 shuts down (OK) or a rank fails. `log` receives the startup
 // lines as LoadCudaRunner's log_lines.

@@ -17,4 +17,6 @@ absl::Status RunCudaFollowerNode(const std::string&, const CudaRunnerOptions&,
   return absl::FailedPreconditionError(kNoCuda);
 }
 
+CudaExecutionCounts CudaExecutionCountsOf(const StepModel&) { return {}; }
+
 }  // namespace moeserve::engine
