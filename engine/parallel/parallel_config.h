@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weight_loader.h"
+#include "engine/ops/cpu/parallel_for.h"  // EvenShare, IndexRange
 
 namespace moeserve::engine {
 
@@ -53,18 +54,6 @@ struct RankContext {
 // The rows, columns and experts rank `rank` loads (both backends). Expert parallelism needs
 // rank.placement, which is validated here against the config.
 absl::StatusOr<WeightShard> WeightShardFor(const RankContext& rank, const ModelConfig& config);
-
-// The contiguous [begin, end) share of `total` that part `index` of `parts` gets.
-struct IndexRange {
-  int64_t begin = 0;
-  int64_t end = 0;
-  int64_t size() const { return end - begin; }
-};
-inline IndexRange EvenShare(int64_t total, int parts, int index) {
-  const int64_t base = total / parts, extra = total % parts;
-  const int64_t begin = index * base + (index < extra ? index : extra);
-  return {begin, begin + base + (index < extra ? 1 : 0)};
-}
 
 // MoE layers of the config, as a mask over layers.
 std::vector<bool> MoeLayerMask(const ModelConfig& config);

@@ -18,19 +18,11 @@ namespace {
 // tile (64 AVX-512, 32 AVX2 columns).
 constexpr int64_t kColumnSlice = 128;
 
-struct KeyRange {
-  int64_t begin = 0;
-  int64_t end = 0;
-};
-
 // Thread `index` of `parts` scores keys [begin, end): equal runs of whole 4-key weight tiles.
-KeyRange KeyRun(int64_t keys, int parts, int index) {
+IndexRange KeyRun(int64_t keys, int parts, int index) {
   constexpr int64_t kTile = 4;
-  const int64_t tiles = (keys + kTile - 1) / kTile;
-  const int64_t base = tiles / parts, extra = tiles % parts;
-  const int64_t first = index * base + std::min<int64_t>(index, extra);
-  const int64_t count = base + (index < extra ? 1 : 0);
-  return {std::min(keys, first * kTile), std::min(keys, (first + count) * kTile)};
+  const IndexRange tiles = EvenShare((keys + kTile - 1) / kTile, parts, index);
+  return {std::min(keys, tiles.begin * kTile), std::min(keys, tiles.end * kTile)};
 }
 
 // Rows [first, first + count) of one cache block as a weight matrix.
@@ -68,7 +60,7 @@ void AttendQueryGroup(const MlaDecodeArgs& a, const int32_t* block_table, int64_
   const bool parallel = rows * keys * a.kv_dim > (1 << 16);
   const int runs = parallel ? omp_get_max_threads() : 1;
   ParallelFor(runs, parallel, [&](int64_t r) {
-    const KeyRange run = KeyRun(keys, runs, static_cast<int>(r));
+    const IndexRange run = KeyRun(keys, runs, static_cast<int>(r));
     for (int64_t j = run.begin; j < run.end;) {
       const int64_t b = j / a.block_size;
       const int64_t in_block = std::min(run.end, (b + 1) * a.block_size) - j;

@@ -15,6 +15,19 @@
 
 namespace moeserve::engine {
 
+// The contiguous [begin, end) share of `total` that part `index` of `parts` gets (the first
+// total % parts parts one more): a thread's run of a kernel's items, a rank's tokens.
+struct IndexRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+};
+inline IndexRange EvenShare(int64_t total, int parts, int index) {
+  const int64_t base = total / parts, extra = total % parts;
+  const int64_t begin = index * base + (index < extra ? index : extra);
+  return {begin, begin + base + (index < extra ? 1 : 0)};
+}
+
 // body(i) for i in [0, n): over the team (static schedule) when `split` and the caller is not
 // already inside a parallel region, else in order on the calling thread.
 template <typename Body>
