@@ -11,7 +11,8 @@
 //     ((verify + MTP pass + (k - 1) draft steps) / decode), the pass taken at two positions.
 // Prints tables and writes JSON with machine and date.
 //   moeserve-bench-speculative [--model DIR] [--cost-model DIR] [--device cpu|cuda]
-//                              [--cpu-kernels fast|bf16] [--enforce-eager] [--output FILE]
+//                              [--cpu-kernels fast|bf16] [--enforce-eager]
+//                              [--disable-by-batch-size N] [--output FILE]
 
 #include <algorithm>
 #include <chrono>
@@ -102,14 +103,16 @@ struct Backend {
   std::string name = "cpu";
 };
 
+// pause_above: EngineOptions::speculative_disable_by_batch_size of the k > 0 rows.
 ThroughputRow RunThroughput(const Backend& backend, const Tokenizer& tokenizer, int64_t batch,
-                            int64_t k, int64_t output_len, int threads) {
+                            int64_t k, int64_t output_len, int threads, int64_t pause_above) {
   EngineOptions options{.num_kv_blocks = kKvBlocks,
                         .max_num_seqs = kMaxNumSeqs,
                         .max_num_batched_tokens = kMaxBatchedTokens,
                         .max_model_len = kMaxModelLen,
                         .cpu_threads = threads};
   options.speculative_tokens = k;
+  options.speculative_disable_by_batch_size = k > 0 ? pause_above : 0;
   absl::StatusOr<std::unique_ptr<Engine>> engine;
   if (backend.cuda != nullptr) {
     options.num_kv_blocks = backend.cuda_kv_blocks;
@@ -363,6 +366,7 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   std::string cpu_kernels = "fast";
   bool enforce_eager = false;
+  int64_t pause_above = 0;
   app.add_option("--model", model_dir, "trained checkpoint with an MTP module (throughput)");
   app.add_option("--cost-model", cost_model_dir,
                  "checkpoint with an MTP module for the step costs (default: generate the "
@@ -387,6 +391,10 @@ int main(int argc, char** argv) {
   app.add_flag("--enforce-eager", enforce_eager,
                "--device cuda: no CUDA graphs, for decode or speculative steps: the "
                "verification's own cost, without the graphs' gain");
+  app.add_option("--disable-by-batch-size", pause_above,
+                 "the k > 0 rows with the server's --speculative-disable-by-batch-size (no "
+                 "drafts while a step samples more sequences; 0: never)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
   // Each row as it is measured, also into a pipe: a run cut short keeps what it had.
@@ -434,12 +442,15 @@ int main(int argc, char** argv) {
   SetCpuThreadsOfThisThread(threads);  // the step costs run on this thread
   const std::string kernels =
       backend.cuda == nullptr ? absl::StrCat(" (", cpu_kernels, " kernels)") : "";
+  const std::string pause =
+      pause_above > 0 ? absl::StrCat(", no drafts while a step samples more than ", pause_above)
+                      : "";
   std::printf(
       "speculative decoding, %s on %s%s, %d CPU threads, greedy, %lld tokens per request, median "
-      "of %d%s\n",
+      "of %d%s%s\n",
       model_dir.c_str(), backend.name.c_str(), kernels.c_str(), CpuThreadsOfThisThread(),
       static_cast<long long>(output_len), throughput_reps,
-      backend.cuda != nullptr ? " after one untimed run" : "");
+      backend.cuda != nullptr ? " after one untimed run" : "", pause.c_str());
   std::printf("%5s | %2s | %8s | %13s | %8s | %10s | %13s%s\n", "batch", "k", "seconds",
               "output tok/s", "vs k=0", "acceptance", "mean accepted",
               backend.cuda != nullptr ? " | graphed forwards" : "");
@@ -450,12 +461,13 @@ int main(int argc, char** argv) {
     // On the GPU the first run of a shape captures its graphs and builds cuBLASLt plans.
     if (backend.cuda != nullptr) {
       for (int64_t k = 0; k <= max_k; ++k) {
-        (void)RunThroughput(backend, **tokenizer, batch, k, output_len, threads);
+        (void)RunThroughput(backend, **tokenizer, batch, k, output_len, threads, pause_above);
       }
     }
     for (int r = 0; r < throughput_reps; ++r) {
       for (int64_t k = 0; k <= max_k; ++k) {
-        runs[k].push_back(RunThroughput(backend, **tokenizer, batch, k, output_len, threads));
+        runs[k].push_back(
+            RunThroughput(backend, **tokenizer, batch, k, output_len, threads, pause_above));
       }
     }
     double base = 0.0;
@@ -498,6 +510,7 @@ int main(int argc, char** argv) {
   if (backend.cuda == nullptr) report["cpu_kernels"] = cpu_kernels;
   report["throughput_reps"] = throughput_reps;
   report["output_len"] = output_len;
+  report["speculative_disable_by_batch_size"] = pause_above;
   nlohmann::json throughput = nlohmann::json::array();
   for (const ThroughputRow& r : rows) {
     throughput.push_back({{"batch", r.batch},

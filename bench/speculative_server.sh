@@ -8,7 +8,10 @@
 # spec_decode metrics); the summary, with every run's figures, machine and date, goes to
 # bench/results/speculative_server[_threadsN][_KERNELS].json.
 #
-#   [ROUNDS=3] [THREADS=0] [CPU_KERNELS=fast] bench/speculative_server.sh [MODEL_DIR] [BUILD_DIR]   (models/kjv-v3-tiny build)
+#   [ROUNDS=3] [THREADS=0] [CPU_KERNELS=fast] [PAUSE_ABOVE=0] bench/speculative_server.sh [MODEL_DIR] [BUILD_DIR]   (models/kjv-v3-tiny build)
+#
+# PAUSE_ABOVE=N serves k > 0 with --speculative-disable-by-batch-size N (no drafts while a step
+# samples more than N sequences); the summary then ends in _pauseN.
 #
 # Needs the `bible` command (Debian's bible-kjv) for the prompts; nothing else may be running.
 set -euo pipefail
@@ -18,9 +21,11 @@ build="${2:-build}"
 rounds="${ROUNDS:-3}"
 threads="${THREADS:-0}"  # the server's --threads (0: every CPU)
 kernels="${CPU_KERNELS:-fast}"  # the server's --cpu-kernels
+pause="${PAUSE_ABOVE:-0}"  # the server's --speculative-disable-by-batch-size when k > 0
 summary=bench/results/speculative_server
 [[ "$threads" != 0 ]] && summary="${summary}_threads$threads"
 [[ "$kernels" != fast ]] && summary="${summary}_$kernels"
+[[ "$pause" != 0 ]] && summary="${summary}_pause$pause"
 out="$(mktemp -d)"  # each run's moeserve-bench JSON and the server's log
 prompts="$out/prompts.jsonl"
 trap 'rm -rf "$out"' EXIT
@@ -35,9 +40,11 @@ metrics_port=$((port + 1))
 for round in $(seq 1 "$rounds"); do
   for concurrency in 1 8; do
     for k in 0 1 2 3; do
+      pause_flag=()
+      [[ "$pause" != 0 && "$k" != 0 ]] && pause_flag=(--speculative-disable-by-batch-size "$pause")
       "$build/server/moeserve" --model "$model" --host 127.0.0.1 --port "$port" \
         --metrics-port "$metrics_port" --http-port -1 --speculative-tokens "$k" --threads "$threads" \
-        --cpu-kernels "$kernels" \
+        --cpu-kernels "$kernels" "${pause_flag[@]}" \
         > "$out/server.log" 2>&1 &
       server=$!
       "$build/clients/bench/moeserve-bench" --target "127.0.0.1:$port" --dataset-name jsonl \
@@ -84,6 +91,7 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 summary = {"bench": "speculative_server", "model": model, "rounds": rounds,
            "threads": int(os.environ.get("THREADS", "0")),
            "cpu_kernels": os.environ.get("CPU_KERNELS", "fast"),
+           "speculative_disable_by_batch_size": int(os.environ.get("PAUSE_ABOVE", "0")),
            "prompts": "85 held-out Ruth verse openings (8 words), greedy, 64 tokens, ignore_eos",
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": {"host": platform.node(), "cpus": os.cpu_count(),

@@ -38,6 +38,11 @@ absl::Status Engine::ValidateOptions(const EngineOptions& options) {
                                                    options.speculative_tokens, " is outside [0, ",
                                                    kMaxSpeculativeTokens, "]"));
   }
+  if (options.speculative_disable_by_batch_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EngineOptions: speculative_disable_by_batch_size ",
+                     options.speculative_disable_by_batch_size, " is negative"));
+  }
   return absl::OkStatus();
 }
 

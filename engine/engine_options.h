@@ -33,6 +33,12 @@ struct EngineOptions {
   // many draft tokens, the module drafting autoregressively beyond the first
   // (docs/speculative-decoding.md).
   int64_t speculative_tokens = 0;
+  // Speculation pauses while a step samples more sequences than this (0: never): its drafts
+  // cost a verification per token, which pays at small batches, where a step is bound by
+  // reading the weights or by launch latency, and not at large ones. The MTP module still
+  // writes its latents, so drafting resumes as soon as the batch is small again (vLLM's
+  // speculative_disable_by_batch_size, per step rather than per new request).
+  int64_t speculative_disable_by_batch_size = 0;
   // Ranks the model is split over (engine/parallel/parallel_config.h). They must match the
   // ParallelModel the engine is created with; a plain DeepseekModel is one rank.
   int tensor_parallel_size = 1;

@@ -129,6 +129,8 @@ moeserve::v1::GetModelInfoResponse ModelInfo(const std::string& served_model_nam
   info.set_num_experts_per_token(static_cast<uint32_t>(config.num_experts_per_tok));
   info.set_num_mtp_modules(static_cast<uint32_t>(config.num_nextn_predict_layers));
   info.set_speculative_tokens(static_cast<uint32_t>(engine_options.speculative_tokens));
+  info.set_speculative_disable_by_batch_size(
+      static_cast<uint32_t>(engine_options.speculative_disable_by_batch_size));
   info.set_kv_cache_capacity_tokens(
       static_cast<uint64_t>(engine_options.num_kv_blocks * engine::kKvBlockSize));
   info.set_device(device);

@@ -126,6 +126,10 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "draft tokens each decode step verifies (0: off; the checkpoint needs "
                  "num_nextn_predict_layers >= 1; on a tensor/expert-parallel group, CPU only)")
       ->capture_default_str();
+  app.add_option("--speculative-disable-by-batch-size", o.speculative_disable_by_batch_size,
+                 "with --speculative-tokens: no drafts while a step samples more than this many "
+                 "sequences, where verification costs more than it gains (0: never)")
+      ->capture_default_str();
   app.add_option("--max-num-partial-prefills", o.max_num_partial_prefills,
                  "prompts prefilled in one engine step at most")
       ->capture_default_str();
@@ -275,6 +279,13 @@ absl::Status CheckServerOptions(const ServerOptions& o) {
   if (o.speculative_tokens < 0 || o.speculative_tokens > engine::kMaxSpeculativeTokens) {
     return Invalid(absl::StrCat("--speculative-tokens must be in [0, ",
                                 engine::kMaxSpeculativeTokens, "], got ", o.speculative_tokens));
+  }
+  if (o.speculative_disable_by_batch_size < 0) {
+    return Invalid(absl::StrCat("--speculative-disable-by-batch-size must be >= 0, got ",
+                                o.speculative_disable_by_batch_size));
+  }
+  if (o.speculative_disable_by_batch_size > 0 && o.speculative_tokens == 0) {
+    return Invalid("--speculative-disable-by-batch-size needs --speculative-tokens >= 1");
   }
   if (o.speculative_tokens > 0 && o.device == "cuda" &&
       (o.tensor_parallel_size > 1 || o.expert_parallel_size > 1)) {
@@ -443,6 +454,7 @@ absl::StatusOr<engine::EngineOptions> MakeEngineOptions(const ServerOptions& o,
   options.num_kv_blocks = *blocks;
   options.max_num_seqs = o.max_num_seqs;
   options.speculative_tokens = o.speculative_tokens;
+  options.speculative_disable_by_batch_size = o.speculative_disable_by_batch_size;
   options.max_num_batched_tokens = o.max_num_batched_tokens;
   options.max_num_partial_prefills = o.max_num_partial_prefills;
   options.cpu_threads = o.threads;

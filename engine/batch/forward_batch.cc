@@ -97,7 +97,7 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, int64_t vocab_size,
 }
 
 absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
-                                               const ForwardOptions& options) {
+                                               const ForwardOptions& options, ZeroLogitRows zero) {
   std::vector<int64_t> rows;
   if (options.logits_for == LogitsFor::kAllTokens) {
     for (int64_t t = 0; t < batch.num_tokens(); ++t) rows.push_back(t);
@@ -109,11 +109,13 @@ absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
         absl::StrCat("logits_per_sequence has ", options.logits_per_sequence.size(),
                      " entries for ", batch.num_seqs(), " sequences"));
   }
+  const int64_t least = zero == ZeroLogitRows::kAllowed ? 0 : 1;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
     const int64_t n = counted ? options.logits_per_sequence[s] : 1;
-    if (n < 1 || n > batch.num_new_tokens(s)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "logits_per_sequence[", s, "] = ", n, " is outside [1, ", batch.num_new_tokens(s), "]"));
+    if (n < least || n > batch.num_new_tokens(s)) {
+      return absl::InvalidArgumentError(absl::StrCat("logits_per_sequence[", s, "] = ", n,
+                                                     " is outside [", least, ", ",
+                                                     batch.num_new_tokens(s), "]"));
     }
     for (int64_t t = batch.query_start_loc[s + 1] - n; t < batch.query_start_loc[s + 1]; ++t) {
       rows.push_back(t);
@@ -122,21 +124,57 @@ absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
   return rows;
 }
 
+ForwardOptions WithLogitRowForEverySequence(const ForwardOptions& options) {
+  ForwardOptions widened = options;
+  bool all_one = true;
+  for (int32_t& n : widened.logits_per_sequence) {
+    n = std::max(n, 1);
+    all_one = all_one && n == 1;
+  }
+  if (all_one) widened.logits_per_sequence.clear();
+  return widened;
+}
+
+ForwardOutput KeepAskedRows(ForwardOutput out, const ForwardOptions& options, int64_t vocab,
+                            int64_t hidden) {
+  // Rows move only towards the front, so the copy can run in place.
+  int64_t from = 0, to = 0;
+  for (const int32_t asked : options.logits_per_sequence) {
+    const int64_t computed = std::max(asked, 1);
+    if (asked > 0) {
+      std::copy_n(out.logits.begin() + from * vocab, asked * vocab,
+                  out.logits.begin() + to * vocab);
+      std::copy_n(out.hidden.begin() + from * hidden, asked * hidden,
+                  out.hidden.begin() + to * hidden);
+      to += asked;
+    }
+    from += computed;
+  }
+  if (!options.logits_per_sequence.empty()) {
+    out.logits.resize(static_cast<size_t>(to * vocab));
+    out.hidden.resize(static_cast<size_t>(to * hidden));
+  }
+  return out;
+}
+
 ForwardBatch RowsOnly(const ForwardBatch& batch, absl::Span<const int64_t> rows) {
   ForwardBatch out;
   out.query_start_loc.push_back(0);
+  out.max_blocks_per_seq = batch.max_blocks_per_seq;
   size_t r = 0;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    const size_t first = r;
     for (; r < rows.size() && rows[r] < batch.query_start_loc[s + 1]; ++r) {
       out.token_ids.push_back(batch.token_ids[rows[r]]);
       out.positions.push_back(batch.positions[rows[r]]);
       out.slot_mapping.push_back(batch.slot_mapping[rows[r]]);
     }
+    if (r == first) continue;
     out.query_start_loc.push_back(static_cast<int32_t>(out.token_ids.size()));
+    out.seq_lens.push_back(batch.seq_lens[s]);
+    out.block_tables.insert(out.block_tables.end(), batch.block_table(s),
+                            batch.block_table(s) + batch.max_blocks_per_seq);
   }
-  out.seq_lens = batch.seq_lens;
-  out.block_tables = batch.block_tables;
-  out.max_blocks_per_seq = batch.max_blocks_per_seq;
   return out;
 }
 

@@ -62,14 +62,29 @@ class ForwardBatchBuilder {
 absl::Status ValidateForwardBatch(const ForwardBatch& batch, int64_t vocab_size,
                                   int64_t num_kv_blocks);
 
+// Whether a sequence may ask for no logits at all (ForwardOptions::logits_per_sequence[s] = 0):
+// only ForwardMtp takes that, to write a sequence's latents without drafting from it.
+enum class ZeroLogitRows { kRefused, kAllowed };
+
 // The token indices whose logits a forward returns under `options` (ForwardOptions::logits_for
 // and logits_per_sequence), in order. InvalidArgument when logits_per_sequence does not fit.
 absl::StatusOr<std::vector<int64_t>> LogitRows(const ForwardBatch& batch,
-                                               const ForwardOptions& options);
+                                               const ForwardOptions& options,
+                                               ZeroLogitRows zero = ZeroLogitRows::kRefused);
 
-// The batch of only the tokens `rows` (LogitRows' output: the last tokens of each sequence, at
-// least one per sequence), with the same contexts and block tables. A forward over it attends
-// as those tokens do within `batch`, once the latents of the tokens left out are in the cache.
+// For a backend that runs the MTP block over every position anyway (CUDA): `options` with each
+// logits_per_sequence 0 raised to 1 (cleared when all are then 1, the default), so a latents-only
+// sequence computes its last row too; KeepAskedRows then drops those rows.
+ForwardOptions WithLogitRowForEverySequence(const ForwardOptions& options);
+// `out` of a forward under WithLogitRowForEverySequence(options) → the rows `options` asked for
+// (logits [rows, vocab] and hidden [rows, hidden] alike).
+ForwardOutput KeepAskedRows(ForwardOutput out, const ForwardOptions& options, int64_t vocab,
+                            int64_t hidden);
+
+// The batch of only the tokens `rows` (LogitRows' output: the last tokens of each sequence),
+// with the same contexts and block tables; a sequence without rows is left out. A forward over
+// it attends as those tokens do within `batch`, once the latents of the tokens left out are in
+// the cache.
 ForwardBatch RowsOnly(const ForwardBatch& batch, absl::Span<const int64_t> rows);
 
 // The batch of only the sequences `seqs` (indices into `batch`, in the order given), each with

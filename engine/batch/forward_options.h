@@ -27,7 +27,8 @@ struct ForwardOptions {
   // path must (reference §4). Off reproduces a dequantize-then-fp32 reference exactly.
   bool quantize_activations = true;
   // kLastTokenOfEachSequence only: logits for the last logits_per_sequence[s] tokens of each
-  // sequence s, each in [1, its new tokens]. Empty: one per sequence.
+  // sequence s, each in [1, its new tokens] (ForwardMtp also takes 0: the sequence's positions
+  // only write their latents, for drafts from later steps). Empty: one per sequence.
   std::vector<int32_t> logits_per_sequence;
 };
 

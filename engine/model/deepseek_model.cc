@@ -180,7 +180,8 @@ absl::StatusOr<ForwardOutput> DeepseekModel::ForwardMtp(int64_t module, const Fo
         absl::StrCat("MTP module ", module, " is not loaded (", num_mtp_modules(), " are)"));
   }
   MOESERVE_RETURN_IF_ERROR(ValidateBatch(batch, pages));
-  MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows, LogitRows(batch, options));
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> rows,
+                            LogitRows(batch, options, ZeroLogitRows::kAllowed));
   const int64_t hidden = config_.hidden_size;
   const int64_t num_tokens = batch.num_tokens();
   if (static_cast<int64_t>(prev_hidden.size()) != num_tokens * hidden) {
@@ -230,6 +231,7 @@ absl::StatusOr<ForwardOutput> DeepseekModel::ForwardMtp(int64_t module, const Fo
     }
   }
   WriteLatentsOnly(mtp.block, kv_layer, batch, latent_only, h, pages, options);
+  if (rows.empty()) return ForwardOutput{};
   std::vector<float> h_rows(rows.size() * static_cast<size_t>(hidden));
   for (size_t r = 0; r < rows.size(); ++r) {
     std::copy_n(h.begin() + rows[r] * hidden, hidden, h_rows.begin() + r * hidden);

@@ -70,7 +70,8 @@ class DeepseekModel {
   // batch is the token AFTER position i (t_{i+1}), `prev_hidden` [num_tokens, hidden] the state
   // at position i of the previous depth (ForwardWithHidden's hidden, or this module's own output
   // when drafting further ahead). Writes the module's latents into its layer of `pages` and
-  // returns the logits of t_{i+2} for the rows ForwardOptions selects, with their hidden states.
+  // returns the logits of t_{i+2} for the rows ForwardOptions selects, with their hidden states;
+  // a sequence with logits_per_sequence 0 only writes its latents (its block work is skipped).
   absl::StatusOr<ForwardOutput> ForwardMtp(int64_t module, const ForwardBatch& batch,
                                            absl::Span<const float> prev_hidden, KvPages& pages,
                                            const ForwardOptions& options = {}) const;

@@ -754,6 +754,17 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   }
   ForwardOutput out;
   if (batch.num_tokens() == 0) return out;
+  const std::vector<int32_t>& asked = options.logits_per_sequence;
+  if (std::find(asked.begin(), asked.end(), 0) != asked.end()) {
+    // Sequences that want only their latents written: the block runs over every position here
+    // anyway, so their last rows are computed (the shapes the graphs were captured for) and
+    // dropped.
+    MOESERVE_RETURN_IF_ERROR(LogitRows(batch, options, ZeroLogitRows::kAllowed).status());
+    MOESERVE_ASSIGN_OR_RETURN(
+        ForwardOutput widened,
+        ForwardMtp(module, batch, prev_hidden, WithLogitRowForEverySequence(options)));
+    return KeepAskedRows(std::move(widened), options, config_.vocab_size, d);
+  }
   const std::optional<GraphKey> key = GraphFor(module, batch, options);
   if (!key.has_value()) {
     MOESERVE_ASSIGN_OR_RETURN(std::optional<ForwardOutput> grouped,

@@ -115,22 +115,46 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
     }
   }
 
+  // Drafts each sampling sequence can use next step: it verifies 1 + d tokens then, all within
+  // max_new_tokens; none while the step samples more sequences than the speculation limit.
+  const bool drafting = options_.speculative_disable_by_batch_size == 0 ||
+                        num_sampling <= options_.speculative_disable_by_batch_size;
+  std::vector<int64_t> wanted(static_cast<size_t>(num_sampling), 0);
+  for (int64_t j = 0; drafting && j < num_sampling; ++j) {
+    const Sequence& s = *output.sequences[j].sequence;
+    const int64_t left_after =
+        s.num_tokens_left() - static_cast<int64_t>(output.sequences[j].tokens.size());
+    wanted[j] = std::clamp<int64_t>(left_after - 1, 0, options_.speculative_tokens);
+  }
+
   // 3. The MTP module over every position computed this step: (hidden at p, token at p + 1).
+  //    A sequence that drafts gets its last row through the module's block and head; the others
+  //    (prefill chunks that do not sample yet, sequences that draft nothing) only write latents.
   ForwardBatchBuilder mtp;
   std::vector<float> prev_hidden;
   std::vector<int64_t> new_computed(n);
+  ForwardOptions mtp_options;
+  mtp_options.mla_form = options_.mla_form;
+  std::vector<int64_t> draft_row(static_cast<size_t>(num_sampling), -1);  // row in the pass
+  int64_t draft_rows = 0;
   size_t k = 0;
   for (size_t i = 0; i < n; ++i) {
     const ScheduledSequence& entry = batch.sequences[i];
     const Sequence& s = *entry.sequence;
     std::vector<int32_t> next;  // the token after each computed position
     int64_t computed = entry.num_new_tokens - entry.num_draft_tokens;
+    bool drafts = false;
     if (entry.samples) {
-      const std::vector<SampledToken>& gained = output.sequences[k++].tokens;
+      const std::vector<SampledToken>& gained = output.sequences[k].tokens;
       output.accepted_drafts[i] = static_cast<int64_t>(gained.size()) - 1;
       computed += output.accepted_drafts[i];
       next.assign(s.tokens.begin() + s.num_computed_tokens + 1, s.tokens.end());
       for (const SampledToken& t : gained) next.push_back(t.token_id);
+      if (wanted[k] >= 1) {
+        drafts = true;
+        draft_row[k] = draft_rows++;
+      }
+      ++k;
     } else {
       next.assign(s.tokens.begin() + s.num_computed_tokens + 1,
                   s.tokens.begin() + s.num_computed_tokens + computed + 1);
@@ -138,32 +162,21 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
     next.resize(static_cast<size_t>(computed));
     new_computed[i] = s.num_computed_tokens + computed;
     mtp.AddSequence(s.block_table.ids(), s.num_computed_tokens, next);
+    mtp_options.logits_per_sequence.push_back(drafts ? 1 : 0);
     const auto hidden_begin = verified.hidden.begin() + first_token[i] * hidden_size;
     prev_hidden.insert(prev_hidden.end(), hidden_begin, hidden_begin + computed * hidden_size);
   }
-  ForwardOptions mtp_options;
-  mtp_options.mla_form = options_.mla_form;
+  // Every sequence drafting is the default one row each (the shape CUDA graphs are captured for).
+  if (draft_rows == static_cast<int64_t>(n)) mtp_options.logits_per_sequence.clear();
   MOESERVE_ASSIGN_OR_RETURN(ForwardOutput draft,
                             model_.ForwardMtp(std::move(mtp).Build(), prev_hidden, mtp_options));
-
-  // Drafts each sampling sequence can use next step: it verifies 1 + d tokens then, all within
-  // max_new_tokens.
-  std::vector<int64_t> wanted(static_cast<size_t>(num_sampling));
-  for (int64_t j = 0; j < num_sampling; ++j) {
-    const Sequence& s = *output.sequences[j].sequence;
-    const int64_t left_after =
-        s.num_tokens_left() - static_cast<int64_t>(output.sequences[j].tokens.size());
-    wanted[j] = std::clamp<int64_t>(left_after - 1, 0, options_.speculative_tokens);
-  }
-  // Row i of `draft` is batch sequence i's last position; keep the sampling ones.
   std::vector<float> state(static_cast<size_t>(num_sampling * hidden_size));
   for (int64_t j = 0; j < num_sampling; ++j) {
-    const size_t row = sampling[j];
-    if (wanted[j] >= 1) {
-      output.sequences[j].next_drafts.push_back(
-          GreedyToken(absl::MakeConstSpan(draft.logits).subspan(row * vocab, vocab)));
-    }
-    std::copy_n(draft.hidden.begin() + static_cast<int64_t>(row) * hidden_size, hidden_size,
+    if (draft_row[j] < 0) continue;
+    const int64_t row = draft_row[j];
+    output.sequences[j].next_drafts.push_back(
+        GreedyToken(absl::MakeConstSpan(draft.logits).subspan(row * vocab, vocab)));
+    std::copy_n(draft.hidden.begin() + row * hidden_size, hidden_size,
                 state.begin() + j * hidden_size);
   }
 
@@ -183,8 +196,10 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
       members.push_back(j);
     }
     if (members.empty()) break;
-    MOESERVE_ASSIGN_OR_RETURN(
-        ForwardOutput step, model_.ForwardMtp(std::move(chain).Build(), chain_hidden, mtp_options));
+    ForwardOptions chain_options;
+    chain_options.mla_form = options_.mla_form;
+    MOESERVE_ASSIGN_OR_RETURN(ForwardOutput step, model_.ForwardMtp(std::move(chain).Build(),
+                                                                    chain_hidden, chain_options));
     for (size_t r = 0; r < members.size(); ++r) {
       const int64_t j = members[r];
       output.sequences[j].next_drafts.push_back(

@@ -317,6 +317,29 @@ TEST(ServerOptionsTest, SpeculativeTokensNeedAnMtpModule) {
   EXPECT_EQ(cuda_kv->max_num_kv_blocks, 10);
 }
 
+TEST(ServerOptionsTest, SpeculativeDisableByBatchSizeNeedsSpeculation) {
+  engine::ModelConfig config = Config(3);
+  config.num_nextn_predict_layers = 1;
+  const auto e = MakeEngineOptions(Parse({"--model", "m", "--speculative-tokens", "1",
+                                          "--speculative-disable-by-batch-size", "4"}),
+                                   config);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->speculative_disable_by_batch_size, 4);
+  EXPECT_EQ(MakeEngineOptions(Parse({"--model", "m", "--speculative-tokens", "1"}), config)
+                ->speculative_disable_by_batch_size,
+            0);
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--speculative-disable-by-batch-size", "4"},
+        std::vector<std::string>{"--speculative-tokens", "1", "--speculative-disable-by-batch-size",
+                                 "-2"}}) {
+    std::vector<std::string> args = {"--model", "m"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const absl::Status s = CheckServerOptions(Parse(args));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << absl::StrJoin(bad, " ");
+    EXPECT_NE(s.message().find("--speculative-disable-by-batch-size"), std::string::npos) << s;
+  }
+}
+
 TEST(ServerOptionsTest, KvCacheDtypeFp32IsCpuOnly) {
   const auto cuda = Parse({"--model", "m", "--device", "cuda", "--kv-cache-dtype", "fp32"});
   EXPECT_NE(CheckServerOptions(cuda).message().find("--kv-cache-dtype fp32"), std::string::npos);

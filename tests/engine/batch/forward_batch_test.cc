@@ -87,6 +87,57 @@ TEST(RowsOnlyTest, EqualsTheBatchOfTheLastTokensAlone) {
   EXPECT_TRUE(ValidateForwardBatch(sub, kVocab, kBlocks).ok());
 }
 
+// A sequence may ask for no logits only where the caller allows it (ForwardMtp's latents-only
+// positions); RowsOnly then leaves that sequence out, context and block table included.
+TEST(RowsOnlyTest, ZeroLogitRowsOnlyWhereAllowedAndTheSequenceIsLeftOut) {
+  const ForwardBatch batch = ValidBatch();
+  ForwardOptions options;
+  options.logits_per_sequence = {2, 0, 1};
+  EXPECT_TRUE(absl::IsInvalidArgument(LogitRows(batch, options).status()));
+  const absl::StatusOr<std::vector<int64_t>> rows =
+      LogitRows(batch, options, ZeroLogitRows::kAllowed);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(*rows, (std::vector<int64_t>{1, 2, 23}));
+  options.logits_per_sequence = {2, -1, 1};
+  EXPECT_TRUE(absl::IsInvalidArgument(LogitRows(batch, options, ZeroLogitRows::kAllowed).status()));
+
+  ForwardBatchBuilder direct_builder;
+  direct_builder.AddSequence({3, 7}, 71, {6, 7});
+  direct_builder.AddSequence({2, 4, 5}, 130, {batch.token_ids.back()});
+  const ForwardBatch direct = std::move(direct_builder).Build();
+  const ForwardBatch sub = RowsOnly(batch, *rows);
+  ExpectSameBatch(sub, direct);
+  EXPECT_TRUE(ValidateForwardBatch(sub, kVocab, kBlocks).ok());
+  EXPECT_EQ(RowsOnly(batch, {}).num_seqs(), 0);
+}
+
+// The CUDA backend's way to serve zeros: one row for every sequence, then the asked ones kept.
+TEST(KeepAskedRowsTest, DropsTheRowsOfSequencesThatAskedNone) {
+  constexpr int64_t kRowVocab = 3, kHidden = 2;
+  ForwardOptions options;
+  options.logits_per_sequence = {0, 2, 0, 1};
+  const ForwardOptions widened = WithLogitRowForEverySequence(options);
+  EXPECT_EQ(widened.logits_per_sequence, (std::vector<int32_t>{1, 2, 1, 1}));
+  // Computed rows 0..4: sequence 0 → row 0, 1 → rows 1-2, 2 → row 3, 3 → row 4.
+  ForwardOutput out;
+  for (int row = 0; row < 5; ++row) {
+    for (int v = 0; v < kRowVocab; ++v) out.logits.push_back(static_cast<float>(10 * row + v));
+    for (int d = 0; d < kHidden; ++d) out.hidden.push_back(static_cast<float>(-10 * row - d));
+  }
+  const ForwardOutput kept = KeepAskedRows(out, options, kRowVocab, kHidden);
+  EXPECT_EQ(kept.logits, (std::vector<float>{10, 11, 12, 20, 21, 22, 40, 41, 42}));
+  EXPECT_EQ(kept.hidden, (std::vector<float>{-10, -11, -20, -21, -40, -41}));
+
+  // All zeros: one row each, which is the default (empty) form; nothing is kept.
+  options.logits_per_sequence = {0, 0};
+  EXPECT_TRUE(WithLogitRowForEverySequence(options).logits_per_sequence.empty());
+  out.logits.resize(2 * kRowVocab);
+  out.hidden.resize(2 * kHidden);
+  EXPECT_TRUE(KeepAskedRows(out, options, kRowVocab, kHidden).logits.empty());
+  // Nothing asked per sequence: the output as it is.
+  EXPECT_EQ(KeepAskedRows(out, ForwardOptions{}, kRowVocab, kHidden).logits, out.logits);
+}
+
 // SequencesOf picks whole sequences in the order asked: the same batch as one built from them.
 TEST(SequencesOfTest, EqualsTheBatchOfThoseSequencesAlone) {
   const ForwardBatch batch = ValidBatch();

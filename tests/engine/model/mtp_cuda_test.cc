@@ -156,6 +156,13 @@ void MtpCudaTest::CompareStepsWithCpu(MlaForm form) {
             << agreed << "/" << mtp_batch.num_seqs() << " equal\n";
   EXPECT_GE(agreed, mtp_batch.num_seqs() - 1);  // one near tie may go either way
 
+  // Sequences that ask for no logits only write their latents (a step while speculation is
+  // paused, EngineOptions::speculative_disable_by_batch_size): the other rows as above.
+  ForwardOptions some_rows = options;
+  some_rows.logits_per_sequence = {0, 1, 0, 1};
+  ExpectNearCpu(gpu_->ForwardMtp(mtp_batch, expected->hidden, some_rows),
+                cpu_->ForwardMtp(0, mtp_batch, expected->hidden, cpu_pages, some_rows));
+
   // A decode step of the main model at position L, then of the module (state at L, token at
   // L + 1): both read only what the calls above cached, the main stack its layers' latents, the
   // module its own layer's.
@@ -271,13 +278,15 @@ struct EngineRun {
   EngineStats stats;
 };
 
-EngineRun RunEngine(StepModel& model, const Tokenizer& tokenizer, int64_t speculative_tokens) {
+EngineRun RunEngine(StepModel& model, const Tokenizer& tokenizer, int64_t speculative_tokens,
+                    int64_t disable_by_batch_size = 0) {
   EngineOptions options;
   options.num_kv_blocks = model.num_kv_blocks();
   options.max_num_seqs = 8;
   options.max_num_batched_tokens = 64;
   options.max_model_len = kBlocksPerSeq * 64;
   options.speculative_tokens = speculative_tokens;
+  options.speculative_disable_by_batch_size = disable_by_batch_size;
   auto engine = Engine::Create(model, nullptr, options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   if (!engine.ok()) return {};
@@ -348,6 +357,11 @@ TEST_P(MtpCudaTest, EngineSpeculatesThroughTheCudaModelAndFreesEveryBlock) {
     // less here means the CUDA draft or verification is wrong.
     EXPECT_GT(s.num_accepted_tokens, s.num_draft_tokens / 5);
   }
+  // Paused while more than 2 of the 4 requests sample: fewer drafts, resumed for the last two.
+  const EngineRun paused = RunEngine(*gpu_, **tokenizer, 2, /*disable_by_batch_size=*/2);
+  EXPECT_EQ(paused.stats.num_kv_blocks_used, 0);
+  EXPECT_GT(paused.stats.speculation.num_drafts, 0);
+  EXPECT_LT(paused.stats.speculation.num_draft_tokens, s.num_draft_tokens);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, MtpCudaTest,

@@ -118,6 +118,37 @@ TEST_P(MtpGoldenTest, MtpLogitsMatchOracle) {
       EXPECT_LE(last_diff / max_ref, kMaxRelativeError)
           << "prompt " << p << ", logits for the last " << m << " positions only";
     }
+
+    // A pass that asks for no logits (a step while speculation pauses) still writes every
+    // position's latents: the last position, run alone afterwards, must match the golden.
+    if (n >= 2) {
+      KvPages paused = (*model)->MakeKvPages(blocks);
+      ForwardBatchBuilder latents_builder;
+      latents_builder.AddSequence(table, 0, absl::MakeConstSpan(ids).subspan(1, n - 1));
+      ForwardOptions no_rows{.quantize_activations = false, .logits_per_sequence = {0}};
+      auto none = (*model)->ForwardMtp(0, std::move(latents_builder).Build(),
+                                       absl::MakeConstSpan(main->hidden).first((n - 1) * hidden),
+                                       paused, no_rows);
+      ASSERT_TRUE(none.ok()) << none.status();
+      EXPECT_TRUE(none->logits.empty());
+      EXPECT_TRUE(none->hidden.empty());
+      ForwardBatchBuilder last_builder;
+      last_builder.AddSequence(table, n - 1, absl::MakeConstSpan(ids).subspan(n, 1));
+      auto resumed =
+          (*model)->ForwardMtp(0, std::move(last_builder).Build(),
+                               absl::MakeConstSpan(main->hidden).subspan((n - 1) * hidden, hidden),
+                               paused, ForwardOptions{.quantize_activations = false});
+      ASSERT_TRUE(resumed.ok()) << resumed.status();
+      ASSERT_EQ(static_cast<int64_t>(resumed->logits.size()), vocab);
+      double resumed_diff = 0.0;
+      const float* ref = golden->data.data() + (p * max_len + n - 1) * vocab;
+      for (int64_t v = 0; v < vocab; ++v) {
+        resumed_diff =
+            std::max(resumed_diff, std::fabs(static_cast<double>(resumed->logits[v]) - ref[v]));
+      }
+      EXPECT_LE(resumed_diff / max_ref, kMaxRelativeError)
+          << "prompt " << p << ", last position after a pass without logits";
+    }
   }
 }
 

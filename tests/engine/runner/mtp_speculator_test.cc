@@ -236,6 +236,52 @@ INSTANTIATE_TEST_SUITE_P(Models, BundledModelSpeculationTest,
                                                               : std::string("fp8");
                          });
 
+// --speculative-disable-by-batch-size: while a step samples more sequences than the limit, no
+// sequence drafts; once requests finish and the batch is small again, drafting resumes. Greedy
+// output stays identical to plain decoding throughout, and no block leaks. (That the module
+// keeps writing its latents while paused, so that the resumed drafts read the right ones, is
+// checked against the oracle in mtp_golden_test: on this model, drafts from stale latents are
+// accepted about as often.)
+TEST(SpeculationPauseTest, NoDraftsWhileTheBatchIsLargeThenDraftingResumes) {
+  const Loaded m = LoadWithMtp(BundledModelDir("kjv-v3-tiny"));
+  ASSERT_NE(m.model, nullptr);
+  std::vector<GenerateRequest> requests;
+  for (const char* text : {"In the beginning God created", "The LORD is my shepherd;",
+                           "And Naomi said unto her two daughters in law,",
+                           "Then answered Jesus and said unto them,", "And David said to Saul,",
+                           "Blessed are the poor in spirit:", "Now the serpent was more subtil",
+                           "Whither thou goest, I will go;"}) {
+    auto ids = m.tokenizer->Encode(text, /*add_special_tokens=*/true);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    // Lengths spread out, so that the batch shrinks one request at a time, and the last one
+    // long, so that it drafts alone for a while after all that pausing.
+    const int64_t max_tokens =
+        requests.size() == 7 ? 160 : 16 + 8 * static_cast<int64_t>(requests.size());
+    requests.push_back(Greedy(absl::StrCat("pause", requests.size()), *ids, max_tokens));
+  }
+  const EngineOptions plain{.num_kv_blocks = 64, .max_num_seqs = 8};
+  const RunResult reference = RunAll(m, plain, requests);
+  EngineOptions always = plain;
+  always.speculative_tokens = 2;
+  const RunResult unpaused = RunAll(m, always, requests);
+  EngineOptions paused_options = always;
+  paused_options.speculative_disable_by_batch_size = 2;
+  const RunResult paused = RunAll(m, paused_options, requests);
+  ASSERT_EQ(paused.events.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(Tokens(paused.events[i]), Tokens(reference.events[i])) << "request " << i;
+    EXPECT_EQ(Tokens(unpaused.events[i]), Tokens(reference.events[i])) << "request " << i;
+  }
+  const SpeculativeStats& p = paused.stats.speculation;
+  const SpeculativeStats& u = unpaused.stats.speculation;
+  ExpectCountersAddUp(p, 2);
+  // Only the last requests, alone or in pairs, drafted.
+  EXPECT_LT(p.num_draft_tokens, u.num_draft_tokens / 2);
+  std::cout << "paused above 2: " << p.num_accepted_tokens << " of " << p.num_draft_tokens
+            << " draft tokens accepted; never paused: " << u.num_accepted_tokens << " of "
+            << u.num_draft_tokens << "\n";
+}
+
 // Tokens gained per step: 1 + the drafts accepted in that step.
 std::vector<size_t> StepGains(const std::vector<TokenEvent>& events) {
   std::vector<size_t> gains;
