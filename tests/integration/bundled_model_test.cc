@@ -4,6 +4,7 @@
 // by tools/train/make_golden.py), and /metrics accounts for the routing of every MoE layer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -189,6 +190,9 @@ TEST_P(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted)
   ASSERT_TRUE(stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
   EXPECT_EQ(info.num_mtp_modules(), 1u);
   EXPECT_EQ(info.speculative_tokens(), 2u);
+  const bool pauses = std::find(GetParam().begin(), GetParam().end(),
+                                "--speculative-disable-by-batch-size") != GetParam().end();
+  EXPECT_EQ(info.speculative_disable_by_batch_size(), pauses ? 32u : 0u);
 
   const auto& cases = golden["greedy"];
   const std::vector<StreamResult> results = GenerateGoldenGreedy(*stub, golden);
@@ -213,10 +217,14 @@ TEST_P(BundledModelSpeculativeTest, GreedyCompletionsUnchangedAndDraftsAccepted)
 INSTANTIATE_TEST_SUITE_P(Ranks, BundledModelSpeculativeTest,
                          ::testing::Values(std::vector<std::string>{},
                                            std::vector<std::string>{"--tensor-parallel-size", "2",
-                                                                    "--expert-parallel-size", "2"}),
+                                                                    "--expert-parallel-size", "2"},
+                                           // Above the golden's batch: pauses never, as unset.
+                                           std::vector<std::string>{
+                                               "--speculative-disable-by-batch-size", "32"}),
                          [](const ::testing::TestParamInfo<std::vector<std::string>>& info) {
-                           return info.param.empty() ? std::string("OneRank")
-                                                     : std::string("TpEp2");
+                           if (info.param.empty()) return std::string("OneRank");
+                           return info.param.size() == 2 ? std::string("PauseAbove32")
+                                                         : std::string("TpEp2");
                          });
 
 }  // namespace
