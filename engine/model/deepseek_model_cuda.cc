@@ -755,7 +755,8 @@ absl::StatusOr<ForwardOutput> DeepseekModelCuda::ForwardMtp(int64_t module,
   ForwardOutput out;
   if (batch.num_tokens() == 0) return out;
   const std::vector<int32_t>& asked = options.logits_per_sequence;
-  if (std::find(asked.begin(), asked.end(), 0) != asked.end()) {
+  if (options.logits_for == LogitsFor::kLastTokenOfEachSequence &&
+      std::find(asked.begin(), asked.end(), 0) != asked.end()) {
     // Sequences that want only their latents written: the block runs over every position here
     // anyway, so their last rows are computed (the shapes the graphs were captured for) and
     // dropped.

@@ -106,7 +106,8 @@ class DeepseekModelCuda {
   // DeepseekModel::ForwardMtp's contract: token i is t_{i+1}, prev_hidden [num_tokens, hidden]
   // the previous depth's state at position i; writes the module's latents into its KV layer and
   // returns the logits of t_{i+2} for the rows `options` selects, with the module's states after
-  // shared_head.norm for those rows. Replays a graph as ForwardWithHidden does.
+  // shared_head.norm for those rows (logits_per_sequence 0: none for that sequence; its block
+  // still runs here, its row dropped). Replays a graph as ForwardWithHidden does.
   absl::StatusOr<ForwardOutput> ForwardMtp(int64_t module, const ForwardBatch& batch,
                                            absl::Span<const float> prev_hidden,
                                            const ForwardOptions& options);
