@@ -393,7 +393,7 @@ int main(int argc, char** argv) {
                "verification's own cost, without the graphs' gain");
   app.add_option("--disable-by-batch-size", pause_above,
                  "the k > 0 rows with the server's --speculative-disable-by-batch-size (no "
-                 "drafts while a step samples more sequences; 0: never)")
+                 "drafts while more sequences decode; 0: never)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--output", output, "JSON report path");
   if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) return *exit_status;
@@ -443,7 +443,7 @@ int main(int argc, char** argv) {
   const std::string kernels =
       backend.cuda == nullptr ? absl::StrCat(" (", cpu_kernels, " kernels)") : "";
   const std::string pause =
-      pause_above > 0 ? absl::StrCat(", no drafts while a step samples more than ", pause_above)
+      pause_above > 0 ? absl::StrCat(", no drafts while more sequences decode than ", pause_above)
                       : "";
   std::printf(
       "speculative decoding, %s on %s%s, %d CPU threads, greedy, %lld tokens per request, median "

@@ -10,8 +10,8 @@
 #
 #   [ROUNDS=3] [THREADS=0] [CPU_KERNELS=fast] [PAUSE_ABOVE=0] bench/speculative_server.sh [MODEL_DIR] [BUILD_DIR]   (models/kjv-v3-tiny build)
 #
-# PAUSE_ABOVE=N serves k > 0 with --speculative-disable-by-batch-size N (no drafts while a step
-# samples more than N sequences); the summary then ends in _pauseN.
+# PAUSE_ABOVE=N serves k > 0 with --speculative-disable-by-batch-size N (no drafts while more
+# than N sequences decode); the summary then ends in _pauseN.
 #
 # Needs the `bible` command (Debian's bible-kjv) for the prompts; nothing else may be running.
 set -euo pipefail

@@ -33,11 +33,11 @@ struct EngineOptions {
   // many draft tokens, the module drafting autoregressively beyond the first
   // (docs/speculative-decoding.md).
   int64_t speculative_tokens = 0;
-  // Speculation pauses while a step samples more sequences than this (0: never): its drafts
-  // cost a verification per token, which pays at small batches, where a step is bound by
-  // reading the weights or by launch latency, and not at large ones. The MTP module still
-  // writes its latents, so drafting resumes as soon as the batch is small again (vLLM's
-  // speculative_disable_by_batch_size, per step rather than per new request).
+  // Speculation pauses while more sequences than this decode (sample in a step and go on;
+  // 0: never): drafts cost a verification per token, which pays at small batches, where a step
+  // is bound by reading the weights or by launch latency, and not at large ones. The MTP module
+  // still writes its latents, so drafting resumes as soon as the batch is small again (vLLM's
+  // speculative_disable_by_batch_size, decided here for every step).
   int64_t speculative_disable_by_batch_size = 0;
   // Ranks the model is split over (engine/parallel/parallel_config.h). They must match the
   // ParallelModel the engine is created with; a plain DeepseekModel is one rank.

@@ -127,8 +127,8 @@ void AddServerFlags(CLI::App& app, ServerOptions& o) {
                  "num_nextn_predict_layers >= 1; on a tensor/expert-parallel group, CPU only)")
       ->capture_default_str();
   app.add_option("--speculative-disable-by-batch-size", o.speculative_disable_by_batch_size,
-                 "with --speculative-tokens: no drafts while a step samples more than this many "
-                 "sequences, where verification costs more than it gains (0: never)")
+                 "with --speculative-tokens: no drafts while more than this many sequences decode, "
+                 "where verifying them costs more than it gains (0: never)")
       ->capture_default_str();
   app.add_option("--max-num-partial-prefills", o.max_num_partial_prefills,
                  "prompts prefilled in one engine step at most")

@@ -65,7 +65,7 @@ struct ServerOptions {
   int64_t max_num_seqs = 64;
   // --speculative-tokens: draft tokens per step from the model's MTP module (0: off).
   int64_t speculative_tokens = 0;
-  // --speculative-disable-by-batch-size: no drafts while a step samples more sequences (0: never).
+  // --speculative-disable-by-batch-size: no drafts while more sequences decode (0: never).
   int64_t speculative_disable_by_batch_size = 0;
   int64_t kv_cache_memory_bytes = 0;  // 0 = unset
   int64_t kv_cache_tokens = 0;        // 0 = unset

@@ -116,15 +116,19 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
   }
 
   // Drafts each sampling sequence can use next step: it verifies 1 + d tokens then, all within
-  // max_new_tokens; none while the step samples more sequences than the speculation limit.
-  const bool drafting = options_.speculative_disable_by_batch_size == 0 ||
-                        num_sampling <= options_.speculative_disable_by_batch_size;
+  // max_new_tokens; none while more sequences than the speculation limit go on decoding.
   std::vector<int64_t> wanted(static_cast<size_t>(num_sampling), 0);
-  for (int64_t j = 0; drafting && j < num_sampling; ++j) {
+  int64_t continuing = 0;  // sampling sequences that max_new_tokens does not end this step
+  for (int64_t j = 0; j < num_sampling; ++j) {
     const Sequence& s = *output.sequences[j].sequence;
     const int64_t left_after =
         s.num_tokens_left() - static_cast<int64_t>(output.sequences[j].tokens.size());
     wanted[j] = std::clamp<int64_t>(left_after - 1, 0, options_.speculative_tokens);
+    continuing += left_after > 0 ? 1 : 0;
+  }
+  if (options_.speculative_disable_by_batch_size > 0 &&
+      continuing > options_.speculative_disable_by_batch_size) {
+    std::fill(wanted.begin(), wanted.end(), 0);
   }
 
   // 3. The MTP module over every position computed this step: (hidden at p, token at p + 1).
@@ -136,7 +140,7 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
   ForwardOptions mtp_options;
   mtp_options.mla_form = options_.mla_form;
   std::vector<int64_t> draft_row(static_cast<size_t>(num_sampling), -1);  // row in the pass
-  int64_t draft_rows = 0;
+  int64_t num_draft_rows = 0;
   size_t k = 0;
   for (size_t i = 0; i < n; ++i) {
     const ScheduledSequence& entry = batch.sequences[i];
@@ -152,7 +156,7 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
       for (const SampledToken& t : gained) next.push_back(t.token_id);
       if (wanted[k] >= 1) {
         drafts = true;
-        draft_row[k] = draft_rows++;
+        draft_row[k] = num_draft_rows++;
       }
       ++k;
     } else {
@@ -167,7 +171,7 @@ absl::StatusOr<StepOutput> MtpSpeculator::Execute(const ScheduledBatch& batch) {
     prev_hidden.insert(prev_hidden.end(), hidden_begin, hidden_begin + computed * hidden_size);
   }
   // Every sequence drafting is the default one row each (the shape CUDA graphs are captured for).
-  if (draft_rows == static_cast<int64_t>(n)) mtp_options.logits_per_sequence.clear();
+  if (num_draft_rows == static_cast<int64_t>(n)) mtp_options.logits_per_sequence.clear();
   MOESERVE_ASSIGN_OR_RETURN(ForwardOutput draft,
                             model_.ForwardMtp(std::move(mtp).Build(), prev_hidden, mtp_options));
   std::vector<float> state(static_cast<size_t>(num_sampling * hidden_size));

@@ -13,9 +13,9 @@
 //  3. The MTP module runs over every position whose target KV became valid this step (prefill
 //     chunks included, so its own latent cache stays complete), reading the target's hidden
 //     state at position p and the token at p + 1; a drafting sequence's last row is its first
-//     draft. No sequence drafts while the step samples more than
-//     EngineOptions::speculative_disable_by_batch_size of them: the pass then only writes
-//     latents, and the next step is a plain decode.
+//     draft. No sequence drafts while more than EngineOptions::speculative_disable_by_batch_size
+//     of the step's sampling sequences go on decoding: the pass then only writes latents, and
+//     the next step verifies no drafts.
 //  4. For k > 1 the module drafts on from its own output state and draft, one position per
 //     pass (k - 1 passes), into look-ahead KV slots the scheduler allocated; the next step
 //     overwrites them with the real values.

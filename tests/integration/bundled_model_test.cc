@@ -222,9 +222,15 @@ INSTANTIATE_TEST_SUITE_P(Ranks, BundledModelSpeculativeTest,
                                            std::vector<std::string>{
                                                "--speculative-disable-by-batch-size", "32"}),
                          [](const ::testing::TestParamInfo<std::vector<std::string>>& info) {
-                           if (info.param.empty()) return std::string("OneRank");
-                           return info.param.size() == 2 ? std::string("PauseAbove32")
-                                                         : std::string("TpEp2");
+                           const auto has = [&](const char* flag) {
+                             return std::find(info.param.begin(), info.param.end(), flag) !=
+                                    info.param.end();
+                           };
+                           if (has("--tensor-parallel-size")) return std::string("TpEp2");
+                           if (has("--speculative-disable-by-batch-size")) {
+                             return std::string("PauseAbove32");
+                           }
+                           return std::string("OneRank");
                          });
 
 }  // namespace

@@ -325,9 +325,10 @@ TEST(ServerOptionsTest, SpeculativeDisableByBatchSizeNeedsSpeculation) {
                                    config);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->speculative_disable_by_batch_size, 4);
-  EXPECT_EQ(MakeEngineOptions(Parse({"--model", "m", "--speculative-tokens", "1"}), config)
-                ->speculative_disable_by_batch_size,
-            0);
+  const auto unset =
+      MakeEngineOptions(Parse({"--model", "m", "--speculative-tokens", "1"}), config);
+  ASSERT_TRUE(unset.ok()) << unset.status();
+  EXPECT_EQ(unset->speculative_disable_by_batch_size, 0);
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"--speculative-disable-by-batch-size", "4"},
         std::vector<std::string>{"--speculative-tokens", "1", "--speculative-disable-by-batch-size",

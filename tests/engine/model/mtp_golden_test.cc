@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@
 #include "engine/io/npy.h"
 #include "engine/model/deepseek_model.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/random.h"
 #include "tests/testing/test_checkpoints.h"
 
 namespace moeserve::engine {
@@ -47,7 +49,7 @@ TEST_P(MtpGoldenTest, MtpLogitsMatchOracle) {
   const std::string model_dir =
       param.source_dir != nullptr
           ? std::string(MOESERVE_SOURCE_DIR) + "/" + param.source_dir
-          : testing::TestCheckpointDir(param.preset, param.fp8, 1234, param.mtp_layers);
+          : moeserve::testing::TestCheckpointDir(param.preset, param.fp8, 1234, param.mtp_layers);
   auto model = DeepseekModel::Load(
       model_dir, {.cpu_kernels = param.kernels, .kv_cache_dtype = DType::kF32, .load_mtp = true});
   ASSERT_TRUE(model.ok()) << model.status();
@@ -174,6 +176,62 @@ INSTANTIATE_TEST_SUITE_P(
       }
       return name;
     });
+
+// A pass that asks rows of only some sequences (the others, 0, only write latents: prefill
+// chunks that do not sample yet, sequences that draft nothing) gives those rows bit for bit as
+// the pass with one row each, and leaves the module's cache layer byte for byte the same; with
+// no rows at all, the same cache. On the fast kernels and a BF16 cache, as served.
+TEST(MtpRowsTest, RowsOfSomeSequencesAndTheirLatentsEqualTheFullPass) {
+  auto model = DeepseekModel::Load(moeserve::testing::TestCheckpointDir("tiny-v3", false, 1234),
+                                   {.cpu_kernels = CpuKernels::kFast, .load_mtp = true});
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& config = (*model)->config();
+  testing::TestRng rng(2026);
+  const std::vector<int64_t> lengths = {5, 9, 3};
+  ForwardBatchBuilder main_builder, mtp_builder;
+  for (size_t s = 0; s < lengths.size(); ++s) {
+    std::vector<int32_t> ids(static_cast<size_t>(lengths[s] + 1));
+    for (int32_t& id : ids) id = static_cast<int32_t>(rng.Int(0, config.vocab_size - 1));
+    const std::vector<int32_t> table = {static_cast<int32_t>(s)};
+    main_builder.AddSequence(table, 0, absl::MakeConstSpan(ids).first(lengths[s]));
+    mtp_builder.AddSequence(table, 0, absl::MakeConstSpan(ids).subspan(1));
+  }
+  const ForwardBatch mtp_batch = std::move(mtp_builder).Build();
+  const int64_t blocks = static_cast<int64_t>(lengths.size());
+  KvPages main_pages = (*model)->MakeKvPages(blocks);
+  auto main = (*model)->ForwardWithHidden(std::move(main_builder).Build(), main_pages);
+  ASSERT_TRUE(main.ok()) << main.status();
+
+  const int64_t mtp_layer = config.num_hidden_layers;
+  const auto pass = [&](std::vector<int32_t> rows, KvPages& pages) {
+    return (*model)->ForwardMtp(0, mtp_batch, main->hidden, pages,
+                                ForwardOptions{.logits_per_sequence = std::move(rows)});
+  };
+  const auto same_cache = [&](const KvPages& a, const KvPages& b) {
+    return std::memcmp(a.layer(mtp_layer).data, b.layer(mtp_layer).data,
+                       static_cast<size_t>(a.layer_bytes())) == 0;
+  };
+  KvPages full_pages = (*model)->MakeKvPages(blocks);
+  auto full = pass({}, full_pages);
+  ASSERT_TRUE(full.ok()) << full.status();
+  const int64_t vocab = config.vocab_size, hidden = config.hidden_size;
+  ASSERT_EQ(full->logits.size(), static_cast<size_t>(3 * vocab));
+
+  KvPages some_pages = (*model)->MakeKvPages(blocks);
+  auto some = pass({0, 1, 0}, some_pages);
+  ASSERT_TRUE(some.ok()) << some.status();
+  EXPECT_EQ(some->logits,
+            std::vector<float>(full->logits.begin() + vocab, full->logits.begin() + 2 * vocab));
+  EXPECT_EQ(some->hidden,
+            std::vector<float>(full->hidden.begin() + hidden, full->hidden.begin() + 2 * hidden));
+  EXPECT_TRUE(same_cache(some_pages, full_pages)) << "rows for the middle sequence only";
+
+  KvPages none_pages = (*model)->MakeKvPages(blocks);
+  auto none = pass({0, 0, 0}, none_pages);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->logits.empty());
+  EXPECT_TRUE(same_cache(none_pages, full_pages)) << "no rows";
+}
 
 }  // namespace
 }  // namespace moeserve::engine
