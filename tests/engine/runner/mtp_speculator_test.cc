@@ -158,6 +158,17 @@ TEST_P(SpeculativeGreedyTest, IdenticalToPlainDecodingUnderPressure) {
     std::cout << "k " << k << ": " << spec.stats.speculation.num_accepted_tokens << " of "
               << spec.stats.speculation.num_draft_tokens << " draft tokens accepted, "
               << spec.stats.total_preemptions << " preemptions\n";
+    // Pausing while more than 3 decode toggles drafting on and off under the same pressure.
+    tight.speculative_disable_by_batch_size = 3;
+    const RunResult paused = RunAll(m, tight, requests);
+    ASSERT_EQ(paused.events.size(), requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(Tokens(paused.events[i]), Tokens(reference.events[i]))
+          << "k " << k << " paused above 3, request " << i;
+    }
+    ExpectCountersAddUp(paused.stats.speculation, k);
+    EXPECT_LT(paused.stats.speculation.num_draft_tokens, spec.stats.speculation.num_draft_tokens)
+        << "k " << k;
   }
 }
 
