@@ -100,6 +100,14 @@ std::string Text(const std::vector<TokenEvent>& events) {
   return text;
 }
 
+// Each request of `actual` streamed the tokens it did in `expected`.
+void ExpectSameTokens(const RunResult& actual, const RunResult& expected, const std::string& run) {
+  ASSERT_EQ(actual.events.size(), expected.events.size()) << run;
+  for (size_t i = 0; i < expected.events.size(); ++i) {
+    EXPECT_EQ(Tokens(actual.events[i]), Tokens(expected.events[i])) << run << ", request " << i;
+  }
+}
+
 // Every counter of a speculative run is consistent with the tokens it produced.
 void ExpectCountersAddUp(const SpeculativeStats& s, int64_t k) {
   EXPECT_GT(s.num_drafts, 0);
@@ -161,11 +169,7 @@ TEST_P(SpeculativeGreedyTest, IdenticalToPlainDecodingUnderPressure) {
     // Pausing while more than 3 decode toggles drafting on and off under the same pressure.
     tight.speculative_disable_by_batch_size = 3;
     const RunResult paused = RunAll(m, tight, requests);
-    ASSERT_EQ(paused.events.size(), requests.size());
-    for (size_t i = 0; i < requests.size(); ++i) {
-      EXPECT_EQ(Tokens(paused.events[i]), Tokens(reference.events[i]))
-          << "k " << k << " paused above 3, request " << i;
-    }
+    ExpectSameTokens(paused, reference, absl::StrCat("k ", k, " paused above 3"));
     ExpectCountersAddUp(paused.stats.speculation, k);
     EXPECT_LT(paused.stats.speculation.num_draft_tokens, spec.stats.speculation.num_draft_tokens)
         << "k " << k;
@@ -278,11 +282,8 @@ TEST(SpeculationPauseTest, NoDraftsWhileTheBatchIsLargeThenDraftingResumes) {
   EngineOptions paused_options = always;
   paused_options.speculative_disable_by_batch_size = 2;
   const RunResult paused = RunAll(m, paused_options, requests);
-  ASSERT_EQ(paused.events.size(), requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    EXPECT_EQ(Tokens(paused.events[i]), Tokens(reference.events[i])) << "request " << i;
-    EXPECT_EQ(Tokens(unpaused.events[i]), Tokens(reference.events[i])) << "request " << i;
-  }
+  ExpectSameTokens(paused, reference, "paused above 2");
+  ExpectSameTokens(unpaused, reference, "never paused");
   const SpeculativeStats& p = paused.stats.speculation;
   const SpeculativeStats& u = unpaused.stats.speculation;
   ExpectCountersAddUp(p, 2);
